@@ -1,0 +1,90 @@
+package onnx_test
+
+import (
+	"context"
+	"math"
+	"sync"
+	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/testenv"
+)
+
+var initOnce sync.Once
+
+// startORT loads the ONNX Runtime library once for the package's tests.
+func startORT(t testing.TB) {
+	t.Helper()
+	lib := testenv.ORTLibrary(t)
+	var err error
+	initOnce.Do(func() { err = ort.Init(lib) })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run builds g with the given inputs and outputs and evaluates it.
+func run(t testing.TB, g *onnx.Graph, inputs []string, outputs []string, vals ...ort.Tensor) []ort.Tensor {
+	t.Helper()
+	startORT(t)
+	m, err := g.Model("tokenflow-test", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ort.NewSession(b, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.Run(context.Background(), vals...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// closeTo reports the worst element of got against want with tolerance
+// atol + rtol*|want|.
+func closeTo(t testing.TB, what string, got, want []float32, atol, rtol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	worst, wi := 0.0, -1
+	for i := range got {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		lim := atol + rtol*math.Abs(float64(want[i]))
+		if math.IsNaN(float64(got[i])) || d > lim {
+			if d >= worst || math.IsNaN(d) {
+				worst, wi = d, i
+			}
+		}
+	}
+	if wi >= 0 {
+		t.Errorf("%s: worst at [%d]: got %g, want %g (|diff| %.3g > atol %g + rtol %g*|want|)", what, wi, got[wi], want[wi], worst, atol, rtol)
+	}
+}
+
+func f32(t testing.TB, x ort.Tensor) []float32 {
+	t.Helper()
+	d, err := ort.Data[float32](x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestSmokeAdd(t *testing.T) {
+	g := onnx.NewGraph("add")
+	a := g.Input("a", onnx.Float, onnx.P("n"))
+	b := g.Input("b", onnx.Float, onnx.P("n"))
+	g.Output("y", g.Add(a, g.Mul(b, g.Scalar(2))), onnx.Float, onnx.P("n"))
+	out := run(t, g, []string{"a", "b"}, []string{"y"},
+		ort.New([]int64{3}, []float32{1, 2, 3}), ort.New([]int64{3}, []float32{10, 20, 30}))
+	closeTo(t, "y", f32(t, out[0]), []float32{21, 42, 63}, 0, 0)
+}

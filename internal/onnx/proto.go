@@ -1,0 +1,204 @@
+// Package onnx writes ONNX models (ModelProto protobuf bytes) from Go, and
+// offers a small builder for the operators Stable Diffusion's graphs need.
+// It has no dependency on ONNX Runtime or protobuf libraries: the wire
+// format is written directly (see onnx/onnx.proto for the field numbers).
+package onnx
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// DataType is TensorProto.DataType.
+type DataType int32
+
+const (
+	Float    DataType = 1
+	Uint8    DataType = 2
+	Int8     DataType = 3
+	Int32    DataType = 6
+	Int64    DataType = 7
+	Bool     DataType = 9
+	Float16  DataType = 10
+	Double   DataType = 11
+	BFloat16 DataType = 16
+)
+
+// Size is the element size in bytes.
+func (d DataType) Size() int {
+	switch d {
+	case Uint8, Int8, Bool:
+		return 1
+	case Float16, BFloat16:
+		return 2
+	case Float, Int32:
+		return 4
+	case Int64, Double:
+		return 8
+	}
+	return 0
+}
+
+func (d DataType) String() string {
+	switch d {
+	case Float:
+		return "float32"
+	case Uint8:
+		return "uint8"
+	case Int8:
+		return "int8"
+	case Int32:
+		return "int32"
+	case Int64:
+		return "int64"
+	case Bool:
+		return "bool"
+	case Float16:
+		return "float16"
+	case Double:
+		return "float64"
+	case BFloat16:
+		return "bfloat16"
+	}
+	return "unknown"
+}
+
+// enc appends protobuf wire-format fields.
+type enc struct{ b []byte }
+
+const (
+	wireVarint = 0
+	wireI64    = 1
+	wireBytes  = 2
+	wireI32    = 5
+)
+
+func (e *enc) tag(field, wire int) { e.varint(uint64(field)<<3 | uint64(wire)) }
+
+func (e *enc) varint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+
+func (e *enc) int(field int, v int64) {
+	if v == 0 {
+		return
+	}
+	e.tag(field, wireVarint)
+	e.varint(uint64(v))
+}
+
+func (e *enc) float(field int, v float32) {
+	e.tag(field, wireI32)
+	e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(v))
+}
+
+func (e *enc) bytes(field int, v []byte) {
+	e.tag(field, wireBytes)
+	e.varint(uint64(len(v)))
+	e.b = append(e.b, v...)
+}
+
+func (e *enc) str(field int, v string) {
+	if v == "" {
+		return
+	}
+	e.tag(field, wireBytes)
+	e.varint(uint64(len(v)))
+	e.b = append(e.b, v...)
+}
+
+// msg writes a nested message produced by f.
+func (e *enc) msg(field int, f func(*enc)) {
+	var sub enc
+	f(&sub)
+	e.bytes(field, sub.b)
+}
+
+func (e *enc) packedInts(field int, vs []int64) {
+	if len(vs) == 0 {
+		return
+	}
+	var sub enc
+	for _, v := range vs {
+		sub.varint(uint64(v))
+	}
+	e.bytes(field, sub.b)
+}
+
+func (e *enc) packedFloats(field int, vs []float32) {
+	if len(vs) == 0 {
+		return
+	}
+	b := make([]byte, 0, 4*len(vs))
+	for _, v := range vs {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+	}
+	e.bytes(field, b)
+}
+
+// Field numbers from onnx.proto.
+const (
+	modelIRVersion     = 1
+	modelProducerName  = 2
+	modelProducerVer   = 3
+	modelDocString     = 6
+	modelGraph         = 7
+	modelOpsetImport   = 8
+	modelMetadataProps = 14
+
+	opsetDomain  = 1
+	opsetVersion = 2
+
+	graphNode        = 1
+	graphName        = 2
+	graphInitializer = 5
+	graphInput       = 11
+	graphOutput      = 12
+	graphValueInfo   = 13
+
+	nodeInput     = 1
+	nodeOutput    = 2
+	nodeName      = 3
+	nodeOpType    = 4
+	nodeAttribute = 5
+	nodeDomain    = 7
+
+	attrName    = 1
+	attrF       = 2
+	attrI       = 3
+	attrS       = 4
+	attrT       = 5
+	attrG       = 6
+	attrFloats  = 7
+	attrInts    = 8
+	attrStrings = 9
+	attrType    = 20
+
+	tensorDims         = 1
+	tensorDataType     = 2
+	tensorName         = 8
+	tensorRawData      = 9
+	tensorExternalData = 13
+	tensorDataLocation = 14
+
+	entryKey   = 1
+	entryValue = 2
+
+	valueInfoName = 1
+	valueInfoType = 2
+
+	typeTensor       = 1
+	typeTensorElem   = 1
+	typeTensorShape  = 2
+	shapeDim         = 1
+	dimValue         = 1
+	dimParam         = 2
+	dataLocExternal  = 1
+	attrTypeFloat    = 1
+	attrTypeInt      = 2
+	attrTypeString   = 3
+	attrTypeTensor   = 4
+	attrTypeGraph    = 5
+	attrTypeFloats   = 6
+	attrTypeInts     = 7
+	attrTypeStrings  = 8
+	defaultIRVersion = 8
+)

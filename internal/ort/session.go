@@ -1,0 +1,193 @@
+package ort
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+)
+
+// Device names an execution target.
+type Device string
+
+const (
+	CPU  Device = "cpu"
+	CUDA Device = "cuda"
+)
+
+// ParseDevice checks a --device value.
+func ParseDevice(s string) (Device, error) {
+	switch Device(s) {
+	case CPU, CUDA:
+		return Device(s), nil
+	}
+	return "", fmt.Errorf("--device %q: want cpu or cuda", s)
+}
+
+// SessionOptions configures a session. Inputs and Outputs name the graph's
+// inputs and outputs in the order Run takes and returns them.
+type SessionOptions struct {
+	Device   Device // "" means CPU
+	DeviceID int
+	Threads  int // intra-op threads; 0 lets ONNX Runtime choose
+	Inputs   []string
+	Outputs  []string
+	// Config holds extra session configuration entries
+	// (e.g. "session.disable_prepacking": "1").
+	Config map[string]string
+}
+
+// Session is a loaded graph ready to run.
+type Session struct {
+	s       *ortgo.DynamicAdvancedSession
+	inputs  []string
+	outputs []string
+}
+
+// ErrCanceled is returned by Run when its context ends mid-call.
+var ErrCanceled = errors.New("run canceled")
+
+// NewSession loads a serialized ModelProto.
+func NewSession(model []byte, o SessionOptions) (*Session, error) {
+	return newSession(o, func(so *ortgo.SessionOptions) (*ortgo.DynamicAdvancedSession, error) {
+		return ortgo.NewDynamicAdvancedSessionWithONNXData(model, o.Inputs, o.Outputs, so)
+	})
+}
+
+// NewSessionFromFile loads a model file; external data is resolved relative
+// to the file's folder.
+func NewSessionFromFile(path string, o SessionOptions) (*Session, error) {
+	s, err := newSession(o, func(so *ortgo.SessionOptions) (*ortgo.DynamicAdvancedSession, error) {
+		return ortgo.NewDynamicAdvancedSession(path, o.Inputs, o.Outputs, so)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.DynamicAdvancedSession, error)) (*Session, error) {
+	if !ortgo.IsInitialized() {
+		return nil, fmt.Errorf("ONNX Runtime is not initialised: call ort.Init first")
+	}
+	if len(o.Inputs) == 0 || len(o.Outputs) == 0 {
+		return nil, fmt.Errorf("session needs input and output names")
+	}
+	so, err := ortgo.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("session options: %s", oneLine(err))
+	}
+	defer so.Destroy()
+	if o.Threads > 0 {
+		if err := so.SetIntraOpNumThreads(o.Threads); err != nil {
+			return nil, fmt.Errorf("set threads: %s", oneLine(err))
+		}
+		if err := so.SetInterOpNumThreads(1); err != nil {
+			return nil, fmt.Errorf("set threads: %s", oneLine(err))
+		}
+	}
+	for k, v := range o.Config {
+		if err := so.AddSessionConfigEntry(k, v); err != nil {
+			return nil, fmt.Errorf("session config %s=%s: %s", k, v, oneLine(err))
+		}
+	}
+	switch o.Device {
+	case "", CPU:
+	case CUDA:
+		if err := appendCUDA(so, o.DeviceID); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown device %q", o.Device)
+	}
+	s, err := create(so)
+	if err != nil {
+		return nil, fmt.Errorf("create session: %s", oneLine(err))
+	}
+	return &Session{s: s, inputs: o.Inputs, outputs: o.Outputs}, nil
+}
+
+// Close releases the session.
+func (s *Session) Close() error {
+	if s == nil || s.s == nil {
+		return nil
+	}
+	err := s.s.Destroy()
+	s.s = nil
+	return err
+}
+
+// Inputs and Outputs are the names the session was created with.
+func (s *Session) Inputs() []string  { return s.inputs }
+func (s *Session) Outputs() []string { return s.outputs }
+
+// Run evaluates the graph on inputs (in Inputs order) and returns the outputs
+// (in Outputs order). When ctx ends during the call, ONNX Runtime is asked to
+// stop and Run returns an error wrapping ErrCanceled.
+func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
+	if len(inputs) != len(s.inputs) {
+		return nil, fmt.Errorf("run: %d inputs given, graph takes %d (%v)", len(inputs), len(s.inputs), s.inputs)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCanceled, err)
+	}
+	ins := make([]ortgo.Value, len(inputs))
+	defer func() {
+		for _, v := range ins {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	for i, t := range inputs {
+		v, err := t.value()
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", s.inputs[i], err)
+		}
+		ins[i] = v
+	}
+	outs := make([]ortgo.Value, len(s.outputs))
+	ro, err := ortgo.NewRunOptions()
+	if err != nil {
+		return nil, fmt.Errorf("run options: %s", oneLine(err))
+	}
+	defer ro.Destroy()
+	stop := context.AfterFunc(ctx, func() { ro.Terminate() })
+	start := time.Now()
+	err = s.s.RunWithOptions(ins, outs, ro)
+	runNanos.Add(int64(time.Since(start)))
+	runCalls.Add(1)
+	stop()
+	if err != nil {
+		for _, v := range outs {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
+		}
+		return nil, fmt.Errorf("run: %s", oneLine(err))
+	}
+	result := make([]Tensor, len(outs))
+	for i, v := range outs {
+		t, err := fromValue(v)
+		v.Destroy()
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", s.outputs[i], err)
+		}
+		result[i] = t
+	}
+	return result, nil
+}
+
+var runNanos, runCalls atomic.Int64
+
+// Stats reports the time spent inside ONNX Runtime's Run and the number of
+// calls since the process started, for the "share outside ORT" figures.
+func Stats() (inRun time.Duration, calls int64) {
+	return time.Duration(runNanos.Load()), runCalls.Load()
+}

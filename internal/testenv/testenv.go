@@ -1,0 +1,77 @@
+// Package testenv decides what a test does when the real runtime it needs
+// (ffmpeg, ONNX Runtime) is missing: skip with a reason when run by hand, fail
+// under `make test`, which sets TOKENFLOW_REQUIRE_RUNTIME=1 after installing
+// both, so CI can never pass by skipping.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// RequireVar is the environment variable that turns "runtime missing" skips
+// into failures.
+const RequireVar = "TOKENFLOW_REQUIRE_RUNTIME"
+
+// Required reports whether missing runtimes must fail tests.
+func Required() bool { return os.Getenv(RequireVar) == "1" }
+
+// Missing skips t, or fails it when the runtime is required.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("%s is missing and %s=1: `make test` installs it", what, RequireVar)
+	}
+	t.Skipf("%s is missing (run `make test` to install it)", what)
+}
+
+// FFmpeg makes sure ffmpeg and ffprobe are on PATH.
+func FFmpeg(t testing.TB) {
+	t.Helper()
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			Missing(t, tool)
+		}
+	}
+}
+
+// ORTLibrary returns the ONNX Runtime shared library to load in tests:
+// $ONNXRUNTIME_LIB, else the Makefile's install folder (.ort/ at the module
+// root, found by walking up from the test's working directory).
+func ORTLibrary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("ONNXRUNTIME_LIB"); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		Missing(t, "ONNX Runtime library "+p+" (from $ONNXRUNTIME_LIB)")
+	}
+	if root := ModuleRoot(); root != "" {
+		p := filepath.Join(root, ".ort", "lib", "libonnxruntime.so.1")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	Missing(t, "ONNX Runtime library")
+	return ""
+}
+
+// ModuleRoot is the folder holding go.mod above the working directory, or "".
+func ModuleRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
