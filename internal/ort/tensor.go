@@ -77,6 +77,18 @@ func (t Tensor) value() (ortgo.Value, error) {
 }
 
 func newValue[T ortgo.TensorData](shape ortgo.Shape, d []T) (ortgo.Value, error) {
+	if len(shape) == 0 {
+		// onnxruntime_go refuses rank-0 shapes in NewTensor; scalars have
+		// their own constructor.
+		if len(d) < 1 {
+			return nil, fmt.Errorf("scalar tensor has no element")
+		}
+		v, err := ortgo.NewScalar(d[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s", oneLine(err))
+		}
+		return v, nil
+	}
 	if int64(len(d)) < shape.FlattenedSize() {
 		return nil, fmt.Errorf("shape %v needs %d elements, have %d", []int64(shape), shape.FlattenedSize(), len(d))
 	}

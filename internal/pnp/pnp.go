@@ -1,0 +1,155 @@
+// Package pnp holds the Plug-and-Play injection schedules of a TokenFlow edit:
+// at which timesteps, and in which UNet layers, the edited branches (uncond
+// and cond) take features from the source branch.
+//
+// References: Tumanyan et al., "Plug-and-Play Diffusion Features for
+// Text-Driven Image-to-Image Translation" (CVPR 2023), and the official
+// TokenFlow code (omerbt/TokenFlow): run_tokenflow_pnp.py
+// (TokenFlow.edit_video, TokenFlow.init_method) and tokenflow_utils.py
+// (register_extended_attention_pnp, register_conv_injection, register_time).
+//
+// Notation:
+//
+//	ts        editing timesteps in sampling order (descending), from the
+//	          DDIM scheduler's set_timesteps(T)
+//	T         len(ts), the number of editing steps
+//	a         pnp_attn_t (--pnp-attn), in [0, 1]
+//	f         pnp_f_t (--pnp-conv), in [0, 1]
+//	QKSteps   ts[:int(T*a)]: timesteps with query/key injection
+//	ConvSteps ts[:int(T*f)]: timesteps with feature (conv) injection
+//	t         the timestep being denoised
+//
+// Two kinds of injection:
+//
+//   - query/key: in the self-attention attn1 of the layers in QKLayers, the
+//     uncond and cond branches use the source branch's queries and keys
+//     (frame for frame); values stay their own. Keyframe pass only: the
+//     propagation passes do not evaluate attn1.
+//   - feature: in the resnet ConvLayers, the residual branch's output (after
+//     conv2, before the shortcut is added) of uncond and cond is replaced by
+//     the source branch's. Every pass, keyframe and propagation alike.
+//
+// The official code also injects whenever t == 1000, whatever the schedules
+// say, and then in every attn1 of the UNet, not just those in QKLayers: each
+// attn1 gets an injection schedule (empty outside QKLayers) and the test is
+// "t in schedule or t == 1000". QKAt reproduces that. In practice t == 1000
+// does not occur: only a 1000-step 'leading' schedule with steps_offset 1
+// reaches it, and that schedule also indexes alphas_cumprod[1000], one past
+// the end of the 1000 training steps.
+package pnp
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// AlwaysOn is the timestep at which the official code injects regardless of
+// the schedules.
+const AlwaysOn = 1000
+
+// QKLayers are the self-attention modules, by diffusers module path, whose
+// queries and keys are injected at QKSteps: the decoder's transformer blocks
+// except the first one at the lowest resolution (official res_dict
+// {1: [1, 2], 2: [0, 1, 2], 3: [0, 1, 2]}, transformer_blocks[0] only).
+var QKLayers = []string{
+	"up_blocks.1.attentions.1.transformer_blocks.0.attn1",
+	"up_blocks.1.attentions.2.transformer_blocks.0.attn1",
+	"up_blocks.2.attentions.0.transformer_blocks.0.attn1",
+	"up_blocks.2.attentions.1.transformer_blocks.0.attn1",
+	"up_blocks.2.attentions.2.transformer_blocks.0.attn1",
+	"up_blocks.3.attentions.0.transformer_blocks.0.attn1",
+	"up_blocks.3.attentions.1.transformer_blocks.0.attn1",
+	"up_blocks.3.attentions.2.transformer_blocks.0.attn1",
+}
+
+// ConvLayers are the resnet modules, by diffusers module path, whose conv2
+// output is injected at ConvSteps (official: unet.up_blocks[1].resnets[1]).
+var ConvLayers = []string{
+	"up_blocks.1.resnets.1",
+}
+
+// QKLayer reports whether path (e.g.
+// "up_blocks.1.attentions.1.transformer_blocks.0.attn1") is in QKLayers.
+func QKLayer(path string) bool { return slices.Contains(QKLayers, path) }
+
+// ConvLayer reports whether path (e.g. "up_blocks.1.resnets.1") is in
+// ConvLayers.
+func ConvLayer(path string) bool { return slices.Contains(ConvLayers, path) }
+
+// Schedule says at which timesteps each injection is on.
+type Schedule struct {
+	// QKSteps are the timesteps with query/key injection: ts[:int(T*a)].
+	QKSteps []int
+	// ConvSteps are the timesteps with feature injection: ts[:int(T*f)].
+	ConvSteps []int
+}
+
+// NewSchedule builds the injection schedule for the editing timesteps ts
+// (in sampling order), attnT = pnp_attn_t and convT = pnp_f_t.
+//
+// Steps:
+//  1. Validate a and f: each in [0, 1] (NaN rejected).
+//  2. k_qk = int(T*a), k_conv = int(T*f): the product in float64, then
+//     truncation toward zero, exactly as Python's int(n_timesteps * pnp_attn_t)
+//     (so T=50, a=0.58 gives int(28.999999999999996) = 28).
+//  3. QKSteps = ts[:k_qk], ConvSteps = ts[:k_conv] (copies).
+func NewSchedule(ts []int, attnT, convT float64) (Schedule, error) {
+	// 1. Validate.
+	if err := checkFraction("--pnp-attn", attnT); err != nil {
+		return Schedule{}, err
+	}
+	if err := checkFraction("--pnp-conv", convT); err != nil {
+		return Schedule{}, err
+	}
+	// 2. Number of injected steps.
+	kQK := prefixLen(len(ts), attnT)
+	kConv := prefixLen(len(ts), convT)
+	// 3. The leading timesteps.
+	return Schedule{
+		QKSteps:   append([]int{}, ts[:kQK]...),
+		ConvSteps: append([]int{}, ts[:kConv]...),
+	}, nil
+}
+
+// checkFraction returns an error naming flag unless 0 <= x <= 1.
+func checkFraction(flag string, x float64) error {
+	if !(x >= 0 && x <= 1) {
+		return fmt.Errorf("%s: must be between 0 and 1, got %v", flag, x)
+	}
+	return nil
+}
+
+// prefixLen is Python's int(T * x) for 0 <= x <= 1: float64 product,
+// truncated. The result is within [0, T].
+func prefixLen(T int, x float64) int {
+	return int(math.Trunc(float64(T) * x))
+}
+
+// QK reports whether query/key injection is on at timestep t in the layers of
+// QKLayers: t is in QKSteps, or t == 1000.
+func (s Schedule) QK(t int) bool { return t == AlwaysOn || slices.Contains(s.QKSteps, t) }
+
+// Conv reports whether feature injection is on at timestep t in the layers of
+// ConvLayers: t is in ConvSteps, or t == 1000.
+func (s Schedule) Conv(t int) bool { return t == AlwaysOn || slices.Contains(s.ConvSteps, t) }
+
+// QKAt reports whether the self-attention at module path injects queries and
+// keys at timestep t, as the official code does:
+//  1. a layer of QKLayers injects when QK(t);
+//  2. any other self-attention (a path ending in ".attn1") injects only at
+//     t == 1000;
+//  3. nothing else injects.
+func (s Schedule) QKAt(t int, path string) bool {
+	if QKLayer(path) {
+		return s.QK(t)
+	}
+	return t == AlwaysOn && strings.HasSuffix(path, ".attn1")
+}
+
+// ConvAt reports whether the resnet at module path has its conv2 output
+// injected at timestep t: a layer of ConvLayers when Conv(t).
+func (s Schedule) ConvAt(t int, path string) bool {
+	return ConvLayer(path) && s.Conv(t)
+}

@@ -1,0 +1,234 @@
+package pnp
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"testing"
+)
+
+// leading returns DDIM 'leading' timesteps with steps_offset 1, descending:
+// t_i = (T-1-i)*(1000/T) + 1 (MANIFEST, "Timesteps / scheduler").
+func leading(T int) []int {
+	ts := make([]int, T)
+	for i := range ts {
+		ts[i] = (T-1-i)*(1000/T) + 1
+	}
+	return ts
+}
+
+func TestNewSchedule(t *testing.T) {
+	ts10 := leading(10) // [901 801 ... 1], the conformance fixture's
+	ts50 := leading(50) // [981 961 ... 1]
+	tests := []struct {
+		name         string
+		ts           []int
+		attnT, convT float64
+		wantQK       []int
+		wantConv     []int
+	}{
+		{
+			// tokenflow_inv10: edit.qk_injection_timesteps and
+			// edit.conv_injection_timesteps.
+			name: "fixture T=10", ts: ts10, attnT: 0.5, convT: 0.8,
+			wantQK:   []int{901, 801, 701, 601, 501},
+			wantConv: []int{901, 801, 701, 601, 501, 401, 301, 201},
+		},
+		{
+			// Official defaults: int(50*0.5) = 25, int(50*0.8) = 40.
+			name: "defaults T=50", ts: ts50, attnT: 0.5, convT: 0.8,
+			wantQK: ts50[:25], wantConv: ts50[:40],
+		},
+		{
+			// float64 product then truncation: 50*0.58 = 28.999999999999996
+			// in IEEE double, and Python's int() gives 28, not 29.
+			name: "truncation like Python", ts: ts50, attnT: 0.58, convT: 0.7,
+			wantQK: ts50[:28], wantConv: ts50[:35],
+		},
+		{
+			// 10*0.7 and 10*0.3 round to exactly 7.0 and 3.0 in double.
+			name: "exact products", ts: ts10, attnT: 0.7, convT: 0.3,
+			wantQK: ts10[:7], wantConv: ts10[:3],
+		},
+		{name: "off", ts: ts10, attnT: 0, convT: 0, wantQK: []int{}, wantConv: []int{}},
+		{name: "all", ts: ts10, attnT: 1, convT: 1, wantQK: ts10, wantConv: ts10},
+		{name: "below one step", ts: ts10, attnT: 0.09, convT: 0.1, wantQK: []int{}, wantConv: []int{901}},
+		{name: "no timesteps", ts: nil, attnT: 0.5, convT: 0.8, wantQK: []int{}, wantConv: []int{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NewSchedule(tt.ts, tt.attnT, tt.convT)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.QKSteps, tt.wantQK) {
+				t.Errorf("QKSteps mismatch (-want +got):\n-%v\n+%v", tt.wantQK, got.QKSteps)
+			}
+			if !reflect.DeepEqual(got.ConvSteps, tt.wantConv) {
+				t.Errorf("ConvSteps mismatch (-want +got):\n-%v\n+%v", tt.wantConv, got.ConvSteps)
+			}
+		})
+	}
+}
+
+func TestNewScheduleCopies(t *testing.T) {
+	ts := leading(10)
+	s, err := NewSchedule(ts, 0.5, 0.8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts[0] = 7
+	if s.QKSteps[0] != 901 || s.ConvSteps[0] != 901 {
+		t.Errorf("schedule follows the caller's slice: QKSteps[0] = %d, ConvSteps[0] = %d, want 901", s.QKSteps[0], s.ConvSteps[0])
+	}
+}
+
+func TestNewScheduleErrors(t *testing.T) {
+	tests := []struct {
+		attnT, convT float64
+		wantErr      string
+	}{
+		{attnT: -0.1, convT: 0.8, wantErr: "--pnp-attn: must be between 0 and 1, got -0.1"},
+		{attnT: 1.5, convT: 0.8, wantErr: "--pnp-attn: must be between 0 and 1, got 1.5"},
+		{attnT: math.NaN(), convT: 0.8, wantErr: "--pnp-attn: must be between 0 and 1, got NaN"},
+		{attnT: 0.5, convT: 2, wantErr: "--pnp-conv: must be between 0 and 1, got 2"},
+		{attnT: 0.5, convT: math.Inf(1), wantErr: "--pnp-conv: must be between 0 and 1, got +Inf"},
+		{attnT: 0.5, convT: -1e-9, wantErr: "--pnp-conv: must be between 0 and 1, got -1e-09"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.attnT, tt.convT), func(t *testing.T) {
+			_, err := NewSchedule(leading(10), tt.attnT, tt.convT)
+			if err == nil || err.Error() != tt.wantErr {
+				t.Fatalf("NewSchedule(_, %v, %v) error mismatch (-want +got):\n-%s\n+%v", tt.attnT, tt.convT, tt.wantErr, err)
+			}
+		})
+	}
+}
+
+func TestScheduleSwitches(t *testing.T) {
+	s, err := NewSchedule(leading(10), 0.5, 0.8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		t              int
+		wantQK, wantCv bool
+	}{
+		{t: 901, wantQK: true, wantCv: true},
+		{t: 501, wantQK: true, wantCv: true},
+		{t: 401, wantQK: false, wantCv: true},
+		{t: 201, wantQK: false, wantCv: true},
+		{t: 101, wantQK: false, wantCv: false},
+		{t: 1, wantQK: false, wantCv: false},
+		{t: 500, wantQK: false, wantCv: false}, // not a timestep of the schedule
+		{t: 1000, wantQK: true, wantCv: true},  // official: always on at 1000
+		{t: 0, wantQK: false, wantCv: false},
+	}
+	for _, tt := range tests {
+		if got := s.QK(tt.t); got != tt.wantQK {
+			t.Errorf("QK(%d) mismatch (-want +got):\n-%v\n+%v", tt.t, tt.wantQK, got)
+		}
+		if got := s.Conv(tt.t); got != tt.wantCv {
+			t.Errorf("Conv(%d) mismatch (-want +got):\n-%v\n+%v", tt.t, tt.wantCv, got)
+		}
+	}
+	var off Schedule
+	if off.QK(901) || off.Conv(901) {
+		t.Errorf("zero Schedule injects at 901")
+	}
+	if !off.QK(1000) || !off.Conv(1000) {
+		t.Errorf("zero Schedule does not inject at 1000")
+	}
+}
+
+// TestQKLayersFromResDict expands the official res_dict
+// {1: [1, 2], 2: [0, 1, 2], 3: [0, 1, 2]} of register_extended_attention_pnp.
+func TestQKLayersFromResDict(t *testing.T) {
+	resDict := []struct {
+		res    int
+		blocks []int
+	}{{1, []int{1, 2}}, {2, []int{0, 1, 2}}, {3, []int{0, 1, 2}}}
+	var want []string
+	for _, r := range resDict {
+		for _, b := range r.blocks {
+			want = append(want, fmt.Sprintf("up_blocks.%d.attentions.%d.transformer_blocks.0.attn1", r.res, b))
+		}
+	}
+	if !reflect.DeepEqual(QKLayers, want) {
+		t.Errorf("QKLayers mismatch (-want +got):\n-%v\n+%v", want, QKLayers)
+	}
+	if want := []string{"up_blocks.1.resnets.1"}; !reflect.DeepEqual(ConvLayers, want) {
+		t.Errorf("ConvLayers mismatch (-want +got):\n-%v\n+%v", want, ConvLayers)
+	}
+}
+
+func TestLayerPredicates(t *testing.T) {
+	tests := []struct {
+		path             string
+		wantQK, wantConv bool
+	}{
+		{path: "up_blocks.1.attentions.1.transformer_blocks.0.attn1", wantQK: true},
+		{path: "up_blocks.1.attentions.2.transformer_blocks.0.attn1", wantQK: true},
+		{path: "up_blocks.2.attentions.0.transformer_blocks.0.attn1", wantQK: true},
+		{path: "up_blocks.3.attentions.2.transformer_blocks.0.attn1", wantQK: true},
+		// The first decoder block at the lowest resolution is left out.
+		{path: "up_blocks.1.attentions.0.transformer_blocks.0.attn1"},
+		{path: "up_blocks.1.attentions.1.transformer_blocks.0.attn2"},
+		{path: "up_blocks.1.attentions.1.transformer_blocks.1.attn1"},
+		{path: "up_blocks.1.attentions.1.transformer_blocks.0.attn1.to_q"},
+		{path: "down_blocks.0.attentions.0.transformer_blocks.0.attn1"},
+		{path: "mid_block.attentions.0.transformer_blocks.0.attn1"},
+		{path: "up_blocks.1.resnets.1", wantConv: true},
+		{path: "up_blocks.1.resnets.0"},
+		{path: "up_blocks.1.resnets.1.conv2"},
+		{path: "up_blocks.2.resnets.1"},
+		{path: ""},
+	}
+	for _, tt := range tests {
+		if got := QKLayer(tt.path); got != tt.wantQK {
+			t.Errorf("QKLayer(%q) mismatch (-want +got):\n-%v\n+%v", tt.path, tt.wantQK, got)
+		}
+		if got := ConvLayer(tt.path); got != tt.wantConv {
+			t.Errorf("ConvLayer(%q) mismatch (-want +got):\n-%v\n+%v", tt.path, tt.wantConv, got)
+		}
+	}
+}
+
+func TestAt(t *testing.T) {
+	s, err := NewSchedule(leading(10), 0.5, 0.8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		injected = "up_blocks.2.attentions.1.transformer_blocks.0.attn1"
+		plain    = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
+		cross    = "up_blocks.2.attentions.1.transformer_blocks.0.attn2"
+		conv     = "up_blocks.1.resnets.1"
+	)
+	tests := []struct {
+		t              int
+		path           string
+		wantQK, wantCv bool
+	}{
+		{t: 901, path: injected, wantQK: true},
+		{t: 401, path: injected},
+		{t: 901, path: plain},
+		{t: 901, path: conv, wantCv: true},
+		{t: 201, path: conv, wantCv: true},
+		{t: 101, path: conv},
+		{t: 901, path: cross},
+		// At t == 1000 the official code injects in every attn1.
+		{t: 1000, path: injected, wantQK: true},
+		{t: 1000, path: plain, wantQK: true},
+		{t: 1000, path: cross},
+		{t: 1000, path: conv, wantCv: true},
+	}
+	for _, tt := range tests {
+		if got := s.QKAt(tt.t, tt.path); got != tt.wantQK {
+			t.Errorf("QKAt(%d, %q) mismatch (-want +got):\n-%v\n+%v", tt.t, tt.path, tt.wantQK, got)
+		}
+		if got := s.ConvAt(tt.t, tt.path); got != tt.wantCv {
+			t.Errorf("ConvAt(%d, %q) mismatch (-want +got):\n-%v\n+%v", tt.t, tt.path, tt.wantCv, got)
+		}
+	}
+}

@@ -1,0 +1,234 @@
+// Package models writes Stable Diffusion's networks (UNet, VAE, CLIP text
+// encoder) as ONNX graphs, from a diffusers checkpoint's config.json files and
+// safetensors weights. Architecture code follows diffusers' module tree: a
+// block's weights are found under its diffusers module path.
+package models
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/safetensors"
+)
+
+// Weights is one component's weight files (e.g. unet/*.safetensors), handed
+// out to graph builders as initializers. The first problem met (a missing
+// tensor, a wrong shape) is kept and reported by Err: builders add nodes
+// without checking errors at every step.
+type Weights struct {
+	Component string // "unet", "vae", "text_encoder": used in errors
+	files     []*safetensors.File
+	owner     map[string]*safetensors.File
+	// Type is the element type of the weights in the graph (Float, or
+	// Float16 for fp16 graphs).
+	Type  onnx.DataType
+	added map[*onnx.Graph]map[string]onnx.Value
+	err   error
+}
+
+// OpenWeights opens the safetensors files of a component folder.
+func OpenWeights(component string, paths []string, t onnx.DataType) (*Weights, error) {
+	w := &Weights{Component: component, owner: map[string]*safetensors.File{}, Type: t, added: map[*onnx.Graph]map[string]onnx.Value{}}
+	for _, p := range paths {
+		f, err := safetensors.Open(p)
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("%s weights: %w", component, err)
+		}
+		w.files = append(w.files, f)
+		for _, name := range f.Names() {
+			if prev, dup := w.owner[name]; dup {
+				w.Close()
+				return nil, fmt.Errorf("%s weights: tensor %q is in both %s and %s", component, name, prev.Path(), p)
+			}
+			w.owner[name] = f
+		}
+	}
+	return w, nil
+}
+
+// Close releases the files.
+func (w *Weights) Close() error {
+	for _, f := range w.files {
+		f.Close()
+	}
+	w.files = nil
+	return nil
+}
+
+// Err is the first weight problem met while building.
+func (w *Weights) Err() error { return w.err }
+
+func (w *Weights) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// Has reports whether the checkpoint holds a tensor.
+func (w *Weights) Has(name string) bool { _, ok := w.owner[name]; return ok }
+
+// Files are the paths of the component's weight files.
+func (w *Weights) Files() []string {
+	var out []string
+	for _, f := range w.files {
+		out = append(out, f.Path())
+	}
+	return out
+}
+
+// Info describes a tensor, for architecture probes (e.g. conv vs linear).
+func (w *Weights) Info(name string) (safetensors.TensorInfo, bool) {
+	f, ok := w.owner[name]
+	if !ok {
+		return safetensors.TensorInfo{}, false
+	}
+	return f.Tensor(name), true
+}
+
+// Names lists every tensor name, sorted.
+func (w *Weights) Names() []string {
+	names := make([]string, 0, len(w.owner))
+	for n := range w.owner {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// param adds tensor name to g as an initializer of element type t (Float or
+// Float16) and the given shape. Float32 weights wanted as float32 stay in
+// the user's file (external data: no copy); anything else is converted.
+func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int64) onnx.Value {
+	key := name + "#" + t.String()
+	if v, ok := w.added[g][key]; ok {
+		return v
+	}
+	f, ok := w.owner[name]
+	if !ok {
+		w.fail(fmt.Errorf("%s: missing weight tensor %q", w.where(), name))
+		return w.placeholder(g, key, t, shape)
+	}
+	info := f.Tensor(name)
+	if !sameShape(info.Shape, shape) {
+		w.fail(fmt.Errorf("%s: tensor %q has shape %v, the config implies %v", f.Path(), name, info.Shape, shape))
+		return w.placeholder(g, key, t, shape)
+	}
+	tp := &onnx.Tensor{Name: name, Type: t, Dims: shape}
+	switch {
+	case t == onnx.Float && info.DType == safetensors.F32,
+		t == onnx.Float16 && info.DType == safetensors.F16:
+		tp.External = &onnx.External{Location: filepath.Base(f.Path()), File: f.Path(), Offset: info.Offset, Length: info.Length}
+	case t == onnx.Float:
+		v, err := f.Float32(name)
+		if err != nil {
+			w.fail(err)
+			return w.placeholder(g, key, t, shape)
+		}
+		tp.Raw = float32Bytes(v)
+	case t == onnx.Float16:
+		v, err := f.Float16(name)
+		if err != nil {
+			w.fail(err)
+			return w.placeholder(g, key, t, shape)
+		}
+		tp.Raw = uint16Bytes(v)
+	default:
+		w.fail(fmt.Errorf("%s: tensor %q: cannot give %s weights", w.where(), name, t))
+		return w.placeholder(g, key, t, shape)
+	}
+	v := g.Initializer(tp)
+	w.remember(g, key, v)
+	return v
+}
+
+func (w *Weights) where() string {
+	if len(w.files) == 1 {
+		return w.files[0].Path()
+	}
+	return w.Component + " weights"
+}
+
+// placeholder keeps the graph well formed after an error (Err reports it).
+func (w *Weights) placeholder(g *onnx.Graph, key string, t onnx.DataType, shape []int64) onnx.Value {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	v := g.Initializer(&onnx.Tensor{Name: "missing:" + key, Type: t, Dims: shape, Raw: make([]byte, n*int64(t.Size()))})
+	w.remember(g, key, v)
+	return v
+}
+
+func (w *Weights) remember(g *onnx.Graph, key string, v onnx.Value) {
+	if w.added[g] == nil {
+		w.added[g] = map[string]onnx.Value{}
+	}
+	w.added[g][key] = v
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Scope is a position in the module tree: weight names come from it, never
+// from string glue in architecture code (STYLE.md 2).
+type Scope struct {
+	w    *Weights
+	path string
+}
+
+// Root is the scope of a component's top module, under prefix (e.g.
+// "text_model" for CLIP, "" for the UNet).
+func (w *Weights) Root(prefix string) Scope { return Scope{w: w, path: prefix} }
+
+// Sub descends into a named child module.
+func (s Scope) Sub(name string) Scope {
+	if s.path == "" {
+		return Scope{w: s.w, path: name}
+	}
+	return Scope{w: s.w, path: s.path + "." + name}
+}
+
+// Index descends into element i of a ModuleList.
+func (s Scope) Index(i int) Scope { return s.Sub(strconv.Itoa(i)) }
+
+// Path is the module path, e.g. "down_blocks.0.attentions.1".
+func (s Scope) Path() string { return s.path }
+
+// Name is the full name of one of the module's tensors.
+func (s Scope) Name(tensor string) string { return s.Sub(tensor).path }
+
+// Has reports whether the module has the tensor.
+func (s Scope) Has(tensor string) bool { return s.w.Has(s.Name(tensor)) }
+
+// Param is one of the module's weights in the graph's weight type.
+func (s Scope) Param(g *onnx.Graph, tensor string, shape ...int64) onnx.Value {
+	return s.w.param(g, s.Name(tensor), s.w.Type, shape)
+}
+
+// ParamF32 is one of the module's weights as float32 (normalisation
+// parameters, which fp16 graphs keep in float32).
+func (s Scope) ParamF32(g *onnx.Graph, tensor string, shape ...int64) onnx.Value {
+	return s.w.param(g, s.Name(tensor), onnx.Float, shape)
+}
+
+// Weights is the scope's weight set.
+func (s Scope) Weights() *Weights { return s.w }
+
+// trimPrefix strips a "prefix." from a module path.
+func trimPrefix(path, prefix string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(path, prefix), ".")
+}
