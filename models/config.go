@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 )
 
 // ErrUnsupported marks a checkpoint whose architecture the builders do not
@@ -61,12 +62,20 @@ func readConfig(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return fmt.Errorf("%s: field %s: want %s, have %s", path, te.Field, te.Type, te.Value)
-		}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
 		return fmt.Errorf("%s: not a valid config.json: %v", path, err)
+	}
+	// Decode field by field so that a bad value names its field.
+	for _, k := range sortedKeys(fields) {
+		one, _ := json.Marshal(map[string]json.RawMessage{k: fields[k]})
+		if err := json.Unmarshal(one, v); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return fieldError(path, k, "want %s, have %s", te.Type, te.Value)
+			}
+			return fieldError(path, k, "%v", err)
+		}
 	}
 	return nil
 }
@@ -94,4 +103,13 @@ func allPositive(path, field string, vs []int) error {
 		}
 	}
 	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -28,7 +28,21 @@ type Weights struct {
 	Type  onnx.DataType
 	added map[*onnx.Graph]map[string]onnx.Value
 	err   error
+	// recorded, when not nil, makes the set a recorder: every tensor a
+	// builder asks for is noted with its shape instead of read.
+	recorded map[string][]int64
 }
+
+// RecordShapes is a weight set with no files that records the name and
+// shape of every tensor a builder asks for: the parameter list of an
+// architecture, used to write random-weight checkpoints for benchmarks.
+func RecordShapes(component string) *Weights {
+	return &Weights{Component: component, owner: map[string]*safetensors.File{}, Type: onnx.Float,
+		added: map[*onnx.Graph]map[string]onnx.Value{}, recorded: map[string][]int64{}}
+}
+
+// Recorded returns the recorded tensor shapes by name.
+func (w *Weights) Recorded() map[string][]int64 { return w.recorded }
 
 // OpenWeights opens the safetensors files of a component folder.
 func OpenWeights(component string, paths []string, t onnx.DataType) (*Weights, error) {
@@ -70,7 +84,10 @@ func (w *Weights) fail(err error) {
 }
 
 // Has reports whether the checkpoint holds a tensor.
-func (w *Weights) Has(name string) bool { _, ok := w.owner[name]; return ok }
+func (w *Weights) Has(name string) bool {
+	_, ok := w.owner[name]
+	return ok
+}
 
 // Files are the paths of the component's weight files.
 func (w *Weights) Files() []string {
@@ -106,6 +123,12 @@ func (w *Weights) Names() []string {
 func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int64) onnx.Value {
 	key := name + "#" + t.String()
 	if v, ok := w.added[g][key]; ok {
+		return v
+	}
+	if w.recorded != nil {
+		w.recorded[name] = append([]int64(nil), shape...)
+		v := g.Initializer(&onnx.Tensor{Name: name, Type: t, Dims: shape})
+		w.remember(g, key, v)
 		return v
 	}
 	f, ok := w.owner[name]
