@@ -114,7 +114,7 @@ func (f FeedForward) Build(g *onnx.Graph, s Scope, x onnx.Value) onnx.Value {
 	inner := 4 * f.Dim
 	h := linear(g, s.Sub("net").Index(0).Sub("proj"), x, f.Dim, 2*inner, true)
 	parts := g.Split(h, -1, 0, inner, inner)
-	h = g.Mul(parts[0], g.GELU(parts[1]))
+	h = g.Mul(parts[0], gelu(g, s, parts[1]))
 	return linear(g, s.Sub("net").Index(2), h, inner, f.Dim, true)
 }
 

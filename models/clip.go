@@ -101,9 +101,9 @@ func (m *CLIPText) Graph() (*onnx.Graph, error) {
 		n = layerNorm(g, l.Sub("layer_norm2"), h, C, eps)
 		f := linear(g, l.Sub("mlp").Sub("fc1"), n, C, int64(c.IntermediateSize), true)
 		if c.HiddenAct == "gelu" {
-			f = g.GELU(f)
+			f = gelu(g, l, f)
 		} else {
-			f = g.QuickGELU(f)
+			f = quickGELU(g, l, f)
 		}
 		h = g.Add(h, linear(g, l.Sub("mlp").Sub("fc2"), f, int64(c.IntermediateSize), C, true))
 		g.Pop()

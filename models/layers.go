@@ -83,3 +83,12 @@ func uint16Bytes(v []uint16) []byte {
 	}
 	return b
 }
+
+// gelu and quickGELU run in float32 (their constants are float32).
+func gelu(g *onnx.Graph, s Scope, x onnx.Value) onnx.Value {
+	return fromF32(g, s, g.GELU(toF32(g, s, x)))
+}
+
+func quickGELU(g *onnx.Graph, s Scope, x onnx.Value) onnx.Value {
+	return fromF32(g, s, g.QuickGELU(toF32(g, s, x)))
+}

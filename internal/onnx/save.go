@@ -15,28 +15,40 @@ type SaveOptions struct {
 	DataFile    string
 	InlineLimit int
 	// CopyExternal copies the source files of external initializers into the
-	// model's folder; otherwise they are hard-linked, or symlinked across
-	// file systems.
+	// model's folder; otherwise they are hard-linked, or copied when a hard
+	// link is impossible (across file systems). Symlinks are not an option:
+	// ONNX Runtime refuses external data that resolves outside the model's
+	// folder.
 	CopyExternal bool
 }
 
 // Save writes m as dir/name with its external data resolved so that the
 // folder is self-contained: every External.File is made available in dir
-// under its Location, and large inline tensors go to opts.DataFile. The
-// model is written to a temporary name and renamed when complete.
+// under its Location, and large inline tensors go to opts.DataFile. Every
+// file is written to a temporary name and renamed when complete. m itself is
+// not changed.
 func Save(m *Model, dir, name string, opts SaveOptions) error {
+	if m.Graph == nil {
+		return fmt.Errorf("save model: model has no graph")
+	}
+	if err := checkExternal(m.Graph, opts); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := placeExternal(m.Graph, dir, opts.CopyExternal); err != nil {
+	if err := placeExternal(m.Graph, dir, opts); err != nil {
 		return err
 	}
+	out := *m
 	if opts.DataFile != "" {
-		if err := spill(m.Graph, dir, opts); err != nil {
+		g, err := spill(m.Graph, dir, opts)
+		if err != nil {
 			return err
 		}
+		out.Graph = g
 	}
-	b, err := m.Marshal()
+	b, err := out.Marshal()
 	if err != nil {
 		return err
 	}
@@ -46,8 +58,48 @@ func Save(m *Model, dir, name string, opts SaveOptions) error {
 	})
 }
 
+// checkExternal validates the external initializers before anything is
+// written: locations inside the model's folder, one source file per location,
+// source files that hold the bytes they are said to hold.
+func checkExternal(g *GraphProto, opts SaveOptions) error {
+	files := map[string]string{} // location -> source file
+	for _, t := range g.Initializers {
+		x := t.External
+		if x == nil {
+			continue
+		}
+		if !filepath.IsLocal(x.Location) {
+			return fmt.Errorf("initializer %s: external location %q is not a relative path inside the model's folder", t.Name, x.Location)
+		}
+		if opts.DataFile != "" && filepath.Clean(x.Location) == filepath.Clean(opts.DataFile) {
+			return fmt.Errorf("initializer %s: external location %q is also the DataFile Save writes", t.Name, x.Location)
+		}
+		if want := t.NumElements() * int64(t.Type.Size()); t.Type.Size() > 0 && x.Length != want {
+			return fmt.Errorf("initializer %s: external length %d bytes, but %s %v takes %d", t.Name, x.Length, t.Type, t.Dims, want)
+		}
+		if x.Offset < 0 {
+			return fmt.Errorf("initializer %s: negative external offset %d", t.Name, x.Offset)
+		}
+		if x.File == "" {
+			continue
+		}
+		if prev, ok := files[x.Location]; ok && prev != x.File {
+			return fmt.Errorf("initializer %s: external location %q stands for both %s and %s", t.Name, x.Location, prev, x.File)
+		}
+		files[x.Location] = x.File
+		st, err := os.Stat(x.File)
+		if err != nil {
+			return fmt.Errorf("initializer %s: weights file: %w", t.Name, err)
+		}
+		if end := x.Offset + x.Length; end > st.Size() {
+			return fmt.Errorf("initializer %s: bytes [%d, %d) lie beyond the end of %s (%d bytes)", t.Name, x.Offset, end, x.File, st.Size())
+		}
+	}
+	return nil
+}
+
 // placeExternal links or copies each distinct external source file into dir.
-func placeExternal(g *GraphProto, dir string, copyFiles bool) error {
+func placeExternal(g *GraphProto, dir string, opts SaveOptions) error {
 	done := map[string]bool{}
 	for _, t := range g.Initializers {
 		x := t.External
@@ -56,37 +108,50 @@ func placeExternal(g *GraphProto, dir string, copyFiles bool) error {
 		}
 		done[x.Location] = true
 		dst := filepath.Join(dir, x.Location)
-		if same(x.File, dst) {
+		if sameRegular(x.File, dst) {
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("save model: %w", err)
 		}
-		os.Remove(dst)
-		if copyFiles {
-			if err := copyFile(x.File, dst); err != nil {
-				return err
-			}
+		if !opts.CopyExternal && linkAtomic(x.File, dst) == nil {
 			continue
 		}
-		if err := os.Link(x.File, dst); err == nil {
-			continue
-		}
-		abs, err := filepath.Abs(x.File)
-		if err != nil {
-			return fmt.Errorf("save model: %w", err)
-		}
-		if err := os.Symlink(abs, dst); err != nil {
-			return fmt.Errorf("save model: link weights %s: %w", x.File, err)
+		if err := copyFile(x.File, dst); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func same(a, b string) bool {
-	sa, err1 := os.Stat(a)
-	sb, err2 := os.Stat(b)
-	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+// linkFile is os.Link; tests replace it to take the copy fallback.
+var linkFile = os.Link
+
+// linkAtomic hard-links src as dst, replacing whatever dst was in one step.
+func linkAtomic(src, dst string) error {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	f.Close()
+	os.Remove(tmp)
+	if err := linkFile(src, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// sameRegular reports whether dst is a regular file (not a symlink) that is
+// src.
+func sameRegular(src, dst string) bool {
+	ss, err1 := os.Stat(src)
+	ds, err2 := os.Lstat(dst)
+	return err1 == nil && err2 == nil && ds.Mode().IsRegular() && os.SameFile(ss, ds)
 }
 
 func copyFile(src, dst string) error {
@@ -96,20 +161,35 @@ func copyFile(src, dst string) error {
 	}
 	defer in.Close()
 	return writeAtomic(dst, func(w io.Writer) error {
-		_, err := io.Copy(w, in)
+		_, err := io.Copy(w, in) // copy_file_range where the kernel has it
 		return err
 	})
 }
 
-// spill moves inline initializers of at least InlineLimit bytes into
-// opts.DataFile, each at a 64-byte aligned offset.
-func spill(g *GraphProto, dir string, opts SaveOptions) error {
-	return writeAtomic(filepath.Join(dir, opts.DataFile), func(w io.Writer) error {
+// spill writes the inline initializers of at least InlineLimit bytes into
+// opts.DataFile, each at a 64-byte aligned offset, and returns a copy of g
+// whose initializers point there. g is not changed.
+func spill(g *GraphProto, dir string, opts SaveOptions) (*GraphProto, error) {
+	out := *g
+	out.Initializers = make([]*Tensor, len(g.Initializers))
+	copy(out.Initializers, g.Initializers)
+	var moved []int
+	for i, t := range g.Initializers {
+		if t.External == nil && len(t.Raw) > 0 && len(t.Raw) >= opts.InlineLimit {
+			moved = append(moved, i)
+		}
+	}
+	if len(moved) == 0 {
+		return &out, nil
+	}
+	path := filepath.Join(dir, opts.DataFile)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("save model: %w", err)
+	}
+	err := writeAtomic(path, func(w io.Writer) error {
 		var off int64
-		for _, t := range g.Initializers {
-			if t.External != nil || len(t.Raw) < opts.InlineLimit || len(t.Raw) == 0 {
-				continue
-			}
+		for _, i := range moved {
+			t := g.Initializers[i]
 			if pad := (64 - off%64) % 64; pad > 0 {
 				if _, err := w.Write(make([]byte, pad)); err != nil {
 					return err
@@ -119,12 +199,18 @@ func spill(g *GraphProto, dir string, opts SaveOptions) error {
 			if _, err := w.Write(t.Raw); err != nil {
 				return err
 			}
-			t.External = &External{Location: opts.DataFile, Offset: off, Length: int64(len(t.Raw))}
+			c := *t
+			c.Raw = nil
+			c.External = &External{Location: opts.DataFile, File: path, Offset: off, Length: int64(len(t.Raw))}
+			out.Initializers[i] = &c
 			off += int64(len(t.Raw))
-			t.Raw = nil
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // writeAtomic writes path through a temporary file renamed when complete.
@@ -135,6 +221,10 @@ func writeAtomic(path string, fill func(io.Writer) error) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
+	if err := f.Chmod(0o644); err != nil { // CreateTemp makes 0600 files
+		f.Close()
+		return fmt.Errorf("save model: %w", err)
+	}
 	if err := fill(f); err != nil {
 		f.Close()
 		return fmt.Errorf("save model %s: %w", path, err)
