@@ -48,6 +48,12 @@ func (w *Weights) Recorded() map[string][]int64 { return w.recorded }
 func OpenWeights(component string, paths []string, t onnx.DataType) (*Weights, error) {
 	w := &Weights{Component: component, owner: map[string]*safetensors.File{}, Type: t, added: map[*onnx.Graph]map[string]onnx.Value{}}
 	for _, p := range paths {
+		// External data must name the real file: ONNX Runtime refuses a
+		// symlink that leads out of the data folder (the Hugging Face cache
+		// links snapshots to blobs/).
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
 		f, err := safetensors.Open(p)
 		if err != nil {
 			w.Close()
@@ -72,6 +78,20 @@ func (w *Weights) Close() error {
 	}
 	w.files = nil
 	return nil
+}
+
+// DataDir is the folder holding every weight file: ONNX Runtime reads the
+// graphs' external data from it.
+func (w *Weights) DataDir() (string, error) {
+	dir := ""
+	for _, f := range w.files {
+		d := filepath.Dir(f.Path())
+		if dir != "" && d != dir {
+			return "", fmt.Errorf("%s weights lie in two folders (%s, %s): keep a component's weight files together", w.Component, dir, d)
+		}
+		dir = d
+	}
+	return dir, nil
 }
 
 // Err is the first weight problem met while building.
