@@ -1,0 +1,218 @@
+// Package sd runs one Stable Diffusion checkpoint's graphs in ONNX Runtime:
+// it builds the text encoder, VAE and UNet graphs from the checkpoint (in
+// memory, weights read from the checkpoint's own files), opens their
+// sessions on first use, and offers typed calls on host tensors.
+package sd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/scheduler"
+	"github.com/tokenflow/tokenflow/internal/version"
+	"github.com/tokenflow/tokenflow/models"
+	"github.com/tokenflow/tokenflow/models/tokenizer"
+)
+
+// Options configure a Pipeline.
+type Options struct {
+	Model   string     // --model: a diffusers folder or a cached hub id
+	Device  ort.Device // cpu or cuda
+	Threads int        // intra-op threads (0: ONNX Runtime's default)
+	Log     io.Writer  // warnings, e.g. a prompt truncated to 77 tokens
+}
+
+// Pipeline is an opened checkpoint.
+type Pipeline struct {
+	opts       Options
+	Checkpoint *models.Checkpoint
+	Tokenizer  *tokenizer.Tokenizer
+	Scheduler  *scheduler.DDIM
+	UNetConfig *models.UNetConfig
+	VAEConfig  *models.VAEConfig
+	TextConfig *models.CLIPTextConfig
+	id         string
+
+	mu       sync.Mutex
+	weights  map[string]*models.Weights
+	sessions map[string]*ort.Session
+
+	unetFrames atomic.Int64
+}
+
+// Open reads the checkpoint's configs, tokenizer and scheduler; graphs and
+// sessions come later, on first use.
+func Open(o Options) (*Pipeline, error) {
+	c, err := models.OpenCheckpoint(o.Model)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}}
+	if p.UNetConfig, err = models.LoadUNetConfig(c.Path("unet", "config.json")); err != nil {
+		return nil, err
+	}
+	if p.VAEConfig, err = models.LoadVAEConfig(c.Path("vae", "config.json")); err != nil {
+		return nil, err
+	}
+	if p.TextConfig, err = models.LoadCLIPTextConfig(c.Path("text_encoder", "config.json")); err != nil {
+		return nil, err
+	}
+	if p.Tokenizer, err = tokenizer.Load(c.Path("tokenizer")); err != nil {
+		return nil, err
+	}
+	cfg, err := scheduler.LoadConfig(c.Path("scheduler", "scheduler_config.json"))
+	if err != nil {
+		return nil, err
+	}
+	if p.Scheduler, err = scheduler.New(cfg); err != nil {
+		return nil, err
+	}
+	if p.id, err = p.identity(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close releases the sessions and weight files.
+func (p *Pipeline) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.sessions {
+		s.Close()
+	}
+	for _, w := range p.weights {
+		w.Close()
+	}
+	p.sessions, p.weights = map[string]*ort.Session{}, map[string]*models.Weights{}
+	return nil
+}
+
+// ID identifies the model: a hash of its configs, tokenizer files and
+// weight headers (names, types, shapes, offsets, file sizes). Equal IDs
+// compute the same functions.
+func (p *Pipeline) ID() string { return p.id }
+
+// Dir is the checkpoint folder.
+func (p *Pipeline) Dir() string { return p.Checkpoint.Dir }
+
+// UNetFrames counts the frames the UNet has evaluated (a pass over a batch
+// of n latents counts n).
+func (p *Pipeline) UNetFrames() int64 { return p.unetFrames.Load() }
+
+func (p *Pipeline) identity() (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "tokenflow model id v1\n")
+	for _, f := range []string{"unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json",
+		"tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json"} {
+		b, err := os.ReadFile(p.Checkpoint.Path(filepath.FromSlash(f)))
+		if err != nil && !os.IsNotExist(err) {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	for _, comp := range []string{"unet", "vae", "text_encoder"} {
+		w, err := p.Checkpoint.Weights(comp, onnx.Float)
+		if err != nil {
+			return "", err
+		}
+		names := w.Names()
+		sort.Strings(names)
+		for _, n := range names {
+			t, _ := w.Info(n)
+			fmt.Fprintf(h, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
+		}
+		for _, f := range w.Files() {
+			if st, err := os.Stat(f); err == nil {
+				fmt.Fprintf(h, "%s %d\n", filepath.Base(f), st.Size())
+			}
+		}
+		w.Close()
+	}
+	return hex.EncodeToString(h.Sum(nil))[:24], nil
+}
+
+// componentWeights opens (once) a component's weights.
+func (p *Pipeline) componentWeights(comp string) (*models.Weights, error) {
+	if w, ok := p.weights[comp]; ok {
+		return w, nil
+	}
+	w, err := p.Checkpoint.Weights(comp, onnx.Float)
+	if err != nil {
+		return nil, err
+	}
+	p.weights[comp] = w
+	return w, nil
+}
+
+// maxInline bounds the size of a graph held in memory: protobuf caps a
+// model at 2 GiB, and weights in the checkpoint's own float32 files do not
+// count (they stay external).
+const maxInline = 1 << 30
+
+// Session returns the named session, building its graph the first time.
+// build makes the graph from the component's weights.
+func (p *Pipeline) Session(name, comp string, inputs, outputs []string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s, ok := p.sessions[name]; ok {
+		return s, nil
+	}
+	w, err := p.componentWeights(comp)
+	if err != nil {
+		return nil, err
+	}
+	g, err := build(w)
+	if err != nil {
+		return nil, err
+	}
+	m, err := g.Model("tokenflow", version.Version)
+	if err != nil {
+		return nil, fmt.Errorf("%s graph: %w", name, err)
+	}
+	b, err := m.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("%s graph: %w", name, err)
+	}
+	if len(b) > maxInline {
+		return nil, fmt.Errorf("%s: the checkpoint's %s weights are not float32 and converting them takes %d MB in memory: convert the checkpoint to float32 safetensors, or export it with `tokenflow models export`", p.Dir(), comp, len(b)>>20)
+	}
+	dir, err := w.DataDir()
+	if err != nil {
+		return nil, err
+	}
+	s, err := ort.NewSession(b, ort.SessionOptions{
+		Device: p.opts.Device, Threads: p.opts.Threads, Inputs: inputs, Outputs: outputs,
+		Config: map[string]string{"session.model_external_initializers_file_folder_path": dir},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p.sessions[name] = s
+	return s, nil
+}
+
+// run is Session + Run with float32 outputs.
+func run(ctx context.Context, s *ort.Session, inputs ...ort.Tensor) ([][]float32, error) {
+	outs, err := s.Run(ctx, inputs...)
+	if err != nil {
+		return nil, err
+	}
+	res := make([][]float32, len(outs))
+	for i, o := range outs {
+		if res[i], err = ort.Data[float32](o); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,399 @@
+package tokenizer
+
+import (
+	"html"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// fixText is the part of ftfy.fix_text (ftfy 6.1.1, default TextFixerConfig,
+// as CLIPTokenizer calls it) that matters for prompts.
+//
+// Implemented, in ftfy's order (fix_and_explain, repeated until the text
+// stops changing):
+//   - unescape_html ("auto"): &amp; &eacute; &#x2019; ... for the names in the
+//     HTML5 table that end in ';' plus their all-caps forms (&EACUTE;), and
+//     numeric references; turned off for a line containing '<' and every
+//     line after it.
+//   - fix_encoding, narrowed (see fixEncoding): UTF-8 that was decoded as
+//     Latin-1 or Windows-1252 ("cafÃ©", "donâ€™t", "ðŸ˜€").
+//   - fix_c1_controls: U+0080..U+009F read as Windows-1252.
+//   - fix_latin_ligatures: ﬁ -> fi, ĳ -> ij, ǆ -> dž, ...
+//   - fix_character_width: fullwidth ASCII, halfwidth katakana and Hangul,
+//     U+3000 -> their standard forms (ftfy's WIDTH_MAP, i.e. NFKC of
+//     U+FF01..U+FFEF).
+//   - uncurl_quotes: ʼ ‘ ’ ‚ ‛ -> ', “ ” „ ‟ -> ".
+//   - fix_line_breaks: \r\n, \r, U+2028, U+2029, U+0085 -> \n.
+//   - remove_terminal_escapes: ANSI "ESC [ digits/; letter" sequences.
+//   - remove_control_chars: U+0000..U+0008, U+000B, U+000E..U+001F, U+007F,
+//     U+206A..U+206F, U+FEFF, U+FFF9..U+FFFC.
+//   - normalization "NFC" (norm.go).
+//
+// Not implemented:
+//   - fix_encoding's full badness heuristic (ftfy.badness.is_bad) and its
+//     other single-byte encodings (Windows-1250/1251/1253/1254/1257,
+//     ISO-8859-2, MacRoman, cp437), restore_byte_a0 ("Ã " for "à"),
+//     replace_lossy_sequences (mojibake containing "�") and the
+//     utf-8-variants decoder (CESU-8, Java's C0 80).
+//   - fix_surrogates: a Go string cannot hold UTF-16 surrogates; invalid
+//     UTF-8 bytes become U+FFFD each (as Python's surrogateescape followed by
+//     fix_surrogates would give).
+//   - max_decode_length segmenting (1,000,000 characters per line).
+func fixText(text string) string {
+	if !utf8.ValidString(text) {
+		text = string([]rune(text)) // each invalid byte becomes U+FFFD
+	}
+	unescape := true
+	var out strings.Builder
+	for pos := 0; pos < len(text); {
+		end := len(text)
+		if i := strings.IndexByte(text[pos:], '\n'); i >= 0 {
+			end = pos + i + 1
+		}
+		segment := text[pos:end]
+		if unescape && strings.Contains(segment, "<") {
+			unescape = false // looks like HTML: keep entities, from here on
+		}
+		out.WriteString(fixSegment(segment, unescape))
+		pos = end
+	}
+	return out.String()
+}
+
+// maxFixPasses bounds fixSegment's repetition. ftfy loops until the text
+// stops changing; every fix here shrinks or normalises the text, so two or
+// three passes are the norm, and the bound only guards against a loop.
+const maxFixPasses = 32
+
+// fixSegment is ftfy.fix_and_explain on one line.
+func fixSegment(s string, unescape bool) string {
+	for pass := 0; pass < maxFixPasses; pass++ {
+		orig := s
+		if unescape {
+			s = unescapeHTML(s)
+		}
+		s = fixEncoding(s)
+		s = mapRunes(s, fixC1Control)
+		s = mapRunes(s, fixLatinLigature)
+		s = mapRunes(s, fixCharacterWidth)
+		s = mapRunes(s, uncurlQuote)
+		s = fixLineBreaks(s)
+		s = removeTerminalEscapes(s)
+		s = mapRunes(s, removeControlChar)
+		s = nfc(s)
+		if s == orig {
+			break
+		}
+	}
+	return s
+}
+
+// mapRunes applies a str.translate-style table to s: f returns the
+// replacement of r and true, or false to keep r.
+func mapRunes(s string, f func(r rune) (string, bool)) string {
+	for i, r := range s {
+		if _, ok := f(r); !ok {
+			continue
+		}
+		var b strings.Builder
+		b.Grow(len(s))
+		b.WriteString(s[:i])
+		for _, r := range s[i:] {
+			if rep, ok := f(r); ok {
+				b.WriteString(rep)
+			} else {
+				b.WriteRune(r)
+			}
+		}
+		return b.String()
+	}
+	return s
+}
+
+// windows1252 maps bytes 0x80..0x9F to their Windows-1252 characters; the
+// five bytes Windows-1252 leaves undefined map to the C1 control of the same
+// number, as in ftfy's "sloppy-windows-1252" codec.
+var windows1252 = [32]rune{
+	0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+	0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D, 0x017D, 0x8F,
+	0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+	0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+}
+
+// windows1252Byte is the inverse of windows1252 for the characters above
+// U+00FF.
+var windows1252Byte = func() map[rune]byte {
+	m := make(map[rune]byte, 32)
+	for i, r := range windows1252 {
+		if r > 0xFF {
+			m[r] = byte(0x80 + i)
+		}
+	}
+	return m
+}()
+
+// fixC1Control is ftfy.fixes.fix_c1_controls.
+func fixC1Control(r rune) (string, bool) {
+	if r >= 0x80 && r <= 0x9F {
+		if w := windows1252[r-0x80]; w != r {
+			return string(w), true
+		}
+	}
+	return "", false
+}
+
+// latinLigatures is ftfy.chardata.LIGATURES.
+var latinLigatures = map[rune]string{
+	'Ĳ': "IJ", 'ĳ': "ij", 'ŉ': "ʼn",
+	'Ǳ': "DZ", 'ǲ': "Dz", 'ǳ': "dz", 'Ǆ': "DŽ", 'ǅ': "Dž", 'ǆ': "dž",
+	'Ǉ': "LJ", 'ǈ': "Lj", 'ǉ': "lj", 'Ǌ': "NJ", 'ǋ': "Nj", 'ǌ': "nj",
+	'ﬀ': "ff", 'ﬁ': "fi", 'ﬂ': "fl", 'ﬃ': "ffi", 'ﬄ': "ffl", 'ﬅ': "ſt", 'ﬆ': "st",
+}
+
+func fixLatinLigature(r rune) (string, bool) {
+	if r < 0x132 {
+		return "", false
+	}
+	s, ok := latinLigatures[r]
+	return s, ok
+}
+
+// fixCharacterWidth is ftfy.fixes.fix_character_width (WIDTH_MAP).
+func fixCharacterWidth(r rune) (string, bool) {
+	switch {
+	case r < 0x3000:
+		return "", false
+	case r == 0x3000:
+		return " ", true
+	case r >= 0xFF01 && r <= 0xFF5E:
+		return string(r - 0xFEE0), true
+	}
+	s, ok := widthMap[r]
+	return s, ok
+}
+
+// uncurlQuote is ftfy.fixes.uncurl_quotes.
+func uncurlQuote(r rune) (string, bool) {
+	switch {
+	case r == 0x02BC || r >= 0x2018 && r <= 0x201B:
+		return "'", true
+	case r >= 0x201C && r <= 0x201F:
+		return `"`, true
+	}
+	return "", false
+}
+
+// removeControlChar is ftfy.fixes.remove_control_chars.
+func removeControlChar(r rune) (string, bool) {
+	switch {
+	case r <= 0x08, r == 0x0B, r >= 0x0E && r <= 0x1F, r == 0x7F,
+		r >= 0x206A && r <= 0x206F, r == 0xFEFF, r >= 0xFFF9 && r <= 0xFFFC:
+		return "", true
+	}
+	return "", false
+}
+
+// fixLineBreaks is ftfy.fixes.fix_line_breaks.
+var lineBreaks = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\u2028", "\n", "\u2029", "\n", "\u0085", "\n")
+
+func fixLineBreaks(s string) string {
+	if !strings.ContainsAny(s, "\r\u2028\u2029\u0085") {
+		return s
+	}
+	return lineBreaks.Replace(s)
+}
+
+// removeTerminalEscapes is ftfy.fixes.remove_terminal_escapes: it deletes
+// every match of \033\[((?:\d|;)*)([a-zA-Z]) (\d being any decimal digit,
+// as in a Python str pattern).
+func removeTerminalEscapes(s string) string {
+	if !strings.Contains(s, "\x1b[") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if strings.HasPrefix(s[i:], "\x1b[") {
+			j := i + 2
+			for j < len(s) {
+				r, size := utf8.DecodeRuneInString(s[j:])
+				if r != ';' && !unicode.IsDigit(r) {
+					break
+				}
+				j += size
+			}
+			if j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
+				i = j + 1
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	return b.String()
+}
+
+// unescapeHTML is ftfy.fixes.unescape_html: every match of
+// &#?[0-9A-Za-z]{1,24}; that is a known entity is replaced, others stay.
+func unescapeHTML(s string) string {
+	if !strings.Contains(s, "&") || !strings.Contains(s, ";") {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] != '&' {
+			continue
+		}
+		end := matchEntity(s[i:])
+		if end == 0 {
+			continue
+		}
+		if rep, ok := decodeEntity(s[i : i+end]); ok {
+			b.WriteString(s[last:i])
+			b.WriteString(rep)
+			last = i + end
+		}
+		i += end - 1
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// matchEntity returns the length of the match of &#?[0-9A-Za-z]{1,24}; at
+// the start of s, or 0.
+func matchEntity(s string) int {
+	alnumRun := func(from int) int {
+		j := from
+		for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
+			j++
+		}
+		return j - from
+	}
+	start := 1
+	if len(s) > 1 && s[1] == '#' {
+		start = 2
+	}
+	n := alnumRun(start)
+	if n < 1 || n > 24 || start+n >= len(s) || s[start+n] != ';' {
+		return 0
+	}
+	return start + n + 1
+}
+
+// decodeEntity is ftfy's _unescape_fixup for one matched "&...;".
+func decodeEntity(ent string) (string, bool) {
+	name := ent[1 : len(ent)-1]
+	if strings.HasPrefix(name, "#") {
+		return decodeCharRef(name[1:])
+	}
+	if v, ok := html5Entity(name); ok {
+		return v, true
+	}
+	// All-caps forms of the all-lowercase entity names, when the all-caps
+	// spelling means nothing to html.unescape (not even a prefix of it).
+	lower := strings.ToLower(name)
+	if strings.ToUpper(lower) != name || lower == name {
+		return "", false
+	}
+	v, ok := html5Entity(lower)
+	if !ok || html.UnescapeString(ent) != ent {
+		return "", false
+	}
+	return pyUpper(v), true
+}
+
+// html5Entity looks up "&name;" in the HTML5 named character references
+// (Python's html.entities.html5 with the ';', which is the table Go's html
+// package carries too).
+func html5Entity(name string) (string, bool) {
+	ent := "&" + name + ";"
+	v := html.UnescapeString(ent)
+	if v == ent {
+		return "", false
+	}
+	// html.UnescapeString also decodes a legacy entity that is only a
+	// prefix ("&notit;" -> "¬it;"); such results keep the trailing ';'.
+	// Only "&semi;" itself decodes to a ';'.
+	if strings.HasSuffix(v, ";") && name != "semi" {
+		return "", false
+	}
+	return v, true
+}
+
+// decodeCharRef decodes the body of "&#...;" as Python's html.unescape does,
+// refusing (as ftfy does) anything that does not consume the ';', i.e. a
+// body that is not all decimal digits or x/X plus hex digits, and a
+// reference that decodes to ';'.
+func decodeCharRef(body string) (string, bool) {
+	digits, base := body, 10
+	if strings.HasPrefix(body, "x") || strings.HasPrefix(body, "X") {
+		digits, base = body[1:], 16
+	}
+	if digits == "" {
+		return "", false
+	}
+	for _, c := range digits {
+		if !(c >= '0' && c <= '9' || base == 16 && (c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F')) {
+			return "", false
+		}
+	}
+	num, err := strconv.ParseUint(digits, base, 64)
+	if err != nil || num > unicode.MaxRune {
+		num = unicode.MaxRune + 1 // out of range
+	}
+	var out string
+	switch {
+	case num == 0:
+		out = "\uFFFD"
+	case num == 0x0D:
+		out = "\r"
+	case num >= 0x80 && num <= 0x9F:
+		out = string(windows1252[num-0x80])
+	case num >= 0xD800 && num <= 0xDFFF, num > unicode.MaxRune:
+		out = "\uFFFD"
+	case num >= 0x01 && num <= 0x08, num == 0x0B, num >= 0x0E && num <= 0x1F, num == 0x7F,
+		num >= 0xFDD0 && num <= 0xFDEF, num&0xFFFE == 0xFFFE:
+		out = "" // html's _invalid_codepoints
+	default:
+		out = string(rune(num))
+	}
+	if strings.Contains(out, ";") {
+		return "", false
+	}
+	return out, true
+}
+
+// pyUpper is Python's str.upper for the entity values it is used on: Go's
+// simple upper-casing plus the full (SpecialCasing) mappings of ß, ŉ and the
+// Latin ligatures.
+func pyUpper(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case 'ß':
+			b.WriteString("SS")
+		case 'ŉ':
+			b.WriteString("ʼN")
+		case 'ﬀ':
+			b.WriteString("FF")
+		case 'ﬁ':
+			b.WriteString("FI")
+		case 'ﬂ':
+			b.WriteString("FL")
+		case 'ﬃ':
+			b.WriteString("FFI")
+		case 'ﬄ':
+			b.WriteString("FFL")
+		case 'ﬅ', 'ﬆ':
+			b.WriteString("ST")
+		default:
+			b.WriteRune(unicode.ToUpper(r))
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,160 @@
+package tokenizer
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// fixEncoding is a narrowed ftfy.fix_encoding: it undoes the most common
+// mojibake, UTF-8 bytes that were decoded as Latin-1 or Windows-1252, and
+// repeats until nothing changes (double encodings).
+//
+// ftfy decides whether text "looks bad" with a large hand-tuned heuristic
+// (ftfy.badness.is_bad) and then tries ten single-byte encodings. Here the
+// evidence is narrower and explicit: the text must contain a mojibake
+// sequence (see mojibakeAt) of one of these shapes, written in Latin-1 /
+// Windows-1252 characters:
+//
+//	Â or Ã + 1 continuation        U+0080..U+00FF  ("cafÃ©" -> "café")
+//	â..é or ï + 2 continuations    U+2000..U+9FFF, U+F000..U+FFFF
+//	                               ("â€™" -> "’", "æ—¥" -> "日", "ï»¿" -> BOM)
+//	ð + 3 continuations            U+10000..U+3FFFF ("ðŸ˜€" -> "😀")
+//
+// where a continuation is a character standing for a byte 0x80..0xBF. Then,
+// as ftfy does: if the whole text re-encodes (Latin-1 first, then
+// Windows-1252) to valid UTF-8, that decoding replaces it; otherwise each
+// mojibake sequence is decoded on its own (decode_inconsistent_utf8).
+// Accented capitals before punctuation ("MARQUÉ…", "AHÅ™") are not
+// sequences of these shapes and stay as they are, as in ftfy.
+func fixEncoding(s string) string {
+	for {
+		fixed := fixEncodingStep(s)
+		if fixed == s {
+			return s
+		}
+		s = fixed
+	}
+}
+
+func fixEncodingStep(s string) string {
+	if isASCII(s) || !hasMojibake(s) {
+		return s
+	}
+	if b, ok := encodeSingleByte(s, false); ok && utf8.Valid(b) {
+		return string(b)
+	}
+	if b, ok := encodeSingleByte(s, true); ok && utf8.Valid(b) {
+		return string(b)
+	}
+	// decode_inconsistent_utf8: fix the sequences in isolation.
+	var out strings.Builder
+	last := 0
+	for i := 0; i < len(s); {
+		if n, dec := mojibakeAt(s[i:]); n > 0 && n < len(s) {
+			out.WriteString(s[last:i])
+			out.WriteString(dec)
+			i += n
+			last = i
+			continue
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	if last == 0 {
+		return s
+	}
+	out.WriteString(s[last:])
+	return out.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeSingleByte encodes s as Latin-1 (cp1252 false) or as ftfy's
+// sloppy-windows-1252 (cp1252 true), reporting whether every character fits.
+func encodeSingleByte(s string, cp1252 bool) ([]byte, bool) {
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		c, ok := singleByte(r, cp1252)
+		if !ok {
+			return nil, false
+		}
+		b = append(b, c)
+	}
+	return b, true
+}
+
+func singleByte(r rune, cp1252 bool) (byte, bool) {
+	switch {
+	case r < 0x80:
+		return byte(r), true
+	case r <= 0xFF:
+		if cp1252 && r <= 0x9F && windows1252[r-0x80] != r {
+			return 0, false // that byte means something else in Windows-1252
+		}
+		return byte(r), true
+	case cp1252:
+		c, ok := windows1252Byte[r]
+		return c, ok
+	}
+	return 0, false
+}
+
+// mojibakeByte is the byte r stands for in either single-byte encoding.
+func mojibakeByte(r rune) (byte, bool) {
+	if r <= 0xFF {
+		return byte(r), true
+	}
+	c, ok := windows1252Byte[r]
+	return c, ok
+}
+
+func hasMojibake(s string) bool {
+	for i := 0; i < len(s); {
+		if n, _ := mojibakeAt(s[i:]); n > 0 {
+			return true
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return false
+}
+
+// mojibakeAt reports whether s starts with a mojibake sequence (see
+// fixEncoding): its length in bytes and the character it decodes to.
+func mojibakeAt(s string) (int, string) {
+	lead, size := utf8.DecodeRuneInString(s)
+	var conts int
+	switch {
+	case lead == 'Â' || lead == 'Ã':
+		conts = 1
+	case lead >= 'â' && lead <= 'é' || lead == 'ï':
+		conts = 2
+	case lead == 'ð':
+		conts = 3
+	default:
+		return 0, ""
+	}
+	buf := [4]byte{byte(lead)}
+	n := size
+	for k := 1; k <= conts; k++ {
+		r, sz := utf8.DecodeRuneInString(s[n:])
+		c, ok := mojibakeByte(r)
+		if sz == 0 || !ok || c < 0x80 || c > 0xBF {
+			return 0, ""
+		}
+		buf[k] = c
+		n += sz
+	}
+	dec, decSize := utf8.DecodeRune(buf[:conts+1])
+	if dec == utf8.RuneError || decSize != conts+1 {
+		return 0, ""
+	}
+	return n, string(dec)
+}
