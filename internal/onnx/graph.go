@@ -43,16 +43,31 @@ func NewGraph(name string) *Graph {
 // (for readable graphs and profiles: "down_blocks.0.resnets.1/Conv_12").
 func (g *Graph) Push(scope string) { g.prefix = append(g.prefix, scope) }
 
-// Pop undoes the last Push.
-func (g *Graph) Pop() { g.prefix = g.prefix[:len(g.prefix)-1] }
-
-func (g *Graph) fresh(op string) string {
-	g.counter++
-	p := strings.Join(g.prefix, ".")
-	if p != "" {
-		return fmt.Sprintf("%s/%s_%d", p, op, g.counter)
+// Pop undoes the last Push; a Pop without Push is kept as the graph's error.
+func (g *Graph) Pop() {
+	if len(g.prefix) == 0 {
+		g.fail(fmt.Errorf("onnx: Pop without a matching Push"))
+		return
 	}
-	return fmt.Sprintf("%s_%d", op, g.counter)
+	g.prefix = g.prefix[:len(g.prefix)-1]
+}
+
+// fresh is a new node name for op under the current scope.
+func (g *Graph) fresh(op string) string { return g.unique(strings.Join(g.prefix, "."), op) }
+
+// unique is "scope/op_N" (or "op_N"), skipping names already taken: a caller
+// may well name an input "Add_1".
+func (g *Graph) unique(scope, op string) string {
+	for {
+		g.counter++
+		name := fmt.Sprintf("%s_%d", op, g.counter)
+		if scope != "" {
+			name = scope + "/" + name
+		}
+		if !g.used[name] && !g.used[name+":0"] {
+			return name
+		}
+	}
 }
 
 // claim records name as taken; a clash is kept as the graph's error.
@@ -129,7 +144,7 @@ func (g *Graph) Node(domain, op string, n int, inputs []Value, attrs ...Attr) []
 		if n > 1 {
 			out = fmt.Sprintf("%s:%d", name, i)
 		}
-		g.used[out] = true
+		g.claim(out)
 		node.Outputs = append(node.Outputs, out)
 		outs[i] = Value{out}
 	}
@@ -173,8 +188,7 @@ func (g *Graph) constant(t DataType, dims []int64, raw []byte) Value {
 	if v, ok := g.consts[key]; ok {
 		return v
 	}
-	g.counter++
-	v := g.Initializer(&Tensor{Name: fmt.Sprintf("const_%d", g.counter), Type: t, Dims: dims, Raw: raw})
+	v := g.Initializer(&Tensor{Name: g.unique("", "const"), Type: t, Dims: dims, Raw: raw})
 	g.consts[key] = v
 	return v
 }

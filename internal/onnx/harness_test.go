@@ -3,7 +3,7 @@ package onnx_test
 import (
 	"context"
 	"math"
-	"sync"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -11,15 +11,11 @@ import (
 	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
-var initOnce sync.Once
-
-// startORT loads the ONNX Runtime library once for the package's tests.
+// startORT loads the ONNX Runtime library for the package's tests (ort.Init
+// does it once and repeats its first result, failure included).
 func startORT(t testing.TB) {
 	t.Helper()
-	lib := testenv.ORTLibrary(t)
-	var err error
-	initOnce.Do(func() { err = ort.Init(lib) })
-	if err != nil {
+	if err := ort.Init(testenv.ORTLibrary(t)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -87,4 +83,76 @@ func TestSmokeAdd(t *testing.T) {
 	out := run(t, g, []string{"a", "b"}, []string{"y"},
 		ort.New([]int64{3}, []float32{1, 2, 3}), ort.New([]int64{3}, []float32{10, 20, 30}))
 	closeTo(t, "y", f32(t, out[0]), []float32{21, 42, 63}, 0, 0)
+}
+
+// session builds g into a session for several runs; it is closed when t ends.
+func session(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session {
+	t.Helper()
+	startORT(t)
+	m, err := g.Model("tokenflow-test", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ort.NewSession(b, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func i64(t testing.TB, x ort.Tensor) []int64 {
+	t.Helper()
+	d, err := ort.Data[int64](x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// sameInts fails t when got differs from want, showing both (-want +got).
+func sameInts[T int64 | int32 | uint8 | bool](t testing.TB, what string, got, want []T) {
+	t.Helper()
+	if len(got) == len(want) {
+		equal := true
+		for i := range got {
+			if got[i] != want[i] {
+				equal = false
+				break
+			}
+		}
+		if equal {
+			return
+		}
+	}
+	t.Errorf("%s: (-want +got)\n-%v\n+%v", what, want, got)
+}
+
+// hasShape fails t when x's shape is not want.
+func hasShape(t testing.TB, what string, x ort.Tensor, want ...int64) {
+	t.Helper()
+	sameInts(t, what+" shape", x.Shape, want)
+}
+
+// rnd is n values uniform in [lo, hi), the same for the same seed.
+func rnd(seed uint64, n int, lo, hi float64) []float32 {
+	r := rand.New(rand.NewPCG(seed, 0x7f4a7c15))
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(lo + (hi-lo)*r.Float64())
+	}
+	return out
+}
+
+// dims turns a fixed shape into input dims.
+func dims(shape ...int64) []onnx.Dim {
+	out := make([]onnx.Dim, len(shape))
+	for i, d := range shape {
+		out[i] = onnx.D(d)
+	}
+	return out
 }

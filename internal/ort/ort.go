@@ -105,8 +105,11 @@ func Init(flagPath string) error {
 		return err
 	}
 	ortgo.SetSharedLibraryPath(path)
-	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {
-		state.err = fmt.Errorf("load ONNX Runtime from %s: %w", path, oneLine(err))
+	// Fatal only: every error ONNX Runtime logs also comes back as the status
+	// of the failing call, which we return; logging it too would print a
+	// second, coloured copy on stderr.
+	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelFatal()); err != nil {
+		state.err = fmt.Errorf("load ONNX Runtime from %s: %s", path, oneLine(err))
 		return state.err
 	}
 	state.path = path

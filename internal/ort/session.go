@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -128,6 +129,9 @@ func (s *Session) Outputs() []string { return s.outputs }
 // (in Outputs order). When ctx ends during the call, ONNX Runtime is asked to
 // stop and Run returns an error wrapping ErrCanceled.
 func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
+	if s == nil || s.s == nil {
+		return nil, errors.New("run: session is closed")
+	}
 	if len(inputs) != len(s.inputs) {
 		return nil, fmt.Errorf("run: %d inputs given, graph takes %d (%v)", len(inputs), len(s.inputs), s.inputs)
 	}
@@ -137,9 +141,7 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 	ins := make([]ortgo.Value, len(inputs))
 	defer func() {
 		for _, v := range ins {
-			if v != nil {
-				v.Destroy()
-			}
+			release(v)
 		}
 	}()
 	for i, t := range inputs {
@@ -155,17 +157,31 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 		return nil, fmt.Errorf("run options: %s", oneLine(err))
 	}
 	defer ro.Destroy()
-	stop := context.AfterFunc(ctx, func() { ro.Terminate() })
+	// Terminate may run on another goroutine while RunWithOptions works;
+	// before ro is destroyed, wait for it if it has started.
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		ro.Terminate()
+	})
 	start := time.Now()
 	err = s.s.RunWithOptions(ins, outs, ro)
 	runNanos.Add(int64(time.Since(start)))
 	runCalls.Add(1)
-	stop()
+	if !stop() {
+		<-terminated
+	}
 	if err != nil {
-		for _, v := range outs {
-			if v != nil {
-				v.Destroy()
+		for i, v := range outs {
+			if v != nil && isNil(v) {
+				// ONNX Runtime computed the outputs, but onnxruntime_go
+				// could not convert this one and left a typed nil.
+				err = outputError(s.outputs[i], err)
+				break
 			}
+		}
+		for _, v := range outs {
+			release(v)
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
@@ -173,15 +189,44 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 		return nil, fmt.Errorf("run: %s", oneLine(err))
 	}
 	result := make([]Tensor, len(outs))
+	var convErr error
 	for i, v := range outs {
 		t, err := fromValue(v)
-		v.Destroy()
-		if err != nil {
-			return nil, fmt.Errorf("output %s: %w", s.outputs[i], err)
+		release(v)
+		if err != nil && convErr == nil {
+			convErr = fmt.Errorf("output %s: %w", s.outputs[i], err)
 		}
 		result[i] = t
 	}
+	if convErr != nil {
+		return nil, convErr
+	}
 	return result, nil
+}
+
+// outputError explains an output onnxruntime_go failed to convert.
+func outputError(name string, err error) error {
+	if errors.Is(err, ortgo.ZeroShapeLengthError) {
+		return fmt.Errorf("output %s is a rank-0 (scalar) tensor, which onnxruntime_go cannot return: give it shape [1] in the graph", name)
+	}
+	return fmt.Errorf("output %s has an element type onnxruntime_go cannot return (%s): cast it to float32 in the graph", name, oneLine(err))
+}
+
+// isNil reports whether v is nil or holds a nil pointer (onnxruntime_go
+// returns typed nils from failed conversions).
+func isNil(v ortgo.Value) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// release destroys v unless it is nil.
+func release(v ortgo.Value) {
+	if !isNil(v) {
+		v.Destroy()
+	}
 }
 
 var runNanos, runCalls atomic.Int64

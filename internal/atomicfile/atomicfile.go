@@ -1,0 +1,371 @@
+// Package atomicfile writes files and folders so that a reader sees either
+// nothing or the complete result, never a half-written one: the content goes
+// to a temporary name in the destination's folder, and only Commit moves it to
+// the final name (rename(2) within one file system is atomic).
+//
+// The idiom:
+//
+//	f, err := atomicfile.Create(path)
+//	if err != nil {
+//		return err
+//	}
+//	defer f.Abort() // removes the temporary file unless Commit succeeded
+//	if _, err := f.Write(data); err != nil {
+//		return err
+//	}
+//	return f.Commit()
+//
+// With NoClobber, Commit refuses to replace an existing path, race-free: the
+// temporary file is hard-linked to the final name, which fails if anything is
+// already there. The command line uses it for "never overwrite without --force".
+package atomicfile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// ErrExist is what a no-clobber Create or Commit returns (wrapped) when the
+// destination already exists. It is fs.ErrExist, so errors.Is(err,
+// fs.ErrExist) works too.
+var ErrExist = fs.ErrExist
+
+// Option changes how Create, CreateDir and WriteFile behave.
+type Option func(*options)
+
+type options struct {
+	noClobber bool
+	perm      fs.FileMode
+	permSet   bool
+}
+
+// NoClobber makes Create fail early, and Commit fail race-free, when the
+// destination already exists; the existing file is left as it was.
+func NoClobber() Option { return func(o *options) { o.noClobber = true } }
+
+// Perm sets the permission bits of the new file or folder before the umask
+// (default 0666 for files, 0777 for folders, as os.Create and os.Mkdir).
+func Perm(perm fs.FileMode) Option {
+	return func(o *options) { o.perm, o.permSet = perm.Perm(), true }
+}
+
+func collect(opts []Option, defaultPerm fs.FileMode) options {
+	o := options{perm: defaultPerm}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// File is a file being written under a temporary name. It is not safe for
+// concurrent use.
+type File struct {
+	f         *os.File
+	path, tmp string
+	noClobber bool
+	done      bool
+}
+
+// Create opens a new temporary file next to path (".<name>.tmp-<random>" in
+// the same folder) for writing. Nothing appears at path until Commit.
+func Create(path string, opts ...Option) (*File, error) {
+	o := collect(opts, 0o666)
+	if err := checkDest(path, o.noClobber); err != nil {
+		return nil, err
+	}
+	var f *os.File
+	tmp, err := tempName(path, func(name string) error {
+		var err error
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, o.perm)
+		return err
+	})
+	if err != nil {
+		return nil, createError(path, err)
+	}
+	return &File{f: f, path: path, tmp: tmp, noClobber: o.noClobber}, nil
+}
+
+// Write writes to the temporary file.
+func (f *File) Write(p []byte) (int, error) { return f.f.Write(p) }
+
+// WriteAt writes at an offset of the temporary file.
+func (f *File) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
+
+// Seek moves the write offset of the temporary file.
+func (f *File) Seek(offset int64, whence int) (int64, error) { return f.f.Seek(offset, whence) }
+
+// Name is the temporary file's path, for a writer that needs a path rather
+// than an io.Writer (such as ffmpeg). Whatever that writer does must leave the
+// same inode in place (open with O_TRUNC is fine; delete and recreate is not).
+func (f *File) Name() string { return f.tmp }
+
+// Path is the final path the file gets on Commit.
+func (f *File) Path() string { return f.path }
+
+// Commit flushes the file to disk, closes it and moves it to its final path,
+// then syncs the folder so the new name survives a crash. On failure the
+// temporary file is removed. Calling Commit twice is an error.
+func (f *File) Commit() error {
+	if f.done {
+		return fmt.Errorf("commit %s: already committed or aborted", f.path)
+	}
+	f.done = true
+	err := f.f.Sync()
+	if cerr := f.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.tmp)
+		return &Error{Path: f.path, Msg: "cannot write: " + causeText(err), Err: err}
+	}
+	if err := move(f.tmp, f.path, f.noClobber); err != nil {
+		os.Remove(f.tmp)
+		return err
+	}
+	syncDir(filepath.Dir(f.path))
+	return nil
+}
+
+// Abort closes and removes the temporary file. It does nothing after Commit
+// or a previous Abort, so it is safe to defer.
+func (f *File) Abort() error {
+	if f.done {
+		return nil
+	}
+	f.done = true
+	f.f.Close()
+	if err := os.Remove(f.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("abort %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// WriteFile writes data to path atomically: readers see the old content or
+// the new, never a mix. perm is the permission before the umask (as
+// os.WriteFile); a Perm option overrides it.
+func WriteFile(path string, data []byte, perm fs.FileMode, opts ...Option) error {
+	f, err := Create(path, append([]Option{Perm(perm)}, opts...)...)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return &Error{Path: path, Msg: "cannot write: " + causeText(err), Err: err}
+	}
+	return f.Commit()
+}
+
+// Dir is a folder being filled under a temporary name, e.g. a cache entry
+// whose files must appear together or not at all.
+type Dir struct {
+	path, tmp string
+	done      bool
+}
+
+// CreateDir makes an empty temporary folder next to path
+// (".<name>.tmp-<random>"); fill it through Name(), then Commit or Abort.
+// Commit never replaces a folder that has something in it (rename(2) refuses,
+// and Commit reports ErrExist, e.g. when another process finished the same
+// cache entry first); an empty folder at path is replaced.
+func CreateDir(path string, opts ...Option) (*Dir, error) {
+	o := collect(opts, 0o777)
+	if err := checkDest(path, o.noClobber); err != nil {
+		return nil, err
+	}
+	tmp, err := tempName(path, func(name string) error { return os.Mkdir(name, o.perm) })
+	if err != nil {
+		return nil, createError(path, err)
+	}
+	return &Dir{path: path, tmp: tmp}, nil
+}
+
+// Name is the temporary folder to fill.
+func (d *Dir) Name() string { return d.tmp }
+
+// Path is the final path the folder gets on Commit.
+func (d *Dir) Path() string { return d.path }
+
+// Commit syncs every regular file in the temporary folder and the folder
+// itself, then renames it to its final path. On failure the temporary folder
+// is removed.
+func (d *Dir) Commit() error {
+	if d.done {
+		return fmt.Errorf("commit %s: already committed or aborted", d.path)
+	}
+	d.done = true
+	if err := syncTree(d.tmp); err != nil {
+		os.RemoveAll(d.tmp)
+		return &Error{Path: d.path, Msg: "cannot write: " + causeText(err), Err: err}
+	}
+	if err := os.Rename(d.tmp, d.path); err != nil {
+		os.RemoveAll(d.tmp)
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			return &Error{Path: d.path, Msg: "already exists (not replaced)", Err: ErrExist}
+		}
+		return moveError(d.path, err)
+	}
+	syncDir(filepath.Dir(d.path))
+	return nil
+}
+
+// Abort removes the temporary folder and everything in it. It does nothing
+// after Commit or a previous Abort, so it is safe to defer.
+func (d *Dir) Abort() error {
+	if d.done {
+		return nil
+	}
+	d.done = true
+	if err := os.RemoveAll(d.tmp); err != nil {
+		return fmt.Errorf("abort %s: %w", d.path, err)
+	}
+	return nil
+}
+
+// Error is a failure to create or commit Path; Msg says what went wrong in
+// words a user can act on, Err is the cause (for errors.Is).
+type Error struct {
+	Path string
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Path + ": " + e.Msg }
+func (e *Error) Unwrap() error { return e.Err }
+
+// checkDest fails early for a destination that cannot work: its folder
+// missing or not a folder, or (with noClobber) the path already taken.
+func checkDest(path string, noClobber bool) error {
+	if path == "" {
+		return errors.New("atomicfile: empty path")
+	}
+	if noClobber {
+		if _, err := os.Lstat(path); err == nil {
+			return &Error{Path: path, Msg: "already exists (not replaced)", Err: ErrExist}
+		}
+	}
+	return nil
+}
+
+// tempName calls create with fresh temporary names next to path until one is
+// free, and returns the name that worked.
+func tempName(path string, create func(string) error) (string, error) {
+	dir, base := filepath.Split(path)
+	var err error
+	for range 10 {
+		var b [8]byte
+		rand.Read(b[:])
+		name := filepath.Join(dir, "."+base+".tmp-"+hex.EncodeToString(b[:]))
+		if err = create(name); !errors.Is(err, fs.ErrExist) {
+			return name, err
+		}
+	}
+	return "", err
+}
+
+// move puts tmp at path: rename, or for noClobber a hard link (which fails
+// with EEXIST if path exists, without touching it) followed by removing tmp.
+func move(tmp, path string, noClobber bool) error {
+	if !noClobber {
+		if err := os.Rename(tmp, path); err != nil {
+			return moveError(path, err)
+		}
+		return nil
+	}
+	err := os.Link(tmp, path)
+	if err == nil {
+		os.Remove(tmp)
+		return nil
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return &Error{Path: path, Msg: "already exists (not replaced)", Err: ErrExist}
+	}
+	// File systems without hard links (some FUSE and network mounts, FAT):
+	// check, then rename. Not race-free, but the best such a system allows.
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+		if _, serr := os.Lstat(path); serr == nil {
+			return &Error{Path: path, Msg: "already exists (not replaced)", Err: ErrExist}
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return moveError(path, err)
+		}
+		return nil
+	}
+	return moveError(path, err)
+}
+
+// createError turns the failure to make a temporary name next to path into
+// one line naming path and its folder.
+func createError(path string, err error) error {
+	dir := filepath.Dir(path)
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: folder %s does not exist", dir), Err: err}
+	case errno == syscall.ENOTDIR:
+		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: %s is not a folder", dir), Err: err}
+	case errno == syscall.EROFS:
+		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: folder %s is on a read-only file system", dir), Err: err}
+	case errors.Is(err, fs.ErrPermission):
+		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: folder %s is not writable", dir), Err: err}
+	case errno == syscall.ENOSPC:
+		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: no space left in folder %s", dir), Err: err}
+	}
+	return &Error{Path: path, Msg: "cannot create: " + causeText(err), Err: err}
+}
+
+func moveError(path string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) && errno == syscall.EISDIR {
+		return &Error{Path: path, Msg: "cannot replace: it is a folder", Err: err}
+	}
+	return &Error{Path: path, Msg: "cannot move into place: " + causeText(err), Err: err}
+}
+
+// causeText is the innermost message of err, without the temporary path a
+// *PathError would repeat.
+func causeText(err error) string {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err.Error()
+		}
+		err = u
+	}
+}
+
+// syncTree fsyncs every regular file and folder under dir.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() && !d.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+// syncDir makes a rename in dir durable; failures are ignored (some file
+// systems cannot fsync a folder, and the rename itself already happened).
+func syncDir(dir string) {
+	if f, err := os.Open(dir); err == nil {
+		f.Sync()
+		f.Close()
+	}
+}

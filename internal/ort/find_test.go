@@ -1,0 +1,145 @@
+package ort_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/ort"
+)
+
+// fakeLib writes an empty file called name in dir: FindLibrary only looks
+// for files, it does not load them.
+func fakeLib(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// isolate clears every place FindLibrary looks, except next to the test
+// binary, which holds no library.
+func isolate(t *testing.T) {
+	t.Helper()
+	t.Setenv(ort.EnvVar, "")
+	old := ort.InstallDir
+	ort.InstallDir = ""
+	t.Cleanup(func() { ort.InstallDir = old })
+}
+
+func TestFindLibraryOrder(t *testing.T) {
+	isolate(t)
+	flagDir, envDir, installDir := t.TempDir(), t.TempDir(), t.TempDir()
+	flagLib := fakeLib(t, flagDir, "libonnxruntime.so.1")
+	envLib := fakeLib(t, envDir, "libonnxruntime.so")
+	installLib := fakeLib(t, installDir, "libonnxruntime.so.1")
+	fakeLib(t, installDir, "libonnxruntime.so") // .so.1 is preferred
+	custom := fakeLib(t, t.TempDir(), "my-onnxruntime-build.so")
+
+	cases := []struct {
+		name    string
+		flag    string
+		env     string
+		install string
+		want    string
+	}{
+		{"flag file wins over everything", flagLib, envLib, installDir, flagLib},
+		{"flag folder", flagDir, envLib, installDir, flagLib},
+		{"flag file with any name", custom, envLib, installDir, custom},
+		{"env file", "", envLib, installDir, envLib},
+		{"env folder", "", envDir, installDir, envLib},
+		{"install dir, .so.1 first", "", "", installDir, installLib},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(ort.EnvVar, c.env)
+			ort.InstallDir = c.install
+			got, err := ort.FindLibrary(c.flag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("FindLibrary(%q) = %s, want %s", c.flag, got, c.want)
+			}
+		})
+	}
+}
+
+// The library next to the running binary comes after the flag and the
+// variable, before InstallDir. The test binary's folder is a scratch folder
+// of `go test`, so the test may put a file there.
+func TestFindLibraryNextToBinary(t *testing.T) {
+	isolate(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip("no executable path:", err)
+	}
+	dir := filepath.Dir(exe)
+	lib := filepath.Join(dir, "libonnxruntime.so.1")
+	if _, err := os.Stat(lib); err == nil {
+		t.Skipf("%s already exists", lib)
+	}
+	if err := os.WriteFile(lib, nil, 0o644); err != nil {
+		t.Skipf("cannot write next to the test binary: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(lib) })
+	ort.InstallDir = t.TempDir()
+	fakeLib(t, ort.InstallDir, "libonnxruntime.so.1")
+
+	if got, err := ort.FindLibrary(""); err != nil || got != lib {
+		t.Errorf("FindLibrary(\"\") = %s, %v; want %s", got, err, lib)
+	}
+	envLib := fakeLib(t, t.TempDir(), "libonnxruntime.so.1")
+	t.Setenv(ort.EnvVar, envLib)
+	if got, err := ort.FindLibrary(""); err != nil || got != envLib {
+		t.Errorf("with $%s set: FindLibrary(\"\") = %s, %v; want %s", ort.EnvVar, got, err, envLib)
+	}
+}
+
+func TestFindLibraryErrors(t *testing.T) {
+	isolate(t)
+	empty := t.TempDir()
+	missing := filepath.Join(empty, "nope", "libonnxruntime.so.1")
+	exe, _ := os.Executable()
+	cases := []struct {
+		name    string
+		flag    string
+		env     string
+		install string
+		want    []string // each in the message
+	}{
+		{"flag path missing", missing, "", "", []string{missing, "--ort-lib", "does not exist"}},
+		// A wrong --ort-lib is an error even when the variable would work.
+		{"flag path missing, env set", missing, fakeLib(t, t.TempDir(), "libonnxruntime.so.1"), "", []string{missing, "--ort-lib"}},
+		{"flag folder without library", empty, "", "", []string{empty, "--ort-lib", "folder without"}},
+		{"env path missing", "", missing, "", []string{missing, "$" + ort.EnvVar}},
+		{"env folder without library", "", empty, "", []string{empty, "$" + ort.EnvVar}},
+		{"nothing anywhere", "", "", empty, []string{"--ort-lib", "$" + ort.EnvVar, filepath.Dir(exe), empty, "make"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(ort.EnvVar, c.env)
+			ort.InstallDir = c.install
+			got, err := ort.FindLibrary(c.flag)
+			if err == nil {
+				t.Fatalf("FindLibrary(%q) = %s, want an error", c.flag, got)
+			}
+			if !errors.Is(err, ort.ErrNoLibrary) {
+				t.Errorf("error %q does not wrap ErrNoLibrary", err)
+			}
+			msg := err.Error()
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error %q spans several lines", msg)
+			}
+		})
+	}
+}

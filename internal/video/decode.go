@@ -1,0 +1,243 @@
+package video
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"os/exec"
+
+	ffmpeg "github.com/u2takey/ffmpeg-go"
+)
+
+// ScaleFlags are the swscale flags for every resize and colour conversion:
+// Lanczos (the official TokenFlow tool resizes with PIL's LANCZOS), with
+// accurate rounding and full chroma interpolation, so that frames that need
+// no resize come out with exactly the source's RGB values.
+const ScaleFlags = "lanczos+accurate_rnd+full_chroma_int+full_chroma_inp"
+
+// DecodeOptions says what to decode.
+type DecodeOptions struct {
+	// Size of the output frames; zero means DefaultSize(in.DisplaySize()).
+	// Frames are resized to exactly this size (the aspect ratio is the
+	// caller's choice).
+	Size Size
+	// Range of source frames; use Whole() for all of them. It is checked
+	// with Range.Resolve, so errors name --start, --frames and --stride.
+	Range Range
+}
+
+// Decode streams the frames opts selects from the source in, as rgb24 at
+// opts.Size, turned upright by the source's rotation, calling fn for each in
+// order. fn owns each Frame's Pix. Decoding stops at the first error fn
+// returns, which Decode returns.
+func Decode(ctx context.Context, in Info, opts DecodeOptions, fn func(Frame) error) error {
+	d, err := openDecoder(ctx, in, opts)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	for {
+		f, err := d.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+}
+
+// Frames is Decode as an iterator. Breaking out of the loop stops ffmpeg;
+// after an error the iteration ends.
+func Frames(ctx context.Context, in Info, opts DecodeOptions) iter.Seq2[Frame, error] {
+	return func(yield func(Frame, error) bool) {
+		d, err := openDecoder(ctx, in, opts)
+		if err != nil {
+			yield(Frame{}, err)
+			return
+		}
+		defer d.close()
+		for {
+			f, err := d.next()
+			if err == io.EOF {
+				return
+			}
+			if !yield(f, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// DecodeAll decodes every frame opts selects into memory.
+func DecodeAll(ctx context.Context, in Info, opts DecodeOptions) (*Clip, error) {
+	d, err := openDecoder(ctx, in, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	clip := &Clip{Size: d.size, FPS: in.ClipFPS(d.r), Range: d.r, Frames: make([]Frame, 0, d.r.Count)}
+	for {
+		f, err := d.next()
+		if err == io.EOF {
+			return clip, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		clip.Frames = append(clip.Frames, f)
+	}
+}
+
+// decoder runs one ffmpeg that writes the selected frames, rgb24, to a pipe.
+type decoder struct {
+	in     Info
+	size   Size
+	r      Range
+	ctx    context.Context
+	cancel context.CancelFunc
+	cmd    *exec.Cmd
+	stdout io.ReadCloser
+	stderr *tailBuffer
+	got    int
+	done   bool
+	err    error
+}
+
+func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, error) {
+	if err := ctxErr(ctx, "decode "+in.Path); err != nil {
+		return nil, err
+	}
+	r, err := opts.Range.Resolve(in)
+	if err != nil {
+		return nil, err
+	}
+	size := opts.Size
+	if size.IsZero() {
+		size = DefaultSize(in.DisplaySize())
+	}
+	if size.W <= 0 || size.H <= 0 {
+		return nil, newError(ErrSize, nil, "decode %s: frame size %s must be positive", in.Path, size)
+	}
+
+	// Frame k of the output is source frame r.Start + k*r.Stride: select by
+	// frame number n, pass frames through unchanged in number
+	// (fps_mode passthrough), stop after r.Count.
+	var input *ffmpeg.Stream
+	start := r.Start
+	if in.Folder {
+		// The image2 demuxer can start at the first wanted file, so the
+		// frames before it are never read.
+		input = ffmpeg.Input(in.Pattern, ffmpeg.KwArgs{
+			"f": "image2", "framerate": in.FPS.String(), "start_number": in.FirstNumber + r.Start,
+		})
+		start = 0
+	} else {
+		input = ffmpeg.Input(ffmpegInput(in.Path))
+	}
+	v := input.Get("v:0")
+	if expr := selectExpr(start, r.Stride); expr != "" {
+		v = v.Filter("select", ffmpeg.Args{expr})
+	}
+	v = v.Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", size.W, size.H)}, ffmpeg.KwArgs{"flags": ScaleFlags}).
+		Filter("format", ffmpeg.Args{"rgb24"})
+	out := v.Output("pipe:1", ffmpeg.KwArgs{"f": "rawvideo", "fps_mode": "passthrough", "frames:v": r.Count})
+
+	ctx, cancel := context.WithCancel(ctx)
+	cmd, stderr, err := command(ctx, out)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		return nil, newError(ErrFFmpeg, err, "decode %s: %v", in.Path, err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, newError(ErrFFmpeg, err, "decode %s: cannot start ffmpeg: %v", in.Path, err)
+	}
+	return &decoder{in: in, size: size, r: r, ctx: ctx, cancel: cancel, cmd: cmd, stdout: stdout, stderr: stderr}, nil
+}
+
+// selectExpr is the select filter expression keeping frames start,
+// start+stride, ..., or "" when every frame is kept.
+func selectExpr(start, stride int) string {
+	switch {
+	case start == 0 && stride == 1:
+		return ""
+	case stride == 1:
+		return fmt.Sprintf("gte(n,%d)", start)
+	case start == 0:
+		return fmt.Sprintf("not(mod(n,%d))", stride)
+	}
+	return fmt.Sprintf("gte(n,%d)*not(mod(n-%d,%d))", start, start, stride)
+}
+
+// next returns the next frame, or io.EOF after the last.
+func (d *decoder) next() (Frame, error) {
+	if d.done {
+		if d.err != nil {
+			return Frame{}, d.err
+		}
+		return Frame{}, io.EOF
+	}
+	if d.ctx.Err() != nil {
+		// Frames may still sit in the pipe; stop at once regardless.
+		d.finish(false)
+		return d.next()
+	}
+	if d.got == d.r.Count {
+		d.finish(true)
+		return d.next()
+	}
+	f := Frame{
+		Index:  d.r.Start + d.got*d.r.Stride,
+		Width:  d.size.W,
+		Height: d.size.H,
+		Pix:    make([]byte, d.size.W*d.size.H*3),
+	}
+	if _, err := io.ReadFull(d.stdout, f.Pix); err != nil {
+		d.finish(false)
+		return Frame{}, d.err
+	}
+	d.got++
+	return f, nil
+}
+
+// finish waits for ffmpeg and records the outcome: complete when every
+// frame was read (ffmpeg's exit status then does not matter), else an error.
+func (d *decoder) finish(complete bool) {
+	d.done = true
+	if complete {
+		io.Copy(io.Discard, d.stdout)
+	}
+	werr := d.cmd.Wait()
+	cerr := ctxErr(d.ctx, "decode "+d.in.Path) // before cancel, which would set it
+	d.cancel()
+	switch {
+	case complete:
+	case cerr != nil:
+		d.err = cerr
+	default:
+		summary := d.stderr.Summary(ffmpegInput(d.in.Path), d.in.Pattern)
+		d.err = newError(ErrTruncated, werr, "%s", withSummary(fmt.Sprintf(
+			"%s: could decode only %d of the %d frames asked for; the file may be truncated or damaged",
+			d.in.Path, d.got, d.r.Count), summary))
+	}
+}
+
+// close stops ffmpeg if it is still running and waits for it.
+func (d *decoder) close() {
+	if d.done {
+		return
+	}
+	d.done = true
+	d.cancel()
+	d.cmd.Wait()
+}

@@ -1,0 +1,155 @@
+package video
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	ffmpeg "github.com/u2takey/ffmpeg-go"
+)
+
+// commonArgs go before every ffmpeg command line ffmpeg-go builds: no
+// banner, no interaction on the terminal, no progress, errors only.
+var commonArgs = []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error"}
+
+// lookTool finds ffmpeg or ffprobe on PATH.
+func lookTool(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", newError(ErrFFmpegMissing, err, "%s not found on PATH; install ffmpeg (e.g. apt install ffmpeg)", name)
+	}
+	return p, nil
+}
+
+// command makes the exec.Cmd for an ffmpeg-go graph, killed when ctx ends.
+func command(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailBuffer, error) {
+	bin, err := lookTool("ffmpeg")
+	if err != nil {
+		return nil, nil, err
+	}
+	args := append(append([]string{}, commonArgs...), s.GetArgs()...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	stderr := &tailBuffer{}
+	cmd.Stderr = stderr
+	// After a kill, do not wait long for pipes a child may still hold.
+	cmd.WaitDelay = 5 * time.Second
+	return cmd, stderr, nil
+}
+
+// ffmpegInput is how a path goes to ffmpeg: absolute, so that a name
+// starting with "-" or holding "something:" is not taken for an option or a
+// protocol.
+func ffmpegInput(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+// tailBuffer keeps the last few KiB written to it: ffmpeg's stderr, of which
+// errors quote at most a short summary.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 8 << 10
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailMax {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// Summary is the gist of ffmpeg's stderr in one short line: the last two
+// distinct messages, without "[demuxer @ 0x...]" prefixes, the file name
+// ffmpeg puts in front, or generic closing lines.
+func (t *tailBuffer) Summary(paths ...string) string {
+	return summarize(t.String(), paths...)
+}
+
+var (
+	contextPrefix = regexp.MustCompile(`^\[[^\]]* @ 0x[0-9a-f]+\]\s*`)
+	genericLines  = []string{
+		"Conversion failed!",
+		"Error marking filters as finished",
+		"Cannot determine format of input stream",
+		"Error opening output files",
+		"Error opening input files",
+		"Exiting normally",
+		"Finishing stream",
+		"Nothing was written into output file",
+	}
+)
+
+func summarize(stderr string, paths ...string) string {
+	var msgs []string
+	for _, line := range strings.Split(strings.ReplaceAll(stderr, "\r", "\n"), "\n") {
+		line = strings.TrimSpace(contextPrefix.ReplaceAllString(strings.TrimSpace(line), ""))
+		for _, p := range paths {
+			if p != "" {
+				line = strings.TrimPrefix(line, p+": ")
+			}
+		}
+		if line == "" || isGeneric(line) {
+			continue
+		}
+		if len(msgs) > 0 && msgs[len(msgs)-1] == line {
+			continue
+		}
+		msgs = append(msgs, line)
+	}
+	if len(msgs) > 2 {
+		msgs = msgs[len(msgs)-2:]
+	}
+	s := strings.Join(msgs, "; ")
+	const maxLen = 160
+	if len(s) > maxLen {
+		s = "..." + s[len(s)-maxLen+3:]
+	}
+	return s
+}
+
+func isGeneric(line string) bool {
+	for _, g := range genericLines {
+		if strings.HasPrefix(line, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// withSummary appends " (ffmpeg: summary)" when there is one.
+func withSummary(msg, summary string) string {
+	if summary == "" {
+		return msg
+	}
+	return msg + " (ffmpeg: " + summary + ")"
+}
+
+// ctxErr is the error to report when a command ended because ctx did.
+func ctxErr(ctx context.Context, what string) error {
+	if err := ctx.Err(); err != nil {
+		cause := context.Cause(ctx)
+		if cause == nil || errors.Is(cause, err) {
+			return newError(err, nil, "%s: %v", what, err)
+		}
+		return newError(err, cause, "%s: %v", what, cause)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package video
+
+import (
+	"bytes"
+	"fmt"
+	"image/png"
+	"os"
+	"path/filepath"
+
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
+)
+
+// PNGOptions says how WritePNG and WritePNGs write.
+type PNGOptions struct {
+	NoClobber bool // refuse to replace existing files (atomicfile.ErrExist)
+}
+
+// FrameFileName is the name of the i-th frame in a frames folder:
+// 00000.png, 00001.png, ..., as the official TokenFlow data folders name
+// them, so such a folder can be read back as a source.
+func FrameFileName(i int) string { return fmt.Sprintf("%05d.png", i) }
+
+// WritePNG writes f as an 8-bit RGB PNG at path, atomically.
+func WritePNG(path string, f Frame, opts PNGOptions) error {
+	if len(f.Pix) != f.Width*f.Height*3 || f.Width <= 0 || f.Height <= 0 {
+		return newError(ErrSize, nil, "write %s: frame %d is %dx%d with %d bytes, not rgb24", path, f.Index, f.Width, f.Height, len(f.Pix))
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, f.RGBA()); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	var aopts []atomicfile.Option
+	if opts.NoClobber {
+		aopts = append(aopts, atomicfile.NoClobber())
+	}
+	return atomicfile.WriteFile(path, buf.Bytes(), 0o666, aopts...)
+}
+
+// WritePNGs writes frames into dir (made if missing) as FrameFileName(0),
+// FrameFileName(1), ... in slice order, each file atomically.
+func WritePNGs(dir string, frames []Frame, opts PNGOptions) error {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return newError(nil, err, "frames folder %s: cannot create it: %v", dir, causeText(err))
+	}
+	for i, f := range frames {
+		if err := WritePNG(filepath.Join(dir, FrameFileName(i)), f, opts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
