@@ -25,10 +25,19 @@ func (v Value) Name() string { return v.name }
 func (v Value) Valid() bool { return v.name != "" }
 
 // Graph builds a GraphProto node by node. Blocks add nodes to it; nothing runs.
+// A subgraph (an If branch) shares its root's names, constants and
+// initializers: every initializer lives in the root graph, so branches that
+// use the same weights share one copy.
 type Graph struct {
-	proto   GraphProto
+	proto  GraphProto
+	prefix []string
+	*graphState
+}
+
+// graphState is what a root graph and its subgraphs share.
+type graphState struct {
+	root    *Graph
 	counter int
-	prefix  []string
 	consts  map[string]Value
 	used    map[string]bool
 	err     error
@@ -36,7 +45,35 @@ type Graph struct {
 
 // NewGraph starts an empty graph.
 func NewGraph(name string) *Graph {
-	return &Graph{proto: GraphProto{Name: name}, consts: map[string]Value{}, used: map[string]bool{}}
+	g := &Graph{proto: GraphProto{Name: name}, graphState: &graphState{consts: map[string]Value{}, used: map[string]bool{}}}
+	g.root = g
+	return g
+}
+
+// If adds an If node on cond (a one-element bool tensor). then and els
+// build the two branches in subgraphs, which may use any value of the
+// enclosing graphs, and return the branch outputs, whose element types are
+// types. It returns the If node's outputs.
+func (g *Graph) If(cond Value, types []DataType, then, els func(b *Graph) []Value) []Value {
+	branch := func(kind string, build func(*Graph) []Value) *GraphProto {
+		sub := &Graph{proto: GraphProto{Name: g.unique(strings.Join(g.prefix, "."), "If_"+kind)}, prefix: append([]string(nil), g.prefix...), graphState: g.graphState}
+		outs := build(sub)
+		if len(outs) != len(types) {
+			g.fail(fmt.Errorf("onnx: If %s branch returns %d values, want %d", kind, len(outs), len(types)))
+			return &sub.proto
+		}
+		for i, v := range outs {
+			// A branch output must be produced inside the branch.
+			name := sub.fresh("out")
+			sub.used[name] = true
+			sub.proto.Nodes = append(sub.proto.Nodes, &Node{Name: name, OpType: "Identity", Inputs: []string{v.name}, Outputs: []string{name}})
+			sub.proto.Outputs = append(sub.proto.Outputs, ValueInfo{Name: name, Type: types[i]})
+		}
+		return &sub.proto
+	}
+	thenG := branch("then", then)
+	elseG := branch("else", els)
+	return g.Node("", "If", len(types), []Value{cond}, AGraph("then_branch", thenG), AGraph("else_branch", elseG))
 }
 
 // Push prefixes the names of the nodes added until the matching Pop
@@ -107,10 +144,11 @@ func (g *Graph) Output(name string, v Value, t DataType, dims ...Dim) {
 	g.proto.Outputs = append(g.proto.Outputs, ValueInfo{Name: name, Type: t, Dims: dims})
 }
 
-// Initializer adds a weight tensor and returns it as a value.
+// Initializer adds a weight tensor (to the root graph) and returns it as a
+// value.
 func (g *Graph) Initializer(t *Tensor) Value {
 	g.claim(t.Name)
-	g.proto.Initializers = append(g.proto.Initializers, t)
+	g.root.proto.Initializers = append(g.root.proto.Initializers, t)
 	return Value{t.Name}
 }
 
