@@ -142,6 +142,8 @@ func (w *Weights) Names() []string {
 // the user's file (external data: no copy); anything else is converted.
 func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int64) onnx.Value {
 	key := name + "#" + t.String()
+	// Initializers live in the root graph; branches of an If share them.
+	g = g.Root()
 	if v, ok := w.added[g][key]; ok {
 		return v
 	}

@@ -152,6 +152,9 @@ func (g *Graph) Initializer(t *Tensor) Value {
 	return Value{t.Name}
 }
 
+// Root is the outermost graph (g itself unless g is an If branch).
+func (g *Graph) Root() *Graph { return g.root }
+
 // Proto is the graph built so far.
 func (g *Graph) Proto() *GraphProto { return &g.proto }
 

@@ -1,0 +1,210 @@
+package models
+
+import (
+	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/pnp"
+)
+
+// The TokenFlow UNet is one graph for the three ways the edit runs the UNet,
+// chosen per call by the attn_mode input, so the weights are held once:
+//
+//	0 plain:       ordinary self-attention (inversion, reconstruction);
+//	1 keyframe:    batch [source | uncond | cond] of K keyframes each; the
+//	               uncond and cond thirds attend to all K keyframes of their
+//	               third (extended attention), with PnP query/key injection
+//	               where qk_inject is on; outputs the pivot cache;
+//	2 propagation: batch [source | uncond | cond] of n frames; attn1 is not
+//	               evaluated: its output is gathered from two keyframes'
+//	               cached outputs at the source tokens' nearest neighbours
+//	               (cosine similarity) and blended by pivot_weights.
+//
+// Feature injection (conv_inject) replaces up_blocks.1.resnets.1's residual
+// branch of the uncond and cond thirds by the source third's, in modes 1
+// and 2. Each self-attention layer is an If on the mode; the weights are
+// initializers of the root graph, shared by the branches.
+const (
+	InAttnMode     = "attn_mode"     // int64 [1]
+	InQKInject     = "qk_inject"     // bool [1]
+	InConvInject   = "conv_inject"   // bool [1]
+	InPivots       = "pivots"        // int64 [2]: keyframe slots of the first and second pivot
+	InPivotWeights = "pivot_weights" // float32 [n]: the first pivot's weight per frame
+
+	ModePlain     = 0
+	ModeKeyframe  = 1
+	ModePropagate = 2
+)
+
+// Per-layer TokenFlow I/O names: keyframe-pass outputs, and the same
+// tensors fed back to propagation passes.
+func OutTokens(layer string) string { return "tokens/" + layer } // [K,S,C] source-branch tokens (norm1 output)
+func OutAttn(layer string) string   { return "attn/" + layer }   // [3K,S,C] attn1 outputs of all branches
+func InKeyTokens(layer string) string {
+	return "kf_tokens/" + layer
+}
+func InKeyAttn(layer string) string { return "kf_attn/" + layer }
+
+// tokenflowState holds the graph inputs every TokenFlow processor shares.
+type tokenflowState struct {
+	ready           bool
+	isKey, isProp   onnx.Value
+	qk, conv        onnx.Value
+	pivots, weights onnx.Value
+	layers          []string
+	dt              onnx.DataType
+}
+
+func (st *tokenflowState) init(g *onnx.Graph) {
+	if st.ready {
+		return
+	}
+	st.ready = true
+	mode := g.Input(InAttnMode, onnx.Int64, onnx.D(1))
+	st.isKey = g.Op("Equal", []onnx.Value{mode, g.Ints(ModeKeyframe)})
+	st.isProp = g.Op("Equal", []onnx.Value{mode, g.Ints(ModePropagate)})
+	st.qk = g.Input(InQKInject, onnx.Bool, onnx.D(1))
+	st.conv = g.Input(InConvInject, onnx.Bool, onnx.D(1))
+	st.pivots = g.Input(InPivots, onnx.Int64, onnx.D(2))
+	st.weights = g.Input(InPivotWeights, onnx.Float, onnx.P("frames"))
+}
+
+// tokenflowAttn is the self-attention processor of the TokenFlow UNet.
+type tokenflowAttn struct {
+	st *tokenflowState
+}
+
+func (p tokenflowAttn) Apply(g *onnx.Graph, a *Attention, x onnx.Value, l Layer) onnx.Value {
+	st := p.st
+	st.init(g)
+	st.layers = append(st.layers, l.Path)
+	dt := a.Scope.w.Type
+	types := []onnx.DataType{dt, dt, dt}
+	kfTokens := g.Input(InKeyTokens(l.Path), onnx.Float, onnx.P("keyframes"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
+	kfAttn := g.Input(InKeyAttn(l.Path), onnx.Float, onnx.P("keyframes3"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
+	outs := g.If(st.isProp, types,
+		func(b *onnx.Graph) []onnx.Value {
+			return p.propagate(b, a, x, l, kfTokens, kfAttn)
+		},
+		func(b *onnx.Graph) []onnx.Value {
+			return b.If(st.isKey, types,
+				func(bb *onnx.Graph) []onnx.Value { return p.keyframe(bb, a, x, l) },
+				func(bb *onnx.Graph) []onnx.Value {
+					out := PlainAttn{}.Apply(bb, a, x, l)
+					e := empty(bb, x)
+					return []onnx.Value{out, e, e}
+				})
+		})
+	g.Output(OutTokens(l.Path), fromDT(g, outs[1], dt), onnx.Float, onnx.P("keyframes"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
+	g.Output(OutAttn(l.Path), fromDT(g, outs[2], dt), onnx.Float, onnx.P("keyframes3"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
+	return outs[0]
+}
+
+// empty is x[0:0]: a branch's placeholder for outputs its mode has not.
+func empty(g *onnx.Graph, x onnx.Value) onnx.Value {
+	return g.Slice(x, []int64{0}, []int64{0}, []int64{0})
+}
+
+func fromDT(g *onnx.Graph, v onnx.Value, dt onnx.DataType) onnx.Value {
+	if dt == onnx.Float {
+		return v
+	}
+	return g.Cast(v, onnx.Float)
+}
+
+func toDT(g *onnx.Graph, v onnx.Value, dt onnx.DataType) onnx.Value {
+	if dt == onnx.Float {
+		return v
+	}
+	return g.Cast(v, dt)
+}
+
+// keyframe is the keyframe pass: x [3K,S,C] = [source | uncond | cond].
+func (p tokenflowAttn) keyframe(g *onnx.Graph, a *Attention, x onnx.Value, l Layer) []onnx.Value {
+	q, k, v := a.Q(g, x), a.K(g, x), a.V(g, x)
+	// [3K,S,D] -> three [K,S,D]
+	qs := g.Split(q, 0, 3)
+	ks := g.Split(k, 0, 3)
+	vs := g.Split(v, 0, 3)
+	if pnp.QKLayer(l.Path) {
+		// PnP: uncond and cond take the source's queries and keys, frame
+		// for frame, when injection is on at this timestep.
+		for i := 1; i < 3; i++ {
+			qs[i] = g.Where(p.st.qk, qs[0], qs[i])
+			ks[i] = g.Where(p.st.qk, ks[0], ks[i])
+		}
+	}
+	src := a.Attend(g, qs[0], ks[0], vs[0])
+	// Extended attention: each third's K frames as one sequence of K*S
+	// tokens, so every query sees the keys of all keyframes; uncond and
+	// cond go as a batch of 2. [K,S,D] -> [1,K*S,D], stacked -> [2,K*S,D]
+	seq := func(t onnx.Value) onnx.Value { return g.Reshape(t, 1, -1, a.InnerDim) }
+	ext := a.Attend(g,
+		g.Concat(0, seq(qs[1]), seq(qs[2])),
+		g.Concat(0, seq(ks[1]), seq(ks[2])),
+		g.Concat(0, seq(vs[1]), seq(vs[2])))
+	// [2,K*S,D] -> [2K,S,D]
+	ext = g.ReshapeTo(ext, g.Concat(0, g.Ints(-1), g.ShapeRange(x, 1, 2), g.Ints(a.InnerDim)))
+	out := a.Out(g, g.Concat(0, src, ext))
+	tokens := g.Split(x, 0, 3)[0]
+	return []onnx.Value{out, tokens, out}
+}
+
+// propagate is the propagation pass: x [3n,S,C]; attn1's output comes from
+// the keyframes' cached outputs (DESIGN.md section 3, propagation pass).
+func (p tokenflowAttn) propagate(g *onnx.Graph, a *Attention, x onnx.Value, l Layer, kfTokens, kfAttn onnx.Value) []onnx.Value {
+	st := p.st
+	dt := a.Scope.w.Type
+	C := l.Channels
+	S := g.ShapeRange(x, 1, 2) // [1]
+	// 1. X = source-third tokens, unit rows. [n,S,C]
+	xs := unitRows(g, g.Split(x, 0, 3)[0])
+	// 2. the two pivots' tokens, unit rows. [K,S,C] -> [2,S,C]
+	pv := unitRows(g, toDT(g, g.Gather(kfTokens, st.pivots, 0), dt))
+	// 3. cosine similarity and argmax (first index on ties):
+	// [1,nS,C] x [2,C,S] -> [2,nS,S] -> idx [2,nS]
+	sim := g.MatMul(g.Reshape(xs, 1, -1, C), g.Transpose(pv, 0, 2, 1))
+	idx := g.ArgMax(sim, 2, false)
+	// 4. gather each branch's cached attention output at idx.
+	// kf_attn [3K,S,C] -> [3,K,S,C] -> pivots [3,2,S,C] -> [3,2S,C]
+	ka := g.ReshapeTo(kfAttn, g.Concat(0, g.Ints(3, -1), S, g.Ints(C)))
+	pa := g.Reshape(toDT(g, g.Gather(ka, st.pivots, 1), dt), 3, -1, C)
+	// pivot 2's rows start at S: idx + [0, S] -> [2nS]
+	offs := g.Unsqueeze(g.Concat(0, g.Ints(0), S), 1)
+	flat := g.Reshape(g.Add(idx, offs), -1)
+	got := g.Gather(pa, flat, 1) // [3, 2nS, C]
+	// [3,2nS,C] -> [3,2,n,S,C]; w [n] -> [1,1,n,1,1]
+	got = g.ReshapeTo(got, g.Concat(0, g.Ints(3, 2, -1), S, g.Ints(C)))
+	two := g.Split(got, 1, 2)
+	w := toDT(g, g.Reshape(st.weights, 1, 1, -1, 1, 1), dt)
+	one := toDT(g, g.Scalar(1), dt)
+	// 5. out = w G1 + (1 - w) G2, [3,1,n,S,C] -> [3n,S,C]
+	out := g.Add(g.Mul(w, two[0]), g.Mul(g.Sub(one, w), two[1]))
+	out = g.ReshapeTo(out, g.Concat(0, g.Ints(-1), S, g.Ints(C)))
+	e := empty(g, x)
+	return []onnx.Value{out, e, e}
+}
+
+// unitRows divides each row (last axis) by its Euclidean norm, as the
+// official batch_cosine_sim does (no epsilon).
+func unitRows(g *onnx.Graph, x onnx.Value) onnx.Value {
+	return g.Div(x, g.Sqrt(g.ReduceSum(g.Mul(x, x), true, -1)))
+}
+
+// TokenFlowGraph builds the TokenFlow UNet (see the constants above for its
+// extra inputs and outputs).
+func (u *UNet) TokenFlowGraph() (*onnx.Graph, error) {
+	st := &tokenflowState{}
+	hooks := map[string]ResnetHook{}
+	for _, path := range pnp.ConvLayers {
+		hooks[path] = func(g *onnx.Graph, h onnx.Value) onnx.Value {
+			st.init(g)
+			// uncond and cond take the source's residual branch.
+			return g.If(st.conv, []onnx.DataType{u.Weights.Type},
+				func(b *onnx.Graph) []onnx.Value {
+					th := b.Split(h, 0, 3)
+					return []onnx.Value{b.Concat(0, th[0], th[0], th[0])}
+				},
+				func(b *onnx.Graph) []onnx.Value { return []onnx.Value{h} })[0]
+		}
+	}
+	return u.Graph(UNetGraphOptions{Name: "unet_tokenflow", Processors: Processors{Default: tokenflowAttn{st: st}}, ResnetHooks: hooks})
+}
