@@ -156,6 +156,12 @@ func Run(ctx context.Context, p *sd.Pipeline, req Request) (*Result, error) {
 	m := Manifest{Key: key, Tool: version.Version,
 		Video: VideoInfo{Path: req.Input, FPS: info.FPS.String(), Frames: info.Frames, Width: info.DisplayWidth, Height: info.DisplayHeight, HasAudio: info.HasAudio},
 		Model: ModelInfo{Ref: req.ModelRef, Dir: p.Dir(), ID: p.ID()}}
+	if req.Force {
+		// Store keeps a valid entry it finds; --force means replace it.
+		if err := os.RemoveAll(EntryDir(req.CacheRoot, key)); err != nil {
+			return nil, fmt.Errorf("replace cache entry: %w", err)
+		}
+	}
 	entry, err := Store(req.CacheRoot, m, lat)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,759 @@
+package inversion
+
+// The inversion cache (DESIGN.md section 5). One folder per inversion:
+//
+//	<root>/inversions/<Key.ID()>/
+//	    latents.safetensors   "latents" [N,C,h,w] (z0) and "noisy_latents_<t>"
+//	                          [N,C,h,w] for every kept timestep t, float32
+//	    manifest.json         what the entry is (Manifest), written last
+//	    reconstruction.mp4    when asked for (written by the caller)
+//
+// An entry is made in a temporary folder next to its final place
+// (".<id>.tmp-<random>", the atomicfile naming) and renamed into place when
+// complete, so a reader sees a whole entry or none; an interrupted run leaves
+// only a temporary folder, which Lookup never looks at (its name is not an
+// id) and a later Store removes once it is a day old.
+//
+// Lookup trusts nothing it reads: the manifest must parse, have our format,
+// carry exactly the key it is filed under, and describe a consistent latent
+// tensor set; latents.safetensors must have the manifest's size and CRC-32C
+// and hold exactly the tensors the manifest names, with the right dtype and
+// shape. Anything else is a reason to rebuild, never an entry to use.
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
+	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/version"
+)
+
+// cacheFormat is the manifest format this code reads and writes. Bump it when
+// the layout or the meaning of the stored latents changes; entries of another
+// format are rebuilt.
+const cacheFormat = 1
+
+// cacheKeyVersion is hashed into every Key.ID, so that changing the key's
+// canonical encoding moves every entry to a new folder.
+const cacheKeyVersion = "tokenflow inversion key v1"
+
+const (
+	cacheManifestName       = "manifest.json"
+	cacheLatentsName        = "latents.safetensors"
+	cacheReconstructionName = "reconstruction.mp4"
+	cacheSubdir             = "inversions"
+	cacheZ0Tensor           = "latents"
+	cacheNoisyPrefix        = "noisy_latents_"
+	// cacheTempMaxAge is how old a temporary folder must be before Store
+	// removes it: old enough that no live run is still filling it.
+	cacheTempMaxAge = 24 * time.Hour
+	// cacheMaxElements bounds a manifest's latent shape, so that an edited
+	// manifest cannot make us multiply into an overflow (2^40 floats is 4 TB).
+	cacheMaxElements = int64(1) << 40
+)
+
+var cacheCRCTable = crc32.MakeTable(crc32.Castagnoli)
+
+// cacheIDPattern is what a Key.ID looks like; cacheCRCPattern a LatentsCRC.
+var (
+	cacheIDPattern  = regexp.MustCompile(`^[0-9a-f]{24}$`)
+	cacheCRCPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
+)
+
+// Key identifies an inversion: equal keys mean the cached latents can be
+// reused. Every field is part of Key.ID.
+type Key struct {
+	// VideoSHA256 is the sha256 (hex) of the input's bytes; for a frame
+	// folder, of the sorted frame files' names and bytes.
+	VideoSHA256 string `json:"video_sha256"`
+	// ModelID is a hash of the model's configs and weight headers, computed
+	// by the caller.
+	ModelID string `json:"model_id"`
+	// Width and Height are the working frame size in pixels.
+	Width  int `json:"width"`
+	Height int `json:"height"`
+	// Start, Count and Stride are the frame range: Count frames from Start,
+	// every Stride-th. Count is the actual number of frames.
+	Start  int `json:"start"`
+	Count  int `json:"count"`
+	Stride int `json:"stride"`
+	// InversionPrompt is the text the UNet was conditioned on (may be empty).
+	InversionPrompt string `json:"inversion_prompt"`
+	// InversionSteps is the number of DDIM inversion steps.
+	InversionSteps int `json:"inversion_steps"`
+	// SaveSteps is the editing schedule's length (which timesteps are kept).
+	SaveSteps int `json:"save_steps"`
+	// FolderFPS is the frame rate used for a frame folder ("" for media
+	// files, whose rate is part of their bytes).
+	FolderFPS string `json:"folder_fps"`
+}
+
+// ID is a stable short id for k: the first 24 hex digits of the sha256 of a
+// canonical, versioned encoding of every field. It names the entry's folder.
+func (k Key) ID() string {
+	h := sha256.Sum256([]byte(k.cacheCanonical()))
+	return hex.EncodeToString(h[:])[:24]
+}
+
+// cacheCanonical is the encoding ID hashes: one "name value" line per field,
+// strings quoted (so no value can run into the next line), in a fixed order.
+func (k Key) cacheCanonical() string {
+	var b strings.Builder
+	b.WriteString(cacheKeyVersion + "\n")
+	str := func(name, v string) { b.WriteString(name + " " + strconv.Quote(v) + "\n") }
+	num := func(name string, v int) { b.WriteString(name + " " + strconv.Itoa(v) + "\n") }
+	str("video_sha256", k.VideoSHA256)
+	str("model_id", k.ModelID)
+	num("width", k.Width)
+	num("height", k.Height)
+	num("start", k.Start)
+	num("count", k.Count)
+	num("stride", k.Stride)
+	str("inversion_prompt", k.InversionPrompt)
+	num("inversion_steps", k.InversionSteps)
+	num("save_steps", k.SaveSteps)
+	str("folder_fps", k.FolderFPS)
+	return b.String()
+}
+
+// cacheCheckKey is why k cannot name an entry ("" when it can).
+func (k Key) cacheCheckKey() string {
+	switch {
+	case k.VideoSHA256 == "":
+		return "the key has no video hash"
+	case k.ModelID == "":
+		return "the key has no model id"
+	case k.Width <= 0 || k.Height <= 0:
+		return fmt.Sprintf("the key's size %dx%d is not positive", k.Width, k.Height)
+	case k.Start < 0 || k.Count <= 0 || k.Stride <= 0:
+		return fmt.Sprintf("the key's frame range (start %d, count %d, stride %d) is invalid", k.Start, k.Count, k.Stride)
+	case k.InversionSteps <= 0 || k.SaveSteps <= 0:
+		return fmt.Sprintf("the key's steps (%d inversion, %d editing) are not positive", k.InversionSteps, k.SaveSteps)
+	}
+	return ""
+}
+
+// cacheKeyDiff says, in words, how the key got from a manifest differs from
+// want ("" when equal). The folder name is want's ID, so a difference means
+// the manifest was edited (or belongs to another folder).
+func cacheKeyDiff(got, want Key) string {
+	switch {
+	case got.VideoSHA256 != want.VideoSHA256:
+		return "it was made from another video (content hash differs)"
+	case got.ModelID != want.ModelID:
+		return "it was made with another model"
+	case got.Width != want.Width || got.Height != want.Height:
+		return fmt.Sprintf("it was made at size %dx%d, want %dx%d", got.Width, got.Height, want.Width, want.Height)
+	case got.Start != want.Start || got.Count != want.Count || got.Stride != want.Stride:
+		return fmt.Sprintf("it was made for frames start %d count %d stride %d, want start %d count %d stride %d",
+			got.Start, got.Count, got.Stride, want.Start, want.Count, want.Stride)
+	case got.InversionPrompt != want.InversionPrompt:
+		return "it was made for another inversion prompt"
+	case got.InversionSteps != want.InversionSteps:
+		return fmt.Sprintf("it was made with %d inversion steps, want %d", got.InversionSteps, want.InversionSteps)
+	case got.SaveSteps != want.SaveSteps:
+		return fmt.Sprintf("it was made for %d editing steps, want %d", got.SaveSteps, want.SaveSteps)
+	case got.FolderFPS != want.FolderFPS:
+		return fmt.Sprintf("it was made at frame rate %q, want %q", got.FolderFPS, want.FolderFPS)
+	}
+	return ""
+}
+
+// VideoInfo describes the input video in the manifest (for people reading
+// it; the key holds what decides reuse).
+type VideoInfo struct {
+	Path     string `json:"path"`
+	FPS      string `json:"fps"`
+	Frames   int    `json:"frames"`
+	Width    int    `json:"width"`
+	Height   int    `json:"height"`
+	HasAudio bool   `json:"has_audio"`
+}
+
+// ModelInfo describes the model in the manifest.
+type ModelInfo struct {
+	Ref string `json:"ref"` // --model as given
+	Dir string `json:"dir"` // the folder it resolved to
+	ID  string `json:"id"`  // same as Key.ModelID
+}
+
+// Manifest is manifest.json: what an entry holds and what made it.
+type Manifest struct {
+	Format int       `json:"format"` // cacheFormat
+	Key    Key       `json:"key"`
+	Video  VideoInfo `json:"video"`
+	Model  ModelInfo `json:"model"`
+	// Kept is the kept timesteps, ascending; each has a noisy_latents_<t>.
+	Kept []int `json:"kept_timesteps"`
+	// Latent is the shape [N,C,h,w] of every stored tensor.
+	Latent  [4]int64  `json:"latent_shape"`
+	Tool    string    `json:"tool_version"` // version.Version of the writer
+	Created time.Time `json:"created"`
+	// LatentsCRC is the CRC-32C (Castagnoli) of latents.safetensors, 8 hex
+	// digits; LatentsSize its size in bytes.
+	LatentsCRC  string `json:"latents_crc32c"`
+	LatentsSize int64  `json:"latents_size"`
+}
+
+// cacheCheck is why m cannot describe an entry for key k ("" when it can):
+// every consistency rule except the file's size and CRC.
+func (m *Manifest) cacheCheck(k Key) string {
+	if m.Format != cacheFormat {
+		return fmt.Sprintf("manifest.json has format %d, want %d", m.Format, cacheFormat)
+	}
+	if d := cacheKeyDiff(m.Key, k); d != "" {
+		return "manifest.json does not match its folder: " + d
+	}
+	if m.Model.ID != "" && m.Model.ID != m.Key.ModelID {
+		return "manifest.json names two different model ids"
+	}
+	s := m.Latent
+	n := int64(1)
+	for _, d := range s {
+		if d <= 0 || d > cacheMaxElements/n {
+			return fmt.Sprintf("manifest.json has an invalid latent shape %v", s)
+		}
+		n *= d
+	}
+	if s[0] != int64(k.Count) {
+		return fmt.Sprintf("manifest.json has latents for %d frames, the key says %d", s[0], k.Count)
+	}
+	// The VAE divides each side by 8; for sides that are not multiples of 8
+	// the rounding is the model's business, so only the exact case is checked.
+	if (k.Height%8 == 0 && s[2] != int64(k.Height/8)) || (k.Width%8 == 0 && s[3] != int64(k.Width/8)) {
+		return fmt.Sprintf("manifest.json has latents of %dx%d, not %dx%d/8", s[3], s[2], k.Width, k.Height)
+	}
+	if len(m.Kept) == 0 {
+		return "manifest.json has no kept timesteps"
+	}
+	for i, t := range m.Kept {
+		if t < 0 || (i > 0 && t <= m.Kept[i-1]) {
+			return "manifest.json's kept timesteps are not unique, non-negative and ascending"
+		}
+	}
+	if len(m.Kept) > k.InversionSteps {
+		return fmt.Sprintf("manifest.json keeps %d timesteps out of %d inversion steps", len(m.Kept), k.InversionSteps)
+	}
+	if !cacheCRCPattern.MatchString(m.LatentsCRC) || m.LatentsSize <= 0 {
+		return "manifest.json has no valid CRC and size for latents.safetensors"
+	}
+	return ""
+}
+
+// cacheTensorNames is every tensor name an entry with these kept timesteps
+// holds.
+func cacheTensorNames(kept []int) []string {
+	names := []string{cacheZ0Tensor}
+	for _, t := range kept {
+		names = append(names, cacheNoisyName(t))
+	}
+	return names
+}
+
+func cacheNoisyName(t int) string { return cacheNoisyPrefix + strconv.Itoa(t) }
+
+// cacheCheckTensors is why the header of f does not match m ("" when it
+// does): exactly the tensors of cacheTensorNames, each F32 of shape m.Latent.
+func cacheCheckTensors(f *safetensors.File, m *Manifest) string {
+	want := cacheTensorNames(m.Kept)
+	for _, name := range want {
+		ti, err := f.Info(name)
+		if err != nil {
+			return fmt.Sprintf("latents.safetensors has no tensor %q", name)
+		}
+		if ti.DType != safetensors.F32 {
+			return fmt.Sprintf("latents.safetensors: tensor %q is %s, want F32", name, ti.DType)
+		}
+		if !slices.Equal(ti.Shape, m.Latent[:]) {
+			return fmt.Sprintf("latents.safetensors: tensor %q has shape %v, want %v", name, ti.Shape, m.Latent)
+		}
+	}
+	if f.Len() != len(want) {
+		for _, name := range f.Names() {
+			if !slices.Contains(want, name) {
+				return fmt.Sprintf("latents.safetensors has an unexpected tensor %q", name)
+			}
+		}
+	}
+	return ""
+}
+
+// Latents is what an inversion produces.
+type Latents struct {
+	Shape [4]int64          // [N,C,h,w]
+	Z0    []float32         // "latents"
+	Noisy map[int][]float32 // timestep -> z_t ("noisy_latents_<t>")
+}
+
+// CacheRoot is the cache's root folder: flagDir (--cache-dir) when given,
+// else $TOKENFLOW_CACHE, else "tokenflow" in the user cache folder
+// (os.UserCacheDir). Inversions live under <root>/inversions/<id>/. The
+// folder is not created here; Store does that.
+func CacheRoot(flagDir string) (string, error) {
+	if flagDir != "" {
+		return filepath.Clean(flagDir), nil
+	}
+	if env := os.Getenv("TOKENFLOW_CACHE"); env != "" {
+		return filepath.Clean(env), nil
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache folder (%v); pass --cache-dir or set TOKENFLOW_CACHE", err)
+	}
+	return filepath.Join(dir, "tokenflow"), nil
+}
+
+// EntryDir is the folder of k's entry under root.
+func EntryDir(root string, k Key) string {
+	return filepath.Join(root, cacheSubdir, k.ID())
+}
+
+// Entry is a valid cache entry.
+type Entry struct {
+	Dir      string
+	Manifest Manifest
+}
+
+// ReconstructionPath is where the entry's reconstruction video goes.
+func (e *Entry) ReconstructionPath() string {
+	return filepath.Join(e.Dir, cacheReconstructionName)
+}
+
+// Lookup returns the entry for k when one exists and is valid. When there is
+// none, it returns (nil, "", nil). When one exists but cannot be used, it
+// returns (nil, reason, nil) with a one-line reason, for the caller to print
+// as "inversion cache <dir>: <reason>; rebuilding". Only I/O errors other
+// than not-exist are returned as err.
+//
+// Lookup reads latents.safetensors once in full to check its CRC.
+func Lookup(root string, k Key) (*Entry, string, error) {
+	dir := EntryDir(root, k)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "", nil
+	case err != nil:
+		return nil, "", fmt.Errorf("inversion cache %s: %w", dir, err)
+	case !st.IsDir():
+		return nil, "it is not a folder", nil
+	}
+	m, reason, err := cacheReadManifest(dir)
+	if err != nil || reason != "" {
+		return nil, reason, err
+	}
+	if reason := m.cacheCheck(k); reason != "" {
+		return nil, reason, nil
+	}
+	reason, err = cacheCheckLatents(filepath.Join(dir, cacheLatentsName), m)
+	if err != nil || reason != "" {
+		return nil, reason, err
+	}
+	return &Entry{Dir: dir, Manifest: *m}, "", nil
+}
+
+// cacheReadManifest parses dir's manifest.json; a missing or malformed one is
+// a reason, not an error.
+func cacheReadManifest(dir string) (*Manifest, string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, cacheManifestName))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "manifest.json is missing", nil
+	case err != nil:
+		return nil, "", fmt.Errorf("inversion cache %s: %w", dir, err)
+	}
+	if !json.Valid(data) {
+		return nil, "manifest.json is not valid JSON", nil
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Sprintf("manifest.json is not a manifest (%s)", cacheOneLine(err.Error())), nil
+	}
+	return &m, "", nil
+}
+
+// cacheCheckLatents checks the file at path against m: size, CRC, then the
+// tensor header.
+func cacheCheckLatents(path string, m *Manifest) (string, error) {
+	fh, err := os.Open(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "latents.safetensors is missing", nil
+	case err != nil:
+		return "", fmt.Errorf("inversion cache: %w", err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return "", fmt.Errorf("inversion cache: %w", err)
+	}
+	if size := st.Size(); size != m.LatentsSize {
+		if size < m.LatentsSize {
+			return fmt.Sprintf("latents.safetensors is truncated (%d bytes, manifest says %d)", size, m.LatentsSize), nil
+		}
+		return fmt.Sprintf("latents.safetensors has %d bytes, manifest says %d", size, m.LatentsSize), nil
+	}
+	h := crc32.New(cacheCRCTable)
+	n, err := io.Copy(h, fh)
+	if err != nil {
+		return "", fmt.Errorf("inversion cache: read %s: %w", path, err)
+	}
+	if n != m.LatentsSize {
+		return fmt.Sprintf("latents.safetensors changed size while being read (%d bytes, manifest says %d)", n, m.LatentsSize), nil
+	}
+	if got := fmt.Sprintf("%08x", h.Sum32()); got != m.LatentsCRC {
+		return fmt.Sprintf("latents.safetensors is corrupt (CRC-32C %s, manifest says %s)", got, m.LatentsCRC), nil
+	}
+	f, err := safetensors.NewReader(fh, n, cacheLatentsName)
+	if err != nil {
+		return cacheOneLine(err.Error()), nil
+	}
+	return cacheCheckTensors(f, m), nil
+}
+
+// Load reads the entry's latents, checking every tensor's name, dtype and
+// shape against the manifest. (Lookup has checked the file's CRC.)
+func (e *Entry) Load() (*Latents, error) {
+	path := filepath.Join(e.Dir, cacheLatentsName)
+	fail := func(format string, args ...any) (*Latents, error) {
+		return nil, fmt.Errorf("inversion cache %s: %s", e.Dir, fmt.Sprintf(format, args...))
+	}
+	m := &e.Manifest
+	if reason := m.cacheCheck(m.Key); reason != "" {
+		return fail("%s", reason)
+	}
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return fail("%s", cacheOneLine(err.Error()))
+	}
+	defer f.Close()
+	if f.Size() != m.LatentsSize {
+		return fail("latents.safetensors has %d bytes, manifest says %d", f.Size(), m.LatentsSize)
+	}
+	if reason := cacheCheckTensors(f, m); reason != "" {
+		return fail("%s", reason)
+	}
+	l := &Latents{Shape: m.Latent, Noisy: make(map[int][]float32, len(m.Kept))}
+	if l.Z0, err = f.Float32(cacheZ0Tensor); err != nil {
+		return fail("%s", cacheOneLine(err.Error()))
+	}
+	for _, t := range m.Kept {
+		v, err := f.Float32(cacheNoisyName(t))
+		if err != nil {
+			return fail("%s", cacheOneLine(err.Error()))
+		}
+		l.Noisy[t] = v
+	}
+	return l, nil
+}
+
+// Store writes a new entry for m.Key holding l, atomically: a temporary
+// folder next to the final one receives latents.safetensors, then
+// manifest.json, and is renamed into place. Store fills in m's Format, Kept
+// (from l.Noisy; a Kept already set must agree), Latent (l.Shape), Tool and
+// Created (when zero), LatentsCRC and LatentsSize.
+//
+// An existing invalid entry for the key is replaced. If a valid one exists,
+// or appears meanwhile (another process finished first), it is kept and
+// returned instead. Nothing partial is ever visible under the final name.
+// Store also removes temporary folders of interrupted runs older than a day.
+func Store(root string, m Manifest, l *Latents) (*Entry, error) {
+	if l == nil {
+		return nil, errors.New("inversion cache: store: no latents")
+	}
+	if err := cacheFillManifest(&m, l); err != nil {
+		return nil, err
+	}
+	dir := EntryDir(root, m.Key)
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o777); err != nil {
+		return nil, cacheWriteError(root, err)
+	}
+	cacheCleanTemps(parent, time.Now())
+
+	// A valid entry already there wins; an invalid one is replaced below.
+	if e, _, err := Lookup(root, m.Key); err != nil {
+		return nil, err
+	} else if e != nil {
+		return e, nil
+	}
+
+	d, err := atomicfile.CreateDir(dir)
+	if err != nil {
+		return nil, cacheWriteError(root, err)
+	}
+	defer d.Abort()
+	if err := cacheWriteFiles(d.Name(), &m, l); err != nil {
+		return nil, cacheWriteError(root, err)
+	}
+
+	// Last check before replacing: a valid entry that appeared while we
+	// wrote (another run) is kept; an invalid one is moved aside. What is
+	// moved must be what was judged: if another run replaced it in between,
+	// it is put back and judged again.
+	for attempt := 0; ; attempt++ {
+		judged, err := os.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("inversion cache %s: %w", dir, err)
+		}
+		if e, _, err := Lookup(root, m.Key); err != nil || e != nil {
+			return e, err
+		}
+		moved, err := cacheMoveAside(dir, root, judged)
+		if err != nil {
+			return nil, err
+		}
+		if moved {
+			break
+		}
+		if attempt == 3 {
+			return nil, fmt.Errorf("inversion cache %s: other runs keep replacing this entry; run again", dir)
+		}
+	}
+	// Commit removes the temporary folder on any failure, ErrExist included:
+	// if another run's entry landed in between, that one is what we return.
+	if err := d.Commit(); err != nil {
+		if !errors.Is(err, atomicfile.ErrExist) {
+			return nil, cacheWriteError(root, err)
+		}
+		e, reason, lerr := Lookup(root, m.Key)
+		if lerr != nil || e != nil {
+			return e, lerr
+		}
+		if reason == "" {
+			reason = "it is being replaced"
+		}
+		return nil, fmt.Errorf("inversion cache %s: another run wrote the same entry at the same time and %s; run again", dir, reason)
+	}
+	return &Entry{Dir: dir, Manifest: m}, nil
+}
+
+// cacheFillManifest completes m from l and checks the two agree.
+func cacheFillManifest(m *Manifest, l *Latents) error {
+	if reason := m.Key.cacheCheckKey(); reason != "" {
+		return fmt.Errorf("inversion cache: store: %s", reason)
+	}
+	kept := make([]int, 0, len(l.Noisy))
+	for t := range l.Noisy {
+		kept = append(kept, t)
+	}
+	slices.Sort(kept)
+	if m.Kept != nil && !slices.Equal(m.Kept, kept) {
+		return fmt.Errorf("inversion cache: store: manifest keeps timesteps %v, the latents have %v", m.Kept, kept)
+	}
+	m.Format = cacheFormat
+	m.Kept = kept
+	m.Latent = l.Shape
+	if m.Tool == "" {
+		m.Tool = version.Version
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now()
+	}
+	// As it reads back from manifest.json, so the returned Entry is equal to
+	// what a later Lookup gives.
+	m.Created = m.Created.UTC().Truncate(time.Second)
+	// Placeholders so that cacheCheck can judge everything else now; the
+	// real values come when the file is written.
+	m.LatentsCRC, m.LatentsSize = "00000000", 1
+	if reason := m.cacheCheck(m.Key); reason != "" {
+		return fmt.Errorf("inversion cache: store: %s", strings.Replace(reason, "manifest.json", "the manifest", 1))
+	}
+	n := int(l.Shape[0] * l.Shape[1] * l.Shape[2] * l.Shape[3]) // bounded by cacheCheck
+	if len(l.Z0) != n {
+		return fmt.Errorf("inversion cache: store: z0 has %d values, shape %v needs %d", len(l.Z0), l.Shape, n)
+	}
+	for _, t := range kept {
+		if len(l.Noisy[t]) != n {
+			return fmt.Errorf("inversion cache: store: z_%d has %d values, shape %v needs %d", t, len(l.Noisy[t]), l.Shape, n)
+		}
+	}
+	return nil
+}
+
+// cacheWriteFiles writes latents.safetensors, then manifest.json (with the
+// latents' CRC and size) into tmp.
+func cacheWriteFiles(tmp string, m *Manifest, l *Latents) error {
+	shape := m.Latent[:]
+	tensors := []safetensors.Tensor{safetensors.FromFloat32(cacheZ0Tensor, shape, l.Z0)}
+	for _, t := range m.Kept {
+		tensors = append(tensors, safetensors.FromFloat32(cacheNoisyName(t), shape, l.Noisy[t]))
+	}
+	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(cacheFormat)}
+
+	f, err := os.OpenFile(filepath.Join(tmp, cacheLatentsName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return err
+	}
+	h := crc32.New(cacheCRCTable)
+	cw := &cacheCountingWriter{w: io.MultiWriter(f, h)}
+	err = safetensors.Write(cw, tensors, meta)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	m.LatentsCRC = fmt.Sprintf("%08x", h.Sum32())
+	m.LatentsSize = cw.n
+
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(tmp, cacheManifestName), append(data, '\n'), 0o666)
+}
+
+type cacheCountingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *cacheCountingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// cacheMoveAside gets judged, the unusable entry at dir, out of the way:
+// renamed to a temporary name, so that no reader sees it half-deleted, then
+// removed. If what the rename took is not judged (another run put its entry
+// there since), it is put back at once and moved is false.
+//
+// Without a lock there remains a window of two renames in which a valid entry
+// is not at its place; a reader opening it right then gets an error, never
+// wrong latents.
+func cacheMoveAside(dir, root string, judged fs.FileInfo) (moved bool, err error) {
+	old := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".old-"+rand.Text())
+	if err := os.Rename(dir, old); err != nil {
+		if errors.Is(err, fs.ErrNotExist) { // another run moved it first
+			return true, nil
+		}
+		return false, cacheWriteError(root, err)
+	}
+	took, err := os.Lstat(old)
+	if err == nil && (!os.SameFile(took, judged) || !took.ModTime().Equal(judged.ModTime())) {
+		if os.Rename(old, dir) == nil {
+			return false, nil
+		}
+		// Yet another entry is at dir by now; what we took was never
+		// judged, and dir's new content will be.
+		os.RemoveAll(old)
+		return false, nil
+	}
+	os.RemoveAll(old) // best effort: a leftover is removed by a later Store
+	return true, nil
+}
+
+// cacheIsTemp reports whether name is a temporary folder of ours: an
+// interrupted entry (".<id>.tmp-<random>", atomicfile's naming) or a replaced
+// one being removed (".<id>.old-<random>").
+func cacheIsTemp(name string) (temp, old bool) {
+	rest, ok := strings.CutPrefix(name, ".")
+	if !ok || len(rest) < 25 || !cacheIDPattern.MatchString(rest[:24]) {
+		return false, false
+	}
+	switch {
+	case strings.HasPrefix(rest[24:], ".tmp-"):
+		return true, false
+	case strings.HasPrefix(rest[24:], ".old-"):
+		return true, true
+	}
+	return false, false
+}
+
+// cacheCleanTemps removes, best effort, interrupted entries older than
+// cacheTempMaxAge and replaced entries of any age from dir.
+func cacheCleanTemps(dir string, now time.Time) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		temp, old := cacheIsTemp(e.Name())
+		if !temp {
+			continue
+		}
+		if !old {
+			info, err := e.Info()
+			if err != nil || now.Sub(info.ModTime()) < cacheTempMaxAge {
+				continue
+			}
+		}
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
+
+// cacheWriteError turns a failure to write under root into one line naming
+// the folder and what to do. The cause stays wrapped for errors.Is.
+func cacheWriteError(root string, err error) error {
+	cause := cacheCause(err)
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	switch {
+	case errors.Is(err, fs.ErrPermission) || errno == syscall.EROFS:
+		return fmt.Errorf("cache dir %s is not writable (%s: %w); pass --cache-dir DIR to use another", root, cacheFailedPath(err, root), cause)
+	case errno == syscall.ENOSPC:
+		return fmt.Errorf("cache dir %s is full (%w); free some space or pass --cache-dir DIR", root, cause)
+	case errno == syscall.ENOTDIR:
+		return fmt.Errorf("cache dir %s is not usable (%s: %w); pass --cache-dir DIR", root, cacheFailedPath(err, root), cause)
+	}
+	return fmt.Errorf("cache dir %s: %s: %w", root, cacheFailedPath(err, root), cause)
+}
+
+// cacheFailedPath is the folder an error is about, for messages: the
+// *PathError's path, or for atomicfile errors their folder.
+func cacheFailedPath(err error, root string) string {
+	var ae *atomicfile.Error
+	if errors.As(err, &ae) {
+		return filepath.Dir(ae.Path)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.New
+	}
+	return root
+}
+
+// cacheCause is the innermost error of err (e.g. syscall.EACCES, which
+// errors.Is still matches against fs.ErrPermission).
+func cacheCause(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}
+
+// cacheOneLine keeps a message on one line.
+func cacheOneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

@@ -1,0 +1,673 @@
+package inversion
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenflow/tokenflow/internal/safetensors"
+)
+
+// cacheTestKey is a small but complete key: 2 frames of 16x24 pixels, so
+// latents of [2,4,3,2].
+func cacheTestKey() Key {
+	return Key{
+		VideoSHA256:     strings.Repeat("ab", 32),
+		ModelID:         "model-0123",
+		Width:           16,
+		Height:          24,
+		Start:           0,
+		Count:           2,
+		Stride:          1,
+		InversionPrompt: "a woman running",
+		InversionSteps:  50,
+		SaveSteps:       3,
+	}
+}
+
+func cacheTestManifest() Manifest {
+	return Manifest{
+		Key:   cacheTestKey(),
+		Video: VideoInfo{Path: "in.mp4", FPS: "30000/1001", Frames: 2, Width: 16, Height: 24},
+		Model: ModelInfo{Ref: "sd-1.5", Dir: "/models/sd-1.5", ID: "model-0123"},
+	}
+}
+
+// cacheTestLatents makes latents whose values differ by tensor and index,
+// with the float32 values a byte-level round trip must keep: -0, a
+// subnormal, infinities and a NaN with a payload.
+func cacheTestLatents(seed float32) *Latents {
+	shape := [4]int64{2, 4, 3, 2}
+	n := 2 * 4 * 3 * 2
+	fill := func(base float32) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = base + float32(i)*0.125
+		}
+		v[1] = float32(math.Copysign(0, -1))
+		v[2] = math.Float32frombits(1) // smallest subnormal
+		v[3] = float32(math.Inf(1))
+		v[4] = float32(math.Inf(-1))
+		v[5] = math.Float32frombits(0x7fc00123)
+		return v
+	}
+	return &Latents{
+		Shape: shape,
+		Z0:    fill(seed),
+		Noisy: map[int][]float32{1: fill(seed + 100), 21: fill(seed + 200), 41: fill(seed + 300)},
+	}
+}
+
+// cacheTestSameBits fails unless got and want hold the same float32 bit
+// patterns (exact: the cache must not change a single bit).
+func cacheTestSameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s[%d] = %v (%#08x), want %v (%#08x)", what, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+		}
+	}
+}
+
+func cacheTestSameLatents(t *testing.T, got, want *Latents) {
+	t.Helper()
+	if got.Shape != want.Shape {
+		t.Fatalf("shape %v, want %v", got.Shape, want.Shape)
+	}
+	cacheTestSameBits(t, "z0", got.Z0, want.Z0)
+	if len(got.Noisy) != len(want.Noisy) {
+		t.Fatalf("%d noisy latents, want %d", len(got.Noisy), len(want.Noisy))
+	}
+	for ts, w := range want.Noisy {
+		cacheTestSameBits(t, fmt.Sprintf("z_%d", ts), got.Noisy[ts], w)
+	}
+}
+
+func cacheTestStore(t *testing.T, root string, m Manifest, l *Latents) *Entry {
+	t.Helper()
+	e, err := Store(root, m, l)
+	if err != nil {
+		t.Fatalf("Store: %v", err)
+	}
+	return e
+}
+
+// cacheTestMustHit looks k up and fails unless a valid entry comes back.
+func cacheTestMustHit(t *testing.T, root string, k Key) *Entry {
+	t.Helper()
+	e, reason, err := Lookup(root, k)
+	if err != nil || reason != "" || e == nil {
+		t.Fatalf("Lookup = (%v, %q, %v), want a valid entry", e, reason, err)
+	}
+	return e
+}
+
+// cacheTestListing is the sorted names in root/inversions.
+func cacheTestListing(t *testing.T, root string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(root, "inversions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// cacheTestEditManifest rewrites dir/manifest.json through edit, as a user
+// with a text editor would.
+func cacheTestEditManifest(t *testing.T, dir string, edit func(m map[string]any)) {
+	t.Helper()
+	path := filepath.Join(dir, "manifest.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	if data, err = json.MarshalIndent(m, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o666); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cacheTestRewriteLatents replaces dir/latents.safetensors with tensors and
+// makes the manifest's CRC and size agree, so that only the tensor checks can
+// catch what is wrong.
+func cacheTestRewriteLatents(t *testing.T, dir string, tensors []safetensors.Tensor) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := safetensors.Write(&buf, tensors, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latents.safetensors"), buf.Bytes(), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	crc := fmt.Sprintf("%08x", crc32.Checksum(buf.Bytes(), crc32.MakeTable(crc32.Castagnoli)))
+	cacheTestEditManifest(t, dir, func(m map[string]any) {
+		m["latents_crc32c"] = crc
+		m["latents_size"] = buf.Len()
+	})
+}
+
+func cacheTestTensors(l *Latents, dtype safetensors.DType, shape []int64) []safetensors.Tensor {
+	mk := func(name string, v []float32) safetensors.Tensor {
+		if dtype == safetensors.F16 {
+			h := make([]uint16, len(v))
+			for i, x := range v {
+				h[i] = safetensors.Float32ToFloat16(x)
+			}
+			return safetensors.FromFloat16(name, shape, h)
+		}
+		return safetensors.FromFloat32(name, shape, v)
+	}
+	ts := []safetensors.Tensor{mk("latents", l.Z0)}
+	for _, t := range []int{1, 21, 41} {
+		ts = append(ts, mk(fmt.Sprintf("noisy_latents_%d", t), l.Noisy[t]))
+	}
+	return ts
+}
+
+func TestCacheRoundTrip(t *testing.T) {
+	root := t.TempDir()
+	want := cacheTestLatents(1)
+	stored := cacheTestStore(t, root, cacheTestManifest(), want)
+
+	if wantDir := filepath.Join(root, "inversions", cacheTestKey().ID()); stored.Dir != wantDir {
+		t.Errorf("entry in %s, want %s", stored.Dir, wantDir)
+	}
+	m := stored.Manifest
+	if m.Format != cacheFormat || !slices.Equal(m.Kept, []int{1, 21, 41}) || m.Latent != want.Shape || m.Tool == "" || m.Created.IsZero() || len(m.LatentsCRC) != 8 || m.LatentsSize <= 0 {
+		t.Errorf("Store filled in the manifest as %+v", m)
+	}
+	if got := cacheTestListing(t, root); !slices.Equal(got, []string{cacheTestKey().ID()}) {
+		t.Errorf("inversions/ holds %q, want only the entry", got)
+	}
+
+	e := cacheTestMustHit(t, root, cacheTestKey())
+	if !reflect.DeepEqual(e.Manifest, stored.Manifest) {
+		t.Errorf("Lookup manifest differs from Store's:\n-want %+v\n+got  %+v", stored.Manifest, e.Manifest)
+	}
+	got, err := e.Load()
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	cacheTestSameLatents(t, got, want)
+	if p := e.ReconstructionPath(); p != filepath.Join(e.Dir, "reconstruction.mp4") {
+		t.Errorf("ReconstructionPath = %s", p)
+	}
+}
+
+func TestCacheMissWithoutEntry(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "never-made")
+	e, reason, err := Lookup(root, cacheTestKey())
+	if e != nil || reason != "" || err != nil {
+		t.Errorf("Lookup in an empty root = (%v, %q, %v), want a plain miss", e, reason, err)
+	}
+}
+
+func TestCacheKeyFields(t *testing.T) {
+	root := t.TempDir()
+	base := cacheTestKey()
+	cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(0))
+
+	changes := []struct {
+		field string
+		edit  func(k *Key)
+	}{
+		{"video bytes", func(k *Key) { k.VideoSHA256 = strings.Repeat("cd", 32) }},
+		{"model", func(k *Key) { k.ModelID = "model-4567" }},
+		{"width", func(k *Key) { k.Width = 24 }},
+		{"height", func(k *Key) { k.Height = 16 }},
+		{"start", func(k *Key) { k.Start = 1 }},
+		{"count", func(k *Key) { k.Count = 3 }},
+		{"stride", func(k *Key) { k.Stride = 2 }},
+		{"inversion prompt", func(k *Key) { k.InversionPrompt = "a man running" }},
+		{"empty inversion prompt", func(k *Key) { k.InversionPrompt = "" }},
+		{"inversion steps", func(k *Key) { k.InversionSteps = 500 }},
+		{"editing steps", func(k *Key) { k.SaveSteps = 50 }},
+		{"folder fps", func(k *Key) { k.FolderFPS = "25" }},
+		// Quoting keeps fields apart: moving text across a field boundary
+		// must not give the same encoding.
+		{"prompt spilling into fps", func(k *Key) { k.InversionPrompt += "\"\ninversion_steps 50"; k.FolderFPS = "" }},
+	}
+	seen := map[string]string{base.ID(): "base"}
+	for _, c := range changes {
+		t.Run(c.field, func(t *testing.T) {
+			k := base
+			c.edit(&k)
+			id := k.ID()
+			if !cacheIDPattern.MatchString(id) {
+				t.Fatalf("ID %q is not 24 lowercase hex digits", id)
+			}
+			if other, ok := seen[id]; ok {
+				t.Fatalf("ID %s is the same as for %s", id, other)
+			}
+			seen[id] = c.field
+			if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
+				t.Errorf("Lookup = (%v, %q, %v), want a miss", e, reason, err)
+			}
+		})
+	}
+	if base.ID() != cacheTestKey().ID() {
+		t.Error("ID is not stable across calls")
+	}
+	// Golden, made outside Go: the canonical text (cacheCanonical) piped
+	// through `sha256sum | cut -c1-24`. Changing the encoding must come with
+	// a new cacheKeyVersion, and this value changes with it.
+	if got, want := base.ID(), "ddfbbff4f3c06819330f9104"; got != want {
+		t.Errorf("ID = %s, want %s", got, want)
+	}
+}
+
+func TestCacheInvalidEntries(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		want   string // substring of the reason
+	}{
+		{"truncated latents", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "latents.safetensors")
+			st, _ := os.Stat(p)
+			if err := os.Truncate(p, st.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+		}, "latents.safetensors is truncated"},
+		{"flipped byte in latents", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "latents.safetensors")
+			data, _ := os.ReadFile(p)
+			data[len(data)-3] ^= 0x40
+			os.WriteFile(p, data, 0o666)
+		}, "CRC"},
+		{"bytes appended to latents", func(t *testing.T, dir string) {
+			f, _ := os.OpenFile(filepath.Join(dir, "latents.safetensors"), os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte("more"))
+			f.Close()
+		}, "manifest says"},
+		{"latents missing", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "latents.safetensors"))
+		}, "latents.safetensors is missing"},
+		{"manifest missing", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "manifest.json"))
+		}, "manifest.json is missing"},
+		{"manifest garbage", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "manifest.json"), []byte("{\"format\": 1, \x00garbage"), 0o666)
+		}, "manifest.json is not valid JSON"},
+		{"manifest of the wrong shape", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`{"format": "one"}`), 0o666)
+		}, "manifest.json is not a manifest"},
+		{"edited prompt", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) {
+				m["key"].(map[string]any)["inversion_prompt"] = "a cat"
+			})
+		}, "another inversion prompt"},
+		{"edited video hash", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) {
+				m["key"].(map[string]any)["video_sha256"] = "00"
+			})
+		}, "another video"},
+		{"edited steps", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) {
+				m["key"].(map[string]any)["inversion_steps"] = 49
+			})
+		}, "49 inversion steps, want 50"},
+		{"format 0", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { delete(m, "format") })
+		}, "format 0, want 1"},
+		{"latent shape disagrees with the frame count", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{3, 4, 3, 2} })
+		}, "latents for 3 frames"},
+		{"latent shape disagrees with the size", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{2, 4, 2, 3} })
+		}, "latents of 3x2"},
+		{"no kept timesteps", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{} })
+		}, "no kept timesteps"},
+		{"kept timesteps out of order", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{21, 1, 41} })
+		}, "ascending"},
+		{"kept timesteps repeated", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 21, 41} })
+		}, "unique"},
+		{"kept timestep with no tensor", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 61} })
+		}, `no tensor "noisy_latents_61"`},
+		{"edited crc", func(t *testing.T, dir string) {
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = "zz" })
+		}, "no valid CRC"},
+		{"tensor of the wrong dtype", func(t *testing.T, dir string) {
+			cacheTestRewriteLatents(t, dir, cacheTestTensors(cacheTestLatents(1), safetensors.F16, []int64{2, 4, 3, 2}))
+		}, "is F16, want F32"},
+		{"tensor of the wrong shape", func(t *testing.T, dir string) {
+			cacheTestRewriteLatents(t, dir, cacheTestTensors(cacheTestLatents(1), safetensors.F32, []int64{2, 4, 2, 3}))
+		}, "has shape [2 4 2 3], want [2 4 3 2]"},
+		{"extra tensor", func(t *testing.T, dir string) {
+			l := cacheTestLatents(1)
+			cacheTestRewriteLatents(t, dir, append(cacheTestTensors(l, safetensors.F32, []int64{2, 4, 3, 2}),
+				safetensors.FromFloat32("noisy_latents_999", []int64{2, 4, 3, 2}, l.Z0)))
+		}, `unexpected tensor "noisy_latents_999"`},
+		{"latents not a safetensors file", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "latents.safetensors")
+			st, _ := os.Stat(p)
+			junk := bytes.Repeat([]byte{0xff}, int(st.Size()))
+			os.WriteFile(p, junk, 0o666)
+			crc := fmt.Sprintf("%08x", crc32.Checksum(junk, crc32.MakeTable(crc32.Castagnoli)))
+			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = crc })
+		}, "latents.safetensors: header length"},
+		{"entry is a file", func(t *testing.T, dir string) {
+			os.RemoveAll(dir)
+			os.WriteFile(dir, []byte("x"), 0o666)
+		}, "it is not a folder"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			k := cacheTestKey()
+			stored := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(1))
+			c.damage(t, stored.Dir)
+
+			e, reason, err := Lookup(root, k)
+			if err != nil {
+				t.Fatalf("Lookup error: %v", err)
+			}
+			if e != nil {
+				t.Fatalf("Lookup accepted the damaged entry")
+			}
+			if !strings.Contains(reason, c.want) {
+				t.Errorf("reason = %q, want it to contain %q", reason, c.want)
+			}
+			t.Logf("reason: %s", reason)
+			if strings.ContainsAny(reason, "\r\n") {
+				t.Errorf("reason %q is not one line", reason)
+			}
+
+			// The rebuild replaces the damaged entry and leaves nothing else.
+			want := cacheTestLatents(2)
+			if _, err := Store(root, cacheTestManifest(), want); err != nil {
+				t.Fatalf("Store over the damaged entry: %v", err)
+			}
+			got, err := cacheTestMustHit(t, root, k).Load()
+			if err != nil {
+				t.Fatalf("Load after rebuild: %v", err)
+			}
+			cacheTestSameLatents(t, got, want)
+			if names := cacheTestListing(t, root); !slices.Equal(names, []string{k.ID()}) {
+				t.Errorf("inversions/ holds %q after the rebuild, want only the entry", names)
+			}
+		})
+	}
+}
+
+func TestCacheLoadChecksTensors(t *testing.T) {
+	root := t.TempDir()
+	e := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(1))
+	// A manifest (already checked by Lookup) that names a timestep the file
+	// lacks: Load refuses it rather than hand out fewer latents.
+	stale := *e
+	stale.Manifest.Kept = []int{1, 21, 42}
+	if _, err := stale.Load(); err == nil || !strings.Contains(err.Error(), `no tensor "noisy_latents_42"`) {
+		t.Errorf("Load = %v, want a missing-tensor error", err)
+	}
+	// An entry that passed Lookup, then changed under it: Load must still
+	// refuse a tensor of the wrong dtype rather than hand out wrong numbers.
+	stale = *e
+	cacheTestRewriteLatents(t, e.Dir, cacheTestTensors(cacheTestLatents(1), safetensors.F16, []int64{2, 4, 3, 2}))
+	stale.Manifest.LatentsSize = cacheTestMustSize(t, filepath.Join(e.Dir, "latents.safetensors"))
+	if _, err := stale.Load(); err == nil || !strings.Contains(err.Error(), "want F32") {
+		t.Errorf("Load = %v, want a dtype error", err)
+	}
+	// And one whose file shrank: the size check catches it first.
+	stale.Manifest.LatentsSize++
+	if _, err := stale.Load(); err == nil || !strings.Contains(err.Error(), "manifest says") {
+		t.Errorf("Load = %v, want a size error", err)
+	}
+}
+
+func cacheTestMustSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// An interrupted Store leaves a temporary folder; even a complete one (cut
+// off just before the rename) is not an entry. A later Store removes
+// leftovers older than a day and leaves younger ones (a run may still be
+// filling them).
+func TestCacheLeftoverTemp(t *testing.T) {
+	root := t.TempDir()
+	k := cacheTestKey()
+	other := t.TempDir()
+	done := cacheTestStore(t, other, cacheTestManifest(), cacheTestLatents(1))
+
+	inv := filepath.Join(root, "inversions")
+	if err := os.MkdirAll(inv, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	oldTmp := filepath.Join(inv, "."+k.ID()+".tmp-0123456789abcdef")
+	youngTmp := filepath.Join(inv, "."+k.ID()+".tmp-fedcba9876543210")
+	oldAside := filepath.Join(inv, "."+k.ID()+".old-ABCDEFGH")
+	for _, d := range []string{oldTmp, youngTmp, oldAside} {
+		if err := os.CopyFS(d, os.DirFS(done.Dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dayAgo := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(oldTmp, dayAgo, dayAgo); err != nil {
+		t.Fatal(err)
+	}
+
+	if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
+		t.Fatalf("Lookup with only temporary folders = (%v, %q, %v), want a miss", e, reason, err)
+	}
+
+	// A different key's Store cleans the folder too.
+	k2 := k
+	k2.InversionPrompt = "something else"
+	m2 := cacheTestManifest()
+	m2.Key = k2
+	cacheTestStore(t, root, m2, cacheTestLatents(3))
+	want := []string{"." + k.ID() + ".tmp-fedcba9876543210", k2.ID()}
+	slices.Sort(want)
+	if got := cacheTestListing(t, root); !slices.Equal(got, want) {
+		t.Errorf("inversions/ holds %q, want %q", got, want)
+	}
+	if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
+		t.Errorf("Lookup = (%v, %q, %v), want a miss", e, reason, err)
+	}
+}
+
+// When a valid entry for the key is already there (another run finished
+// first), Store keeps it and returns it.
+func TestCacheStoreKeepsValidEntry(t *testing.T) {
+	root := t.TempDir()
+	first := cacheTestLatents(1)
+	cacheTestStore(t, root, cacheTestManifest(), first)
+	e := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(2))
+	got, err := e.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheTestSameLatents(t, got, first)
+}
+
+// Runs storing the same key at once (as processes would) all succeed and
+// leave one valid entry and nothing else.
+func TestCacheConcurrentStore(t *testing.T) {
+	root := t.TempDir()
+	k := cacheTestKey()
+	// Start from a damaged entry, so that the runs also race to replace it.
+	e := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(0))
+	os.Truncate(filepath.Join(e.Dir, "latents.safetensors"), 10)
+
+	const runs = 8
+	errs := make(chan error, runs)
+	for i := range runs {
+		go func() {
+			e, err := Store(root, cacheTestManifest(), cacheTestLatents(float32(i)))
+			if err == nil {
+				_, err = e.Load()
+			}
+			errs <- err
+		}()
+	}
+	for range runs {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Store: %v", err)
+		}
+	}
+	got, err := cacheTestMustHit(t, root, k).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Z0[0] != float32(int(got.Z0[0])) || got.Z0[0] < 0 || got.Z0[0] >= runs {
+		t.Errorf("the entry holds z0[0] = %v, not one run's latents", got.Z0[0])
+	}
+	if names := cacheTestListing(t, root); !slices.Equal(names, []string{k.ID()}) {
+		t.Errorf("inversions/ holds %q, want only the entry", names)
+	}
+}
+
+func TestCacheStoreRejectsInconsistentInput(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(m *Manifest, l *Latents)
+		want string
+	}{
+		{"no latents", func(m *Manifest, l *Latents) { *l = Latents{} }, "shape"},
+		{"short z0", func(m *Manifest, l *Latents) { l.Z0 = l.Z0[1:] }, "z0 has 47 values"},
+		{"short z_t", func(m *Manifest, l *Latents) { l.Noisy[21] = l.Noisy[21][:3] }, "z_21 has 3 values"},
+		{"no kept timesteps", func(m *Manifest, l *Latents) { l.Noisy = nil }, "no kept timesteps"},
+		{"count disagrees", func(m *Manifest, l *Latents) { m.Key.Count = 3 }, "latents for 2 frames, the key says 3"},
+		{"kept disagrees", func(m *Manifest, l *Latents) { m.Kept = []int{1, 21} }, "manifest keeps timesteps [1 21]"},
+		{"no video hash", func(m *Manifest, l *Latents) { m.Key.VideoSHA256 = "" }, "no video hash"},
+		{"two model ids", func(m *Manifest, l *Latents) { m.Model.ID = "x" }, "two different model ids"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			m, l := cacheTestManifest(), cacheTestLatents(1)
+			c.edit(&m, l)
+			_, err := Store(root, m, l)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Store = %v, want an error containing %q", err, c.want)
+			}
+			if _, err := os.Stat(EntryDir(root, m.Key)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a refused Store left %s (%v)", EntryDir(root, m.Key), err)
+			}
+		})
+	}
+}
+
+// cacheTestReadOnlyDir makes dir read-only and skips the test when that does
+// not stop writes (running as root).
+func cacheTestReadOnlyDir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	probe := filepath.Join(dir, "probe")
+	if err := os.WriteFile(probe, nil, 0o666); err == nil {
+		os.Remove(probe)
+		t.Skip("chmod 0500 does not stop writes here (running as root?)")
+	}
+}
+
+func TestCacheUnwritableRoot(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		readOnly func(root string) string // which folder to make read-only
+	}{
+		{"root", func(root string) string { return root }},
+		{"inversions folder", func(root string) string {
+			inv := filepath.Join(root, "inversions")
+			os.Mkdir(inv, 0o777)
+			return inv
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "cache")
+			if err := os.Mkdir(root, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			cacheTestReadOnlyDir(t, c.readOnly(root))
+
+			_, err := Store(root, cacheTestManifest(), cacheTestLatents(1))
+			if err == nil {
+				t.Fatal("Store into a read-only cache succeeded")
+			}
+			msg := err.Error()
+			t.Logf("Store: %s", msg)
+			if strings.ContainsAny(msg, "\r\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+			if !strings.Contains(msg, "cache dir "+root+" is not writable") || !strings.Contains(msg, "--cache-dir") {
+				t.Errorf("error = %q, want it to name %s as not writable and suggest --cache-dir", msg, root)
+			}
+			if !errors.Is(err, fs.ErrPermission) {
+				t.Errorf("errors.Is(%v, fs.ErrPermission) = false", err)
+			}
+		})
+	}
+}
+
+func TestCacheRoot(t *testing.T) {
+	xdg := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", xdg)
+	t.Setenv("TOKENFLOW_CACHE", "/env/cache/")
+
+	got, err := CacheRoot("/flag/cache")
+	if err != nil || got != "/flag/cache" {
+		t.Errorf("with a flag: CacheRoot = (%q, %v), want /flag/cache", got, err)
+	}
+	got, err = CacheRoot("")
+	if err != nil || got != "/env/cache" {
+		t.Errorf("with $TOKENFLOW_CACHE: CacheRoot = (%q, %v), want /env/cache", got, err)
+	}
+
+	t.Setenv("TOKENFLOW_CACHE", "")
+	user, err := os.UserCacheDir()
+	if err != nil {
+		t.Skipf("no user cache dir here: %v", err)
+	}
+	got, err = CacheRoot("")
+	if want := filepath.Join(user, "tokenflow"); err != nil || got != want {
+		t.Errorf("with neither: CacheRoot = (%q, %v), want %q", got, err, want)
+	}
+	if runtime.GOOS == "linux" && got != filepath.Join(xdg, "tokenflow") {
+		t.Errorf("on linux CacheRoot = %q, want it under $XDG_CACHE_HOME %s", got, xdg)
+	}
+
+	if runtime.GOOS == "linux" {
+		t.Setenv("XDG_CACHE_HOME", "")
+		t.Setenv("HOME", "")
+		if got, err := CacheRoot(""); err == nil || !strings.Contains(err.Error(), "--cache-dir") {
+			t.Errorf("with no home: CacheRoot = (%q, %v), want an error suggesting --cache-dir", got, err)
+		}
+	}
+}
