@@ -75,7 +75,7 @@ func (e TextEmbeds) tensor() ort.Tensor {
 // official code calls it). A prompt longer than the tokenizer's 77 tokens
 // is truncated with a warning on the log.
 func (p *Pipeline) EncodeText(ctx context.Context, prompts ...string) (TextEmbeds, error) {
-	s, err := p.Session("text_encoder", "text_encoder", []string{models.InInputIDs}, []string{models.OutHiddenState, models.OutPoolerOutput},
+	s, err := p.Session("text_encoder", "text_encoder",
 		func(w *models.Weights) (*onnx.Graph, error) {
 			return (&models.CLIPText{Config: p.TextConfig, Weights: w}).Graph()
 		})
@@ -117,7 +117,7 @@ func (p *Pipeline) EncodeFrames(ctx context.Context, frames []video.Frame, batch
 	if len(frames) == 0 {
 		return Latents{}, fmt.Errorf("no frames to encode")
 	}
-	s, err := p.Session("vae_encoder", "vae", []string{models.InImage}, []string{models.OutLatent},
+	s, err := p.Session("vae_encoder", "vae",
 		func(w *models.Weights) (*onnx.Graph, error) {
 			return (&models.VAE{Config: p.VAEConfig, Weights: w}).EncoderGraph()
 		})
@@ -167,7 +167,7 @@ func appendCHW(x []float32, f video.Frame) []float32 {
 // clamp(decoder(z / scaling_factor)/2 + 0.5, 0, 1), then uint8 by
 // truncation of 255*v as torchvision's ToPILImage does.
 func (p *Pipeline) DecodeLatents(ctx context.Context, z Latents, batch int, progress func(done int)) ([]video.Frame, error) {
-	s, err := p.Session("vae_decoder", "vae", []string{models.InLatent}, []string{models.OutImage},
+	s, err := p.Session("vae_decoder", "vae",
 		func(w *models.Weights) (*onnx.Graph, error) {
 			return (&models.VAE{Config: p.VAEConfig, Weights: w}).DecoderGraph()
 		})
@@ -212,25 +212,4 @@ func toFrame(index int, chw []float32, W, H int) video.Frame {
 		}
 	}
 	return video.Frame{Index: index, Width: W, Height: H, Pix: pix}
-}
-
-// UNet evaluates the plain UNet: sample [B,4,h,w] at timestep t with text
-// states [B,77,C] -> predicted noise [B,4,h,w].
-func (p *Pipeline) UNet(ctx context.Context, x Latents, t int, text TextEmbeds) (Latents, error) {
-	s, err := p.Session("unet", "unet", []string{models.InSample, models.InTimestep, models.InTextEmbeds}, []string{models.OutSample},
-		func(w *models.Weights) (*onnx.Graph, error) {
-			return (&models.UNet{Config: p.UNetConfig, Weights: w}).Graph(models.UNetGraphOptions{})
-		})
-	if err != nil {
-		return Latents{}, err
-	}
-	if int64(text.N) != x.Shape[0] {
-		return Latents{}, fmt.Errorf("unet: %d latents but %d text states", x.Shape[0], text.N)
-	}
-	res, err := run(ctx, s, x.tensor(), ort.Scalar(int64(t)), text.tensor())
-	if err != nil {
-		return Latents{}, fmt.Errorf("unet: %w", err)
-	}
-	p.unetFrames.Add(x.Shape[0])
-	return Latents{Shape: x.Shape, Data: res[0]}, nil
 }

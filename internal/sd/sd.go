@@ -48,6 +48,8 @@ type Pipeline struct {
 	sessions map[string]*ort.Session
 
 	unetFrames atomic.Int64
+	// kfChannels is the width of each per-layer keyframe input of the UNet.
+	kfChannels map[string]int64
 }
 
 // Open reads the checkpoint's configs, tokenizer and scheduler; graphs and
@@ -60,6 +62,11 @@ func Open(o Options) (*Pipeline, error) {
 	p := &Pipeline{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}}
 	if p.UNetConfig, err = models.LoadUNetConfig(c.Path("unet", "config.json")); err != nil {
 		return nil, err
+	}
+	p.kfChannels = map[string]int64{}
+	for _, l := range p.UNetConfig.SelfAttentionLayers() {
+		p.kfChannels[models.InKeyTokens(l.Path)] = l.Channels
+		p.kfChannels[models.InKeyAttn(l.Path)] = l.Channels
 	}
 	if p.VAEConfig, err = models.LoadVAEConfig(c.Path("vae", "config.json")); err != nil {
 		return nil, err
@@ -161,8 +168,9 @@ func (p *Pipeline) componentWeights(comp string) (*models.Weights, error) {
 const maxInline = 1 << 30
 
 // Session returns the named session, building its graph the first time.
-// build makes the graph from the component's weights.
-func (p *Pipeline) Session(name, comp string, inputs, outputs []string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
+// build makes the graph from the component's weights. The session takes
+// the graph's inputs and returns its outputs in declaration order.
+func (p *Pipeline) Session(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, ok := p.sessions[name]; ok {
@@ -175,6 +183,13 @@ func (p *Pipeline) Session(name, comp string, inputs, outputs []string, build fu
 	g, err := build(w)
 	if err != nil {
 		return nil, err
+	}
+	var inputs, outputs []string
+	for _, v := range g.Proto().Inputs {
+		inputs = append(inputs, v.Name)
+	}
+	for _, v := range g.Proto().Outputs {
+		outputs = append(outputs, v.Name)
 	}
 	m, err := g.Model("tokenflow", version.Version)
 	if err != nil {
