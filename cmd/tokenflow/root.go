@@ -103,6 +103,6 @@ when interrupted.`,
 	}
 	root.PersistentFlags().StringVar(&g.ORTLib, "ort-lib", "", "ONNX Runtime shared library (default: $ONNXRUNTIME_LIB, next to the binary, or make's install folder)")
 	root.SetVersionTemplate("tokenflow {{.Version}}\n")
-	root.AddCommand(newCmdDoctor(g, nil), newCmdModels(g), newCmdInvert(g, nil))
+	root.AddCommand(newCmdDoctor(g, nil), newCmdModels(g), newCmdInvert(g, nil), newCmdEdit(g, nil))
 	return root
 }
