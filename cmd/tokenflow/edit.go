@@ -15,6 +15,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/inversion"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
+	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/progress"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/sd"
@@ -283,6 +284,8 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	}
 	seconds["encode"] = time.Since(t).Seconds()
 	seconds["total"] = time.Since(begin).Seconds()
+	inORT, _ := ort.Stats()
+	seconds["in onnxruntime"] = inORT.Seconds()
 
 	if !o.JSON {
 		fmt.Fprintln(o.globalOptions.Out, out)

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tokenflow/tokenflow/internal/inversion"
+	"github.com/tokenflow/tokenflow/internal/ort"
 )
 
 // InvertOptions are `invert`'s inputs.
@@ -88,6 +90,7 @@ type invertJSON struct {
 }
 
 func runInvert(ctx context.Context, o *InvertOptions) error {
+	begin := time.Now()
 	if err := o.check(); err != nil {
 		return err
 	}
@@ -124,6 +127,9 @@ func runInvert(ctx context.Context, o *InvertOptions) error {
 	for k, v := range res.Timings {
 		out.Seconds[k] = v.Seconds()
 	}
+	inORT, _ := ort.Stats()
+	out.Seconds["in onnxruntime"] = inORT.Seconds()
+	out.Seconds["total"] = time.Since(begin).Seconds()
 	enc := json.NewEncoder(o.Out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
