@@ -75,7 +75,6 @@ type tokenflowAttn struct {
 func (p tokenflowAttn) Apply(g *onnx.Graph, a *Attention, x onnx.Value, l Layer) onnx.Value {
 	st := p.st
 	st.init(g)
-	st.layers = append(st.layers, l.Path)
 	dt := a.Scope.w.Type
 	types := []onnx.DataType{dt, dt, dt}
 	kfTokens := g.Input(InKeyTokens(l.Path), onnx.Float, onnx.P("keyframes"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
@@ -152,33 +151,9 @@ func (p tokenflowAttn) keyframe(g *onnx.Graph, a *Attention, x onnx.Value, l Lay
 // the keyframes' cached outputs (DESIGN.md section 3, propagation pass).
 func (p tokenflowAttn) propagate(g *onnx.Graph, a *Attention, x onnx.Value, l Layer, kfTokens, kfAttn onnx.Value) []onnx.Value {
 	st := p.st
-	dt := a.Scope.w.Type
-	C := l.Channels
-	S := g.ShapeRange(x, 1, 2) // [1]
-	// 1. X = source-third tokens, unit rows. [n,S,C]
-	xs := unitRows(g, g.Split(x, 0, 3)[0])
-	// 2. the two pivots' tokens, unit rows. [K,S,C] -> [2,S,C]
-	pv := unitRows(g, toDT(g, g.Gather(kfTokens, st.pivots, 0), dt))
-	// 3. cosine similarity and argmax (first index on ties):
-	// [1,nS,C] x [2,C,S] -> [2,nS,S] -> idx [2,nS]
-	sim := g.MatMul(g.Reshape(xs, 1, -1, C), g.Transpose(pv, 0, 2, 1))
-	idx := g.ArgMax(sim, 2, false)
-	// 4. gather each branch's cached attention output at idx.
-	// kf_attn [3K,S,C] -> [3,K,S,C] -> pivots [3,2,S,C] -> [3,2S,C]
-	ka := g.ReshapeTo(kfAttn, g.Concat(0, g.Ints(3, -1), S, g.Ints(C)))
-	pa := g.Reshape(toDT(g, g.Gather(ka, st.pivots, 1), dt), 3, -1, C)
-	// pivot 2's rows start at S: idx + [0, S] -> [2nS]
-	offs := g.Unsqueeze(g.Concat(0, g.Ints(0), S), 1)
-	flat := g.Reshape(g.Add(idx, offs), -1)
-	got := g.Gather(pa, flat, 1) // [3, 2nS, C]
-	// [3,2nS,C] -> [3,2,n,S,C]; w [n] -> [1,1,n,1,1]
-	got = g.ReshapeTo(got, g.Concat(0, g.Ints(3, 2, -1), S, g.Ints(C)))
-	two := g.Split(got, 1, 2)
-	w := toDT(g, g.Reshape(st.weights, 1, 1, -1, 1, 1), dt)
-	one := toDT(g, g.Scalar(1), dt)
-	// 5. out = w G1 + (1 - w) G2, [3,1,n,S,C] -> [3n,S,C]
-	out := g.Add(g.Mul(w, two[0]), g.Mul(g.Sub(one, w), two[1]))
-	out = g.ReshapeTo(out, g.Concat(0, g.Ints(-1), S, g.Ints(C)))
+	out, _ := propagation{Channels: l.Channels, Type: a.Scope.w.Type}.build(g, propagationIn{
+		X: x, KfTokens: kfTokens, KfAttn: kfAttn, Pivots: st.pivots, Weights: st.weights,
+	})
 	e := empty(g, x)
 	return []onnx.Value{out, e, e}
 }

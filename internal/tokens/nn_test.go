@@ -1,8 +1,6 @@
 package tokens
 
 import (
-	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -11,7 +9,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
+	"github.com/tokenflow/tokenflow/internal/fixture"
+	"github.com/tokenflow/tokenflow/internal/safetensors"
 )
 
 func TestNearestCosine(t *testing.T) {
@@ -239,20 +242,20 @@ var nnLayers = []string{
 // vectors carry ~1e-7 of rounding, so only matches that close can flip.
 func TestNearestCosineConformance(t *testing.T) {
 	if *nnRegen != "" {
-		writeNNFixture(t, *nnRegen)
+		writeNNFixture(t, *nnRegen, nnFixture)
 	}
-	ts := readSafetensors(t, nnFixture)
+	ts := fixture.Open(t, nnFixture)
 	checked, skipped := 0, 0
 	for _, layer := range nnLayers {
-		pivots := ts["step0.pivot."+layer+".norm1_source"] // [K=2, S, C]
-		K, S, C := pivots.shape[0], pivots.shape[1], pivots.shape[2]
+		pivots, pshape := ts.F32("step0.pivot." + layer + ".norm1_source") // [K=2, S, C]
+		K, S, C := int(pshape[0]), int(pshape[1]), int(pshape[2])
 		if K != 2 {
 			t.Fatalf("%s: %d keyframes in the fixture, want 2", layer, K)
 		}
 		for b := range 2 {
 			pass := fmt.Sprintf("step0.batch%d.%s", b, layer)
-			x := ts[pass+".norm1_source"] // [n, S, C]
-			rows := x.shape[0] * x.shape[1]
+			x, xshape := ts.F32(pass + ".norm1_source") // [n, S, C]
+			rows := int(xshape[0] * xshape[1])
 			type match struct {
 				name, key string
 				slot      int // keyframe-pass index of the pivot
@@ -262,9 +265,9 @@ func TestNearestCosineConformance(t *testing.T) {
 				cases = append(cases, match{"prev", ".nn_idx_prev", b - 1})
 			}
 			for _, c := range cases {
-				want := ts[pass+c.key].ints()
-				pivot := pivots.floats()[c.slot*S*C : (c.slot+1)*S*C]
-				got, margin := NearestCosineMargins(x.floats(), rows, pivot, S, C)
+				want, _ := ts.I64(pass + c.key)
+				pivot := pivots[c.slot*S*C : (c.slot+1)*S*C]
+				got, margin := NearestCosineMargins(x, rows, pivot, S, C)
 				if len(got) != len(want) {
 					t.Fatalf("%s %s: %d indices, want %d", pass, c.name, len(got), len(want))
 				}
@@ -287,105 +290,85 @@ func TestNearestCosineConformance(t *testing.T) {
 	}
 }
 
-// tensor is one safetensors entry: float32 or int64 little-endian data.
-type tensor struct {
-	dtype string
-	shape []int
-	data  []byte
-}
-
-func (t tensor) floats() []float32 {
-	out := make([]float32, len(t.data)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.data[4*i:]))
+// TestNNFixtureFromSource regenerates the fixture from the conformance
+// layers.safetensors into a temporary folder and checks it holds the same
+// tensors as the checked-in one: the fixture is what its comment says.
+func TestNNFixtureFromSource(t *testing.T) {
+	src := fixture.Expected(t, "tiny-sd15", "tokenflow_inv10", "layers.safetensors")
+	dst := filepath.Join(t.TempDir(), "nn.safetensors")
+	writeNNFixture(t, src, dst)
+	want, got := fixture.Open(t, nnFixture), fixture.Open(t, dst)
+	if w, g := want.Names(), got.Names(); !slices.Equal(w, g) {
+		t.Fatalf("tensor names mismatch (-want +got):\n-%v\n+%v", w, g)
 	}
-	return out
-}
-
-func (t tensor) ints() []int64 {
-	out := make([]int64, len(t.data)/8)
-	for i := range out {
-		out[i] = int64(binary.LittleEndian.Uint64(t.data[8*i:]))
-	}
-	return out
-}
-
-type headerEntry struct {
-	Dtype       string   `json:"dtype"`
-	Shape       []int    `json:"shape"`
-	DataOffsets [2]int64 `json:"data_offsets"`
-}
-
-// readSafetensors reads every tensor of a small safetensors file: 8-byte LE
-// header length, JSON header, data.
-func readSafetensors(t *testing.T, path string) map[string]tensor {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 8 {
-		t.Fatalf("%s: %d bytes, too short for a safetensors header", path, len(b))
-	}
-	n := binary.LittleEndian.Uint64(b)
-	if n > uint64(len(b)-8) {
-		t.Fatalf("%s: header length %d past the end of the file", path, n)
-	}
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+n], &hdr); err != nil {
-		t.Fatalf("%s: header: %v", path, err)
-	}
-	data := b[8+n:]
-	out := map[string]tensor{}
-	for name, raw := range hdr {
-		if name == "__metadata__" {
+	for _, name := range want.Names() {
+		if strings.Contains(name, ".nn_idx_") {
+			w, ws := want.I64(name)
+			g, gs := got.I64(name)
+			if !slices.Equal(ws, gs) || !slices.Equal(w, g) {
+				t.Errorf("%s differs: shape %v vs %v", name, ws, gs)
+			}
 			continue
 		}
-		var e headerEntry
-		if err := json.Unmarshal(raw, &e); err != nil {
-			t.Fatalf("%s: %s: %v", path, name, err)
+		w, ws := want.F32(name)
+		g, gs := got.F32(name)
+		if !slices.Equal(ws, gs) || !slices.Equal(w, g) {
+			t.Errorf("%s differs: shape %v vs %v", name, ws, gs)
 		}
-		lo, hi := e.DataOffsets[0], e.DataOffsets[1]
-		if lo < 0 || hi < lo || hi > int64(len(data)) {
-			t.Fatalf("%s: %s: data offsets [%d, %d) outside %d bytes", path, name, lo, hi, len(data))
-		}
-		out[name] = tensor{dtype: e.Dtype, shape: e.Shape, data: data[lo:hi]}
 	}
-	return out
 }
 
 // writeNNFixture copies the tensors TestNearestCosineConformance needs from
-// the reference layers.safetensors into nnFixture, keeping only the source
+// the reference layers.safetensors src into dst, keeping only the source
 // branch of the keyframe tokens.
-func writeNNFixture(t *testing.T, src string) {
+func writeNNFixture(t *testing.T, src, dst string) {
 	t.Helper()
-	in := readSafetensors(t, src)
-	get := func(name string) tensor {
-		x, ok := in[name]
-		if !ok {
-			t.Fatalf("%s: no tensor %s", src, name)
-		}
-		return x
+	in, err := safetensors.Open(src)
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := map[string]tensor{}
+	defer in.Close()
+	get := func(name string, dtype safetensors.DType) (safetensors.TensorInfo, []byte) {
+		info, err := in.Info(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.DType != dtype {
+			t.Fatalf("%s: %s is %s, want %s", src, name, info.DType, dtype)
+		}
+		b, err := in.Raw(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info, b
+	}
+	var out []safetensors.Tensor
 	for _, layer := range nnLayers {
 		// norm1 of the keyframe pass is [3, K, S, C]; [0] is the source branch.
-		norm1 := get("step0.pivot." + layer + ".norm1")
-		if norm1.dtype != "F32" || len(norm1.shape) != 4 || norm1.shape[0] != 3 {
-			t.Fatalf("%s: step0.pivot.%s.norm1 is %s %v, want F32 [3,K,S,C]", src, layer, norm1.dtype, norm1.shape)
+		name := "step0.pivot." + layer + ".norm1"
+		info, _ := get(name, safetensors.F32)
+		if len(info.Shape) != 4 || info.Shape[0] != 3 {
+			t.Fatalf("%s: %s is %s %v, want F32 [3,K,S,C]", src, name, info.DType, info.Shape)
 		}
-		shape := norm1.shape[1:]
-		out["step0.pivot."+layer+".norm1_source"] = tensor{
-			dtype: "F32", shape: shape, data: norm1.data[:len(norm1.data)/3],
+		norm1, err := in.Float32(name)
+		if err != nil {
+			t.Fatal(err)
 		}
+		out = append(out, safetensors.FromFloat32(name+"_source", info.Shape[1:], norm1[:len(norm1)/3]))
 		for _, name := range []string{
 			"step0.batch0." + layer + ".norm1_source",
-			"step0.batch0." + layer + ".nn_idx_cur",
 			"step0.batch1." + layer + ".norm1_source",
+		} {
+			info, b := get(name, safetensors.F32)
+			out = append(out, safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: b})
+		}
+		for _, name := range []string{
+			"step0.batch0." + layer + ".nn_idx_cur",
 			"step0.batch1." + layer + ".nn_idx_cur",
 			"step0.batch1." + layer + ".nn_idx_prev",
 		} {
-			out[name] = get(name)
+			info, b := get(name, safetensors.I64)
+			out = append(out, safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: b})
 		}
 	}
 	meta := map[string]string{
@@ -393,32 +376,19 @@ func writeNNFixture(t *testing.T, src string) {
 		"source":  "tiny-sd15 expected/tokenflow_inv10/layers.safetensors (step 0; pivot norm1 reduced to its source branch [0])",
 		"made_by": "go test ./internal/tokens -run TestNearestCosineConformance -nn.regen=<that file>",
 	}
-	names := make([]string, 0, len(out))
-	for name := range out {
-		names = append(names, name)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(names)
-	hdr := map[string]any{"__metadata__": meta}
-	var data []byte
-	for _, name := range names {
-		x := out[name]
-		hdr[name] = headerEntry{Dtype: x.dtype, Shape: x.shape, DataOffsets: [2]int64{int64(len(data)), int64(len(data) + len(x.data))}}
-		data = append(data, x.data...)
-	}
-	js, err := json.Marshal(hdr)
+	f, err := atomicfile.Create(dst, atomicfile.Perm(0o644))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
-	buf := binary.LittleEndian.AppendUint64(nil, uint64(len(js)))
-	buf = append(append(buf, js...), data...)
-	if err := os.MkdirAll(filepath.Dir(nnFixture), 0o755); err != nil {
+	if err := safetensors.Write(f, out, meta); err != nil {
+		f.Abort()
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(nnFixture, buf, 0o644); err != nil {
+	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %s: %d tensors, %d bytes", nnFixture, len(names), len(buf))
+	t.Logf("wrote %s: %d tensors", dst, len(out))
 }
