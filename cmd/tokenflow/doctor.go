@@ -42,7 +42,7 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 	fmt.Fprintf(w, "tokenflow     %s\n", version.Version)
 	if err := ort.Init(o.ORTLib); err != nil {
 		fmt.Fprintf(w, "onnxruntime   MISSING: %v\n", err)
-		missing = append(missing, "ONNX Runtime (run `make deps`, or pass --ort-lib)")
+		missing = append(missing, fmt.Sprintf("ONNX Runtime (%v; run `make deps`, or pass --ort-lib)", err))
 	} else {
 		fmt.Fprintf(w, "onnxruntime   %s (%s)\n", ort.Version(), ort.LibraryPath())
 		fmt.Fprintf(w, "providers     %s\n", strings.Join(ort.Providers(), ", "))
