@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 
@@ -8,6 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/sd"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
@@ -124,4 +126,23 @@ func progressOut(g *globalOptions) io.Writer { return g.Err }
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// checkSchedule checks that an inversion of steps steps can serve an edit of
+// saveSteps steps, wording the error with the command's own flag names.
+func checkSchedule(p *sd.Pipeline, steps, saveSteps int, stepsFlag, saveFlag string) error {
+	_, err := p.Scheduler.PlanInversion(steps, saveSteps)
+	var me *scheduler.MismatchError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &me) && me.Missing == 0:
+		return usageErr("%s %d is larger than %s %d: the inversion must have at least as many steps as the edit", saveFlag, saveSteps, stepsFlag, steps)
+	case errors.As(err, &me):
+		return usageErr("%s %d does not fit %s %d: editing timestep %d is not among the inversion's timesteps (%s); %s values that fit %s %d: %s",
+			saveFlag, saveSteps, stepsFlag, steps, me.Missing, me.Walk, saveFlag, stepsFlag, steps, me.Fits)
+	case errors.Is(err, scheduler.ErrTimestep):
+		return usageErr("%s %d / %s %d: %v", stepsFlag, steps, saveFlag, saveSteps, err)
+	}
+	return err
 }

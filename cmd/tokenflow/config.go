@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 
@@ -60,8 +61,17 @@ func loadConfig(path string) (*editConfig, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
 		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:; ")
-		return nil, usageErr("--config %s: %s", path, strings.TrimSpace(msg))
+		msg = strings.TrimSpace(strings.TrimPrefix(msg, "yaml: unmarshal errors:; "))
+		// name the key of the line a type error points at
+		var line int
+		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil && strings.Contains(msg, "cannot unmarshal") {
+			if lines := strings.Split(string(b), "\n"); line >= 1 && line <= len(lines) {
+				if key, _, ok := strings.Cut(strings.TrimSpace(lines[line-1]), ":"); ok {
+					msg = fmt.Sprintf("key %s: %s", key, msg)
+				}
+			}
+		}
+		return nil, usageErr("--config %s: %s", path, msg)
 	}
 	return &c, nil
 }

@@ -158,12 +158,37 @@ func (o *EditOptions) check() error {
 	if _, err := os.Stat(o.Input); err != nil {
 		return fmt.Errorf("%s: no such file or folder", o.Input)
 	}
-	out := o.outputPath()
-	if _, err := os.Stat(out); err == nil && !o.Force {
-		return fmt.Errorf("%s already exists: pass --force to overwrite it, or --out to write elsewhere", out)
+	if o.outDir != "" {
+		// an official config's output_path: created as the official code does
+		if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+			return fmt.Errorf("output_path %s: %w", o.outDir, err)
+		}
 	}
-	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
-		return fmt.Errorf("--out %s: folder %s does not exist", out, filepath.Dir(out))
+	out := o.outputPath()
+	if err := checkNew(out, "--out", o.Force); err != nil {
+		return err
+	}
+	if o.SaveLatents != "" {
+		if err := checkNew(o.SaveLatents, "--save-latents", o.Force); err != nil {
+			return err
+		}
+	}
+	if o.FramesDir != "" && !o.Force {
+		if pngs, _ := filepath.Glob(filepath.Join(o.FramesDir, "*.png")); len(pngs) > 0 {
+			return fmt.Errorf("--frames-dir %s already holds PNG files: pass --force to overwrite them, or choose an empty folder", o.FramesDir)
+		}
+	}
+	return nil
+}
+
+// checkNew checks, before any work, that path can be written: its folder
+// exists, and it does not exist unless force.
+func checkNew(path, flag string, force bool) error {
+	if _, err := os.Stat(path); err == nil && !force {
+		return fmt.Errorf("%s already exists: pass --force to overwrite it, or %s to write elsewhere", path, flag)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s %s: folder %s does not exist", flag, path, filepath.Dir(path))
 	}
 	return nil
 }
@@ -197,6 +222,9 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 		return err
 	}
 	defer p.Close()
+	if err := checkSchedule(p, o.InversionSteps, o.Steps, "--inversion-steps", "--steps"); err != nil {
+		return err
+	}
 
 	// 1. the inversion, cached or computed
 	inv, err := inversion.Run(ctx, p, inversion.Request{
@@ -224,14 +252,12 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	lat := inv.Latents
 	policy, _ := keyframes.ParsePolicy(o.Keyframes)
 	n := int(lat.Shape[0])
-	bar := progress.New(progressOut(o.globalOptions), "edit", "frame-passes", 1)
+	var bar progress.Reporter // made at the first report, when the total is known
 	params := edit.Params{Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,
 		BatchSize: o.BatchSize, Keyframes: policy, Seed: o.Seed}
-	var once bool
 	params.Progress = func(done, total int) {
-		if !once {
+		if bar == nil {
 			bar = progress.New(progressOut(o.globalOptions), "edit", "frame-passes", total)
-			once = true
 		}
 		bar.Set(done)
 	}
@@ -243,7 +269,9 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 		return err
 	}
 	x, err := e.Run(ctx)
-	bar.Finish()
+	if bar != nil {
+		bar.Finish()
+	}
 	if err != nil {
 		return err
 	}
@@ -306,7 +334,7 @@ func saveLatents(path string, x sd.Latents, force bool) error {
 	}
 	f, err := atomicfile.Create(path, opts...)
 	if err != nil {
-		return fmt.Errorf("--save-latents %s: %w", path, err)
+		return fmt.Errorf("--save-latents: %w", err)
 	}
 	defer f.Abort()
 	if err := safetensors.Write(f, []safetensors.Tensor{safetensors.FromFloat32("latents", x.Shape[:], x.Data)}, nil); err != nil {

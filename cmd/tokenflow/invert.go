@@ -106,6 +106,9 @@ func runInvert(ctx context.Context, o *InvertOptions) error {
 		return err
 	}
 	defer p.Close()
+	if err := checkSchedule(p, o.Steps, o.SaveSteps, "--steps", "--save-steps"); err != nil {
+		return err
+	}
 	res, err := inversion.Run(ctx, p, inversion.Request{
 		Input: o.Input, FolderFPS: o.folderFPS(), Size: o.size(), Range: o.frameRange(),
 		InversionPrompt: o.InversionPrompt, Steps: o.Steps, SaveSteps: o.SaveSteps, BatchSize: o.BatchSize,

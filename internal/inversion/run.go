@@ -97,6 +97,10 @@ func Run(ctx context.Context, p *sd.Pipeline, req Request) (*Result, error) {
 		key.FolderFPS = fps.String()
 	}
 	res.Timings["probe+hash"] = time.Since(t0)
+	// The cache must be writable before any work is done for it.
+	if err := os.MkdirAll(filepath.Join(req.CacheRoot, cacheSubdir), 0o755); err != nil {
+		return nil, cacheWriteError(req.CacheRoot, err)
+	}
 
 	if !req.Force {
 		entry, reason, err := Lookup(req.CacheRoot, key)

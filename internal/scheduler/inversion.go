@@ -51,15 +51,14 @@ func (p InversionPlan) Last() int { return p.Kept[len(p.Kept)-1] }
 func (s *DDIM) PlanInversion(steps, saveSteps int) (InversionPlan, error) {
 	walkDesc, err := s.Timesteps(steps)
 	if err != nil {
-		return InversionPlan{}, fmt.Errorf("--steps: %w", err)
+		return InversionPlan{}, fmt.Errorf("inversion steps: %w", err)
 	}
 	if saveSteps > steps {
-		return InversionPlan{}, fmt.Errorf("%w: --save-steps %d is larger than --steps %d: an inversion of %d steps cannot provide %d editing timesteps",
-			ErrScheduleMismatch, saveSteps, steps, steps, saveSteps)
+		return InversionPlan{}, &MismatchError{Steps: steps, SaveSteps: saveSteps}
 	}
 	edit, err := s.Timesteps(saveSteps)
 	if err != nil {
-		return InversionPlan{}, fmt.Errorf("--save-steps: %w", err)
+		return InversionPlan{}, fmt.Errorf("editing steps: %w", err)
 	}
 	walk := make([]int, len(walkDesc))
 	onWalk := make(map[int]bool, len(walk))
@@ -69,8 +68,8 @@ func (s *DDIM) PlanInversion(steps, saveSteps int) (InversionPlan, error) {
 	}
 	for _, t := range edit {
 		if !onWalk[t] {
-			return InversionPlan{}, fmt.Errorf("%w: --save-steps %d: editing timestep %d is not visited by the %d-step inversion (timesteps %s vs %s); --save-steps values that fit --steps %d: %s",
-				ErrScheduleMismatch, saveSteps, t, steps, describe(walkDesc), describe(edit), steps, s.fittingSaveSteps(steps, onWalk, saveSteps))
+			return InversionPlan{}, &MismatchError{Steps: steps, SaveSteps: saveSteps, Missing: t,
+				Walk: describe(walkDesc), Edit: describe(edit), Fits: s.fittingSaveSteps(steps, onWalk, saveSteps)}
 		}
 	}
 	isEdit := make(map[int]bool, len(edit))
@@ -88,6 +87,28 @@ func (s *DDIM) PlanInversion(steps, saveSteps int) (InversionPlan, error) {
 	}
 	return InversionPlan{Walk: walk, Edit: edit, Kept: kept}, nil
 }
+
+// MismatchError says why an inversion of Steps steps cannot serve an edit
+// of SaveSteps steps. It wraps ErrScheduleMismatch; callers word it with
+// their own flag names.
+type MismatchError struct {
+	Steps, SaveSteps int
+	// Missing is an editing timestep the inversion does not visit (0 when
+	// SaveSteps > Steps); Walk and Edit summarise the two schedules; Fits
+	// lists editing step counts that would fit.
+	Missing          int
+	Walk, Edit, Fits string
+}
+
+func (e *MismatchError) Error() string {
+	if e.Missing == 0 {
+		return fmt.Sprintf("an edit of %d steps cannot use an inversion of %d steps: it needs as many inversion steps at least", e.SaveSteps, e.Steps)
+	}
+	return fmt.Sprintf("editing timestep %d of a %d-step edit is not visited by the %d-step inversion (timesteps %s vs %s); editing step counts that fit: %s",
+		e.Missing, e.SaveSteps, e.Steps, e.Walk, e.Edit, e.Fits)
+}
+
+func (e *MismatchError) Unwrap() error { return ErrScheduleMismatch }
 
 // describe summarises a descending timestep list: "981, 961, ..., 1".
 func describe(ts []int) string {
