@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -585,23 +586,37 @@ func TestCacheStoreRejectsInconsistentInput(t *testing.T) {
 
 // cacheTestReadOnlyDir makes dir read-only and skips the test when that does
 // not stop writes (running as root).
-func cacheTestReadOnlyDir(t *testing.T, dir string) {
+// cacheTestBlock makes dir unusable for writing: read-only by its mode where
+// that binds, else (as root, whom modes do not stop) replaced by a regular
+// file, which stops even root. It returns the wording and the error the
+// failure must carry.
+func cacheTestBlock(t *testing.T, dir string) (phrase string, is error) {
 	t.Helper()
 	if err := os.Chmod(dir, 0o500); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Chmod(dir, 0o700) })
 	probe := filepath.Join(dir, "probe")
-	if err := os.WriteFile(probe, nil, 0o666); err == nil {
-		os.Remove(probe)
-		t.Skip("chmod 0500 does not stop writes here (running as root?)")
+	if err := os.WriteFile(probe, nil, 0o666); err != nil {
+		return "is not writable", fs.ErrPermission
 	}
+	os.Remove(probe)
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("not a folder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "is not usable", syscall.ENOTDIR
 }
 
 func TestCacheUnwritableRoot(t *testing.T) {
 	for _, c := range []struct {
-		name     string
-		readOnly func(root string) string // which folder to make read-only
+		name  string
+		block func(root string) string // which folder to block
 	}{
 		{"root", func(root string) string { return root }},
 		{"inversions folder", func(root string) string {
@@ -615,22 +630,22 @@ func TestCacheUnwritableRoot(t *testing.T) {
 			if err := os.Mkdir(root, 0o777); err != nil {
 				t.Fatal(err)
 			}
-			cacheTestReadOnlyDir(t, c.readOnly(root))
+			phrase, is := cacheTestBlock(t, c.block(root))
 
 			_, err := Store(root, cacheTestManifest(), cacheTestLatents(1))
 			if err == nil {
-				t.Fatal("Store into a read-only cache succeeded")
+				t.Fatal("Store into a blocked cache succeeded")
 			}
 			msg := err.Error()
 			t.Logf("Store: %s", msg)
 			if strings.ContainsAny(msg, "\r\n") {
 				t.Errorf("error is not one line: %q", msg)
 			}
-			if !strings.Contains(msg, "cache dir "+root+" is not writable") || !strings.Contains(msg, "--cache-dir") {
-				t.Errorf("error = %q, want it to name %s as not writable and suggest --cache-dir", msg, root)
+			if !strings.Contains(msg, "cache dir "+root+" "+phrase) || !strings.Contains(msg, "--cache-dir") {
+				t.Errorf("error = %q, want it to say %s %s and suggest --cache-dir", msg, root, phrase)
 			}
-			if !errors.Is(err, fs.ErrPermission) {
-				t.Errorf("errors.Is(%v, fs.ErrPermission) = false", err)
+			if !errors.Is(err, is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, is)
 			}
 		})
 	}
