@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -145,4 +147,21 @@ func checkSchedule(p *sd.Pipeline, steps, saveSteps int, stepsFlag, saveFlag str
 		return usageErr("%s %d / %s %d: %v", stepsFlag, steps, saveFlag, saveSteps, err)
 	}
 	return err
+}
+
+// peakRSSMB is the process's peak resident set size in MB (VmHWM), or 0
+// where /proc does not tell.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }

@@ -205,6 +205,7 @@ type editJSON struct {
 	Latents         string             `json:"latents,omitempty"`
 	FramesDir       string             `json:"frames_dir,omitempty"`
 	Seconds         map[string]float64 `json:"seconds"`
+	PeakRSSMB       float64            `json:"peak_rss_mb,omitempty"`
 }
 
 func runEdit(ctx context.Context, o *EditOptions) error {
@@ -321,6 +322,7 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	}
 	res := editJSON{Output: out, CacheDir: inv.Entry.Dir, InversionReused: inv.Reused, Frames: n, Size: inv.Size.String(), FPS: fps.String(),
 		Keyframes: o.Keyframes, UNetFrames: p.UNetFrames(), Latents: o.SaveLatents, FramesDir: o.FramesDir, Seconds: seconds}
+	res.PeakRSSMB = peakRSSMB()
 	enc := json.NewEncoder(o.globalOptions.Out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(res)

@@ -87,6 +87,7 @@ type invertJSON struct {
 	UNetFrames     int64              `json:"unet_frame_evaluations"`
 	Reconstruction string             `json:"reconstruction,omitempty"`
 	Seconds        map[string]float64 `json:"seconds"`
+	PeakRSSMB      float64            `json:"peak_rss_mb,omitempty"`
 }
 
 func runInvert(ctx context.Context, o *InvertOptions) error {
@@ -133,6 +134,7 @@ func runInvert(ctx context.Context, o *InvertOptions) error {
 	inORT, _ := ort.Stats()
 	out.Seconds["in onnxruntime"] = inORT.Seconds()
 	out.Seconds["total"] = time.Since(begin).Seconds()
+	out.PeakRSSMB = peakRSSMB()
 	enc := json.NewEncoder(o.Out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
