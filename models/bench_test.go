@@ -159,13 +159,6 @@ var benchComponents = []benchComponent{
 		}},
 }
 
-func benchStartORT(tb testing.TB) {
-	tb.Helper()
-	if err := ort.Init(testenv.ORTLibrary(tb)); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 // benchOpen opens a component's weights; they are closed with b.
 func benchOpen(b *testing.B, dir string, comp benchComponent) (func() (*onnx.Graph, error), *models.Weights) {
 	b.Helper()
@@ -231,7 +224,7 @@ func BenchmarkGraphBuild(b *testing.B) {
 // weights it reads from the checkpoint's own files (default options).
 func BenchmarkSessionCreate(b *testing.B) {
 	benchEachComponent(b, func(b *testing.B, m benchModel, comp benchComponent) {
-		benchStartORT(b)
+		testenv.ORT(b)
 		build, w := benchOpen(b, m.dir, comp)
 		buf, err := benchMarshal(build)
 		if err != nil {
@@ -308,7 +301,7 @@ func BenchmarkUNetEval(b *testing.B) {
 	for _, threads := range []int{1, 2} {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
 			m := benchFullModel(b)
-			benchStartORT(b)
+			testenv.ORT(b)
 			comp := benchComponents[0]
 			c, err := models.OpenCheckpoint(m.dir)
 			if err != nil {

@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -10,23 +9,11 @@ import (
 	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
-var ortOnce sync.Once
-
-func startORT(t testing.TB) {
-	t.Helper()
-	lib := testenv.ORTLibrary(t)
-	var err error
-	ortOnce.Do(func() { err = ort.Init(lib) })
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // session saves g into a temporary folder (weights linked next to it, as
 // `models export` does) and opens it in ONNX Runtime.
 func session(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session {
 	t.Helper()
-	startORT(t)
+	testenv.ORT(t)
 	m, err := g.Model("tokenflow-test", "0")
 	if err != nil {
 		t.Fatal(err)

@@ -33,18 +33,11 @@ import (
 // gives 1.6e-5, C = 8 2.4e-6.
 func nnMarginBound(C int) float64 { return float64(4*C+8) * 0x1p-24 }
 
-func nnStartORT(t testing.TB) {
-	t.Helper()
-	if err := ort.Init(testenv.ORTLibrary(t)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // nnSession opens models.NearestGraph for C channels, in float32, from
 // its marshalled bytes.
 func nnSession(t *testing.T, C int) *ort.Session {
 	t.Helper()
-	nnStartORT(t)
+	testenv.ORT(t)
 	g, err := models.NearestGraph(int64(C), onnx.Float)
 	if err != nil {
 		t.Fatal(err)
@@ -346,7 +339,7 @@ func TestNNGraphMatchesHost(t *testing.T) {
 //     pass's, bit for bit. The source third is the one the identity is
 //     about; the uncond and cond thirds follow from it.
 func TestNNPropagateOntoItself(t *testing.T) {
-	nnStartORT(t)
+	testenv.ORT(t)
 	const model = "tiny-sd15"
 	c, err := models.OpenCheckpoint(fixture.Model(t, model))
 	if err != nil {

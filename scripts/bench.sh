@@ -76,7 +76,7 @@ gotest() {
 }
 
 status=0
-for pkg in internal/video internal/ort models internal/inversion internal/edit; do
+for pkg in internal/video internal/ort models cmd/tokenflow; do
   if ! has_bench "$pkg"; then
     log "bench: ./$pkg: no benchmarks, skipped"
     continue
@@ -89,7 +89,8 @@ for pkg in internal/video internal/ort models internal/inversion internal/edit; 
       BENCH=BenchmarkUNetEval gotest "./$pkg" "${UNET_EVALS}x" || status=1
     fi
     ;;
-  internal/inversion | internal/edit)
+  cmd/tokenflow)
+    # whole CLI runs on PERF.md's workload: one run each
     gotest "./$pkg" "$PIPELINE_TIME" || status=1
     ;;
   *)
@@ -135,6 +136,11 @@ log "bench: done in $(($(date +%s) - start))s, load average $(loadavg)"
     echo
     echo "Peak RSS with the full-size UNet session open (budget 1.3x the UNet weights):"
     grep '^peak-rss:' "$out" | sed 's/^peak-rss: /  /'
+  fi
+  if grep -q '^pipeline:' "$out"; then
+    echo
+    echo "Whole runs (tokenflow edit; PERF.md workload for sd21-base-256; official: 1184 s at 1 thread, 923 s at 2):"
+    grep '^pipeline:' "$out" | sed 's/^pipeline: /  /'
   fi
   if grep -q -- '--- FAIL\|^FAIL' "$out"; then
     echo

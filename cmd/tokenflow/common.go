@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/tokenflow/tokenflow/internal/inversion"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/sd"
@@ -164,4 +165,27 @@ func peakRSSMB() float64 {
 		}
 	}
 	return 0
+}
+
+// prepareInversion opens the model and completes req with what invert and
+// edit share: the clip, the cache, the model and where notes and progress
+// go. It checks the step counts (named by the command's own flags) before
+// any work is done.
+func prepareInversion(g *globalOptions, o *clipOptions, input string, req inversion.Request, stepsFlag, saveFlag string) (*sd.Pipeline, inversion.Request, error) {
+	root, err := inversion.CacheRoot(o.CacheDir)
+	if err != nil {
+		return nil, req, err
+	}
+	p, err := openPipeline(g, o)
+	if err != nil {
+		return nil, req, err
+	}
+	if err := checkSchedule(p, req.Steps, req.SaveSteps, stepsFlag, saveFlag); err != nil {
+		p.Close()
+		return nil, req, err
+	}
+	req.Input, req.FolderFPS, req.Size, req.Range = input, o.folderFPS(), o.size(), o.frameRange()
+	req.BatchSize, req.CacheRoot, req.ModelRef = o.BatchSize, root, o.Model
+	req.Log, req.Progress = g.Err, progressOut(g)
+	return p, req, nil
 }

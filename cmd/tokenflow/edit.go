@@ -214,25 +214,16 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	}
 	begin := time.Now()
 	out := o.outputPath()
-	root, err := inversion.CacheRoot(o.CacheDir)
-	if err != nil {
-		return err
-	}
-	p, err := openPipeline(o.globalOptions, &o.clipOptions)
+	p, req, err := prepareInversion(o.globalOptions, &o.clipOptions, o.Input,
+		inversion.Request{InversionPrompt: o.InversionPrompt, Steps: o.InversionSteps, SaveSteps: o.Steps, NeedLatents: true},
+		"--inversion-steps", "--steps")
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	if err := checkSchedule(p, o.InversionSteps, o.Steps, "--inversion-steps", "--steps"); err != nil {
-		return err
-	}
 
 	// 1. the inversion, cached or computed
-	inv, err := inversion.Run(ctx, p, inversion.Request{
-		Input: o.Input, FolderFPS: o.folderFPS(), Size: o.size(), Range: o.frameRange(),
-		InversionPrompt: o.InversionPrompt, Steps: o.InversionSteps, SaveSteps: o.Steps, BatchSize: o.BatchSize,
-		CacheRoot: root, ModelRef: o.Model, Log: o.Err, Progress: progressOut(o.globalOptions), NeedLatents: true,
-	})
+	inv, err := inversion.Run(ctx, p, req)
 	if err != nil {
 		return err
 	}
@@ -313,8 +304,10 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	}
 	seconds["encode"] = time.Since(t).Seconds()
 	seconds["total"] = time.Since(begin).Seconds()
-	inORT, _ := ort.Stats()
+	inRun, _ := ort.Stats()
+	inORT := inRun + ort.CreateTime()
 	seconds["in onnxruntime"] = inORT.Seconds()
+	seconds["session creation"] = ort.CreateTime().Seconds()
 
 	if !o.JSON {
 		fmt.Fprintln(o.globalOptions.Out, out)

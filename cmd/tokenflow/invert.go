@@ -98,24 +98,14 @@ func runInvert(ctx context.Context, o *InvertOptions) error {
 	if _, err := os.Stat(o.Input); err != nil {
 		return fmt.Errorf("%s: no such file or folder", o.Input)
 	}
-	root, err := inversion.CacheRoot(o.CacheDir)
-	if err != nil {
-		return err
-	}
-	p, err := openPipeline(o.globalOptions, &o.clipOptions)
+	p, req, err := prepareInversion(o.globalOptions, &o.clipOptions, o.Input,
+		inversion.Request{InversionPrompt: o.InversionPrompt, Steps: o.Steps, SaveSteps: o.SaveSteps, Reconstruct: o.Reconstruct, Force: o.Force},
+		"--steps", "--save-steps")
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	if err := checkSchedule(p, o.Steps, o.SaveSteps, "--steps", "--save-steps"); err != nil {
-		return err
-	}
-	res, err := inversion.Run(ctx, p, inversion.Request{
-		Input: o.Input, FolderFPS: o.folderFPS(), Size: o.size(), Range: o.frameRange(),
-		InversionPrompt: o.InversionPrompt, Steps: o.Steps, SaveSteps: o.SaveSteps, BatchSize: o.BatchSize,
-		Reconstruct: o.Reconstruct, Force: o.Force, CacheRoot: root, ModelRef: o.Model,
-		Log: o.Err, Progress: progressOut(o.globalOptions),
-	})
+	res, err := inversion.Run(ctx, p, req)
 	if err != nil {
 		return err
 	}
@@ -131,8 +121,10 @@ func runInvert(ctx context.Context, o *InvertOptions) error {
 	for k, v := range res.Timings {
 		out.Seconds[k] = v.Seconds()
 	}
-	inORT, _ := ort.Stats()
+	inRun, _ := ort.Stats()
+	inORT := inRun + ort.CreateTime()
 	out.Seconds["in onnxruntime"] = inORT.Seconds()
+	out.Seconds["session creation"] = ort.CreateTime().Seconds()
 	out.Seconds["total"] = time.Since(begin).Seconds()
 	out.PeakRSSMB = peakRSSMB()
 	enc := json.NewEncoder(o.Out)

@@ -4,34 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
-	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/sd"
-	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/sdtest"
 )
-
-var ortOnce sync.Once
-
-func openPipeline(t testing.TB, model string) *sd.Pipeline {
-	t.Helper()
-	lib := testenv.ORTLibrary(t)
-	var err error
-	ortOnce.Do(func() { err = ort.Init(lib) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sd.Open(sd.Options{Model: fixture.Model(t, model), Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
 
 // fixtureInputs are the official run's own edit inputs, so that the edit
 // is checked apart from encoding and inversion.
@@ -64,7 +44,7 @@ func TestEditConformanceEndToEnd(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
 			ctx := context.Background()
-			p := openPipeline(t, model)
+			p := sdtest.Open(t, model)
 			exp := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "tokenflow.safetensors"))
 			e, err := edit.New(p, p.Scheduler, fixtureInputs(t, exp), params)
 			if err != nil {
@@ -101,7 +81,7 @@ func TestEditConformanceStepwise(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
 			ctx := context.Background()
-			p := openPipeline(t, model)
+			p := sdtest.Open(t, model)
 			exp := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv20", "tokenflow.safetensors"))
 			e, err := edit.New(p, p.Scheduler, fixtureInputs(t, exp), params)
 			if err != nil {
@@ -125,7 +105,7 @@ func TestEditConformanceStepwise(t *testing.T) {
 }
 
 func TestEditBadSettings(t *testing.T) {
-	p := openPipeline(t, "tiny-sd15")
+	p := sdtest.Open(t, "tiny-sd15")
 	exp := fixture.Open(t, fixture.Expected(t, "tiny-sd15", "tokenflow_inv10", "tokenflow.safetensors"))
 	in := fixtureInputs(t, exp)
 	for _, tc := range []struct {

@@ -3,34 +3,15 @@ package inversion_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/inversion"
-	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/sd"
+	"github.com/tokenflow/tokenflow/internal/sdtest"
 	"github.com/tokenflow/tokenflow/internal/testenv"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
-
-var ortOnce sync.Once
-
-func openPipeline(t testing.TB, model string) *sd.Pipeline {
-	t.Helper()
-	lib := testenv.ORTLibrary(t)
-	var err error
-	ortOnce.Do(func() { err = ort.Init(lib) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sd.Open(sd.Options{Model: fixture.Model(t, model), Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
 
 // fixtureFrames decodes the fixture clip's PNG folder (lossless, 64x64).
 func fixtureFrames(t testing.TB, model string) []video.Frame {
@@ -66,7 +47,7 @@ func TestInversionConformance(t *testing.T) {
 		}{{"tokenflow_inv10", 10}, {"tokenflow_inv20", 20}} {
 			t.Run(model+"/"+run.dir, func(t *testing.T) {
 				ctx := context.Background()
-				p := openPipeline(t, model)
+				p := sdtest.Open(t, model)
 				exp := fixture.Open(t, fixture.Expected(t, model, run.dir, "tokenflow.safetensors"))
 				frames := fixtureFrames(t, model)
 

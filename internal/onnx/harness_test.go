@@ -11,19 +11,10 @@ import (
 	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
-// startORT loads the ONNX Runtime library for the package's tests (ort.Init
-// does it once and repeats its first result, failure included).
-func startORT(t testing.TB) {
-	t.Helper()
-	if err := ort.Init(testenv.ORTLibrary(t)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // run builds g with the given inputs and outputs and evaluates it.
 func run(t testing.TB, g *onnx.Graph, inputs []string, outputs []string, vals ...ort.Tensor) []ort.Tensor {
 	t.Helper()
-	startORT(t)
+	testenv.ORT(t)
 	m, err := g.Model("tokenflow-test", "0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +79,7 @@ func TestSmokeAdd(t *testing.T) {
 // session builds g into a session for several runs; it is closed when t ends.
 func session(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session {
 	t.Helper()
-	startORT(t)
+	testenv.ORT(t)
 	m, err := g.Model("tokenflow-test", "0")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // The saved models compute y = x W + b, x [2,K], W [K,N], b [N].
@@ -70,7 +71,7 @@ func inlineLinear(t *testing.T, lw linearWeights) *onnx.Model {
 // checkLinear loads path in ONNX Runtime and compares its output with x W + b.
 func checkLinear(t *testing.T, path string, lw linearWeights) {
 	t.Helper()
-	startORT(t)
+	testenv.ORT(t)
 	s, err := ort.NewSessionFromFile(path, ort.SessionOptions{Inputs: []string{"x"}, Outputs: []string{"y"}, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +327,7 @@ func TestORTRefusesSymlinkedExternalData(t *testing.T) {
 	if err := os.Symlink(src, link); err != nil {
 		t.Fatal(err)
 	}
-	startORT(t)
+	testenv.ORT(t)
 	s, err := ort.NewSessionFromFile(filepath.Join(dir, "model.onnx"), ort.SessionOptions{Inputs: []string{"x"}, Outputs: []string{"y"}})
 	if err == nil {
 		s.Close()

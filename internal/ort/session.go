@@ -104,7 +104,9 @@ func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.Dyn
 	default:
 		return nil, fmt.Errorf("unknown device %q", o.Device)
 	}
+	start := time.Now()
 	s, err := create(so)
+	createNanos.Add(int64(time.Since(start)))
 	if err != nil {
 		return nil, fmt.Errorf("create session: %s", oneLine(err))
 	}
@@ -236,3 +238,9 @@ var runNanos, runCalls atomic.Int64
 func Stats() (inRun time.Duration, calls int64) {
 	return time.Duration(runNanos.Load()), runCalls.Load()
 }
+
+var createNanos atomic.Int64
+
+// CreateTime is the time spent creating sessions (loading weights and
+// optimizing graphs) since the process started.
+func CreateTime() time.Duration { return time.Duration(createNanos.Load()) }

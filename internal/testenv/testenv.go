@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/ort"
 )
 
 // RequireVar is the environment variable that turns "runtime missing" skips
@@ -73,5 +75,14 @@ func ModuleRoot() string {
 			return ""
 		}
 		dir = parent
+	}
+}
+
+// ORT loads the ONNX Runtime library (once per process: ort.Init keeps its
+// first result) for a test that runs graphs.
+func ORT(t testing.TB) {
+	t.Helper()
+	if err := ort.Init(ORTLibrary(t)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -230,9 +230,7 @@ func TestRegistryMatchesGraph(t *testing.T) {
 		t.Fatalf("graph layer order mismatch (-want +got):\n-%v\n+%v", paths, order)
 	}
 
-	if err := ort.Init(testenv.ORTLibrary(t)); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ORT(t)
 	m, err := g.Model("tokenflow-test", "0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/fixture"
+	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testmodel"
+)
+
+// The pipeline benchmark runs the real binary on PERF.md's workload: the
+// full-size Stable Diffusion 2.1-base architecture with random weights, 8
+// frames at 256x256 (latent 32x32), batch 4, 10 inversion and 10 editing
+// steps, guidance 7.5, pnp 0.5/0.8, keyframes at batch middles; and the same
+// settings on the tiny model. Figures are printed as "pipeline:" lines for
+// scripts/bench.sh and reported as benchmark metrics.
+
+// officialSeconds is the official implementation's total on the workload
+// (PERF.md), by thread count, including its reconstruction.
+var officialSeconds = map[int]float64{1: 1184, 2: 923}
+
+type benchJSON struct {
+	Seconds    map[string]float64 `json:"seconds"`
+	PeakRSSMB  float64            `json:"peak_rss_mb"`
+	UNetFrames int64              `json:"unet_frame_evaluations"`
+}
+
+func benchTF(b *testing.B, args ...string) benchJSON {
+	b.Helper()
+	cmd := exec.Command(tfBin, args...)
+	cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+testenv.ORTLibrary(b))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("tokenflow %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	var r benchJSON
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		b.Fatalf("tokenflow %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return r
+}
+
+type benchWorkload struct {
+	name      string
+	model     string
+	input     string
+	size      string
+	weightsMB float64
+	threads   int
+	official  float64 // 0 when there is no official figure
+}
+
+func BenchmarkPipeline(b *testing.B) {
+	testenv.FFmpeg(b)
+	loads := []benchWorkload{{name: "tiny-sd21", model: fixture.Model(b, "tiny-sd21"),
+		input: fixture.Expected(b, "tiny-sd21", "tokenflow_inv10", "input_frames"), size: "64x64", threads: 2}}
+	if os.Getenv("TOKENFLOW_BENCH_FULL") != "0" {
+		root, err := testmodel.DefaultCacheDir()
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := testmodel.CachedSD21Base(root, fixture.Model(b, "tiny-sd21"), 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var mb float64
+		for _, c := range s.Components {
+			mb += float64(c.Bytes) / (1 << 20)
+		}
+		clip := filepath.Join(b.TempDir(), "perf.mp4")
+		gen := exec.Command("ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=256x256:rate=10", "-frames:v", "8",
+			"-c:v", "libx264", "-pix_fmt", "yuv420p", clip)
+		if out, err := gen.CombinedOutput(); err != nil {
+			b.Fatalf("make the clip: %v\n%s", err, out)
+		}
+		for _, th := range []int{1, 2} {
+			loads = append(loads, benchWorkload{name: "sd21-base-256", model: s.Dir, input: clip, size: "256x256", weightsMB: mb, threads: th, official: officialSeconds[th]})
+		}
+	}
+	for _, w := range loads {
+		b.Run(fmt.Sprintf("%s/threads=%d", w.name, w.threads), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				benchWorkloadRun(b, w)
+			}
+		})
+	}
+}
+
+func benchWorkloadRun(b *testing.B, w benchWorkload) {
+	common := []string{"--model", w.model, "--inversion-prompt", "a test pattern", "--size", w.size, "--batch-size", "4",
+		"--threads", fmt.Sprint(w.threads), "--json"}
+	editArgs := append([]string{"edit", "--prompt", "a marble statue", "--inversion-steps", "10", "--steps", "10",
+		"--keyframes", "middle", "--force"}, common...)
+
+	// 1. the default path: edit inverts (no reconstruction), one process
+	dir := b.TempDir()
+	e := benchTF(b, append(editArgs, "--cache-dir", filepath.Join(dir, "cache"), "--out", filepath.Join(dir, "out.mp4"), w.input)...)
+	s := e.Seconds
+	total := s["total"]
+	outside := 100 * (total - s["in onnxruntime"]) / total
+	vae := s["vae encode"] + s["vae decode"]
+	b.ReportMetric(total, "total-s")
+	b.ReportMetric(s["inversion"], "inversion-s")
+	b.ReportMetric(s["edit keyframe passes"], "keyframe-s")
+	b.ReportMetric(s["edit propagation passes"], "propagation-s")
+	b.ReportMetric(vae, "vae-s")
+	b.ReportMetric(outside, "outside-ort-%")
+	b.ReportMetric(e.PeakRSSMB, "peak-rss-MB")
+	line := fmt.Sprintf("%s threads=%d: total %.1fs (sessions %.1fs, inversion %.1fs, keyframe passes %.1fs, propagation passes %.1fs, VAE %.1fs); outside ONNX Runtime %.2f%%; peak RSS %.0f MB",
+		w.name, w.threads, total, s["session creation"], s["inversion"], s["edit keyframe passes"], s["edit propagation passes"], vae, outside, e.PeakRSSMB)
+	if w.weightsMB > 0 {
+		b.ReportMetric(e.PeakRSSMB/w.weightsMB, "rss/weights")
+		line += fmt.Sprintf(" = %.2fx the weights (%.0f MB)", e.PeakRSSMB/w.weightsMB, w.weightsMB)
+	}
+
+	// 2. the official's outputs (reconstruction included): invert
+	// --reconstruct, then edit reusing the inversion
+	dir = b.TempDir()
+	cache := filepath.Join(dir, "cache")
+	inv := benchTF(b, append([]string{"invert", "--steps", "10", "--save-steps", "10", "--reconstruct", "--cache-dir", cache}, append(common, w.input)...)...)
+	e2 := benchTF(b, append(editArgs, "--cache-dir", cache, "--out", filepath.Join(dir, "out.mp4"), w.input)...)
+	withRecon := inv.Seconds["total"] + e2.Seconds["total"]
+	b.ReportMetric(withRecon, "with-recon-s")
+	line += fmt.Sprintf("; with reconstruction %.1fs", withRecon)
+	if w.official > 0 {
+		b.ReportMetric(w.official/total, "speedup")
+		b.ReportMetric(w.official/withRecon, "speedup-recon")
+		line += fmt.Sprintf("; vs official %.0fs: %.2fx (default path), %.2fx (with reconstruction)", w.official, w.official/total, w.official/withRecon)
+	}
+	fmt.Println("pipeline: " + line)
+}
