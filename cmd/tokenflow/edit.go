@@ -238,6 +238,8 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	if err != nil {
 		return err
 	}
+	// Every prompt is encoded: free the text encoder's memory for the UNet.
+	p.Release("text_encoder")
 	row := func(i int) sd.TextEmbeds {
 		return sd.TextEmbeds{N: 1, Seq: texts.Seq, Width: texts.Width, Data: texts.Row(i)}
 	}
@@ -273,7 +275,7 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 
 	// 3. decode and write
 	t = time.Now()
-	frames, err := p.DecodeLatents(ctx, x, o.BatchSize, nil)
+	frames, err := p.DecodeLatents(ctx, x, nil)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func TestInversionConformance(t *testing.T) {
 				exp := fixture.Open(t, fixture.Expected(t, model, run.dir, "tokenflow.safetensors"))
 				frames := fixtureFrames(t, model)
 
-				z0, err := p.EncodeFrames(ctx, frames, 4, nil)
+				z0, err := p.EncodeFrames(ctx, frames, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -135,11 +135,12 @@ func Run(ctx context.Context, p *sd.Pipeline, req Request) (*Result, error) {
 	res.Timings["decode"] = time.Since(t1)
 	t1 = time.Now()
 	enc := progress.New(req.Progress, "encode", "frames", len(clip.Frames))
-	z0, err := p.EncodeFrames(ctx, clip.Frames, req.BatchSize, enc.Set)
+	z0, err := p.EncodeFrames(ctx, clip.Frames, enc.Set)
 	enc.Finish()
 	if err != nil {
 		return nil, err
 	}
+	p.Release("vae_encoder") // not needed again: free its memory for the UNet
 	res.Timings["vae encode"] = time.Since(t1)
 
 	// 2. DDIM inversion
@@ -197,7 +198,7 @@ func writeReconstruction(ctx context.Context, p *sd.Pipeline, req Request, res *
 	if err != nil {
 		return err
 	}
-	frames, err := p.DecodeLatents(ctx, x, req.BatchSize, nil)
+	frames, err := p.DecodeLatents(ctx, x, nil)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,10 @@ type SessionOptions struct {
 	// Config holds extra session configuration entries
 	// (e.g. "session.disable_prepacking": "1").
 	Config map[string]string
+	// NoArena turns off ONNX Runtime's CPU memory arena: activations are
+	// freed after each run instead of kept for the next, for graphs whose
+	// activations are large and whose runs are few (the VAE).
+	NoArena bool
 }
 
 // Session is a loaded graph ready to run.
@@ -88,6 +92,11 @@ func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.Dyn
 		}
 		if err := so.SetInterOpNumThreads(1); err != nil {
 			return nil, fmt.Errorf("set threads: %s", oneLine(err))
+		}
+	}
+	if o.NoArena {
+		if err := so.SetCpuMemArena(false); err != nil {
+			return nil, fmt.Errorf("disable memory arena: %s", oneLine(err))
 		}
 	}
 	for k, v := range o.Config {

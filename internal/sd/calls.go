@@ -111,9 +111,15 @@ func (p *Pipeline) LatentSize(size video.Size) (h, w int64) {
 	return int64(size.H / 8), int64(size.W / 8)
 }
 
-// EncodeFrames VAE-encodes frames in batches: z0 = mean(2*frame - 1) *
-// scaling_factor, frames read as uint8/255 like torchvision's ToTensor.
-func (p *Pipeline) EncodeFrames(ctx context.Context, frames []video.Frame, batch int, progress func(done int)) (Latents, error) {
+// vaeBatch is how many frames one VAE run takes. The VAE's activations at
+// full resolution are large (a 512x512 frame's decoder holds several
+// 128x512x512 tensors), and batching buys little on CPU, so it runs frame
+// by frame: the results are the same, the memory peak a fraction.
+const vaeBatch = 1
+
+// EncodeFrames VAE-encodes frames: z0 = mean(2*frame - 1) * scaling_factor,
+// frames read as uint8/255 like torchvision's ToTensor.
+func (p *Pipeline) EncodeFrames(ctx context.Context, frames []video.Frame, progress func(done int)) (Latents, error) {
 	if len(frames) == 0 {
 		return Latents{}, fmt.Errorf("no frames to encode")
 	}
@@ -128,7 +134,7 @@ func (p *Pipeline) EncodeFrames(ctx context.Context, frames []video.Frame, batch
 	lat := int64(p.VAEConfig.LatentChannels)
 	out := Latents{Shape: [4]int64{int64(len(frames)), lat, int64(H / 8), int64(W / 8)}}
 	scale := float32(p.VAEConfig.ScalingFactor)
-	batch = max(batch, 1)
+	batch := vaeBatch
 	for start := 0; start < len(frames); start += batch {
 		end := min(start+batch, len(frames))
 		x := make([]float32, 0, (end-start)*3*W*H)
@@ -163,10 +169,10 @@ func appendCHW(x []float32, f video.Frame) []float32 {
 	return x
 }
 
-// DecodeLatents VAE-decodes latents in batches into RGB frames:
+// DecodeLatents VAE-decodes latents into RGB frames:
 // clamp(decoder(z / scaling_factor)/2 + 0.5, 0, 1), then uint8 by
 // truncation of 255*v as torchvision's ToPILImage does.
-func (p *Pipeline) DecodeLatents(ctx context.Context, z Latents, batch int, progress func(done int)) ([]video.Frame, error) {
+func (p *Pipeline) DecodeLatents(ctx context.Context, z Latents, progress func(done int)) ([]video.Frame, error) {
 	s, err := p.Session("vae_decoder", "vae",
 		func(w *models.Weights) (*onnx.Graph, error) {
 			return (&models.VAE{Config: p.VAEConfig, Weights: w}).DecoderGraph()
@@ -177,7 +183,7 @@ func (p *Pipeline) DecodeLatents(ctx context.Context, z Latents, batch int, prog
 	n := int(z.Shape[0])
 	H, W := int(z.Shape[2])*8, int(z.Shape[3])*8
 	inv := float32(1 / p.VAEConfig.ScalingFactor)
-	batch = max(batch, 1)
+	batch := vaeBatch
 	frames := make([]video.Frame, 0, n)
 	for start := 0; start < n; start += batch {
 		end := min(start+batch, n)

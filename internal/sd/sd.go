@@ -209,12 +209,29 @@ func (p *Pipeline) Session(name, comp string, build func(*models.Weights) (*onnx
 	s, err := ort.NewSession(b, ort.SessionOptions{
 		Device: p.opts.Device, Threads: p.opts.Threads, Inputs: inputs, Outputs: outputs,
 		Config: map[string]string{"session.model_external_initializers_file_folder_path": dir},
+		// The VAE's activations at full resolution are large and it runs
+		// once per frame: an arena would keep its peak for the whole run.
+		NoArena: comp == "vae",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p.sessions[name] = s
 	return s, nil
+}
+
+// Release closes a session that is no longer needed (e.g. the text encoder
+// once the prompts are encoded), and its weights when no other session of
+// the component is open.
+func (p *Pipeline) Release(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.sessions[name]
+	if !ok {
+		return
+	}
+	s.Close()
+	delete(p.sessions, name)
 }
 
 // run is Session + Run with float32 outputs.
