@@ -11,15 +11,14 @@ import (
 // the projections; what self-attention computes with them is its processor's
 // business (AttnProcessor), chosen per layer by module path.
 type Attention struct {
-	Scope     Scope
-	QueryDim  int64
-	CrossDim  int64 // key/value input width (QueryDim for self-attention)
-	Heads     int64
-	HeadDim   int64
-	Bias      bool // projection biases (the VAE's attention has them)
-	OutBias   bool
-	InnerDim  int64
-	Processor AttnProcessor
+	Scope    Scope
+	QueryDim int64
+	CrossDim int64 // key/value input width (QueryDim for self-attention)
+	Heads    int64
+	HeadDim  int64
+	Bias     bool // projection biases (the VAE's attention has them)
+	OutBias  bool
+	InnerDim int64
 }
 
 func newAttention(s Scope, queryDim, crossDim, heads, headDim int64) *Attention {

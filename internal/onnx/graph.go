@@ -294,11 +294,10 @@ func b2i(b bool) int64 {
 
 // ConvAttrs are Conv's attributes for 2-D convolutions.
 type ConvAttrs struct {
-	Kernel  int64
-	Stride  int64
-	Pad     int64
-	Group   int64
-	NoGroup bool
+	Kernel int64
+	Stride int64
+	Pad    int64
+	Group  int64
 }
 
 // Conv2D is a 2-D convolution with square kernel, stride and symmetric
