@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
 
 // SaveOptions say how Save places weight bytes.
@@ -215,24 +217,15 @@ func spill(g *GraphProto, dir string, opts SaveOptions) (*GraphProto, error) {
 
 // writeAtomic writes path through a temporary file renamed when complete.
 func writeAtomic(path string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path, atomicfile.Perm(0o644))
 	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o644); err != nil { // CreateTemp makes 0600 files
-		f.Close()
-		return fmt.Errorf("save model: %w", err)
-	}
+	defer f.Abort()
 	if err := fill(f); err != nil {
-		f.Close()
 		return fmt.Errorf("save model %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save model %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	return nil
