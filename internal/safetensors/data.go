@@ -30,19 +30,25 @@ func (f *File) wrongType(t TensorInfo, want string) error {
 	return fmt.Errorf("%s: tensor %q: dtype %s cannot be read as %s", f.name, t.Name, t.DType, want)
 }
 
-// Float32 reads a floating-point tensor as float32: F32 as is, F16 and BF16
-// widened exactly, F64 rounded to nearest.
-func (f *File) Float32(name string) ([]float32, error) {
+// readFloat reads a floating-point tensor's raw bytes, for reading as want.
+func (f *File) readFloat(name, want string) (TensorInfo, []byte, error) {
 	t, err := f.Info(name)
 	if err != nil {
-		return nil, err
+		return t, nil, err
 	}
 	switch t.DType {
 	case F32, F16, BF16, F64:
 	default:
-		return nil, f.wrongType(t, "float32")
+		return t, nil, f.wrongType(t, want)
 	}
 	b, err := f.read(t)
+	return t, b, err
+}
+
+// Float32 reads a floating-point tensor as float32: F32 as is, F16 and BF16
+// widened exactly, F64 rounded to nearest.
+func (f *File) Float32(name string) ([]float32, error) {
+	t, b, err := f.readFloat(name, "float32")
 	if err != nil {
 		return nil, err
 	}
@@ -73,16 +79,7 @@ func (f *File) Float32(name string) ([]float32, error) {
 // fp16 export: F16 as is, F32/F64/BF16 rounded to nearest even (overflow to
 // infinity, underflow through subnormals to signed zero).
 func (f *File) Float16(name string) ([]uint16, error) {
-	t, err := f.Info(name)
-	if err != nil {
-		return nil, err
-	}
-	switch t.DType {
-	case F32, F16, BF16, F64:
-	default:
-		return nil, f.wrongType(t, "float16")
-	}
-	b, err := f.read(t)
+	t, b, err := f.readFloat(name, "float16")
 	if err != nil {
 		return nil, err
 	}
