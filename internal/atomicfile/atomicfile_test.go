@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // entries lists dir's names, sorted.
@@ -180,35 +182,13 @@ func TestWriteFile(t *testing.T) {
 	}
 }
 
-// unwritableDir returns a folder this process cannot create files in. As
-// root, permission bits do not stop us, so fall back to sysfs, where not even
-// root may create files.
-func unwritableDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "ro")
-	if err := os.Mkdir(dir, 0o555); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Chmod(dir, 0o755) })
-	probe := filepath.Join(dir, "probe")
-	if err := os.WriteFile(probe, nil, 0o644); err != nil {
-		return dir
-	}
-	os.Remove(probe)
-	if err := os.WriteFile("/sys/tokenflow-probe", nil, 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "/sys"
-	}
-	t.Skip("no unwritable folder available (running as root without sysfs)")
-	return ""
-}
-
 func TestCreateErrors(t *testing.T) {
 	base := t.TempDir()
 	file := filepath.Join(base, "file")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ro := unwritableDir(t)
+	ro := testenv.UnwritableDir(t)
 	tests := []struct {
 		name    string
 		path    string

@@ -14,20 +14,7 @@ import (
 // run builds g with the given inputs and outputs and evaluates it.
 func run(t testing.TB, g *onnx.Graph, inputs []string, outputs []string, vals ...ort.Tensor) []ort.Tensor {
 	t.Helper()
-	testenv.ORT(t)
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ort.NewSession(b, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := session(t, g, inputs, outputs)
 	out, err := s.Run(context.Background(), vals...)
 	if err != nil {
 		t.Fatal(err)

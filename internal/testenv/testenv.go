@@ -5,6 +5,8 @@
 package testenv
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,4 +87,26 @@ func ORT(t testing.TB) {
 	if err := ort.Init(ORTLibrary(t)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// UnwritableDir returns a folder this process cannot create files in. Root
+// ignores permission bits, so as root it uses sysfs, where nobody may create
+// files; without either the test is skipped.
+func UnwritableDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	probe := filepath.Join(dir, "probe")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		return dir
+	}
+	os.Remove(probe)
+	if err := os.WriteFile("/sys/tokenflow-probe", nil, 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "/sys"
+	}
+	t.Skip("no unwritable folder available (running as root without sysfs)")
+	return ""
 }

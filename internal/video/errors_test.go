@@ -98,32 +98,10 @@ func halve(t *testing.T, src, dst string) {
 	}
 }
 
-// unwritableDir returns a folder this process cannot create files in. Root
-// ignores permission bits, so as root use sysfs, where nobody may create
-// files.
-func unwritableDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "ro")
-	if err := os.Mkdir(dir, 0o555); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Chmod(dir, 0o755) })
-	probe := filepath.Join(dir, "probe")
-	if err := os.WriteFile(probe, nil, 0o644); err != nil {
-		return dir
-	}
-	os.Remove(probe)
-	if err := os.WriteFile("/sys/tokenflow-probe", nil, 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "/sys"
-	}
-	t.Skip("no unwritable folder available (running as root without sysfs)")
-	return ""
-}
-
 func TestUnwritableOutput(t *testing.T) {
 	t.Parallel()
 	testenv.FFmpeg(t)
-	ro := unwritableDir(t)
+	ro := testenv.UnwritableDir(t)
 	out := filepath.Join(ro, "out.mp4")
 	frame := Frame{Width: 16, Height: 16, Pix: make([]byte, 16*16*3)}
 	clip := &Clip{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{frame}}
