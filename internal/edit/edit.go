@@ -61,6 +61,10 @@ type Editor struct {
 	kf     [][]int
 	texts  sd.TextEmbeds // rows [source, negative, prompt]
 	n      int
+	// passText caches, by frames per third, the text states of a pass:
+	// [source x n | negative x n | prompt x n]; they do not change across
+	// steps.
+	passText map[int]sd.TextEmbeds
 
 	// Time spent in keyframe and propagation passes.
 	KeyframeTime, PropagateTime time.Duration
@@ -106,7 +110,7 @@ func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
 		}
 		texts.Data = append(texts.Data, e.Data...)
 	}
-	return &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: inject, kf: kf, texts: texts, n: n}, nil
+	return &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: inject, kf: kf, texts: texts, n: n, passText: map[int]sd.TextEmbeds{}}, nil
 }
 
 // Timesteps is the editing schedule, descending.
@@ -150,6 +154,16 @@ func (e *Editor) Run(ctx context.Context) (sd.Latents, error) {
 	return x, nil
 }
 
+// textFor is the text states of a pass over n frames per third.
+func (e *Editor) textFor(n int) sd.TextEmbeds {
+	t, ok := e.passText[n]
+	if !ok {
+		t = e.texts.Repeat([]int{0, 1, 2}, []int{n, n, n})
+		e.passText[n] = t
+	}
+	return t
+}
+
 // triple is the batch [src[idx] | x[idx] | x[idx]].
 func triple(src, x sd.Latents, idx []int) sd.Latents {
 	a, b := src.Gather(idx), x.Gather(idx)
@@ -172,7 +186,7 @@ func (e *Editor) Step(ctx context.Context, i int, x sd.Latents) (sd.Latents, err
 
 	// 1. keyframe pass: the pivot cache of this timestep
 	start := time.Now()
-	cache, err := e.u.KeyframePass(ctx, triple(src, x, kf), t, e.texts.Repeat([]int{0, 1, 2}, []int{len(kf), len(kf), len(kf)}), inj, kf)
+	cache, err := e.u.KeyframePass(ctx, triple(src, x, kf), t, e.textFor(len(kf)), inj, kf)
 	if err != nil {
 		return sd.Latents{}, err
 	}
@@ -198,7 +212,7 @@ func (e *Editor) Step(ctx context.Context, i int, x sd.Latents) (sd.Latents, err
 		if len(b.PivotSlots) > 1 {
 			pivots[1] = b.PivotSlots[1]
 		}
-		noise, err := e.u.PropagationPass(ctx, triple(src, x, idx), t, e.texts.Repeat([]int{0, 1, 2}, []int{m, m, m}), inj, cache, pivots, b.Weights)
+		noise, err := e.u.PropagationPass(ctx, triple(src, x, idx), t, e.textFor(m), inj, cache, pivots, b.Weights)
 		if err != nil {
 			return sd.Latents{}, err
 		}
