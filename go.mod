@@ -21,12 +21,3 @@ require (
 	github.com/u2takey/go-utils v0.3.1 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )
-
-// The design card names gorgonia.org/tensor for host-side tensors; none of
-// the code needs it yet (host tensors are flat slices that ONNX Runtime reads
-// in place). Its old go4.org/unsafe/assume-no-moving-gc panics at start on
-// Go 1.26, so the latest version of that is pinned with it.
-require (
-	go4.org/unsafe/assume-no-moving-gc v0.0.0-20231121144256-b99613f794b6 // indirect
-	gorgonia.org/tensor v0.9.24 // indirect
-)

@@ -14,6 +14,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/testenv"
 	"github.com/tokenflow/tokenflow/internal/tokens"
 	"github.com/tokenflow/tokenflow/models"
@@ -350,7 +351,7 @@ func TestNNPropagateOntoItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Weights.Close() })
-	g, err := u.TokenFlowGraph()
+	g, err := u.TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package models
 
 import (
 	"github.com/tokenflow/tokenflow/internal/onnx"
-	"github.com/tokenflow/tokenflow/internal/pnp"
 )
 
 // The TokenFlow UNet is one graph for the three ways the edit runs the UNet,
@@ -67,9 +66,11 @@ func (st *tokenflowState) init(g *onnx.Graph) {
 	st.weights = g.Input(InPivotWeights, onnx.Float, onnx.P("frames"))
 }
 
-// tokenflowAttn is the self-attention processor of the TokenFlow UNet.
+// tokenflowAttn is the self-attention processor of the TokenFlow UNet;
+// injectQK marks the layers with Plug-and-Play query/key injection.
 type tokenflowAttn struct {
-	st *tokenflowState
+	st       *tokenflowState
+	injectQK bool
 }
 
 func (p tokenflowAttn) Apply(g *onnx.Graph, a *Attention, x onnx.Value, l Layer) onnx.Value {
@@ -123,7 +124,7 @@ func (p tokenflowAttn) keyframe(g *onnx.Graph, a *Attention, x onnx.Value, l Lay
 	qs := g.Split(q, 0, 3)
 	ks := g.Split(k, 0, 3)
 	vs := g.Split(v, 0, 3)
-	if pnp.QKLayer(l.Path) {
+	if p.injectQK {
 		// PnP: uncond and cond take the source's queries and keys, frame
 		// for frame, when injection is on at this timestep.
 		for i := 1; i < 3; i++ {
@@ -164,12 +165,26 @@ func unitRows(g *onnx.Graph, x onnx.Value) onnx.Value {
 	return g.Div(x, g.Sqrt(g.ReduceSum(g.Mul(x, x), true, -1)))
 }
 
+// Injection says where Plug-and-Play injection happens, by diffusers module
+// path: QK lists self-attention layers (".attn1") whose queries and keys
+// the edited branches take from the source branch, Conv lists resnets whose
+// residual branch they take. Which layers is the caller's policy (package
+// pnp); every path must name a layer of this UNet.
+type Injection struct {
+	QK   []string
+	Conv []string
+}
+
 // TokenFlowGraph builds the TokenFlow UNet (see the constants above for its
-// extra inputs and outputs).
-func (u *UNet) TokenFlowGraph() (*onnx.Graph, error) {
+// extra inputs and outputs) with injection in the layers inj names.
+func (u *UNet) TokenFlowGraph(inj Injection) (*onnx.Graph, error) {
 	st := &tokenflowState{}
+	procs := Processors{Default: tokenflowAttn{st: st}, ByPath: map[string]AttnProcessor{}}
+	for _, path := range inj.QK {
+		procs.ByPath[path] = tokenflowAttn{st: st, injectQK: true}
+	}
 	hooks := map[string]ResnetHook{}
-	for _, path := range pnp.ConvLayers {
+	for _, path := range inj.Conv {
 		hooks[path] = func(g *onnx.Graph, h onnx.Value) onnx.Value {
 			st.init(g)
 			// uncond and cond take the source's residual branch.
@@ -181,5 +196,5 @@ func (u *UNet) TokenFlowGraph() (*onnx.Graph, error) {
 				func(b *onnx.Graph) []onnx.Value { return []onnx.Value{h} })[0]
 		}
 	}
-	return u.Graph(UNetGraphOptions{Name: "unet_tokenflow", Processors: Processors{Default: tokenflowAttn{st: st}}, ResnetHooks: hooks})
+	return u.Graph(UNetGraphOptions{Name: "unet_tokenflow", Processors: procs, ResnetHooks: hooks})
 }

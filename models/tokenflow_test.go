@@ -8,6 +8,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/propagate"
 )
 
@@ -27,7 +28,7 @@ func openTokenFlow(t *testing.T, model string) *tfSession {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Weights.Close() })
-	g, err := u.TokenFlowGraph()
+	g, err := u.TokenFlowGraph(Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,28 +1,25 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
-	"github.com/tokenflow/tokenflow/internal/inversion"
 	"github.com/tokenflow/tokenflow/internal/ort"
-	"github.com/tokenflow/tokenflow/internal/scheduler"
-	"github.com/tokenflow/tokenflow/internal/sd"
+	"github.com/tokenflow/tokenflow/internal/param"
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
-// defaultModel is the official tool's default (sd_version 2.1).
-const defaultModel = "stabilityai/stable-diffusion-2-1-base"
-
-// clipOptions are the flags that say which clip, which model and where
+// sourceOptions are the flags that say which video, which model and where
 // things run; invert and edit share them.
-type clipOptions struct {
+type sourceOptions struct {
 	Model     string
 	Size      string
 	Start     int
@@ -37,117 +34,107 @@ type clipOptions struct {
 	framesSet bool
 }
 
-func (o *clipOptions) addFlags(fs *pflag.FlagSet) {
+func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	model := os.Getenv("TOKENFLOW_MODEL")
 	if model == "" {
-		model = defaultModel
+		model = pipeline.DefaultModel
 	}
 	fs.StringVar(&o.Model, "model", model, "diffusers folder, or hub id in the local Hugging Face cache ($TOKENFLOW_MODEL)")
-	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the clip's aspect ratio at about 512x512 pixels)")
+	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the video's aspect ratio at about 512x512 pixels)")
 	fs.IntVar(&o.Start, "start", 0, "first frame to use (from 0)")
 	fs.IntVar(&o.Frames, "frames", 0, "number of frames to use (default: all from --start)")
 	fs.IntVar(&o.Stride, "stride", 1, "use every n-th frame")
-	fs.StringVar(&o.FolderFPS, "fps", "10", "frame rate of an input folder of numbered frames")
+	fs.StringVar(&o.FolderFPS, "fps", strconv.Itoa(video.DefaultFolderFPS.Num), "frame rate of an input folder of numbered frames")
 	fs.StringVar(&o.Device, "device", "cpu", "execution device: cpu or cuda (cuda needs a GPU build of ONNX Runtime, see --ort-lib)")
 	fs.IntVar(&o.Threads, "threads", 0, "CPU threads for ONNX Runtime (default: all cores)")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "inversion cache folder (default: $TOKENFLOW_CACHE, else the user cache folder)")
-	fs.IntVar(&o.BatchSize, "batch-size", 8, "frames per batch")
+	fs.IntVar(&o.BatchSize, "batch-size", pipeline.DefaultBatchSize, "frames per batch")
 	fs.BoolVar(&o.JSON, "json", false, "print the result as JSON")
 }
 
 // afterParse records which optional flags were given.
-func (o *clipOptions) afterParse(fs *pflag.FlagSet) {
+func (o *sourceOptions) afterParse(fs *pflag.FlagSet) {
 	o.framesSet = fs.Changed("frames")
 }
 
-// check validates the flags that need no file access.
-func (o *clipOptions) check() error {
-	if o.BatchSize < 1 {
-		return usageErr("--batch-size %d: must be at least 1", o.BatchSize)
+// request parses the flags that have a syntax of their own into the
+// pipeline's request; the pipeline checks the values.
+func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.InvertRequest, error) {
+	r := pipeline.InvertRequest{
+		Source:    pipeline.Source{Input: input, Range: video.Range{Start: o.Start, Count: video.ToEnd, Stride: o.Stride}},
+		Runtime:   pipeline.Runtime{Model: o.Model, ORTLib: g.ORTLib, Threads: o.Threads},
+		BatchSize: o.BatchSize, CacheDir: o.CacheDir, Log: g.Err, Progress: g.Err,
 	}
-	if o.Threads < 0 {
-		return usageErr("--threads %d: must be 0 (all cores) or more", o.Threads)
+	if o.framesSet {
+		r.Range.Count = max(o.Frames, 0) // -1 given by hand is an error, not "all"
 	}
-	if o.Stride < 1 {
-		return usageErr("--stride %d: must be at least 1", o.Stride)
+	dev, err := ort.ParseDevice(o.Device)
+	if err != nil {
+		return r, usageErr("--device %s: want cpu or cuda", o.Device)
 	}
-	if o.Start < 0 {
-		return usageErr("--start %d: must be 0 or more", o.Start)
-	}
-	if o.framesSet && o.Frames < 1 {
-		return usageErr("--frames %d: must be at least 1", o.Frames)
-	}
-	if _, err := ort.ParseDevice(o.Device); err != nil {
-		return usageErr("%v", err)
-	}
+	r.Device = dev
 	if o.Size != "" {
-		if _, err := video.ParseSize(o.Size); err != nil {
-			return usageErr("%v", err)
+		if r.Size, err = video.ParseSize(o.Size); err != nil {
+			return r, usageErr("%v", err)
 		}
 	}
-	if _, err := video.ParseRational(o.FolderFPS); err != nil {
-		return usageErr("--fps %s: want a frame rate like 10 or 30000/1001", o.FolderFPS)
+	if r.FolderFPS, err = video.ParseRational(o.FolderFPS); err != nil {
+		return r, usageErr("--fps %s: want a frame rate like 10 or 30000/1001", o.FolderFPS)
 	}
-	return nil
+	return r, nil
 }
 
-func (o *clipOptions) size() video.Size {
-	if o.Size == "" {
-		return video.Size{}
+// flagNames words a request's setting names as one command's flags.
+type flagNames map[string]string
+
+// sourceFlags are the flags sourceOptions adds, by setting name.
+var sourceFlags = flagNames{
+	"input": "input", "model": "--model", "size": "--size", "start": "--start", "frames": "--frames",
+	"stride": "--stride", "fps": "--fps", "device": "--device", "threads": "--threads",
+	"cache_dir": "--cache-dir", "batch_size": "--batch-size",
+}
+
+func (f flagNames) with(more flagNames) flagNames {
+	out := flagNames{}
+	for _, m := range []flagNames{f, more} {
+		for k, v := range m {
+			out[k] = v
+		}
 	}
-	s, _ := video.ParseSize(o.Size)
-	return s
+	return out
 }
 
-func (o *clipOptions) folderFPS() video.Rational {
-	r, _ := video.ParseRational(o.FolderFPS)
-	return r
-}
-
-func (o *clipOptions) frameRange() video.Range {
-	r := video.Range{Start: o.Start, Count: video.ToEnd, Stride: o.Stride}
-	if o.framesSet {
-		r.Count = o.Frames
+// wordErr turns a library's *param.Error into the command's words: the
+// setting's flag, and what to do. Settings checked before any work are
+// usage errors (exit 2).
+func (f flagNames) wordErr(err error) error {
+	var pe *param.Error
+	if !errors.As(err, &pe) {
+		return err
 	}
-	return r
-}
-
-// openPipeline loads ONNX Runtime and opens the model.
-func openPipeline(g *globalOptions, o *clipOptions) (*sd.Pipeline, error) {
-	if err := ort.Init(g.ORTLib); err != nil {
-		return nil, err
+	flag := func(setting string) string {
+		if name, ok := f[setting]; ok {
+			return name
+		}
+		return setting
 	}
-	dev, _ := ort.ParseDevice(o.Device)
-	return sd.Open(sd.Options{Model: o.Model, Device: dev, Threads: o.Threads, Log: g.Err})
-}
-
-// progressOut is where progress goes: stderr, which draws bars only when it
-// is a terminal.
-func progressOut(g *globalOptions) io.Writer { return g.Err }
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// checkSchedule checks that an inversion of steps steps can serve an edit of
-// saveSteps steps, wording the error with the command's own flag names.
-func checkSchedule(p *sd.Pipeline, steps, saveSteps int, stepsFlag, saveFlag string) error {
-	_, err := p.Scheduler.PlanInversion(steps, saveSteps)
-	var me *scheduler.MismatchError
+	name := flag(pe.Name)
+	msg := pe.Words(flag)
 	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &me) && me.Missing == 0:
-		return usageErr("%s %d is larger than %s %d: the inversion must have at least as many steps as the edit", saveFlag, saveSteps, stepsFlag, steps)
-	case errors.As(err, &me):
-		return usageErr("%s %d does not fit %s %d: editing timestep %d is not among the inversion's timesteps (%s); %s values that fit %s %d: %s",
-			saveFlag, saveSteps, stepsFlag, steps, me.Missing, me.Walk, saveFlag, stepsFlag, steps, me.Fits)
-	case errors.Is(err, scheduler.ErrTimestep):
-		return usageErr("%s %d / %s %d: %v", stepsFlag, steps, saveFlag, saveSteps, err)
+	case pe.Name == "input" && pe.Value == "":
+		return usageErr("%s", pe.Reason)
+	case pe.Name == "input":
+		return fmt.Errorf("%s: %s", pe.Value, pe.Reason)
+	case pe.Value == "":
+		msg = name + " " + strings.TrimPrefix(msg, name+": ")
 	}
-	return err
+	if errors.Is(err, pipeline.ErrExists) {
+		return fmt.Errorf("%s already exists: pass --force to overwrite it, or %s to write elsewhere", pe.Value, name)
+	}
+	if pe.Name == "cache_dir" {
+		return fmt.Errorf("%s", msg)
+	}
+	return usageErr("%s", msg)
 }
 
 // peakRSSMB is the process's peak resident set size in MB (VmHWM), or 0
@@ -167,25 +154,19 @@ func peakRSSMB() float64 {
 	return 0
 }
 
-// prepareInversion opens the model and completes req with what invert and
-// edit share: the clip, the cache, the model and where notes and progress
-// go. It checks the step counts (named by the command's own flags) before
-// any work is done.
-func prepareInversion(g *globalOptions, o *clipOptions, input string, req inversion.Request, stepsFlag, saveFlag string) (*sd.Pipeline, inversion.Request, error) {
-	root, err := inversion.CacheRoot(o.CacheDir)
-	if err != nil {
-		return nil, req, err
+// seconds converts timings for JSON.
+func seconds(t pipeline.Timings) map[string]float64 {
+	out := make(map[string]float64, len(t))
+	for k, v := range t {
+		out[k] = v.Seconds()
 	}
-	p, err := openPipeline(g, o)
-	if err != nil {
-		return nil, req, err
-	}
-	if err := checkSchedule(p, req.Steps, req.SaveSteps, stepsFlag, saveFlag); err != nil {
-		p.Close()
-		return nil, req, err
-	}
-	req.Input, req.FolderFPS, req.Size, req.Range = input, o.folderFPS(), o.size(), o.frameRange()
-	req.BatchSize, req.CacheRoot, req.ModelRef = o.BatchSize, root, o.Model
-	req.Log, req.Progress = g.Err, progressOut(g)
-	return p, req, nil
+	return out
 }
+
+// printJSON writes v indented.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+

@@ -8,8 +8,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/tokenflow/tokenflow/internal/cache"
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/inversion"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 )
 
 // Tolerances of the CLI against the official TokenFlow run of the inv10
@@ -61,14 +62,14 @@ func TestEditConformance(t *testing.T) {
 			d := t.TempDir()
 			exp := fixture.Open(t, fixture.Expected(t, name, "tokenflow_inv10", "tokenflow.safetensors"))
 			want, wantShape := exp.F32("edit.latents_after_step9")
-			cache := filepath.Join(d, "cache")
+			cacheDir := filepath.Join(d, "cache")
 			edit := func(out string) (editResult, []float32) {
 				t.Helper()
 				latents := filepath.Join(d, out+".safetensors")
 				res, r := tfJSON[editResult](t, d, "edit", "--model", model(t, name),
 					"--prompt", "a red cube", "--inversion-prompt", "a ball",
 					"--inversion-steps", "10", "--steps", "10", "--batch-size", "4", "--keyframes", "middle",
-					"--size", "64x64", "--fps", "10", "--cache-dir", cache,
+					"--size", "64x64", "--fps", "10", "--cache-dir", cacheDir,
 					"-o", filepath.Join(d, out+".mp4"), "--save-latents", latents, "--json", fixtureFrames(t, name))
 				checkStderrProgress(t, r)
 				if res.Latents != latents || res.Frames != 8 || res.Size != "64x64" || res.FPS != "10/1" || res.Keyframes != "middle" {
@@ -92,7 +93,7 @@ func TestEditConformance(t *testing.T) {
 			}
 
 			// 2. the inversion in the cache
-			var m inversion.Manifest
+			var m cache.Manifest
 			data, err := os.ReadFile(filepath.Join(res.CacheDir, "manifest.json"))
 			if err != nil {
 				t.Fatal(err)
@@ -105,21 +106,23 @@ func TestEditConformance(t *testing.T) {
 				t.Fatalf("kept timesteps %v, want %v", m.Kept, wantKept)
 			}
 			entry := fixture.Open(t, filepath.Join(res.CacheDir, "latents.safetensors"))
-			ref := &inversion.Latents{Shape: m.Latent, Noisy: map[int][]float32{}}
-			ref.Z0, _ = exp.F32("preprocess.latents")
+			shape := m.Latent[:]
+			ref := &cache.Latents{Z0: tensor.Tensor{Shape: shape}, Noisy: map[int]tensor.Tensor{}}
+			ref.Z0.Data, _ = exp.F32("preprocess.latents")
 			z0, _ := entry.F32("latents")
-			fixture.Close(t, "inversion z0 vs preprocess.latents", z0, ref.Z0, conformanceInvRel, 0)
+			fixture.Close(t, "inversion z0 vs preprocess.latents", z0, ref.Z0.Data, conformanceInvRel, 0)
 			for _, ts := range m.Kept {
-				ref.Noisy[ts], _ = exp.F32(fmt.Sprintf("preprocess.inverted_latents.t%04d", ts))
+				want, _ := exp.F32(fmt.Sprintf("preprocess.inverted_latents.t%04d", ts))
+				ref.Noisy[ts] = tensor.Tensor{Shape: shape, Data: want}
 				zt, _ := entry.F32(fmt.Sprintf("noisy_latents_%d", ts))
-				fixture.Close(t, fmt.Sprintf("inversion z_%d vs preprocess.inverted_latents.t%04d", ts, ts), zt, ref.Noisy[ts], conformanceInvRel, 0)
+				fixture.Close(t, fmt.Sprintf("inversion z_%d vs preprocess.inverted_latents.t%04d", ts, ts), zt, want, conformanceInvRel, 0)
 			}
 
 			// 3. the edit from the official inversion, under the same key
 			if err := os.RemoveAll(res.CacheDir); err != nil {
 				t.Fatal(err)
 			}
-			e, err := inversion.Store(cache, inversion.Manifest{Key: m.Key, Video: m.Video, Model: m.Model}, ref)
+			e, err := cache.Store(cacheDir, cache.Manifest{Key: m.Key, Video: m.Video, Model: m.Model}, ref)
 			if err != nil {
 				t.Fatal(err)
 			}

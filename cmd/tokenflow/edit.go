@@ -2,33 +2,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tokenflow/tokenflow/internal/atomicfile"
-	"github.com/tokenflow/tokenflow/internal/edit"
-	"github.com/tokenflow/tokenflow/internal/inversion"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
-	"github.com/tokenflow/tokenflow/internal/ort"
-	"github.com/tokenflow/tokenflow/internal/progress"
-	"github.com/tokenflow/tokenflow/internal/safetensors"
-	"github.com/tokenflow/tokenflow/internal/sd"
-	"github.com/tokenflow/tokenflow/internal/video"
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 )
-
-// defaultNegative is the official TokenFlow negative prompt.
-const defaultNegative = "ugly, blurry, low res, unrealistic, unaesthetic"
 
 // EditOptions are `edit`'s inputs.
 type EditOptions struct {
 	*globalOptions
-	clipOptions
+	sourceOptions
 	Input           string
 	Prompt          string
 	NegativePrompt  string
@@ -97,13 +84,13 @@ Flags given on the command line override the file.`,
 	fs := cmd.Flags()
 	o.addFlags(fs)
 	fs.StringVarP(&o.Prompt, "prompt", "p", "", "what the edited clip should show (required)")
-	fs.StringVar(&o.NegativePrompt, "negative-prompt", defaultNegative, "what it should not show")
+	fs.StringVar(&o.NegativePrompt, "negative-prompt", pipeline.DefaultNegativePrompt, "what it should not show")
 	fs.StringVar(&o.InversionPrompt, "inversion-prompt", "", "prompt describing the source clip, for the inversion (may be empty)")
-	fs.IntVar(&o.InversionSteps, "inversion-steps", 500, "DDIM inversion steps (as 'tokenflow invert --steps')")
-	fs.IntVar(&o.Steps, "steps", 50, "denoising steps of the edit")
-	fs.Float64Var(&o.Guidance, "guidance", 7.5, "classifier-free guidance scale")
-	fs.Float64Var(&o.PnPAttn, "pnp-attn", 0.5, "fraction of the steps with query/key injection, in [0,1]")
-	fs.Float64Var(&o.PnPConv, "pnp-conv", 0.8, "fraction of the steps with feature injection, in [0,1]")
+	fs.IntVar(&o.InversionSteps, "inversion-steps", pipeline.DefaultInversionSteps, "DDIM inversion steps (as 'tokenflow invert --steps')")
+	fs.IntVar(&o.Steps, "steps", pipeline.DefaultSteps, "denoising steps of the edit")
+	fs.Float64Var(&o.Guidance, "guidance", pipeline.DefaultGuidance, "classifier-free guidance scale")
+	fs.Float64Var(&o.PnPAttn, "pnp-attn", pipeline.DefaultPnPAttn, "fraction of the steps with query/key injection, in [0,1]")
+	fs.Float64Var(&o.PnPConv, "pnp-conv", pipeline.DefaultPnPConv, "fraction of the steps with feature injection, in [0,1]")
 	fs.StringVar(&o.Keyframes, "keyframes", "random", "keyframe of each batch: random (seeded) or middle (reproducible across implementations)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice")
 	fs.StringVarP(&o.Out, "out", "o", "", "output video (default: <input>.tokenflow.mp4)")
@@ -120,77 +107,40 @@ func (o *EditOptions) outputPath() string {
 	if o.Out != "" {
 		return o.Out
 	}
-	base := strings.TrimSuffix(filepath.Clean(o.Input), filepath.Ext(o.Input)) + ".tokenflow.mp4"
+	base := pipeline.DefaultOut(o.Input)
 	if o.outDir != "" {
 		return filepath.Join(o.outDir, filepath.Base(base))
 	}
 	return base
 }
 
-// check validates everything that can be checked before any work.
-func (o *EditOptions) check() error {
-	if strings.TrimSpace(o.Prompt) == "" {
-		return usageErr("--prompt is required: say what the edited clip should show")
+// editFlags words edit's settings as its flags.
+var editFlags = sourceFlags.with(flagNames{
+	"prompt": "--prompt", "inversion_steps": "--inversion-steps", "steps": "--steps", "guidance": "--guidance",
+	"pnp_attn": "--pnp-attn", "pnp_conv": "--pnp-conv", "out": "--out", "save_latents": "--save-latents",
+	"frames_dir": "--frames-dir", "keyframes": "--keyframes",
+})
+
+// request turns the flags into the pipeline's request.
+func (o *EditOptions) request() (pipeline.EditRequest, error) {
+	inv, err := o.sourceOptions.request(o.globalOptions, o.Input)
+	if err != nil {
+		return pipeline.EditRequest{}, err
 	}
-	if o.Input == "" {
-		return usageErr("no input: give a video file or a folder of frames")
-	}
-	if err := o.clipOptions.check(); err != nil {
-		return err
-	}
-	switch {
-	case o.Steps < 1:
-		return usageErr("--steps %d: must be at least 1", o.Steps)
-	case o.InversionSteps < 1:
-		return usageErr("--inversion-steps %d: must be at least 1", o.InversionSteps)
-	case o.Steps > o.InversionSteps:
-		return usageErr("--steps %d is larger than --inversion-steps %d: the inversion must have at least as many steps as the edit", o.Steps, o.InversionSteps)
-	case o.Guidance < 0 || o.Guidance != o.Guidance:
-		return usageErr("--guidance %g: must not be negative", o.Guidance)
-	case !(o.PnPAttn >= 0 && o.PnPAttn <= 1):
-		return usageErr("--pnp-attn %g: must be between 0 and 1", o.PnPAttn)
-	case !(o.PnPConv >= 0 && o.PnPConv <= 1):
-		return usageErr("--pnp-conv %g: must be between 0 and 1", o.PnPConv)
-	}
-	if _, err := keyframes.ParsePolicy(o.Keyframes); err != nil {
-		return usageErr("%v", err)
-	}
-	if _, err := os.Stat(o.Input); err != nil {
-		return fmt.Errorf("%s: no such file or folder", o.Input)
+	inv.InversionPrompt, inv.InversionSteps, inv.Steps = o.InversionPrompt, o.InversionSteps, o.Steps
+	kf, err := keyframes.ParsePolicy(o.Keyframes)
+	if err != nil {
+		return pipeline.EditRequest{}, usageErr("--keyframes %s: want random or middle", o.Keyframes)
 	}
 	if o.outDir != "" {
 		// an official config's output_path: created as the official code does
 		if err := os.MkdirAll(o.outDir, 0o755); err != nil {
-			return fmt.Errorf("output_path %s: %w", o.outDir, err)
+			return pipeline.EditRequest{}, fmt.Errorf("output_path %s: %w", o.outDir, err)
 		}
 	}
-	out := o.outputPath()
-	if err := checkNew(out, "--out", o.Force); err != nil {
-		return err
-	}
-	if o.SaveLatents != "" {
-		if err := checkNew(o.SaveLatents, "--save-latents", o.Force); err != nil {
-			return err
-		}
-	}
-	if o.FramesDir != "" && !o.Force {
-		if pngs, _ := filepath.Glob(filepath.Join(o.FramesDir, "*.png")); len(pngs) > 0 {
-			return fmt.Errorf("--frames-dir %s already holds PNG files: pass --force to overwrite them, or choose an empty folder", o.FramesDir)
-		}
-	}
-	return nil
-}
-
-// checkNew checks, before any work, that path can be written: its folder
-// exists, and it does not exist unless force.
-func checkNew(path, flag string, force bool) error {
-	if _, err := os.Stat(path); err == nil && !force {
-		return fmt.Errorf("%s already exists: pass --force to overwrite it, or %s to write elsewhere", path, flag)
-	}
-	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
-		return fmt.Errorf("%s %s: folder %s does not exist", flag, path, filepath.Dir(path))
-	}
-	return nil
+	return pipeline.EditRequest{InvertRequest: inv, Prompt: o.Prompt, NegativePrompt: o.NegativePrompt,
+		Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv, Keyframes: kf, Seed: o.Seed,
+		Out: o.outputPath(), SaveLatents: o.SaveLatents, FramesDir: o.FramesDir, Overwrite: o.Force}, nil
 }
 
 type editJSON struct {
@@ -209,136 +159,19 @@ type editJSON struct {
 }
 
 func runEdit(ctx context.Context, o *EditOptions) error {
-	if err := o.check(); err != nil {
-		return err
-	}
-	begin := time.Now()
-	out := o.outputPath()
-	p, req, err := prepareInversion(o.globalOptions, &o.clipOptions, o.Input,
-		inversion.Request{InversionPrompt: o.InversionPrompt, Steps: o.InversionSteps, SaveSteps: o.Steps, NeedLatents: true},
-		"--inversion-steps", "--steps")
+	req, err := o.request()
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-
-	// 1. the inversion, cached or computed
-	inv, err := inversion.Run(ctx, p, req)
+	res, err := pipeline.Edit(ctx, req)
 	if err != nil {
-		return err
+		return editFlags.wordErr(err)
 	}
-	seconds := map[string]float64{}
-	for k, v := range inv.Timings {
-		seconds[k] = v.Seconds()
-	}
-
-	// 2. the edit
-	t := time.Now()
-	texts, err := p.EncodeText(ctx, o.InversionPrompt, o.NegativePrompt, o.Prompt)
-	if err != nil {
-		return err
-	}
-	// Every prompt is encoded: free the text encoder's memory for the UNet.
-	p.Release("text_encoder")
-	row := func(i int) sd.TextEmbeds {
-		return sd.TextEmbeds{N: 1, Seq: texts.Seq, Width: texts.Width, Data: texts.Row(i)}
-	}
-	lat := inv.Latents
-	policy, _ := keyframes.ParsePolicy(o.Keyframes)
-	n := int(lat.Shape[0])
-	var bar progress.Reporter // made at the first report, when the total is known
-	params := edit.Params{Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,
-		BatchSize: o.BatchSize, Keyframes: policy, Seed: o.Seed}
-	params.Progress = func(done, total int) {
-		if bar == nil {
-			bar = progress.New(progressOut(o.globalOptions), "edit", "frame-passes", total)
-		}
-		bar.Set(done)
-	}
-	e, err := edit.New(p, p.Scheduler, edit.Inputs{
-		Z0: sd.Latents{Shape: lat.Shape, Data: lat.Z0}, Noisy: lat.Noisy,
-		Source: row(0), Negative: row(1), Prompt: row(2),
-	}, params)
-	if err != nil {
-		return err
-	}
-	x, err := e.Run(ctx)
-	if bar != nil {
-		bar.Finish()
-	}
-	if err != nil {
-		return err
-	}
-	seconds["edit"] = time.Since(t).Seconds()
-	seconds["edit keyframe passes"] = e.KeyframeTime.Seconds()
-	seconds["edit propagation passes"] = e.PropagateTime.Seconds()
-
-	// 3. decode and write
-	t = time.Now()
-	frames, err := p.DecodeLatents(ctx, x, nil)
-	if err != nil {
-		return err
-	}
-	seconds["vae decode"] = time.Since(t).Seconds()
-	if o.SaveLatents != "" {
-		if err := saveLatents(o.SaveLatents, x, o.Force); err != nil {
-			return err
-		}
-	}
-	if o.FramesDir != "" {
-		if err := os.MkdirAll(o.FramesDir, 0o755); err != nil {
-			return fmt.Errorf("--frames-dir %s: %w", o.FramesDir, err)
-		}
-		named := make([]video.Frame, len(frames))
-		for i, f := range frames {
-			named[i] = f
-			named[i].Index = i
-		}
-		if err := video.WritePNGs(o.FramesDir, named, video.PNGOptions{NoClobber: !o.Force}); err != nil {
-			return err
-		}
-	}
-	t = time.Now()
-	fps := inv.Info.ClipFPS(inv.Range)
-	clip := &video.Clip{Size: inv.Size, FPS: fps, Range: inv.Range, Frames: frames}
-	if err := video.Encode(ctx, out, clip, video.EncodeOptions{FPS: fps, Audio: inv.Info.AudioFor(inv.Range), NoClobber: !o.Force}); err != nil {
-		return err
-	}
-	seconds["encode"] = time.Since(t).Seconds()
-	seconds["total"] = time.Since(begin).Seconds()
-	inRun, _ := ort.Stats()
-	inORT := inRun + ort.CreateTime()
-	seconds["in onnxruntime"] = inORT.Seconds()
-	seconds["session creation"] = ort.CreateTime().Seconds()
-
 	if !o.JSON {
-		fmt.Fprintln(o.globalOptions.Out, out)
+		fmt.Fprintln(o.globalOptions.Out, res.Output)
 		return nil
 	}
-	res := editJSON{Output: out, CacheDir: inv.Entry.Dir, InversionReused: inv.Reused, Frames: n, Size: inv.Size.String(), FPS: fps.String(),
-		Keyframes: o.Keyframes, UNetFrames: p.UNetFrames(), Latents: o.SaveLatents, FramesDir: o.FramesDir, Seconds: seconds}
-	res.PeakRSSMB = peakRSSMB()
-	enc := json.NewEncoder(o.globalOptions.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(res)
-}
-
-// saveLatents writes x as a safetensors file holding "latents".
-func saveLatents(path string, x sd.Latents, force bool) error {
-	var opts []atomicfile.Option
-	if !force {
-		opts = append(opts, atomicfile.NoClobber())
-	}
-	f, err := atomicfile.Create(path, opts...)
-	if err != nil {
-		return fmt.Errorf("--save-latents: %w", err)
-	}
-	defer f.Abort()
-	if err := safetensors.Write(f, []safetensors.Tensor{safetensors.FromFloat32("latents", x.Shape[:], x.Data)}, nil); err != nil {
-		return fmt.Errorf("--save-latents %s: %w", path, err)
-	}
-	if err := f.Commit(); err != nil {
-		return fmt.Errorf("--save-latents %s: %w", path, err)
-	}
-	return nil
+	return printJSON(o.globalOptions.Out, editJSON{Output: res.Output, CacheDir: res.Inversion.CacheDir, InversionReused: res.Inversion.Reused,
+		Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, UNetFrames: res.UNetFrames,
+		Latents: res.Latents, FramesDir: res.FramesDir, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB()})
 }

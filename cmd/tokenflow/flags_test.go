@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 	"io"
 	"os"
 	"path/filepath"
@@ -114,14 +115,14 @@ func parseInvert(t *testing.T, args ...string) (invertView, error) {
 // editDefaults is edit with no flags: the official TokenFlow defaults
 // (config_pnp.yaml and preprocess.py).
 var editDefaults = editView{
-	Model: defaultModel, FolderFPS: "10", Device: "cpu", Stride: 1, BatchSize: 8,
+	Model: pipeline.DefaultModel, FolderFPS: "10", Device: "cpu", Stride: 1, BatchSize: 8,
 	NegativePrompt: "ugly, blurry, low res, unrealistic, unaesthetic",
 	InversionSteps: 500, Steps: 50, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8,
 	Keyframes: "random", Seed: 1,
 }
 
 var invertDefaults = invertView{
-	Model: defaultModel, FolderFPS: "10", Device: "cpu", Stride: 1, BatchSize: 8,
+	Model: pipeline.DefaultModel, FolderFPS: "10", Device: "cpu", Stride: 1, BatchSize: 8,
 	Steps: 500, SaveSteps: 50,
 }
 

@@ -94,7 +94,7 @@ func TestInvertInterrupted(t *testing.T) {
 	cache := filepath.Join(d, "cache")
 	args := []string{"invert", "--model", model(t, "tiny-sd15"), "--size", "64x64", "--steps", "100", "--save-steps", "10",
 		"--cache-dir", cache, "--json", fixtureFrames(t, "tiny-sd15")}
-	r := interrupt(t, d, "encode:", args...)
+	r := interrupt(t, d, "vae encode:", args...)
 	checkInterrupted(t, r, "invert:")
 	// No entry: the inversions folder holds nothing with an entry's name.
 	if ents, err := os.ReadDir(filepath.Join(cache, "inversions")); err == nil {

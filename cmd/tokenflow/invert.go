@@ -2,21 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tokenflow/tokenflow/internal/inversion"
-	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 )
 
 // InvertOptions are `invert`'s inputs.
 type InvertOptions struct {
 	*globalOptions
-	clipOptions
+	sourceOptions
 	Input           string
 	InversionPrompt string
 	Steps           int
@@ -55,28 +51,15 @@ The input is any video ffmpeg reads, or a folder of numbered frames
 	}
 	o.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.InversionPrompt, "inversion-prompt", "", "prompt describing the source clip (may be empty)")
-	cmd.Flags().IntVar(&o.Steps, "steps", 500, "DDIM inversion steps")
-	cmd.Flags().IntVar(&o.SaveSteps, "save-steps", 50, "length of the editing schedule whose latents are kept (edit's --steps)")
+	cmd.Flags().IntVar(&o.Steps, "steps", pipeline.DefaultInversionSteps, "DDIM inversion steps")
+	cmd.Flags().IntVar(&o.SaveSteps, "save-steps", pipeline.DefaultSteps, "length of the editing schedule whose latents are kept (edit's --steps)")
 	cmd.Flags().BoolVar(&o.Reconstruct, "reconstruct", false, "also write reconstruction.mp4 (DDIM sampling back from the inversion)")
 	cmd.Flags().BoolVar(&o.Force, "force", false, "recompute even when a matching inversion is cached")
 	return cmd
 }
 
-func (o *InvertOptions) check() error {
-	if err := o.clipOptions.check(); err != nil {
-		return err
-	}
-	if o.Steps < 1 {
-		return usageErr("--steps %d: must be at least 1", o.Steps)
-	}
-	if o.SaveSteps < 1 {
-		return usageErr("--save-steps %d: must be at least 1", o.SaveSteps)
-	}
-	if o.SaveSteps > o.Steps {
-		return usageErr("--save-steps %d is larger than --steps %d: the inversion cannot provide more editing timesteps than it has steps", o.SaveSteps, o.Steps)
-	}
-	return nil
-}
+// invertFlags words invert's settings as its flags.
+var invertFlags = sourceFlags.with(flagNames{"inversion_steps": "--steps", "steps": "--save-steps"})
 
 type invertJSON struct {
 	CacheDir       string             `json:"cache_dir"`
@@ -91,43 +74,20 @@ type invertJSON struct {
 }
 
 func runInvert(ctx context.Context, o *InvertOptions) error {
-	begin := time.Now()
-	if err := o.check(); err != nil {
-		return err
-	}
-	if _, err := os.Stat(o.Input); err != nil {
-		return fmt.Errorf("%s: no such file or folder", o.Input)
-	}
-	p, req, err := prepareInversion(o.globalOptions, &o.clipOptions, o.Input,
-		inversion.Request{InversionPrompt: o.InversionPrompt, Steps: o.Steps, SaveSteps: o.SaveSteps, Reconstruct: o.Reconstruct, Force: o.Force},
-		"--steps", "--save-steps")
+	req, err := o.sourceOptions.request(o.globalOptions, o.Input)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	res, err := inversion.Run(ctx, p, req)
+	req.InversionPrompt, req.InversionSteps, req.Steps = o.InversionPrompt, o.Steps, o.SaveSteps
+	req.Reconstruct, req.Force = o.Reconstruct, o.Force
+	res, err := pipeline.Invert(ctx, req)
 	if err != nil {
-		return err
+		return invertFlags.wordErr(err)
 	}
 	if !o.JSON {
-		fmt.Fprintln(o.Out, res.Entry.Dir)
+		fmt.Fprintln(o.Out, res.CacheDir)
 		return nil
 	}
-	out := invertJSON{CacheDir: res.Entry.Dir, Reused: res.Reused, Frames: res.Range.Count, Size: res.Size.String(),
-		KeptTimesteps: res.Entry.Manifest.Kept, UNetFrames: res.UNetFrames, Seconds: map[string]float64{}}
-	if o.Reconstruct {
-		out.Reconstruction = res.Entry.ReconstructionPath()
-	}
-	for k, v := range res.Timings {
-		out.Seconds[k] = v.Seconds()
-	}
-	inRun, _ := ort.Stats()
-	inORT := inRun + ort.CreateTime()
-	out.Seconds["in onnxruntime"] = inORT.Seconds()
-	out.Seconds["session creation"] = ort.CreateTime().Seconds()
-	out.Seconds["total"] = time.Since(begin).Seconds()
-	out.PeakRSSMB = peakRSSMB()
-	enc := json.NewEncoder(o.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return printJSON(o.Out, invertJSON{CacheDir: res.CacheDir, Reused: res.Reused, Frames: res.Frames, Size: res.Size.String(),
+		KeptTimesteps: res.Kept, UNetFrames: res.UNetFrames, Reconstruction: res.Reconstruction, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB()})
 }

@@ -1,31 +1,42 @@
-// Package edit is the TokenFlow edit loop (DESIGN.md section 4): per
-// timestep, a keyframe pass that fills the pivot cache, then one
-// propagation pass per batch, classifier-free guidance and the DDIM step.
-// It asks the model for UNet passes through the UNet interface.
+// Package edit is the TokenFlow edit loop (docs/ARCHITECTURE.md, "The
+// edit"): per timestep, a keyframe pass that fills the pivot cache, then
+// one propagation pass per batch, classifier-free guidance and the DDIM
+// step. It asks the model for UNet passes through the UNet interface, in
+// host tensors, so tests can drive it with a fake.
 package edit
 
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/tokenflow/tokenflow/internal/keyframes"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/propagate"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
-	"github.com/tokenflow/tokenflow/internal/sd"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 	"github.com/tokenflow/tokenflow/internal/tokens"
 )
 
-// UNet is what the edit asks of the model (sd.Pipeline).
+// UNet is what the edit asks of the model (sd.Model implements it).
+//
+// KeyframePass runs the UNet on x = [source | uncond | cond] of K keyframes
+// each, text states alike, and returns the pivot cache of the K keyframes.
+// PropagationPass runs it on one batch's [source | uncond | cond] of n
+// frames each, taking every self-attention output from the pivot cache's
+// slots pivots[0] and pivots[1] blended with weights (frame i takes
+// weights[i] of the first), and returns the predicted noise [3n,C,h,w].
 type UNet interface {
-	KeyframePass(ctx context.Context, x sd.Latents, t int, text sd.TextEmbeds, inj sd.Injection, keyframes []int) (*tokens.PivotCache, error)
-	PropagationPass(ctx context.Context, x sd.Latents, t int, text sd.TextEmbeds, inj sd.Injection, c *tokens.PivotCache, pivots [2]int, weights []float32) (sd.Latents, error)
+	KeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int) (*tokens.PivotCache, error)
+	PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, weights []float32) (tensor.Tensor, error)
 }
 
-// Params are the edit's settings; the official defaults are Steps 50,
-// Guidance 7.5, PnPAttn 0.5, PnPConv 0.8, BatchSize 8.
+// Params are the edit's settings, valid as the pipeline checks them (Steps
+// and BatchSize at least 1, Guidance not negative, PnPAttn and PnPConv in
+// [0,1]); the official defaults are Steps 50, Guidance 7.5, PnPAttn 0.5,
+// PnPConv 0.8, BatchSize 8.
 type Params struct {
 	Steps     int
 	Guidance  float64
@@ -42,11 +53,11 @@ type Params struct {
 // Inputs are what the edit starts from: the inversion and three prompts'
 // text states (one row each).
 type Inputs struct {
-	Z0       sd.Latents        // VAE latents of the clip
-	Noisy    map[int][]float32 // inverted latents by kept timestep
-	Source   sd.TextEmbeds     // inversion prompt
-	Negative sd.TextEmbeds
-	Prompt   sd.TextEmbeds
+	Z0       tensor.Tensor         // VAE latents of the video [N,C,h,w]
+	Noisy    map[int]tensor.Tensor // inverted latents by kept timestep
+	Source   tensor.Tensor         // inversion prompt's states [1,77,C]
+	Negative tensor.Tensor
+	Prompt   tensor.Tensor
 }
 
 // Editor runs one edit.
@@ -59,58 +70,49 @@ type Editor struct {
 	ts     []int
 	inject pnp.Schedule
 	kf     [][]int
-	texts  sd.TextEmbeds // rows [source, negative, prompt]
+	texts  tensor.Tensor // rows [source, negative, prompt]
 	n      int
 	// passText caches, by frames per third, the text states of a pass:
 	// [source x n | negative x n | prompt x n]; they do not change across
 	// steps.
-	passText map[int]sd.TextEmbeds
+	passText map[int]tensor.Tensor
 
 	// Time spent in keyframe and propagation passes.
 	KeyframeTime, PropagateTime time.Duration
 }
 
-// New checks the settings against the inputs and prepares the schedules.
+// New prepares the schedules of an edit of in with p, and checks that the
+// inputs fit together.
 func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
-	if p.Steps < 1 {
-		return nil, fmt.Errorf("--steps %d: must be at least 1", p.Steps)
-	}
-	if p.BatchSize < 1 {
-		return nil, fmt.Errorf("--batch-size %d: must be at least 1", p.BatchSize)
-	}
-	if p.Guidance < 0 {
-		return nil, fmt.Errorf("--guidance %g: must not be negative", p.Guidance)
-	}
-	n := int(in.Z0.Shape[0])
-	if n < 1 {
-		return nil, fmt.Errorf("no frames to edit")
+	n := in.Z0.N()
+	if n < 1 || len(in.Z0.Shape) != 4 {
+		return nil, fmt.Errorf("edit: latents of shape %v: want [N,C,h,w] with N at least 1", in.Z0.Shape)
 	}
 	sched, err := ddim.Schedule(p.Steps)
 	if err != nil {
-		return nil, fmt.Errorf("--steps: %w", err)
+		return nil, err
 	}
 	ts := sched.Timesteps()
 	for _, t := range ts {
-		if _, ok := in.Noisy[t]; !ok {
-			return nil, fmt.Errorf("the inversion has no latents for timestep %d of the %d-step edit: invert with --save-steps %d", t, p.Steps, p.Steps)
+		z, ok := in.Noisy[t]
+		if !ok {
+			return nil, fmt.Errorf("edit: the inversion has no latents for timestep %d of the %d-step edit", t, p.Steps)
+		}
+		if !tensor.SameShape(z, in.Z0) {
+			return nil, fmt.Errorf("edit: inverted latents at timestep %d have shape %v, want %v", t, z.Shape, in.Z0.Shape)
 		}
 	}
-	inject, err := pnp.NewSchedule(ts, p.PnPAttn, p.PnPConv)
+	batch := min(p.BatchSize, n)
+	kf, err := keyframes.Schedule(p.Keyframes, p.Seed, len(ts), n, batch)
 	if err != nil {
 		return nil, err
 	}
-	kf, err := keyframes.Schedule(p.Keyframes, p.Seed, len(ts), n, min(p.BatchSize, n))
-	if err != nil {
-		return nil, err
+	texts, err := tensor.Concat(in.Source, in.Negative, in.Prompt)
+	if err != nil || texts.N() != 3 {
+		return nil, fmt.Errorf("edit: want one row of text states per prompt, of one shape: have %v, %v and %v", in.Source.Shape, in.Negative.Shape, in.Prompt.Shape)
 	}
-	texts := sd.TextEmbeds{N: 3, Seq: in.Source.Seq, Width: in.Source.Width}
-	for _, e := range []sd.TextEmbeds{in.Source, in.Negative, in.Prompt} {
-		if e.N != 1 || e.Seq != texts.Seq || e.Width != texts.Width {
-			return nil, fmt.Errorf("edit: text states must be one row of [%d,%d]", texts.Seq, texts.Width)
-		}
-		texts.Data = append(texts.Data, e.Data...)
-	}
-	return &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: inject, kf: kf, texts: texts, n: n, passText: map[int]sd.TextEmbeds{}}, nil
+	return &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: pnp.NewSchedule(ts, p.PnPAttn, p.PnPConv),
+		kf: kf, texts: texts, n: n, passText: map[int]tensor.Tensor{}}, nil
 }
 
 // Timesteps is the editing schedule, descending.
@@ -122,40 +124,35 @@ func (e *Editor) Keyframes(i int) []int { return e.kf[i] }
 // Start is the edit's starting latents: the inversion's noise
 // eps = (z_tmax - sqrt(a_tmax) z0)/sqrt(1 - a_tmax), tmax the most inverted
 // kept timestep, added back to z0 at the schedule's first timestep.
-func (e *Editor) Start() (sd.Latents, error) {
-	kept := make([]int, 0, len(e.in.Noisy))
-	for t := range e.in.Noisy {
-		kept = append(kept, t)
-	}
-	sort.Ints(kept)
-	tmax := kept[len(kept)-1]
-	eps, err := e.ddim.NoiseFromSample(e.in.Noisy[tmax], e.in.Z0.Data, tmax)
+func (e *Editor) Start() (tensor.Tensor, error) {
+	tmax := slices.Max(slices.Collect(maps.Keys(e.in.Noisy)))
+	eps, err := e.ddim.NoiseFromSample(e.in.Noisy[tmax].Data, e.in.Z0.Data, tmax)
 	if err != nil {
-		return sd.Latents{}, err
+		return tensor.Tensor{}, err
 	}
 	x, err := e.ddim.AddNoise(e.in.Z0.Data, eps, e.ts[0])
 	if err != nil {
-		return sd.Latents{}, err
+		return tensor.Tensor{}, err
 	}
-	return sd.Latents{Shape: e.in.Z0.Shape, Data: x}, nil
+	return tensor.New(e.in.Z0.Shape, x)
 }
 
 // Run edits from Start to the final latents.
-func (e *Editor) Run(ctx context.Context) (sd.Latents, error) {
+func (e *Editor) Run(ctx context.Context) (tensor.Tensor, error) {
 	x, err := e.Start()
 	if err != nil {
-		return sd.Latents{}, err
+		return tensor.Tensor{}, err
 	}
 	for i := range e.ts {
 		if x, err = e.Step(ctx, i, x); err != nil {
-			return sd.Latents{}, err
+			return tensor.Tensor{}, err
 		}
 	}
 	return x, nil
 }
 
 // textFor is the text states of a pass over n frames per third.
-func (e *Editor) textFor(n int) sd.TextEmbeds {
+func (e *Editor) textFor(n int) tensor.Tensor {
 	t, ok := e.passText[n]
 	if !ok {
 		t = e.texts.Repeat([]int{0, 1, 2}, []int{n, n, n})
@@ -165,20 +162,18 @@ func (e *Editor) textFor(n int) sd.TextEmbeds {
 }
 
 // triple is the batch [src[idx] | x[idx] | x[idx]].
-func triple(src, x sd.Latents, idx []int) sd.Latents {
-	a, b := src.Gather(idx), x.Gather(idx)
-	out := sd.Latents{Shape: a.Shape, Data: make([]float32, 0, 3*len(a.Data))}
-	out.Shape[0] *= 3
-	out.Data = append(append(append(out.Data, a.Data...), b.Data...), b.Data...)
+func triple(src, x tensor.Tensor, idx []int) tensor.Tensor {
+	b := x.Gather(idx)
+	out, _ := tensor.Concat(src.Gather(idx), b, b) // one shape: checked by New
 	return out
 }
 
 // Step runs denoising step i (timestep ts[i]) on x and returns the new
 // latents; x is not changed.
-func (e *Editor) Step(ctx context.Context, i int, x sd.Latents) (sd.Latents, error) {
+func (e *Editor) Step(ctx context.Context, i int, x tensor.Tensor) (tensor.Tensor, error) {
 	t := e.ts[i]
-	src := sd.Latents{Shape: e.in.Z0.Shape, Data: e.in.Noisy[t]}
-	inj := sd.Injection{QK: e.inject.QK(t), Conv: e.inject.Conv(t)}
+	src := e.in.Noisy[t]
+	inj := e.inject.At(t)
 	kf := e.kf[i]
 	batch := min(e.p.BatchSize, e.n)
 	per := len(kf) + e.n
@@ -188,7 +183,7 @@ func (e *Editor) Step(ctx context.Context, i int, x sd.Latents) (sd.Latents, err
 	start := time.Now()
 	cache, err := e.u.KeyframePass(ctx, triple(src, x, kf), t, e.textFor(len(kf)), inj, kf)
 	if err != nil {
-		return sd.Latents{}, err
+		return tensor.Tensor{}, err
 	}
 	e.KeyframeTime += time.Since(start)
 	done += len(kf)
@@ -197,9 +192,9 @@ func (e *Editor) Step(ctx context.Context, i int, x sd.Latents) (sd.Latents, err
 	// 2. one propagation pass per batch, guidance, DDIM step
 	plan, err := propagate.Plan(e.n, batch, kf)
 	if err != nil {
-		return sd.Latents{}, err
+		return tensor.Tensor{}, err
 	}
-	out := sd.Latents{Shape: x.Shape, Data: make([]float32, len(x.Data))}
+	out := tensor.Zeros(x.Shape...)
 	g := float32(e.p.Guidance)
 	for _, b := range plan {
 		start := time.Now()
@@ -214,20 +209,20 @@ func (e *Editor) Step(ctx context.Context, i int, x sd.Latents) (sd.Latents, err
 		}
 		noise, err := e.u.PropagationPass(ctx, triple(src, x, idx), t, e.textFor(m), inj, cache, pivots, b.Weights)
 		if err != nil {
-			return sd.Latents{}, err
+			return tensor.Tensor{}, err
 		}
 		e.PropagateTime += time.Since(start)
 		// noise = [source | uncond | cond]; guided = u + g (c - u)
-		fs := x.FrameSize()
+		fs := x.RowSize()
 		u := noise.Data[m*fs : 2*m*fs]
 		c := noise.Data[2*m*fs : 3*m*fs]
 		guided := make([]float32, m*fs)
 		for k := range guided {
-			guided[k] = u[k] + g*(c[k]-u[k])
+			guided[k] = u[k] + float32(g*(c[k]-u[k])) // no fused multiply-add: PyTorch rounds the product
 		}
-		next, err := e.sched.Step(guided, t, x.Range(b.Start, b.End).Data)
+		next, err := e.sched.Step(guided, t, x.Rows(b.Start, b.End).Data)
 		if err != nil {
-			return sd.Latents{}, err
+			return tensor.Tensor{}, err
 		}
 		copy(out.Data[b.Start*fs:b.End*fs], next)
 		done += m

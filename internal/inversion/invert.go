@@ -1,24 +1,26 @@
-// Package inversion turns a clip into the noisy latents a TokenFlow edit
-// starts from and is guided by: VAE encoding, DDIM inversion with the
-// inversion prompt, the optional DDIM reconstruction, and the on-disk cache
-// that lets many edits share one inversion.
+// Package inversion is DDIM inversion and reconstruction of a batch of
+// frames' latents (docs/ARCHITECTURE.md, "The inversion"): the math and the
+// loop, driving the model through the Denoiser interface in host tensors.
+// Where the frames come from and where the latents go (the cache) is the
+// pipeline's business.
 package inversion
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/tokenflow/tokenflow/internal/scheduler"
-	"github.com/tokenflow/tokenflow/internal/sd"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 )
 
-// Denoiser is the UNet as inversion uses it (sd.Pipeline; tests may count
-// its calls).
+// Denoiser is the UNet as inversion uses it (sd.Model implements it):
+// latents x [B,C,h,w] at timestep t with text states [B,77,C] -> the
+// predicted noise [B,C,h,w].
 type Denoiser interface {
-	UNet(ctx context.Context, x sd.Latents, t int, text sd.TextEmbeds) (sd.Latents, error)
+	UNet(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor) (tensor.Tensor, error)
 }
 
-// Params configure an inversion.
+// Params configure an inversion; the pipeline has checked them (Steps,
+// SaveSteps and BatchSize at least 1, the plan valid for the scheduler).
 type Params struct {
 	Steps     int // inversion steps (official default 500)
 	SaveSteps int // the editing schedule's length (default 50)
@@ -28,40 +30,34 @@ type Params struct {
 	Progress func(done, total int)
 }
 
-// Invert DDIM-inverts z0 (the VAE latents of the clip, already scaled) with
-// cond, the text states of the inversion prompt [1,77,C], used for every
-// frame (DESIGN.md section 4, TokenFlow's preprocess.py):
+// Invert DDIM-inverts z0 (the VAE latents of the frames, already scaled)
+// with cond, the text states of the inversion prompt [1,77,C], used for
+// every frame (the official preprocess.py), and returns z after every kept
+// timestep (every timestep of the editing schedule, and the last one):
 //
 //	walk the inversion timesteps ascending; at step i with timestep t,
 //	a_t = alphas_cumprod[t], a_prev = alphas_cumprod[walk[i-1]] (final at i=0):
 //	1. eps = unet(z, t, cond)
 //	2. x0  = (z - sqrt(1 - a_prev) eps) / sqrt(a_prev)
 //	3. z   = sqrt(a_t) x0 + sqrt(1 - a_t) eps
-//
-// and keeps z after every timestep of the editing schedule and after the
-// last one.
-func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0 sd.Latents, cond sd.TextEmbeds, p Params) (*Latents, error) {
+func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0, cond tensor.Tensor, p Params) (map[int]tensor.Tensor, error) {
 	plan, err := s.PlanInversion(p.Steps, p.SaveSteps)
 	if err != nil {
 		return nil, err
 	}
-	if p.BatchSize < 1 {
-		return nil, fmt.Errorf("--batch-size %d: must be at least 1", p.BatchSize)
-	}
-	n := int(z0.Shape[0])
 	keep := map[int]bool{}
 	for _, t := range plan.Kept {
 		keep[t] = true
 	}
-	out := &Latents{Shape: z0.Shape, Z0: append([]float32(nil), z0.Data...), Noisy: map[int][]float32{}}
-	z := sd.Latents{Shape: z0.Shape, Data: append([]float32(nil), z0.Data...)}
+	out := map[int]tensor.Tensor{}
+	z := z0.Clone()
+	n := z.N()
 	total, done := len(plan.Walk)*n, 0
 	for i, t := range plan.Walk {
 		prev := plan.Prev(i)
-		for start := 0; start < n; start += p.BatchSize {
-			end := min(start+p.BatchSize, n)
-			x := z.Range(start, end)
-			eps, err := d.UNet(ctx, x, t, cond.Repeat([]int{0}, []int{end - start}))
+		for _, b := range tensor.Batches(n, p.BatchSize) {
+			x := z.Rows(b.Start, b.End)
+			eps, err := d.UNet(ctx, x, t, cond.Repeat([]int{0}, []int{b.Len()}))
 			if err != nil {
 				return nil, err
 			}
@@ -70,13 +66,13 @@ func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0 sd.Latents, c
 				return nil, err
 			}
 			copy(x.Data, next)
-			done += end - start
+			done += b.Len()
 			if p.Progress != nil {
 				p.Progress(done, total)
 			}
 		}
 		if keep[t] {
-			out.Noisy[t] = append([]float32(nil), z.Data...)
+			out[t] = z.Clone()
 		}
 	}
 	return out, nil
@@ -84,30 +80,29 @@ func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0 sd.Latents, c
 
 // Reconstruct DDIM-samples back from the most inverted latent zT with the
 // same prompt over the inversion's own schedule (preprocess.py's
-// ddim_sample): how a user sees whether an edit can work on this clip.
-func Reconstruct(ctx context.Context, d Denoiser, s *scheduler.DDIM, zT sd.Latents, cond sd.TextEmbeds, p Params) (sd.Latents, error) {
+// ddim_sample): how a user sees whether an edit can work on this video.
+func Reconstruct(ctx context.Context, d Denoiser, s *scheduler.DDIM, zT, cond tensor.Tensor, p Params) (tensor.Tensor, error) {
 	sched, err := s.Schedule(p.Steps)
 	if err != nil {
-		return sd.Latents{}, err
+		return tensor.Tensor{}, err
 	}
-	n := int(zT.Shape[0])
-	x := sd.Latents{Shape: zT.Shape, Data: append([]float32(nil), zT.Data...)}
+	x := zT.Clone()
+	n := x.N()
 	ts := sched.Timesteps()
 	total, done := len(ts)*n, 0
 	for _, t := range ts {
-		for start := 0; start < n; start += p.BatchSize {
-			end := min(start+p.BatchSize, n)
-			b := x.Range(start, end)
-			eps, err := d.UNet(ctx, b, t, cond.Repeat([]int{0}, []int{end - start}))
+		for _, b := range tensor.Batches(n, p.BatchSize) {
+			xb := x.Rows(b.Start, b.End)
+			eps, err := d.UNet(ctx, xb, t, cond.Repeat([]int{0}, []int{b.Len()}))
 			if err != nil {
-				return sd.Latents{}, err
+				return tensor.Tensor{}, err
 			}
-			next, err := sched.Step(eps.Data, t, b.Data)
+			next, err := sched.Step(eps.Data, t, xb.Data)
 			if err != nil {
-				return sd.Latents{}, err
+				return tensor.Tensor{}, err
 			}
-			copy(b.Data, next)
-			done += end - start
+			copy(xb.Data, next)
+			done += b.Len()
 			if p.Progress != nil {
 				p.Progress(done, total)
 			}

@@ -7,14 +7,16 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/inversion"
-	"github.com/tokenflow/tokenflow/internal/sd"
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 	"github.com/tokenflow/tokenflow/internal/sdtest"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 	"github.com/tokenflow/tokenflow/internal/testenv"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
-// fixtureFrames decodes the fixture clip's PNG folder (lossless, 64x64).
-func fixtureFrames(t testing.TB, model string) []video.Frame {
+// fixturePixels decodes the fixture video's PNG folder (lossless, 64x64)
+// into the VAE's input.
+func fixturePixels(t testing.TB, model string) tensor.Tensor {
 	t.Helper()
 	testenv.FFmpeg(t)
 	ctx := context.Background()
@@ -22,11 +24,18 @@ func fixtureFrames(t testing.TB, model string) []video.Frame {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clip, err := video.DecodeAll(ctx, in, video.DecodeOptions{Size: video.Size{W: 64, H: 64}, Range: video.Whole()})
+	var px []tensor.Tensor
+	for f, err := range video.Frames(ctx, in, video.DecodeOptions{Size: video.Size{W: 64, H: 64}, Range: video.Whole()}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		px = append(px, pipeline.Pixels(f))
+	}
+	x, err := tensor.Concat(px...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return clip.Frames
+	return x
 }
 
 // Tolerances. The reference is float32 torch; MANIFEST.md's float64 twin
@@ -49,9 +58,7 @@ func TestInversionConformance(t *testing.T) {
 				ctx := context.Background()
 				p := sdtest.Open(t, model)
 				exp := fixture.Open(t, fixture.Expected(t, model, run.dir, "tokenflow.safetensors"))
-				frames := fixtureFrames(t, model)
-
-				z0, err := p.EncodeFrames(ctx, frames, nil)
+				z0, err := p.EncodePixels(ctx, fixturePixels(t, model))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -66,7 +73,7 @@ func TestInversionConformance(t *testing.T) {
 				fixture.Close(t, "inversion prompt states", cond.Data, want, invRel, 0)
 
 				before := p.UNetFrames()
-				lat, err := inversion.Invert(ctx, p, p.Scheduler, z0, cond, inversion.Params{Steps: run.steps, SaveSteps: 10, BatchSize: 4})
+				noisy, err := inversion.Invert(ctx, p, p.Scheduler, z0, cond, inversion.Params{Steps: run.steps, SaveSteps: 10, BatchSize: 4})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -79,21 +86,20 @@ func TestInversionConformance(t *testing.T) {
 					if _, err := fmt.Sscanf(name, "preprocess.inverted_latents.t%04d", &ts); err != nil {
 						continue
 					}
-					got, ok := lat.Noisy[ts]
+					got, ok := noisy[ts]
 					if !ok {
 						t.Errorf("timestep %d not kept", ts)
 						continue
 					}
 					want, _ := exp.F32(name)
-					fixture.Close(t, fmt.Sprintf("z_%d", ts), got, want, invRel, 0)
+					fixture.Close(t, fmt.Sprintf("z_%d", ts), got.Data, want, invRel, 0)
 					last = max(last, ts)
 				}
-				if len(lat.Noisy) != len(exp.Names())-countOther(exp.Names()) {
-					t.Errorf("kept %d timesteps, fixture has %d", len(lat.Noisy), len(exp.Names())-countOther(exp.Names()))
+				if len(noisy) != len(exp.Names())-countOther(exp.Names()) {
+					t.Errorf("kept %d timesteps, fixture has %d", len(noisy), len(exp.Names())-countOther(exp.Names()))
 				}
 
-				zT := sd.Latents{Shape: lat.Shape, Data: lat.Noisy[last]}
-				recon, err := inversion.Reconstruct(ctx, p, p.Scheduler, zT, cond, inversion.Params{Steps: run.steps, BatchSize: 4})
+				recon, err := inversion.Reconstruct(ctx, p, p.Scheduler, noisy[last], cond, inversion.Params{Steps: run.steps, BatchSize: 4})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -32,17 +32,16 @@
 // The official code also injects whenever t == 1000, whatever the schedules
 // say, and then in every attn1 of the UNet, not just those in QKLayers: each
 // attn1 gets an injection schedule (empty outside QKLayers) and the test is
-// "t in schedule or t == 1000". QKAt reproduces that. In practice t == 1000
-// does not occur: only a 1000-step 'leading' schedule with steps_offset 1
-// reaches it, and that schedule also indexes alphas_cumprod[1000], one past
-// the end of the 1000 training steps.
+// "t in schedule or t == 1000". We inject at t == 1000 in the QKLayers only:
+// t == 1000 does not occur, since only a 1000-step 'leading' schedule with
+// steps_offset 1 reaches it, and that schedule also indexes
+// alphas_cumprod[1000], one past the end of the 1000 training steps (the
+// scheduler refuses it).
 package pnp
 
 import (
-	"fmt"
 	"math"
 	"slices"
-	"strings"
 )
 
 // AlwaysOn is the timestep at which the official code injects regardless of
@@ -70,14 +69,6 @@ var ConvLayers = []string{
 	"up_blocks.1.resnets.1",
 }
 
-// QKLayer reports whether path (e.g.
-// "up_blocks.1.attentions.1.transformer_blocks.0.attn1") is in QKLayers.
-func QKLayer(path string) bool { return slices.Contains(QKLayers, path) }
-
-// ConvLayer reports whether path (e.g. "up_blocks.1.resnets.1") is in
-// ConvLayers.
-func ConvLayer(path string) bool { return slices.Contains(ConvLayers, path) }
-
 // Schedule says at which timesteps each injection is on.
 type Schedule struct {
 	// QKSteps are the timesteps with query/key injection: ts[:int(T*a)].
@@ -87,45 +78,41 @@ type Schedule struct {
 }
 
 // NewSchedule builds the injection schedule for the editing timesteps ts
-// (in sampling order), attnT = pnp_attn_t and convT = pnp_f_t.
+// (in sampling order), attnT = pnp_attn_t and convT = pnp_f_t, each in
+// [0, 1] (the caller validates them; values outside are clamped).
 //
 // Steps:
-//  1. Validate a and f: each in [0, 1] (NaN rejected).
-//  2. k_qk = int(T*a), k_conv = int(T*f): the product in float64, then
+//  1. k_qk = int(T*a), k_conv = int(T*f): the product in float64, then
 //     truncation toward zero, exactly as Python's int(n_timesteps * pnp_attn_t)
 //     (so T=50, a=0.58 gives int(28.999999999999996) = 28).
-//  3. QKSteps = ts[:k_qk], ConvSteps = ts[:k_conv] (copies).
-func NewSchedule(ts []int, attnT, convT float64) (Schedule, error) {
-	// 1. Validate.
-	if err := checkFraction("--pnp-attn", attnT); err != nil {
-		return Schedule{}, err
-	}
-	if err := checkFraction("--pnp-conv", convT); err != nil {
-		return Schedule{}, err
-	}
-	// 2. Number of injected steps.
-	kQK := prefixLen(len(ts), attnT)
-	kConv := prefixLen(len(ts), convT)
-	// 3. The leading timesteps.
+//  2. QKSteps = ts[:k_qk], ConvSteps = ts[:k_conv] (copies).
+func NewSchedule(ts []int, attnT, convT float64) Schedule {
 	return Schedule{
-		QKSteps:   append([]int{}, ts[:kQK]...),
-		ConvSteps: append([]int{}, ts[:kConv]...),
-	}, nil
-}
-
-// checkFraction returns an error naming flag unless 0 <= x <= 1.
-func checkFraction(flag string, x float64) error {
-	if !(x >= 0 && x <= 1) {
-		return fmt.Errorf("%s: must be between 0 and 1, got %v", flag, x)
+		QKSteps:   append([]int{}, ts[:prefixLen(len(ts), attnT)]...),
+		ConvSteps: append([]int{}, ts[:prefixLen(len(ts), convT)]...),
 	}
-	return nil
 }
 
-// prefixLen is Python's int(T * x) for 0 <= x <= 1: float64 product,
-// truncated. The result is within [0, T].
+// prefixLen is Python's int(T * x): float64 product, truncated, clamped to
+// [0, T].
 func prefixLen(T int, x float64) int {
+	switch {
+	case !(x >= 0):
+		return 0
+	case x >= 1:
+		return T
+	}
 	return int(math.Trunc(float64(T) * x))
 }
+
+// Injection is which injections are on in one UNet pass.
+type Injection struct {
+	QK   bool // query/key injection in the QKLayers
+	Conv bool // feature injection in the ConvLayers
+}
+
+// At is the injection at timestep t.
+func (s Schedule) At(t int) Injection { return Injection{QK: s.QK(t), Conv: s.Conv(t)} }
 
 // QK reports whether query/key injection is on at timestep t in the layers of
 // QKLayers: t is in QKSteps, or t == 1000.
@@ -134,22 +121,3 @@ func (s Schedule) QK(t int) bool { return t == AlwaysOn || slices.Contains(s.QKS
 // Conv reports whether feature injection is on at timestep t in the layers of
 // ConvLayers: t is in ConvSteps, or t == 1000.
 func (s Schedule) Conv(t int) bool { return t == AlwaysOn || slices.Contains(s.ConvSteps, t) }
-
-// QKAt reports whether the self-attention at module path injects queries and
-// keys at timestep t, as the official code does:
-//  1. a layer of QKLayers injects when QK(t);
-//  2. any other self-attention (a path ending in ".attn1") injects only at
-//     t == 1000;
-//  3. nothing else injects.
-func (s Schedule) QKAt(t int, path string) bool {
-	if QKLayer(path) {
-		return s.QK(t)
-	}
-	return t == AlwaysOn && strings.HasSuffix(path, ".attn1")
-}
-
-// ConvAt reports whether the resnet at module path has its conv2 output
-// injected at timestep t: a layer of ConvLayers when Conv(t).
-func (s Schedule) ConvAt(t int, path string) bool {
-	return ConvLayer(path) && s.Conv(t)
-}

@@ -1,7 +1,9 @@
 // Package sd runs one Stable Diffusion checkpoint's graphs in ONNX Runtime:
 // it builds the text encoder, VAE and UNet graphs from the checkpoint (in
 // memory, weights read from the checkpoint's own files), opens their
-// sessions on first use, and offers typed calls on host tensors.
+// sessions on first use, and offers typed calls on host tensors
+// (tensor.Tensor). It is the model that inversion and edit drive through
+// their own small interfaces.
 package sd
 
 import (
@@ -24,7 +26,7 @@ import (
 	"github.com/tokenflow/tokenflow/models/tokenizer"
 )
 
-// Options configure a Pipeline.
+// Options configure a Model.
 type Options struct {
 	Model   string     // --model: a diffusers folder or a cached hub id
 	Device  ort.Device // cpu or cuda
@@ -32,8 +34,8 @@ type Options struct {
 	Log     io.Writer  // warnings, e.g. a prompt truncated to 77 tokens
 }
 
-// Pipeline is an opened checkpoint.
-type Pipeline struct {
+// Model is an opened checkpoint with its ONNX Runtime sessions.
+type Model struct {
 	opts       Options
 	Checkpoint *models.Checkpoint
 	Tokenizer  *tokenizer.Tokenizer
@@ -54,12 +56,12 @@ type Pipeline struct {
 
 // Open reads the checkpoint's configs, tokenizer and scheduler; graphs and
 // sessions come later, on first use.
-func Open(o Options) (*Pipeline, error) {
+func Open(o Options) (*Model, error) {
 	c, err := models.OpenCheckpoint(o.Model)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}}
+	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}}
 	if p.UNetConfig, err = models.LoadUNetConfig(c.Path("unet", "config.json")); err != nil {
 		return nil, err
 	}
@@ -90,8 +92,8 @@ func Open(o Options) (*Pipeline, error) {
 	return p, nil
 }
 
-// Close releases the sessions and weight files.
-func (p *Pipeline) Close() error {
+// Close closes the sessions and the weight files.
+func (p *Model) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.sessions {
@@ -107,16 +109,16 @@ func (p *Pipeline) Close() error {
 // ID identifies the model: a hash of its configs, tokenizer files and
 // weight headers (names, types, shapes, offsets, file sizes). Equal IDs
 // compute the same functions.
-func (p *Pipeline) ID() string { return p.id }
+func (p *Model) ID() string { return p.id }
 
 // Dir is the checkpoint folder.
-func (p *Pipeline) Dir() string { return p.Checkpoint.Dir }
+func (p *Model) Dir() string { return p.Checkpoint.Dir }
 
 // UNetFrames counts the frames the UNet has evaluated (a pass over a batch
 // of n latents counts n).
-func (p *Pipeline) UNetFrames() int64 { return p.unetFrames.Load() }
+func (p *Model) UNetFrames() int64 { return p.unetFrames.Load() }
 
-func (p *Pipeline) identity() (string, error) {
+func (p *Model) identity() (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "tokenflow model id v1\n")
 	for _, f := range []string{"unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json",
@@ -150,7 +152,7 @@ func (p *Pipeline) identity() (string, error) {
 }
 
 // componentWeights opens (once) a component's weights.
-func (p *Pipeline) componentWeights(comp string) (*models.Weights, error) {
+func (p *Model) componentWeights(comp string) (*models.Weights, error) {
 	if w, ok := p.weights[comp]; ok {
 		return w, nil
 	}
@@ -170,7 +172,7 @@ const maxInline = 1 << 30
 // Session returns the named session, building its graph the first time.
 // build makes the graph from the component's weights. The session takes
 // the graph's inputs and returns its outputs in declaration order.
-func (p *Pipeline) Session(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
+func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, ok := p.sessions[name]; ok {
@@ -221,9 +223,9 @@ func (p *Pipeline) Session(name, comp string, build func(*models.Weights) (*onnx
 }
 
 // Release closes a session that is no longer needed (e.g. the text encoder
-// once the prompts are encoded), and its weights when no other session of
-// the component is open.
-func (p *Pipeline) Release(name string) {
+// once the prompts are encoded), freeing its memory. The component's weight
+// files stay open until Close.
+func (p *Model) Release(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s, ok := p.sessions[name]

@@ -12,7 +12,7 @@ import (
 
 // Open loads ONNX Runtime and opens a tiny model of testdata/conformance
 // ("tiny-sd15", "tiny-sd21"), closed when the test ends.
-func Open(t testing.TB, model string) *sd.Pipeline {
+func Open(t testing.TB, model string) *sd.Model {
 	t.Helper()
 	testenv.ORT(t)
 	p, err := sd.Open(sd.Options{Model: fixture.Model(t, model), Threads: 2})

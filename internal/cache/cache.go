@@ -1,4 +1,4 @@
-package inversion
+package cache
 
 // The inversion cache (DESIGN.md section 5). One folder per inversion:
 //
@@ -40,40 +40,42 @@ import (
 	"time"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 	"github.com/tokenflow/tokenflow/internal/version"
 )
 
-// cacheFormat is the manifest format this code reads and writes. Bump it when
+// Format is the manifest format this code reads and writes. Bump it when
 // the layout or the meaning of the stored latents changes; entries of another
 // format are rebuilt.
-const cacheFormat = 1
+const Format = 1
 
-// cacheKeyVersion is hashed into every Key.ID, so that changing the key's
+// keyVersion is hashed into every Key.ID, so that changing the key's
 // canonical encoding moves every entry to a new folder.
-const cacheKeyVersion = "tokenflow inversion key v1"
+const keyVersion = "tokenflow inversion key v1"
 
 const (
-	cacheManifestName       = "manifest.json"
-	cacheLatentsName        = "latents.safetensors"
-	cacheReconstructionName = "reconstruction.mp4"
-	cacheSubdir             = "inversions"
-	cacheZ0Tensor           = "latents"
-	cacheNoisyPrefix        = "noisy_latents_"
-	// cacheTempMaxAge is how old a temporary folder must be before Store
+	manifestName       = "manifest.json"
+	latentsName        = "latents.safetensors"
+	reconstructionName = "reconstruction.mp4"
+	subdir             = "inversions"
+	z0Tensor           = "latents"
+	noisyPrefix        = "noisy_latents_"
+	// tempMaxAge is how old a temporary folder must be before Store
 	// removes it: old enough that no live run is still filling it.
-	cacheTempMaxAge = 24 * time.Hour
-	// cacheMaxElements bounds a manifest's latent shape, so that an edited
+	tempMaxAge = 24 * time.Hour
+	// maxElements bounds a manifest's latent shape, so that an edited
 	// manifest cannot make us multiply into an overflow (2^40 floats is 4 TB).
-	cacheMaxElements = int64(1) << 40
+	maxElements = int64(1) << 40
 )
 
-var cacheCRCTable = crc32.MakeTable(crc32.Castagnoli)
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// cacheIDPattern is what a Key.ID looks like; cacheCRCPattern a LatentsCRC.
+// idPattern is what a Key.ID looks like; crcPattern a LatentsCRC.
 var (
-	cacheIDPattern  = regexp.MustCompile(`^[0-9a-f]{24}$`)
-	cacheCRCPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
+	idPattern  = regexp.MustCompile(`^[0-9a-f]{24}$`)
+	crcPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
 )
 
 // Key identifies an inversion: equal keys mean the cached latents can be
@@ -107,15 +109,15 @@ type Key struct {
 // ID is a stable short id for k: the first 24 hex digits of the sha256 of a
 // canonical, versioned encoding of every field. It names the entry's folder.
 func (k Key) ID() string {
-	h := sha256.Sum256([]byte(k.cacheCanonical()))
+	h := sha256.Sum256([]byte(k.canonical()))
 	return hex.EncodeToString(h[:])[:24]
 }
 
-// cacheCanonical is the encoding ID hashes: one "name value" line per field,
+// canonical is the encoding ID hashes: one "name value" line per field,
 // strings quoted (so no value can run into the next line), in a fixed order.
-func (k Key) cacheCanonical() string {
+func (k Key) canonical() string {
 	var b strings.Builder
-	b.WriteString(cacheKeyVersion + "\n")
+	b.WriteString(keyVersion + "\n")
 	str := func(name, v string) { b.WriteString(name + " " + strconv.Quote(v) + "\n") }
 	num := func(name string, v int) { b.WriteString(name + " " + strconv.Itoa(v) + "\n") }
 	str("video_sha256", k.VideoSHA256)
@@ -132,8 +134,8 @@ func (k Key) cacheCanonical() string {
 	return b.String()
 }
 
-// cacheCheckKey is why k cannot name an entry ("" when it can).
-func (k Key) cacheCheckKey() string {
+// checkKey is why k cannot name an entry ("" when it can).
+func (k Key) checkKey() string {
 	switch {
 	case k.VideoSHA256 == "":
 		return "the key has no video hash"
@@ -149,10 +151,10 @@ func (k Key) cacheCheckKey() string {
 	return ""
 }
 
-// cacheKeyDiff says, in words, how the key got from a manifest differs from
+// keyDiff says, in words, how the key got from a manifest differs from
 // want ("" when equal). The folder name is want's ID, so a difference means
 // the manifest was edited (or belongs to another folder).
-func cacheKeyDiff(got, want Key) string {
+func keyDiff(got, want Key) string {
 	switch {
 	case got.VideoSHA256 != want.VideoSHA256:
 		return "it was made from another video (content hash differs)"
@@ -195,7 +197,7 @@ type ModelInfo struct {
 
 // Manifest is manifest.json: what an entry holds and what made it.
 type Manifest struct {
-	Format int       `json:"format"` // cacheFormat
+	Format int       `json:"format"` // Format
 	Key    Key       `json:"key"`
 	Video  VideoInfo `json:"video"`
 	Model  ModelInfo `json:"model"`
@@ -211,13 +213,13 @@ type Manifest struct {
 	LatentsSize int64  `json:"latents_size"`
 }
 
-// cacheCheck is why m cannot describe an entry for key k ("" when it can):
+// check is why m cannot describe an entry for key k ("" when it can):
 // every consistency rule except the file's size and CRC.
-func (m *Manifest) cacheCheck(k Key) string {
-	if m.Format != cacheFormat {
-		return fmt.Sprintf("manifest.json has format %d, want %d", m.Format, cacheFormat)
+func (m *Manifest) check(k Key) string {
+	if m.Format != Format {
+		return fmt.Sprintf("manifest.json has format %d, want %d", m.Format, Format)
 	}
-	if d := cacheKeyDiff(m.Key, k); d != "" {
+	if d := keyDiff(m.Key, k); d != "" {
 		return "manifest.json does not match its folder: " + d
 	}
 	if m.Model.ID != "" && m.Model.ID != m.Key.ModelID {
@@ -226,7 +228,7 @@ func (m *Manifest) cacheCheck(k Key) string {
 	s := m.Latent
 	n := int64(1)
 	for _, d := range s {
-		if d <= 0 || d > cacheMaxElements/n {
+		if d <= 0 || d > maxElements/n {
 			return fmt.Sprintf("manifest.json has an invalid latent shape %v", s)
 		}
 		n *= d
@@ -250,28 +252,28 @@ func (m *Manifest) cacheCheck(k Key) string {
 	if len(m.Kept) > k.InversionSteps {
 		return fmt.Sprintf("manifest.json keeps %d timesteps out of %d inversion steps", len(m.Kept), k.InversionSteps)
 	}
-	if !cacheCRCPattern.MatchString(m.LatentsCRC) || m.LatentsSize <= 0 {
+	if !crcPattern.MatchString(m.LatentsCRC) || m.LatentsSize <= 0 {
 		return "manifest.json has no valid CRC and size for latents.safetensors"
 	}
 	return ""
 }
 
-// cacheTensorNames is every tensor name an entry with these kept timesteps
+// tensorNames is every tensor name an entry with these kept timesteps
 // holds.
-func cacheTensorNames(kept []int) []string {
-	names := []string{cacheZ0Tensor}
+func tensorNames(kept []int) []string {
+	names := []string{z0Tensor}
 	for _, t := range kept {
-		names = append(names, cacheNoisyName(t))
+		names = append(names, noisyName(t))
 	}
 	return names
 }
 
-func cacheNoisyName(t int) string { return cacheNoisyPrefix + strconv.Itoa(t) }
+func noisyName(t int) string { return noisyPrefix + strconv.Itoa(t) }
 
-// cacheCheckTensors is why the header of f does not match m ("" when it
-// does): exactly the tensors of cacheTensorNames, each F32 of shape m.Latent.
-func cacheCheckTensors(f *safetensors.File, m *Manifest) string {
-	want := cacheTensorNames(m.Kept)
+// checkTensors is why the header of f does not match m ("" when it
+// does): exactly the tensors of tensorNames, each F32 of shape m.Latent.
+func checkTensors(f *safetensors.File, m *Manifest) string {
+	want := tensorNames(m.Kept)
 	for _, name := range want {
 		ti, err := f.Info(name)
 		if err != nil {
@@ -294,34 +296,34 @@ func cacheCheckTensors(f *safetensors.File, m *Manifest) string {
 	return ""
 }
 
-// Latents is what an inversion produces.
+// Latents is what an inversion produces: z0 and z_t for every kept
+// timestep t, all of one shape [N,C,h,w].
 type Latents struct {
-	Shape [4]int64          // [N,C,h,w]
-	Z0    []float32         // "latents"
-	Noisy map[int][]float32 // timestep -> z_t ("noisy_latents_<t>")
+	Z0    tensor.Tensor         // "latents"
+	Noisy map[int]tensor.Tensor // timestep -> z_t ("noisy_latents_<t>")
 }
 
-// CacheRoot is the cache's root folder: flagDir (--cache-dir) when given,
-// else $TOKENFLOW_CACHE, else "tokenflow" in the user cache folder
-// (os.UserCacheDir). Inversions live under <root>/inversions/<id>/. The
-// folder is not created here; Store does that.
-func CacheRoot(flagDir string) (string, error) {
-	if flagDir != "" {
-		return filepath.Clean(flagDir), nil
+// Root is the cache's root folder: dir when given, else $TOKENFLOW_CACHE,
+// else "tokenflow" in the user cache folder (os.UserCacheDir). Inversions
+// live under <root>/inversions/<id>/. The folder is not created here; Store
+// does that.
+func Root(dir string) (string, error) {
+	if dir != "" {
+		return filepath.Clean(dir), nil
 	}
 	if env := os.Getenv("TOKENFLOW_CACHE"); env != "" {
 		return filepath.Clean(env), nil
 	}
-	dir, err := os.UserCacheDir()
+	user, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("no cache folder (%v); pass --cache-dir or set TOKENFLOW_CACHE", err)
+		return "", param.Reasonf("cache_dir", "no default cache folder (%v): name one, or set TOKENFLOW_CACHE", err)
 	}
-	return filepath.Join(dir, "tokenflow"), nil
+	return filepath.Join(user, "tokenflow"), nil
 }
 
-// EntryDir is the folder of k's entry under root.
-func EntryDir(root string, k Key) string {
-	return filepath.Join(root, cacheSubdir, k.ID())
+// Dir is the folder of k's entry under root.
+func Dir(root string, k Key) string {
+	return filepath.Join(root, subdir, k.ID())
 }
 
 // Entry is a valid cache entry.
@@ -332,7 +334,7 @@ type Entry struct {
 
 // ReconstructionPath is where the entry's reconstruction video goes.
 func (e *Entry) ReconstructionPath() string {
-	return filepath.Join(e.Dir, cacheReconstructionName)
+	return filepath.Join(e.Dir, reconstructionName)
 }
 
 // Lookup returns the entry for k when one exists and is valid. When there is
@@ -343,7 +345,7 @@ func (e *Entry) ReconstructionPath() string {
 //
 // Lookup reads latents.safetensors once in full to check its CRC.
 func Lookup(root string, k Key) (*Entry, string, error) {
-	dir := EntryDir(root, k)
+	dir := Dir(root, k)
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -353,24 +355,24 @@ func Lookup(root string, k Key) (*Entry, string, error) {
 	case !st.IsDir():
 		return nil, "it is not a folder", nil
 	}
-	m, reason, err := cacheReadManifest(dir)
+	m, reason, err := readManifest(dir)
 	if err != nil || reason != "" {
 		return nil, reason, err
 	}
-	if reason := m.cacheCheck(k); reason != "" {
+	if reason := m.check(k); reason != "" {
 		return nil, reason, nil
 	}
-	reason, err = cacheCheckLatents(filepath.Join(dir, cacheLatentsName), m)
+	reason, err = checkLatents(filepath.Join(dir, latentsName), m)
 	if err != nil || reason != "" {
 		return nil, reason, err
 	}
 	return &Entry{Dir: dir, Manifest: *m}, "", nil
 }
 
-// cacheReadManifest parses dir's manifest.json; a missing or malformed one is
+// readManifest parses dir's manifest.json; a missing or malformed one is
 // a reason, not an error.
-func cacheReadManifest(dir string) (*Manifest, string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, cacheManifestName))
+func readManifest(dir string) (*Manifest, string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, manifestName))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, "manifest.json is missing", nil
@@ -382,14 +384,14 @@ func cacheReadManifest(dir string) (*Manifest, string, error) {
 	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Sprintf("manifest.json is not a manifest (%s)", cacheOneLine(err.Error())), nil
+		return nil, fmt.Sprintf("manifest.json is not a manifest (%s)", oneLine(err.Error())), nil
 	}
 	return &m, "", nil
 }
 
-// cacheCheckLatents checks the file at path against m: size, CRC, then the
+// checkLatents checks the file at path against m: size, CRC, then the
 // tensor header.
-func cacheCheckLatents(path string, m *Manifest) (string, error) {
+func checkLatents(path string, m *Manifest) (string, error) {
 	fh, err := os.Open(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -408,7 +410,7 @@ func cacheCheckLatents(path string, m *Manifest) (string, error) {
 		}
 		return fmt.Sprintf("latents.safetensors has %d bytes, manifest says %d", size, m.LatentsSize), nil
 	}
-	h := crc32.New(cacheCRCTable)
+	h := crc32.New(crcTable)
 	n, err := io.Copy(h, fh)
 	if err != nil {
 		return "", fmt.Errorf("inversion cache: read %s: %w", path, err)
@@ -419,43 +421,50 @@ func cacheCheckLatents(path string, m *Manifest) (string, error) {
 	if got := fmt.Sprintf("%08x", h.Sum32()); got != m.LatentsCRC {
 		return fmt.Sprintf("latents.safetensors is corrupt (CRC-32C %s, manifest says %s)", got, m.LatentsCRC), nil
 	}
-	f, err := safetensors.NewReader(fh, n, cacheLatentsName)
+	f, err := safetensors.NewReader(fh, n, latentsName)
 	if err != nil {
-		return cacheOneLine(err.Error()), nil
+		return oneLine(err.Error()), nil
 	}
-	return cacheCheckTensors(f, m), nil
+	return checkTensors(f, m), nil
 }
 
 // Load reads the entry's latents, checking every tensor's name, dtype and
 // shape against the manifest. (Lookup has checked the file's CRC.)
 func (e *Entry) Load() (*Latents, error) {
-	path := filepath.Join(e.Dir, cacheLatentsName)
+	path := filepath.Join(e.Dir, latentsName)
 	fail := func(format string, args ...any) (*Latents, error) {
 		return nil, fmt.Errorf("inversion cache %s: %s", e.Dir, fmt.Sprintf(format, args...))
 	}
 	m := &e.Manifest
-	if reason := m.cacheCheck(m.Key); reason != "" {
+	if reason := m.check(m.Key); reason != "" {
 		return fail("%s", reason)
 	}
 	f, err := safetensors.Open(path)
 	if err != nil {
-		return fail("%s", cacheOneLine(err.Error()))
+		return fail("%s", oneLine(err.Error()))
 	}
 	defer f.Close()
 	if f.Size() != m.LatentsSize {
 		return fail("latents.safetensors has %d bytes, manifest says %d", f.Size(), m.LatentsSize)
 	}
-	if reason := cacheCheckTensors(f, m); reason != "" {
+	if reason := checkTensors(f, m); reason != "" {
 		return fail("%s", reason)
 	}
-	l := &Latents{Shape: m.Latent, Noisy: make(map[int][]float32, len(m.Kept))}
-	if l.Z0, err = f.Float32(cacheZ0Tensor); err != nil {
-		return fail("%s", cacheOneLine(err.Error()))
+	read := func(name string) (tensor.Tensor, error) {
+		v, err := f.Float32(name)
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		return tensor.New(m.Latent[:], v)
+	}
+	l := &Latents{Noisy: make(map[int]tensor.Tensor, len(m.Kept))}
+	if l.Z0, err = read(z0Tensor); err != nil {
+		return fail("%s", oneLine(err.Error()))
 	}
 	for _, t := range m.Kept {
-		v, err := f.Float32(cacheNoisyName(t))
+		v, err := read(noisyName(t))
 		if err != nil {
-			return fail("%s", cacheOneLine(err.Error()))
+			return fail("%s", oneLine(err.Error()))
 		}
 		l.Noisy[t] = v
 	}
@@ -465,7 +474,7 @@ func (e *Entry) Load() (*Latents, error) {
 // Store writes a new entry for m.Key holding l, atomically: a temporary
 // folder next to the final one receives latents.safetensors, then
 // manifest.json, and is renamed into place. Store fills in m's Format, Kept
-// (from l.Noisy; a Kept already set must agree), Latent (l.Shape), Tool and
+// (from l.Noisy; a Kept already set must agree), Latent (l.Z0's shape), Tool and
 // Created (when zero), LatentsCRC and LatentsSize.
 //
 // An existing invalid entry for the key is replaced. If a valid one exists,
@@ -476,15 +485,15 @@ func Store(root string, m Manifest, l *Latents) (*Entry, error) {
 	if l == nil {
 		return nil, errors.New("inversion cache: store: no latents")
 	}
-	if err := cacheFillManifest(&m, l); err != nil {
+	if err := fillManifest(&m, l); err != nil {
 		return nil, err
 	}
-	dir := EntryDir(root, m.Key)
+	dir := Dir(root, m.Key)
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o777); err != nil {
-		return nil, cacheWriteError(root, err)
+		return nil, writeError(root, err)
 	}
-	cacheCleanTemps(parent, time.Now())
+	cleanTemps(parent, time.Now())
 
 	// A valid entry already there wins; an invalid one is replaced below.
 	if e, _, err := Lookup(root, m.Key); err != nil {
@@ -495,11 +504,11 @@ func Store(root string, m Manifest, l *Latents) (*Entry, error) {
 
 	d, err := atomicfile.CreateDir(dir)
 	if err != nil {
-		return nil, cacheWriteError(root, err)
+		return nil, writeError(root, err)
 	}
 	defer d.Abort()
-	if err := cacheWriteFiles(d.Name(), &m, l); err != nil {
-		return nil, cacheWriteError(root, err)
+	if err := writeFiles(d.Name(), &m, l); err != nil {
+		return nil, writeError(root, err)
 	}
 
 	// Last check before replacing: a valid entry that appeared while we
@@ -517,7 +526,7 @@ func Store(root string, m Manifest, l *Latents) (*Entry, error) {
 		if e, _, err := Lookup(root, m.Key); err != nil || e != nil {
 			return e, err
 		}
-		moved, err := cacheMoveAside(dir, root, judged)
+		moved, err := moveAside(dir, root, judged)
 		if err != nil {
 			return nil, err
 		}
@@ -532,7 +541,7 @@ func Store(root string, m Manifest, l *Latents) (*Entry, error) {
 	// if another run's entry landed in between, that one is what we return.
 	if err := d.Commit(); err != nil {
 		if !errors.Is(err, atomicfile.ErrExist) {
-			return nil, cacheWriteError(root, err)
+			return nil, writeError(root, err)
 		}
 		e, reason, lerr := Lookup(root, m.Key)
 		if lerr != nil || e != nil {
@@ -546,9 +555,9 @@ func Store(root string, m Manifest, l *Latents) (*Entry, error) {
 	return &Entry{Dir: dir, Manifest: m}, nil
 }
 
-// cacheFillManifest completes m from l and checks the two agree.
-func cacheFillManifest(m *Manifest, l *Latents) error {
-	if reason := m.Key.cacheCheckKey(); reason != "" {
+// fillManifest completes m from l and checks the two agree.
+func fillManifest(m *Manifest, l *Latents) error {
+	if reason := m.Key.checkKey(); reason != "" {
 		return fmt.Errorf("inversion cache: store: %s", reason)
 	}
 	kept := make([]int, 0, len(l.Noisy))
@@ -559,9 +568,12 @@ func cacheFillManifest(m *Manifest, l *Latents) error {
 	if m.Kept != nil && !slices.Equal(m.Kept, kept) {
 		return fmt.Errorf("inversion cache: store: manifest keeps timesteps %v, the latents have %v", m.Kept, kept)
 	}
-	m.Format = cacheFormat
+	if len(l.Z0.Shape) != 4 {
+		return fmt.Errorf("inversion cache: store: z0 has shape %v, want [N,C,h,w]", l.Z0.Shape)
+	}
+	m.Format = Format
 	m.Kept = kept
-	m.Latent = l.Shape
+	m.Latent = [4]int64(l.Z0.Shape)
 	if m.Tool == "" {
 		m.Tool = version.Version
 	}
@@ -571,40 +583,40 @@ func cacheFillManifest(m *Manifest, l *Latents) error {
 	// As it reads back from manifest.json, so the returned Entry is equal to
 	// what a later Lookup gives.
 	m.Created = m.Created.UTC().Truncate(time.Second)
-	// Placeholders so that cacheCheck can judge everything else now; the
+	// Placeholders so that check can judge everything else now; the
 	// real values come when the file is written.
 	m.LatentsCRC, m.LatentsSize = "00000000", 1
-	if reason := m.cacheCheck(m.Key); reason != "" {
+	if reason := m.check(m.Key); reason != "" {
 		return fmt.Errorf("inversion cache: store: %s", strings.Replace(reason, "manifest.json", "the manifest", 1))
 	}
-	n := int(l.Shape[0] * l.Shape[1] * l.Shape[2] * l.Shape[3]) // bounded by cacheCheck
-	if len(l.Z0) != n {
-		return fmt.Errorf("inversion cache: store: z0 has %d values, shape %v needs %d", len(l.Z0), l.Shape, n)
+	n := int(m.Latent[0] * m.Latent[1] * m.Latent[2] * m.Latent[3]) // bounded by check
+	if len(l.Z0.Data) != n {
+		return fmt.Errorf("inversion cache: store: z0 has %d values, shape %v needs %d", len(l.Z0.Data), m.Latent, n)
 	}
 	for _, t := range kept {
-		if len(l.Noisy[t]) != n {
-			return fmt.Errorf("inversion cache: store: z_%d has %d values, shape %v needs %d", t, len(l.Noisy[t]), l.Shape, n)
+		if z := l.Noisy[t]; len(z.Data) != n || !tensor.SameShape(z, l.Z0) {
+			return fmt.Errorf("inversion cache: store: z_%d has %d values of shape %v, want %v", t, len(z.Data), z.Shape, m.Latent)
 		}
 	}
 	return nil
 }
 
-// cacheWriteFiles writes latents.safetensors, then manifest.json (with the
+// writeFiles writes latents.safetensors, then manifest.json (with the
 // latents' CRC and size) into tmp.
-func cacheWriteFiles(tmp string, m *Manifest, l *Latents) error {
+func writeFiles(tmp string, m *Manifest, l *Latents) error {
 	shape := m.Latent[:]
-	tensors := []safetensors.Tensor{safetensors.FromFloat32(cacheZ0Tensor, shape, l.Z0)}
+	tensors := []safetensors.Tensor{safetensors.FromFloat32(z0Tensor, shape, l.Z0.Data)}
 	for _, t := range m.Kept {
-		tensors = append(tensors, safetensors.FromFloat32(cacheNoisyName(t), shape, l.Noisy[t]))
+		tensors = append(tensors, safetensors.FromFloat32(noisyName(t), shape, l.Noisy[t].Data))
 	}
-	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(cacheFormat)}
+	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(Format)}
 
-	f, err := os.OpenFile(filepath.Join(tmp, cacheLatentsName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	f, err := os.OpenFile(filepath.Join(tmp, latentsName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {
 		return err
 	}
-	h := crc32.New(cacheCRCTable)
-	cw := &cacheCountingWriter{w: io.MultiWriter(f, h)}
+	h := crc32.New(crcTable)
+	cw := &countingWriter{w: io.MultiWriter(f, h)}
 	err = safetensors.Write(cw, tensors, meta)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -619,21 +631,21 @@ func cacheWriteFiles(tmp string, m *Manifest, l *Latents) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(tmp, cacheManifestName), append(data, '\n'), 0o666)
+	return os.WriteFile(filepath.Join(tmp, manifestName), append(data, '\n'), 0o666)
 }
 
-type cacheCountingWriter struct {
+type countingWriter struct {
 	w io.Writer
 	n int64
 }
 
-func (c *cacheCountingWriter) Write(p []byte) (int, error) {
+func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
 }
 
-// cacheMoveAside gets judged, the unusable entry at dir, out of the way:
+// moveAside gets judged, the unusable entry at dir, out of the way:
 // renamed to a temporary name, so that no reader sees it half-deleted, then
 // removed. If what the rename took is not judged (another run put its entry
 // there since), it is put back at once and moved is false.
@@ -641,13 +653,13 @@ func (c *cacheCountingWriter) Write(p []byte) (int, error) {
 // Without a lock there remains a window of two renames in which a valid entry
 // is not at its place; a reader opening it right then gets an error, never
 // wrong latents.
-func cacheMoveAside(dir, root string, judged fs.FileInfo) (moved bool, err error) {
+func moveAside(dir, root string, judged fs.FileInfo) (moved bool, err error) {
 	old := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".old-"+rand.Text())
 	if err := os.Rename(dir, old); err != nil {
 		if errors.Is(err, fs.ErrNotExist) { // another run moved it first
 			return true, nil
 		}
-		return false, cacheWriteError(root, err)
+		return false, writeError(root, err)
 	}
 	took, err := os.Lstat(old)
 	if err == nil && (!os.SameFile(took, judged) || !took.ModTime().Equal(judged.ModTime())) {
@@ -663,12 +675,12 @@ func cacheMoveAside(dir, root string, judged fs.FileInfo) (moved bool, err error
 	return true, nil
 }
 
-// cacheIsTemp reports whether name is a temporary folder of ours: an
+// isTemp reports whether name is a temporary folder of ours: an
 // interrupted entry (".<id>.tmp-<random>", atomicfile's naming) or a replaced
 // one being removed (".<id>.old-<random>").
-func cacheIsTemp(name string) (temp, old bool) {
+func isTemp(name string) (temp, old bool) {
 	rest, ok := strings.CutPrefix(name, ".")
-	if !ok || len(rest) < 25 || !cacheIDPattern.MatchString(rest[:24]) {
+	if !ok || len(rest) < 25 || !idPattern.MatchString(rest[:24]) {
 		return false, false
 	}
 	switch {
@@ -680,21 +692,21 @@ func cacheIsTemp(name string) (temp, old bool) {
 	return false, false
 }
 
-// cacheCleanTemps removes, best effort, interrupted entries older than
-// cacheTempMaxAge and replaced entries of any age from dir.
-func cacheCleanTemps(dir string, now time.Time) {
+// cleanTemps removes, best effort, interrupted entries older than
+// tempMaxAge and replaced entries of any age from dir.
+func cleanTemps(dir string, now time.Time) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		temp, old := cacheIsTemp(e.Name())
+		temp, old := isTemp(e.Name())
 		if !temp {
 			continue
 		}
 		if !old {
 			info, err := e.Info()
-			if err != nil || now.Sub(info.ModTime()) < cacheTempMaxAge {
+			if err != nil || now.Sub(info.ModTime()) < tempMaxAge {
 				continue
 			}
 		}
@@ -702,26 +714,26 @@ func cacheCleanTemps(dir string, now time.Time) {
 	}
 }
 
-// cacheWriteError turns a failure to write under root into one line naming
+// writeError turns a failure to write under root into one line naming
 // the folder and what to do. The cause stays wrapped for errors.Is.
-func cacheWriteError(root string, err error) error {
-	cause := cacheCause(err)
+func writeError(root string, err error) error {
+	cause := rootCause(err)
 	var errno syscall.Errno
 	errors.As(err, &errno)
 	switch {
 	case errors.Is(err, fs.ErrPermission) || errno == syscall.EROFS:
-		return fmt.Errorf("cache dir %s is not writable (%s: %w); pass --cache-dir DIR to use another", root, cacheFailedPath(err, root), cause)
+		return param.Errorf("cache_dir", root, "is not writable (%s: %w): use another", failedPath(err, root), cause)
 	case errno == syscall.ENOSPC:
-		return fmt.Errorf("cache dir %s is full (%w); free some space or pass --cache-dir DIR", root, cause)
+		return param.Errorf("cache_dir", root, "is full (%w): free some space or use another", cause)
 	case errno == syscall.ENOTDIR:
-		return fmt.Errorf("cache dir %s is not usable (%s: %w); pass --cache-dir DIR", root, cacheFailedPath(err, root), cause)
+		return param.Errorf("cache_dir", root, "is not usable (%s: %w): use another", failedPath(err, root), cause)
 	}
-	return fmt.Errorf("cache dir %s: %s: %w", root, cacheFailedPath(err, root), cause)
+	return param.Errorf("cache_dir", root, "%s: %w", failedPath(err, root), cause)
 }
 
-// cacheFailedPath is the folder an error is about, for messages: the
+// failedPath is the folder an error is about, for messages: the
 // *PathError's path, or for atomicfile errors their folder.
-func cacheFailedPath(err error, root string) string {
+func failedPath(err error, root string) string {
 	var ae *atomicfile.Error
 	if errors.As(err, &ae) {
 		return filepath.Dir(ae.Path)
@@ -737,9 +749,9 @@ func cacheFailedPath(err error, root string) string {
 	return root
 }
 
-// cacheCause is the innermost error of err (e.g. syscall.EACCES, which
+// rootCause is the innermost error of err (e.g. syscall.EACCES, which
 // errors.Is still matches against fs.ErrPermission).
-func cacheCause(err error) error {
+func rootCause(err error) error {
 	for {
 		u := errors.Unwrap(err)
 		if u == nil {
@@ -749,11 +761,20 @@ func cacheCause(err error) error {
 	}
 }
 
-// cacheOneLine keeps a message on one line.
-func cacheOneLine(s string) string {
+// oneLine keeps a message on one line.
+func oneLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
 		s = s[:i]
 	}
 	return s
+}
+
+// Prepare makes root's inversions folder, so that a cache that cannot be
+// written is found before any work is done for it.
+func Prepare(root string) error {
+	if err := os.MkdirAll(filepath.Join(root, subdir), 0o755); err != nil {
+		return writeError(root, err)
+	}
+	return nil
 }

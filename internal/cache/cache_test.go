@@ -1,4 +1,4 @@
-package inversion
+package cache
 
 import (
 	"bytes"
@@ -18,12 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 )
 
-// cacheTestKey is a small but complete key: 2 frames of 16x24 pixels, so
+// testKey is a small but complete key: 2 frames of 16x24 pixels, so
 // latents of [2,4,3,2].
-func cacheTestKey() Key {
+func testKey() Key {
 	return Key{
 		VideoSHA256:     strings.Repeat("ab", 32),
 		ModelID:         "model-0123",
@@ -38,21 +40,21 @@ func cacheTestKey() Key {
 	}
 }
 
-func cacheTestManifest() Manifest {
+func testManifest() Manifest {
 	return Manifest{
-		Key:   cacheTestKey(),
+		Key:   testKey(),
 		Video: VideoInfo{Path: "in.mp4", FPS: "30000/1001", Frames: 2, Width: 16, Height: 24},
 		Model: ModelInfo{Ref: "sd-1.5", Dir: "/models/sd-1.5", ID: "model-0123"},
 	}
 }
 
-// cacheTestLatents makes latents whose values differ by tensor and index,
+// testLatents makes latents whose values differ by tensor and index,
 // with the float32 values a byte-level round trip must keep: -0, a
 // subnormal, infinities and a NaN with a payload.
-func cacheTestLatents(seed float32) *Latents {
-	shape := [4]int64{2, 4, 3, 2}
+func testLatents(seed float32) *Latents {
+	shape := []int64{2, 4, 3, 2}
 	n := 2 * 4 * 3 * 2
-	fill := func(base float32) []float32 {
+	fill := func(base float32) tensor.Tensor {
 		v := make([]float32, n)
 		for i := range v {
 			v[i] = base + float32(i)*0.125
@@ -62,18 +64,17 @@ func cacheTestLatents(seed float32) *Latents {
 		v[3] = float32(math.Inf(1))
 		v[4] = float32(math.Inf(-1))
 		v[5] = math.Float32frombits(0x7fc00123)
-		return v
+		return tensor.Tensor{Shape: shape, Data: v}
 	}
 	return &Latents{
-		Shape: shape,
 		Z0:    fill(seed),
-		Noisy: map[int][]float32{1: fill(seed + 100), 21: fill(seed + 200), 41: fill(seed + 300)},
+		Noisy: map[int]tensor.Tensor{1: fill(seed + 100), 21: fill(seed + 200), 41: fill(seed + 300)},
 	}
 }
 
-// cacheTestSameBits fails unless got and want hold the same float32 bit
+// testSameBits fails unless got and want hold the same float32 bit
 // patterns (exact: the cache must not change a single bit).
-func cacheTestSameBits(t *testing.T, what string, got, want []float32) {
+func testSameBits(t *testing.T, what string, got, want []float32) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
@@ -85,21 +86,21 @@ func cacheTestSameBits(t *testing.T, what string, got, want []float32) {
 	}
 }
 
-func cacheTestSameLatents(t *testing.T, got, want *Latents) {
+func testSameLatents(t *testing.T, got, want *Latents) {
 	t.Helper()
-	if got.Shape != want.Shape {
-		t.Fatalf("shape %v, want %v", got.Shape, want.Shape)
+	if !tensor.SameShape(got.Z0, want.Z0) {
+		t.Fatalf("shape %v, want %v", got.Z0.Shape, want.Z0.Shape)
 	}
-	cacheTestSameBits(t, "z0", got.Z0, want.Z0)
+	testSameBits(t, "z0", got.Z0.Data, want.Z0.Data)
 	if len(got.Noisy) != len(want.Noisy) {
 		t.Fatalf("%d noisy latents, want %d", len(got.Noisy), len(want.Noisy))
 	}
 	for ts, w := range want.Noisy {
-		cacheTestSameBits(t, fmt.Sprintf("z_%d", ts), got.Noisy[ts], w)
+		testSameBits(t, fmt.Sprintf("z_%d", ts), got.Noisy[ts].Data, w.Data)
 	}
 }
 
-func cacheTestStore(t *testing.T, root string, m Manifest, l *Latents) *Entry {
+func testStore(t *testing.T, root string, m Manifest, l *Latents) *Entry {
 	t.Helper()
 	e, err := Store(root, m, l)
 	if err != nil {
@@ -108,8 +109,8 @@ func cacheTestStore(t *testing.T, root string, m Manifest, l *Latents) *Entry {
 	return e
 }
 
-// cacheTestMustHit looks k up and fails unless a valid entry comes back.
-func cacheTestMustHit(t *testing.T, root string, k Key) *Entry {
+// testMustHit looks k up and fails unless a valid entry comes back.
+func testMustHit(t *testing.T, root string, k Key) *Entry {
 	t.Helper()
 	e, reason, err := Lookup(root, k)
 	if err != nil || reason != "" || e == nil {
@@ -118,8 +119,8 @@ func cacheTestMustHit(t *testing.T, root string, k Key) *Entry {
 	return e
 }
 
-// cacheTestListing is the sorted names in root/inversions.
-func cacheTestListing(t *testing.T, root string) []string {
+// testListing is the sorted names in root/inversions.
+func testListing(t *testing.T, root string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(root, "inversions"))
 	if err != nil {
@@ -132,9 +133,9 @@ func cacheTestListing(t *testing.T, root string) []string {
 	return names
 }
 
-// cacheTestEditManifest rewrites dir/manifest.json through edit, as a user
+// testEditManifest rewrites dir/manifest.json through edit, as a user
 // with a text editor would.
-func cacheTestEditManifest(t *testing.T, dir string, edit func(m map[string]any)) {
+func testEditManifest(t *testing.T, dir string, edit func(m map[string]any)) {
 	t.Helper()
 	path := filepath.Join(dir, "manifest.json")
 	data, err := os.ReadFile(path)
@@ -154,10 +155,10 @@ func cacheTestEditManifest(t *testing.T, dir string, edit func(m map[string]any)
 	}
 }
 
-// cacheTestRewriteLatents replaces dir/latents.safetensors with tensors and
+// testRewriteLatents replaces dir/latents.safetensors with tensors and
 // makes the manifest's CRC and size agree, so that only the tensor checks can
 // catch what is wrong.
-func cacheTestRewriteLatents(t *testing.T, dir string, tensors []safetensors.Tensor) {
+func testRewriteLatents(t *testing.T, dir string, tensors []safetensors.Tensor) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := safetensors.Write(&buf, tensors, nil); err != nil {
@@ -167,13 +168,13 @@ func cacheTestRewriteLatents(t *testing.T, dir string, tensors []safetensors.Ten
 		t.Fatal(err)
 	}
 	crc := fmt.Sprintf("%08x", crc32.Checksum(buf.Bytes(), crc32.MakeTable(crc32.Castagnoli)))
-	cacheTestEditManifest(t, dir, func(m map[string]any) {
+	testEditManifest(t, dir, func(m map[string]any) {
 		m["latents_crc32c"] = crc
 		m["latents_size"] = buf.Len()
 	})
 }
 
-func cacheTestTensors(l *Latents, dtype safetensors.DType, shape []int64) []safetensors.Tensor {
+func testTensors(l *Latents, dtype safetensors.DType, shape []int64) []safetensors.Tensor {
 	mk := func(name string, v []float32) safetensors.Tensor {
 		if dtype == safetensors.F16 {
 			h := make([]uint16, len(v))
@@ -184,30 +185,30 @@ func cacheTestTensors(l *Latents, dtype safetensors.DType, shape []int64) []safe
 		}
 		return safetensors.FromFloat32(name, shape, v)
 	}
-	ts := []safetensors.Tensor{mk("latents", l.Z0)}
+	ts := []safetensors.Tensor{mk("latents", l.Z0.Data)}
 	for _, t := range []int{1, 21, 41} {
-		ts = append(ts, mk(fmt.Sprintf("noisy_latents_%d", t), l.Noisy[t]))
+		ts = append(ts, mk(fmt.Sprintf("noisy_latents_%d", t), l.Noisy[t].Data))
 	}
 	return ts
 }
 
 func TestCacheRoundTrip(t *testing.T) {
 	root := t.TempDir()
-	want := cacheTestLatents(1)
-	stored := cacheTestStore(t, root, cacheTestManifest(), want)
+	want := testLatents(1)
+	stored := testStore(t, root, testManifest(), want)
 
-	if wantDir := filepath.Join(root, "inversions", cacheTestKey().ID()); stored.Dir != wantDir {
+	if wantDir := filepath.Join(root, "inversions", testKey().ID()); stored.Dir != wantDir {
 		t.Errorf("entry in %s, want %s", stored.Dir, wantDir)
 	}
 	m := stored.Manifest
-	if m.Format != cacheFormat || !slices.Equal(m.Kept, []int{1, 21, 41}) || m.Latent != want.Shape || m.Tool == "" || m.Created.IsZero() || len(m.LatentsCRC) != 8 || m.LatentsSize <= 0 {
+	if m.Format != Format || !slices.Equal(m.Kept, []int{1, 21, 41}) || m.Latent != [4]int64(want.Z0.Shape) || m.Tool == "" || m.Created.IsZero() || len(m.LatentsCRC) != 8 || m.LatentsSize <= 0 {
 		t.Errorf("Store filled in the manifest as %+v", m)
 	}
-	if got := cacheTestListing(t, root); !slices.Equal(got, []string{cacheTestKey().ID()}) {
+	if got := testListing(t, root); !slices.Equal(got, []string{testKey().ID()}) {
 		t.Errorf("inversions/ holds %q, want only the entry", got)
 	}
 
-	e := cacheTestMustHit(t, root, cacheTestKey())
+	e := testMustHit(t, root, testKey())
 	if !reflect.DeepEqual(e.Manifest, stored.Manifest) {
 		t.Errorf("Lookup manifest differs from Store's:\n-want %+v\n+got  %+v", stored.Manifest, e.Manifest)
 	}
@@ -215,7 +216,7 @@ func TestCacheRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	cacheTestSameLatents(t, got, want)
+	testSameLatents(t, got, want)
 	if p := e.ReconstructionPath(); p != filepath.Join(e.Dir, "reconstruction.mp4") {
 		t.Errorf("ReconstructionPath = %s", p)
 	}
@@ -223,7 +224,7 @@ func TestCacheRoundTrip(t *testing.T) {
 
 func TestCacheMissWithoutEntry(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "never-made")
-	e, reason, err := Lookup(root, cacheTestKey())
+	e, reason, err := Lookup(root, testKey())
 	if e != nil || reason != "" || err != nil {
 		t.Errorf("Lookup in an empty root = (%v, %q, %v), want a plain miss", e, reason, err)
 	}
@@ -231,8 +232,8 @@ func TestCacheMissWithoutEntry(t *testing.T) {
 
 func TestCacheKeyFields(t *testing.T) {
 	root := t.TempDir()
-	base := cacheTestKey()
-	cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(0))
+	base := testKey()
+	testStore(t, root, testManifest(), testLatents(0))
 
 	changes := []struct {
 		field string
@@ -260,7 +261,7 @@ func TestCacheKeyFields(t *testing.T) {
 			k := base
 			c.edit(&k)
 			id := k.ID()
-			if !cacheIDPattern.MatchString(id) {
+			if !idPattern.MatchString(id) {
 				t.Fatalf("ID %q is not 24 lowercase hex digits", id)
 			}
 			if other, ok := seen[id]; ok {
@@ -272,12 +273,12 @@ func TestCacheKeyFields(t *testing.T) {
 			}
 		})
 	}
-	if base.ID() != cacheTestKey().ID() {
+	if base.ID() != testKey().ID() {
 		t.Error("ID is not stable across calls")
 	}
-	// Golden, made outside Go: the canonical text (cacheCanonical) piped
+	// Golden, made outside Go: the canonical text (canonical) piped
 	// through `sha256sum | cut -c1-24`. Changing the encoding must come with
-	// a new cacheKeyVersion, and this value changes with it.
+	// a new keyVersion, and this value changes with it.
 	if got, want := base.ID(), "ddfbbff4f3c06819330f9104"; got != want {
 		t.Errorf("ID = %s, want %s", got, want)
 	}
@@ -320,54 +321,54 @@ func TestCacheInvalidEntries(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`{"format": "one"}`), 0o666)
 		}, "manifest.json is not a manifest"},
 		{"edited prompt", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) {
+			testEditManifest(t, dir, func(m map[string]any) {
 				m["key"].(map[string]any)["inversion_prompt"] = "a cat"
 			})
 		}, "another inversion prompt"},
 		{"edited video hash", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) {
+			testEditManifest(t, dir, func(m map[string]any) {
 				m["key"].(map[string]any)["video_sha256"] = "00"
 			})
 		}, "another video"},
 		{"edited steps", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) {
+			testEditManifest(t, dir, func(m map[string]any) {
 				m["key"].(map[string]any)["inversion_steps"] = 49
 			})
 		}, "49 inversion steps, want 50"},
 		{"format 0", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { delete(m, "format") })
+			testEditManifest(t, dir, func(m map[string]any) { delete(m, "format") })
 		}, "format 0, want 1"},
 		{"latent shape disagrees with the frame count", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{3, 4, 3, 2} })
+			testEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{3, 4, 3, 2} })
 		}, "latents for 3 frames"},
 		{"latent shape disagrees with the size", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{2, 4, 2, 3} })
+			testEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{2, 4, 2, 3} })
 		}, "latents of 3x2"},
 		{"no kept timesteps", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{} })
+			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{} })
 		}, "no kept timesteps"},
 		{"kept timesteps out of order", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{21, 1, 41} })
+			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{21, 1, 41} })
 		}, "ascending"},
 		{"kept timesteps repeated", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 21, 41} })
+			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 21, 41} })
 		}, "unique"},
 		{"kept timestep with no tensor", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 61} })
+			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 61} })
 		}, `no tensor "noisy_latents_61"`},
 		{"edited crc", func(t *testing.T, dir string) {
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = "zz" })
+			testEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = "zz" })
 		}, "no valid CRC"},
 		{"tensor of the wrong dtype", func(t *testing.T, dir string) {
-			cacheTestRewriteLatents(t, dir, cacheTestTensors(cacheTestLatents(1), safetensors.F16, []int64{2, 4, 3, 2}))
+			testRewriteLatents(t, dir, testTensors(testLatents(1), safetensors.F16, []int64{2, 4, 3, 2}))
 		}, "is F16, want F32"},
 		{"tensor of the wrong shape", func(t *testing.T, dir string) {
-			cacheTestRewriteLatents(t, dir, cacheTestTensors(cacheTestLatents(1), safetensors.F32, []int64{2, 4, 2, 3}))
+			testRewriteLatents(t, dir, testTensors(testLatents(1), safetensors.F32, []int64{2, 4, 2, 3}))
 		}, "has shape [2 4 2 3], want [2 4 3 2]"},
 		{"extra tensor", func(t *testing.T, dir string) {
-			l := cacheTestLatents(1)
-			cacheTestRewriteLatents(t, dir, append(cacheTestTensors(l, safetensors.F32, []int64{2, 4, 3, 2}),
-				safetensors.FromFloat32("noisy_latents_999", []int64{2, 4, 3, 2}, l.Z0)))
+			l := testLatents(1)
+			testRewriteLatents(t, dir, append(testTensors(l, safetensors.F32, []int64{2, 4, 3, 2}),
+				safetensors.FromFloat32("noisy_latents_999", []int64{2, 4, 3, 2}, l.Z0.Data)))
 		}, `unexpected tensor "noisy_latents_999"`},
 		{"latents not a safetensors file", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "latents.safetensors")
@@ -375,7 +376,7 @@ func TestCacheInvalidEntries(t *testing.T) {
 			junk := bytes.Repeat([]byte{0xff}, int(st.Size()))
 			os.WriteFile(p, junk, 0o666)
 			crc := fmt.Sprintf("%08x", crc32.Checksum(junk, crc32.MakeTable(crc32.Castagnoli)))
-			cacheTestEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = crc })
+			testEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = crc })
 		}, "latents.safetensors: header length"},
 		{"entry is a file", func(t *testing.T, dir string) {
 			os.RemoveAll(dir)
@@ -385,8 +386,8 @@ func TestCacheInvalidEntries(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			root := t.TempDir()
-			k := cacheTestKey()
-			stored := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(1))
+			k := testKey()
+			stored := testStore(t, root, testManifest(), testLatents(1))
 			c.damage(t, stored.Dir)
 
 			e, reason, err := Lookup(root, k)
@@ -405,16 +406,16 @@ func TestCacheInvalidEntries(t *testing.T) {
 			}
 
 			// The rebuild replaces the damaged entry and leaves nothing else.
-			want := cacheTestLatents(2)
-			if _, err := Store(root, cacheTestManifest(), want); err != nil {
+			want := testLatents(2)
+			if _, err := Store(root, testManifest(), want); err != nil {
 				t.Fatalf("Store over the damaged entry: %v", err)
 			}
-			got, err := cacheTestMustHit(t, root, k).Load()
+			got, err := testMustHit(t, root, k).Load()
 			if err != nil {
 				t.Fatalf("Load after rebuild: %v", err)
 			}
-			cacheTestSameLatents(t, got, want)
-			if names := cacheTestListing(t, root); !slices.Equal(names, []string{k.ID()}) {
+			testSameLatents(t, got, want)
+			if names := testListing(t, root); !slices.Equal(names, []string{k.ID()}) {
 				t.Errorf("inversions/ holds %q after the rebuild, want only the entry", names)
 			}
 		})
@@ -423,7 +424,7 @@ func TestCacheInvalidEntries(t *testing.T) {
 
 func TestCacheLoadChecksTensors(t *testing.T) {
 	root := t.TempDir()
-	e := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(1))
+	e := testStore(t, root, testManifest(), testLatents(1))
 	// A manifest (already checked by Lookup) that names a timestep the file
 	// lacks: Load refuses it rather than hand out fewer latents.
 	stale := *e
@@ -434,8 +435,8 @@ func TestCacheLoadChecksTensors(t *testing.T) {
 	// An entry that passed Lookup, then changed under it: Load must still
 	// refuse a tensor of the wrong dtype rather than hand out wrong numbers.
 	stale = *e
-	cacheTestRewriteLatents(t, e.Dir, cacheTestTensors(cacheTestLatents(1), safetensors.F16, []int64{2, 4, 3, 2}))
-	stale.Manifest.LatentsSize = cacheTestMustSize(t, filepath.Join(e.Dir, "latents.safetensors"))
+	testRewriteLatents(t, e.Dir, testTensors(testLatents(1), safetensors.F16, []int64{2, 4, 3, 2}))
+	stale.Manifest.LatentsSize = testMustSize(t, filepath.Join(e.Dir, "latents.safetensors"))
 	if _, err := stale.Load(); err == nil || !strings.Contains(err.Error(), "want F32") {
 		t.Errorf("Load = %v, want a dtype error", err)
 	}
@@ -446,7 +447,7 @@ func TestCacheLoadChecksTensors(t *testing.T) {
 	}
 }
 
-func cacheTestMustSize(t *testing.T, path string) int64 {
+func testMustSize(t *testing.T, path string) int64 {
 	t.Helper()
 	st, err := os.Stat(path)
 	if err != nil {
@@ -461,9 +462,9 @@ func cacheTestMustSize(t *testing.T, path string) int64 {
 // filling them).
 func TestCacheLeftoverTemp(t *testing.T) {
 	root := t.TempDir()
-	k := cacheTestKey()
+	k := testKey()
 	other := t.TempDir()
-	done := cacheTestStore(t, other, cacheTestManifest(), cacheTestLatents(1))
+	done := testStore(t, other, testManifest(), testLatents(1))
 
 	inv := filepath.Join(root, "inversions")
 	if err := os.MkdirAll(inv, 0o777); err != nil {
@@ -489,12 +490,12 @@ func TestCacheLeftoverTemp(t *testing.T) {
 	// A different key's Store cleans the folder too.
 	k2 := k
 	k2.InversionPrompt = "something else"
-	m2 := cacheTestManifest()
+	m2 := testManifest()
 	m2.Key = k2
-	cacheTestStore(t, root, m2, cacheTestLatents(3))
+	testStore(t, root, m2, testLatents(3))
 	want := []string{"." + k.ID() + ".tmp-fedcba9876543210", k2.ID()}
 	slices.Sort(want)
-	if got := cacheTestListing(t, root); !slices.Equal(got, want) {
+	if got := testListing(t, root); !slices.Equal(got, want) {
 		t.Errorf("inversions/ holds %q, want %q", got, want)
 	}
 	if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
@@ -506,30 +507,30 @@ func TestCacheLeftoverTemp(t *testing.T) {
 // first), Store keeps it and returns it.
 func TestCacheStoreKeepsValidEntry(t *testing.T) {
 	root := t.TempDir()
-	first := cacheTestLatents(1)
-	cacheTestStore(t, root, cacheTestManifest(), first)
-	e := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(2))
+	first := testLatents(1)
+	testStore(t, root, testManifest(), first)
+	e := testStore(t, root, testManifest(), testLatents(2))
 	got, err := e.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cacheTestSameLatents(t, got, first)
+	testSameLatents(t, got, first)
 }
 
 // Runs storing the same key at once (as processes would) all succeed and
 // leave one valid entry and nothing else.
 func TestCacheConcurrentStore(t *testing.T) {
 	root := t.TempDir()
-	k := cacheTestKey()
+	k := testKey()
 	// Start from a damaged entry, so that the runs also race to replace it.
-	e := cacheTestStore(t, root, cacheTestManifest(), cacheTestLatents(0))
+	e := testStore(t, root, testManifest(), testLatents(0))
 	os.Truncate(filepath.Join(e.Dir, "latents.safetensors"), 10)
 
 	const runs = 8
 	errs := make(chan error, runs)
 	for i := range runs {
 		go func() {
-			e, err := Store(root, cacheTestManifest(), cacheTestLatents(float32(i)))
+			e, err := Store(root, testManifest(), testLatents(float32(i)))
 			if err == nil {
 				_, err = e.Load()
 			}
@@ -541,14 +542,14 @@ func TestCacheConcurrentStore(t *testing.T) {
 			t.Errorf("concurrent Store: %v", err)
 		}
 	}
-	got, err := cacheTestMustHit(t, root, k).Load()
+	got, err := testMustHit(t, root, k).Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Z0[0] != float32(int(got.Z0[0])) || got.Z0[0] < 0 || got.Z0[0] >= runs {
-		t.Errorf("the entry holds z0[0] = %v, not one run's latents", got.Z0[0])
+	if z := got.Z0.Data[0]; z != float32(int(z)) || z < 0 || z >= runs {
+		t.Errorf("the entry holds z0[0] = %v, not one run's latents", got.Z0.Data[0])
 	}
-	if names := cacheTestListing(t, root); !slices.Equal(names, []string{k.ID()}) {
+	if names := testListing(t, root); !slices.Equal(names, []string{k.ID()}) {
 		t.Errorf("inversions/ holds %q, want only the entry", names)
 	}
 }
@@ -560,8 +561,8 @@ func TestCacheStoreRejectsInconsistentInput(t *testing.T) {
 		want string
 	}{
 		{"no latents", func(m *Manifest, l *Latents) { *l = Latents{} }, "shape"},
-		{"short z0", func(m *Manifest, l *Latents) { l.Z0 = l.Z0[1:] }, "z0 has 47 values"},
-		{"short z_t", func(m *Manifest, l *Latents) { l.Noisy[21] = l.Noisy[21][:3] }, "z_21 has 3 values"},
+		{"short z0", func(m *Manifest, l *Latents) { l.Z0.Data = l.Z0.Data[1:] }, "z0 has 47 values"},
+		{"short z_t", func(m *Manifest, l *Latents) { l.Noisy[21] = l.Noisy[21].Rows(0, 1) }, "z_21 has 24 values"},
 		{"no kept timesteps", func(m *Manifest, l *Latents) { l.Noisy = nil }, "no kept timesteps"},
 		{"count disagrees", func(m *Manifest, l *Latents) { m.Key.Count = 3 }, "latents for 2 frames, the key says 3"},
 		{"kept disagrees", func(m *Manifest, l *Latents) { m.Kept = []int{1, 21} }, "manifest keeps timesteps [1 21]"},
@@ -571,26 +572,26 @@ func TestCacheStoreRejectsInconsistentInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			root := t.TempDir()
-			m, l := cacheTestManifest(), cacheTestLatents(1)
+			m, l := testManifest(), testLatents(1)
 			c.edit(&m, l)
 			_, err := Store(root, m, l)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Store = %v, want an error containing %q", err, c.want)
 			}
-			if _, err := os.Stat(EntryDir(root, m.Key)); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("a refused Store left %s (%v)", EntryDir(root, m.Key), err)
+			if _, err := os.Stat(Dir(root, m.Key)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a refused Store left %s (%v)", Dir(root, m.Key), err)
 			}
 		})
 	}
 }
 
-// cacheTestReadOnlyDir makes dir read-only and skips the test when that does
+// testReadOnlyDir makes dir read-only and skips the test when that does
 // not stop writes (running as root).
-// cacheTestBlock makes dir unusable for writing: read-only by its mode where
+// testBlock makes dir unusable for writing: read-only by its mode where
 // that binds, else (as root, whom modes do not stop) replaced by a regular
 // file, which stops even root. It returns the wording and the error the
 // failure must carry.
-func cacheTestBlock(t *testing.T, dir string) (phrase string, is error) {
+func testBlock(t *testing.T, dir string) (phrase string, is error) {
 	t.Helper()
 	if err := os.Chmod(dir, 0o500); err != nil {
 		t.Fatal(err)
@@ -630,9 +631,9 @@ func TestCacheUnwritableRoot(t *testing.T) {
 			if err := os.Mkdir(root, 0o777); err != nil {
 				t.Fatal(err)
 			}
-			phrase, is := cacheTestBlock(t, c.block(root))
+			phrase, is := testBlock(t, c.block(root))
 
-			_, err := Store(root, cacheTestManifest(), cacheTestLatents(1))
+			_, err := Store(root, testManifest(), testLatents(1))
 			if err == nil {
 				t.Fatal("Store into a blocked cache succeeded")
 			}
@@ -641,8 +642,9 @@ func TestCacheUnwritableRoot(t *testing.T) {
 			if strings.ContainsAny(msg, "\r\n") {
 				t.Errorf("error is not one line: %q", msg)
 			}
-			if !strings.Contains(msg, "cache dir "+root+" "+phrase) || !strings.Contains(msg, "--cache-dir") {
-				t.Errorf("error = %q, want it to say %s %s and suggest --cache-dir", msg, root, phrase)
+			var pe *param.Error
+			if !errors.As(err, &pe) || pe.Name != "cache_dir" || pe.Value != root || !strings.HasPrefix(pe.Reason, phrase) || !strings.Contains(msg, "use another") {
+				t.Errorf("error = %q, want a cache_dir error: %s %s, suggesting another folder", msg, root, phrase)
 			}
 			if !errors.Is(err, is) {
 				t.Errorf("errors.Is(%v, %v) = false", err, is)
@@ -651,18 +653,18 @@ func TestCacheUnwritableRoot(t *testing.T) {
 	}
 }
 
-func TestCacheRoot(t *testing.T) {
+func TestRoot(t *testing.T) {
 	xdg := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", xdg)
 	t.Setenv("TOKENFLOW_CACHE", "/env/cache/")
 
-	got, err := CacheRoot("/flag/cache")
+	got, err := Root("/flag/cache")
 	if err != nil || got != "/flag/cache" {
-		t.Errorf("with a flag: CacheRoot = (%q, %v), want /flag/cache", got, err)
+		t.Errorf("with a flag: Root = (%q, %v), want /flag/cache", got, err)
 	}
-	got, err = CacheRoot("")
+	got, err = Root("")
 	if err != nil || got != "/env/cache" {
-		t.Errorf("with $TOKENFLOW_CACHE: CacheRoot = (%q, %v), want /env/cache", got, err)
+		t.Errorf("with $TOKENFLOW_CACHE: Root = (%q, %v), want /env/cache", got, err)
 	}
 
 	t.Setenv("TOKENFLOW_CACHE", "")
@@ -670,19 +672,20 @@ func TestCacheRoot(t *testing.T) {
 	if err != nil {
 		t.Skipf("no user cache dir here: %v", err)
 	}
-	got, err = CacheRoot("")
+	got, err = Root("")
 	if want := filepath.Join(user, "tokenflow"); err != nil || got != want {
-		t.Errorf("with neither: CacheRoot = (%q, %v), want %q", got, err, want)
+		t.Errorf("with neither: Root = (%q, %v), want %q", got, err, want)
 	}
 	if runtime.GOOS == "linux" && got != filepath.Join(xdg, "tokenflow") {
-		t.Errorf("on linux CacheRoot = %q, want it under $XDG_CACHE_HOME %s", got, xdg)
+		t.Errorf("on linux Root = %q, want it under $XDG_CACHE_HOME %s", got, xdg)
 	}
 
 	if runtime.GOOS == "linux" {
 		t.Setenv("XDG_CACHE_HOME", "")
 		t.Setenv("HOME", "")
-		if got, err := CacheRoot(""); err == nil || !strings.Contains(err.Error(), "--cache-dir") {
-			t.Errorf("with no home: CacheRoot = (%q, %v), want an error suggesting --cache-dir", got, err)
+		var pe *param.Error
+		if got, err := Root(""); !errors.As(err, &pe) || pe.Name != "cache_dir" {
+			t.Errorf("with no home: Root = (%q, %v), want a cache_dir error", got, err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package tokens
+package models_test
 
 import (
 	"context"
@@ -12,9 +12,30 @@ import (
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/testenv"
 	"github.com/tokenflow/tokenflow/models"
 )
+
+// regLayer is a self-attention layer at one latent size: what the graph's
+// per-layer TokenFlow inputs and outputs are shaped by.
+type regLayer struct {
+	Path            string
+	H, W            int
+	Channels, Heads int
+}
+
+func (l regLayer) Tokens() int { return l.H * l.W }
+
+// registry lists cfg's self-attention layers at latent size h x w.
+func registry(cfg *models.UNetConfig, h, w int) []regLayer {
+	var out []regLayer
+	for _, l := range cfg.SelfAttentionLayers() {
+		th, tw := l.Tokens(h, w)
+		out = append(out, regLayer{Path: l.Path, H: th, W: tw, Channels: int(l.Channels), Heads: int(l.Heads)})
+	}
+	return out
+}
 
 // sdPaths are the 16 self-attention layers of every SD 1.x/2.x-shaped UNet
 // (four blocks, two layers per block, the last down block and the first
@@ -93,15 +114,15 @@ func tinyConfig(t *testing.T) *models.UNetConfig {
 }
 
 // layers builds the expected registry from sdPaths and per-layer columns.
-func layers(grid [][2]int, channels, heads []int) []Layer {
-	out := make([]Layer, len(sdPaths))
+func layers(grid [][2]int, channels, heads []int) []regLayer {
+	out := make([]regLayer, len(sdPaths))
 	for i, p := range sdPaths {
-		out[i] = Layer{Path: p, H: grid[i][0], W: grid[i][1], Channels: channels[i], Heads: heads[i]}
+		out[i] = regLayer{Path: p, H: grid[i][0], W: grid[i][1], Channels: channels[i], Heads: heads[i]}
 	}
 	return out
 }
 
-func fmtLayers(ls []Layer) string {
+func fmtLayers(ls []regLayer) string {
 	var b strings.Builder
 	for _, l := range ls {
 		fmt.Fprintf(&b, "\t%s %dx%d C=%d heads=%d\n", l.Path, l.H, l.W, l.Channels, l.Heads)
@@ -109,7 +130,7 @@ func fmtLayers(ls []Layer) string {
 	return b.String()
 }
 
-func TestRegistry(t *testing.T) {
+func TestSelfAttentionLayersAtSizes(t *testing.T) {
 	// Per layer, in sdPaths order. A stride-2 downsampler maps a side s to
 	// ceil(s/2) (3x3 conv, padding 1); the up path resizes back to the skip
 	// connection's size, so up_blocks.i matches down_blocks.(3-i).
@@ -140,7 +161,7 @@ func TestRegistry(t *testing.T) {
 		name string
 		cfg  *models.UNetConfig
 		h, w int
-		want []Layer
+		want []regLayer
 	}{
 		{"tiny-sd15 64x64", tiny, 64, 64, layers(at64, tinyChannels, rep(2))},
 		{"tiny-sd15 9x13", tiny, 9, 13, layers(at9x13, tinyChannels, rep(2))},
@@ -151,9 +172,9 @@ func TestRegistry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Registry(tt.cfg, tt.h, tt.w)
+			got := registry(tt.cfg, tt.h, tt.w)
 			if fmtLayers(got) != fmtLayers(tt.want) {
-				t.Errorf("Registry(%dx%d) mismatch (-want +got):\n-\n%s+\n%s", tt.h, tt.w, fmtLayers(tt.want), fmtLayers(got))
+				t.Errorf("registry(%dx%d) mismatch (-want +got):\n-\n%s+\n%s", tt.h, tt.w, fmtLayers(tt.want), fmtLayers(got))
 			}
 		})
 	}
@@ -161,7 +182,7 @@ func TestRegistry(t *testing.T) {
 	// The figures DESIGN.md relies on: 16 layers; at 512x512 (latent 64x64)
 	// 4096, 1024, 256 and 64 tokens per frame.
 	for _, cfg := range []*models.UNetConfig{sd15, sd21} {
-		reg := Registry(cfg, 64, 64)
+		reg := registry(cfg, 64, 64)
 		if len(reg) != 16 {
 			t.Fatalf("%d layers, want 16", len(reg))
 		}
@@ -175,27 +196,11 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
-func TestLayerTokens(t *testing.T) {
-	for _, tt := range []struct {
-		l    Layer
-		want int
-	}{
-		{Layer{H: 64, W: 64}, 4096},
-		{Layer{H: 9, W: 13}, 117},
-		{Layer{H: 1, W: 1}, 1},
-		{Layer{H: 0, W: 7}, 0},
-	} {
-		if got := tt.l.Tokens(); got != tt.want {
-			t.Errorf("%dx%d: Tokens() = %d, want %d", tt.l.H, tt.l.W, got, tt.want)
-		}
-	}
-}
-
-// TestRegistryMatchesGraph checks the registry against the TokenFlow UNet
+// TestSelfAttentionLayersMatchesGraph checks the registry against the TokenFlow UNet
 // itself: its per-layer outputs come in the registry's order, and a
 // keyframe pass at an odd latent size (9x13) gives every layer the token
 // count and width the registry says.
-func TestRegistryMatchesGraph(t *testing.T) {
+func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 	c, err := models.OpenCheckpoint(fixture.Model(t, "tiny-sd15"))
 	if err != nil {
 		t.Fatal(err)
@@ -205,12 +210,12 @@ func TestRegistryMatchesGraph(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Weights.Close() })
-	g, err := u.TokenFlowGraph()
+	g, err := u.TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const h, w = 9, 13
-	reg := Registry(u.Config, h, w)
+	reg := registry(u.Config, h, w)
 
 	var inputs, outputs, order []string
 	for _, v := range g.Proto().Inputs {
@@ -296,37 +301,4 @@ func TestRegistryMatchesGraph(t *testing.T) {
 			}
 		}
 	}
-}
-
-func TestPivotCacheBytes(t *testing.T) {
-	t.Run("empty", func(t *testing.T) {
-		if got := (&PivotCache{}).Bytes(); got != 0 {
-			t.Errorf("Bytes() = %d, want 0", got)
-		}
-	})
-	t.Run("hand", func(t *testing.T) {
-		c := &PivotCache{
-			Keyframes: []int{3},
-			Tokens:    map[string]Tensor{"a": {Shape: []int64{1, 2, 3}, Data: make([]float32, 6)}},
-			Attn:      map[string]Tensor{"a": {Shape: []int64{3, 2, 3}, Data: make([]float32, 18)}},
-		}
-		if got := c.Bytes(); got != 96 {
-			t.Errorf("Bytes() = %d, want 96 (24 float32)", got)
-		}
-	})
-	t.Run("tiny-sd15 64x64 K=2", func(t *testing.T) {
-		// Per layer 4·(K·S·C + 3K·S·C) = 16·K·S·C bytes; Σ S·C over the
-		// 16 layers is 2·4096·16 + 2·1024·32 + 2·256·32 + 64·32 + 3·256·32
-		// + 3·1024·32 + 3·4096·16 = 534528, so 32·534528 for K = 2.
-		const K = 2
-		c := &PivotCache{Keyframes: []int{2, 6}, Tokens: map[string]Tensor{}, Attn: map[string]Tensor{}}
-		for _, l := range Registry(tinyConfig(t), 64, 64) {
-			S, C := int64(l.Tokens()), int64(l.Channels)
-			c.Tokens[l.Path] = Tensor{Shape: []int64{K, S, C}, Data: make([]float32, K*S*C)}
-			c.Attn[l.Path] = Tensor{Shape: []int64{3 * K, S, C}, Data: make([]float32, 3*K*S*C)}
-		}
-		if got, want := c.Bytes(), int64(32*534528); got != want {
-			t.Errorf("Bytes() = %d, want %d", got, want)
-		}
-	})
 }

@@ -1,0 +1,134 @@
+package edit_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/edit"
+	"github.com/tokenflow/tokenflow/internal/keyframes"
+	"github.com/tokenflow/tokenflow/internal/pnp"
+	"github.com/tokenflow/tokenflow/internal/scheduler"
+	"github.com/tokenflow/tokenflow/internal/tensor"
+	"github.com/tokenflow/tokenflow/internal/tokens"
+)
+
+// fakeUNet records the passes the edit loop asks for and answers with
+// values that encode what it was given: the noise of frame row i is the
+// row's first latent value, so guidance and the DDIM step can be checked
+// by hand.
+type fakeUNet struct {
+	calls []string
+}
+
+func (f *fakeUNet) KeyframePass(_ context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int) (*tokens.PivotCache, error) {
+	if x.N() != 3*len(kf) || text.N() != x.N() {
+		return nil, fmt.Errorf("keyframe pass: %d latents, %d text rows for %d keyframes", x.N(), text.N(), len(kf))
+	}
+	f.calls = append(f.calls, fmt.Sprintf("t%d key %v qk=%v conv=%v", t, kf, inj.QK, inj.Conv))
+	return &tokens.PivotCache{Keyframes: slices.Clone(kf)}, nil
+}
+
+func (f *fakeUNet) PropagationPass(_ context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, w []float32) (tensor.Tensor, error) {
+	n := x.N() / 3
+	if x.N() != 3*n || text.N() != x.N() || len(w) != n {
+		return tensor.Tensor{}, fmt.Errorf("propagation pass: %d latents, %d text rows, %d weights", x.N(), text.N(), len(w))
+	}
+	f.calls = append(f.calls, fmt.Sprintf("t%d prop n=%d pivots=%d,%d conv=%v", t, n, c.Keyframes[pivots[0]], c.Keyframes[pivots[1]], inj.Conv))
+	// noise: uncond 0, cond 1, so guided noise = g
+	out := tensor.Zeros(x.Shape...)
+	for i := range n {
+		row := out.Row(2*n + i).Data
+		for k := range row {
+			row[k] = 1
+		}
+	}
+	return out, nil
+}
+
+func fakeInputs(n int, ts []int) edit.Inputs {
+	z0 := tensor.Zeros(int64(n), 4, 2, 3)
+	in := edit.Inputs{Z0: z0, Noisy: map[int]tensor.Tensor{}}
+	for _, t := range ts {
+		in.Noisy[t] = tensor.Zeros(int64(n), 4, 2, 3)
+	}
+	text := tensor.Zeros(1, 77, 8)
+	in.Source, in.Negative, in.Prompt = text, text, text
+	return in
+}
+
+// TestEditLoopControlFlow drives the loop with a fake UNet: 10 frames in
+// batches of 4 (a smaller last batch of 2), middle keyframes, injection
+// windows of 2 steps (query/key) and 3 steps (features) out of 4.
+func TestEditLoopControlFlow(t *testing.T) {
+	ddim, err := scheduler.New(scheduler.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const steps = 4
+	ts, _ := ddim.Timesteps(steps) // 751, 501, 251, 1
+	f := &fakeUNet{}
+	e, err := edit.New(f, ddim, fakeInputs(10, ts), edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.75, BatchSize: 4, Keyframes: keyframes.Middle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, t := range ts {
+		qk, conv := i < 2, i < 3
+		want = append(want,
+			fmt.Sprintf("t%d key [2 6 9] qk=%v conv=%v", t, qk, conv),
+			fmt.Sprintf("t%d prop n=4 pivots=2,2 conv=%v", t, conv),
+			fmt.Sprintf("t%d prop n=4 pivots=6,2 conv=%v", t, conv),
+			fmt.Sprintf("t%d prop n=2 pivots=9,6 conv=%v", t, conv))
+	}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("passes mismatch (-want +got):\n-%q\n+%q", want, f.calls)
+	}
+}
+
+// TestEditLoopGuidance checks one step's arithmetic against the scheduler:
+// with uncond noise 0 and cond noise 1, the guided noise is g everywhere.
+func TestEditLoopGuidance(t *testing.T) {
+	ddim, err := scheduler.New(scheduler.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := ddim.Timesteps(2)
+	e, err := edit.New(&fakeUNet{}, ddim, fakeInputs(3, ts), edit.Params{Steps: 2, Guidance: 2.5, BatchSize: 2, Keyframes: keyframes.Middle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := tensor.Zeros(3, 4, 2, 3)
+	got, err := e.Step(context.Background(), 0, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, _ := ddim.Schedule(2)
+	g := make([]float32, x.Len())
+	for i := range g {
+		g[i] = 2.5
+	}
+	want, _ := sched.Step(g, ts[0], x.Data)
+	if !slices.Equal(got.Data, want) {
+		t.Errorf("step 0 = %v, want the DDIM step of noise 2.5: %v", got.Data[:4], want[:4])
+	}
+}
+
+func TestEditInputsChecked(t *testing.T) {
+	ddim, _ := scheduler.New(scheduler.DefaultConfig())
+	ts, _ := ddim.Timesteps(2)
+	in := fakeInputs(3, ts[:1])
+	_, err := edit.New(&fakeUNet{}, ddim, in, edit.Params{Steps: 2, BatchSize: 2})
+	if err == nil {
+		t.Fatal("an inversion without the edit's timesteps was accepted")
+	}
+	in = fakeInputs(3, ts)
+	in.Noisy[ts[1]] = tensor.Zeros(2, 4, 2, 3)
+	if _, err := edit.New(&fakeUNet{}, ddim, in, edit.Params{Steps: 2, BatchSize: 2}); err == nil {
+		t.Fatal("inverted latents of another shape were accepted")
+	}
+}

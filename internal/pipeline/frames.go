@@ -1,0 +1,103 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tokenflow/tokenflow/internal/progress"
+	"github.com/tokenflow/tokenflow/internal/tensor"
+	"github.com/tokenflow/tokenflow/internal/video"
+)
+
+// The VAE's activations at full resolution are large (a 512x512 frame's
+// decoder holds several 128x512x512 tensors) and batching buys little on
+// CPU, so the VAE runs frame by frame: the results are the same, the
+// memory peak a fraction.
+
+// Pixels converts an rgb24 frame to the VAE's input [1,3,H,W] in [-1,1]:
+// 2*(u/255) - 1, as torchvision's ToTensor then the official 2x-1.
+func Pixels(f video.Frame) tensor.Tensor {
+	n := f.Width * f.Height
+	x := tensor.Zeros(1, 3, int64(f.Height), int64(f.Width))
+	for i := range n {
+		for c := range 3 {
+			v := float32(f.Pix[3*i+c]) / 255
+			x.Data[c*n+i] = 2*v - 1
+		}
+	}
+	return x
+}
+
+// Frame converts a decoded image [1,3,H,W] in [0,1] to an rgb24 frame,
+// byte(255*v) by truncation as torchvision's ToPILImage.
+func Frame(index int, img tensor.Tensor) video.Frame {
+	H, W := int(img.Shape[2]), int(img.Shape[3])
+	n := W * H
+	pix := make([]byte, 3*n)
+	for i := range n {
+		for c := range 3 {
+			pix[3*i+c] = byte(img.Data[c*n+i] * 255)
+		}
+	}
+	return video.Frame{Index: index, Width: W, Height: H, Pix: pix}
+}
+
+// encodeVideo decodes the job's frames and VAE-encodes them one by one
+// into z0 [N,C,h,w]; decoded frames are dropped as soon as they are
+// encoded.
+func (j *job) encodeVideo(ctx context.Context) (tensor.Tensor, error) {
+	bar := progress.New(j.req.Progress, "vae encode", "frames", j.rng.Count)
+	defer bar.Finish()
+	var z []tensor.Tensor
+	for f, err := range video.Frames(ctx, j.info, video.DecodeOptions{Size: j.size, Range: j.rng}) {
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		lat, err := j.model.EncodePixels(ctx, Pixels(f))
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		if bad := lat.Finite(); bad >= 0 {
+			return tensor.Tensor{}, fmt.Errorf("vae encoder: frame %d gives a NaN or infinite latent", len(z))
+		}
+		z = append(z, lat)
+		bar.Set(len(z))
+	}
+	return tensor.Concat(z...)
+}
+
+// writeVideo VAE-decodes x frame by frame and encodes the frames into a
+// video at path (atomically), with the source's frame rate and audio.
+func (j *job) writeVideo(ctx context.Context, path string, x tensor.Tensor, overwrite bool) error {
+	return j.decodeEach(ctx, x, func(enc *video.Encoder, f video.Frame) error { return enc.WriteFrame(f) }, path, overwrite)
+}
+
+// decodeEach VAE-decodes x frame by frame, hands each frame to fn with the
+// encoder of path, and commits the video when all frames are written.
+func (j *job) decodeEach(ctx context.Context, x tensor.Tensor, fn func(*video.Encoder, video.Frame) error, path string, overwrite bool) error {
+	t := time.Now()
+	fps := j.info.ClipFPS(j.rng)
+	enc, err := video.NewEncoder(ctx, path, j.size, video.EncodeOptions{FPS: fps, Audio: j.info.AudioFor(j.rng), NoClobber: !overwrite})
+	if err != nil {
+		return err
+	}
+	defer enc.Abort()
+	bar := progress.New(j.req.Progress, "vae decode", "frames", x.N())
+	defer bar.Finish()
+	for i := range x.N() {
+		img, err := j.model.DecodeLatents(ctx, x.Row(i))
+		if err != nil {
+			return err
+		}
+		if err := fn(enc, Frame(i, img)); err != nil {
+			return err
+		}
+		bar.Set(i + 1)
+	}
+	if err := enc.Commit(); err != nil {
+		return err
+	}
+	j.times["vae decode+encode"] += time.Since(t)
+	return nil
+}

@@ -1,0 +1,291 @@
+// Package pipeline is tokenflow as a library call: Invert and Edit take a
+// request, do the whole job (probe, hash, decode, VAE-encode, invert or
+// reuse the cached inversion, edit, VAE-decode, write) and return what was
+// done. The command line, the tests and Go programs all call it; it knows
+// nothing of flags. Settings are checked once, here, before any work;
+// errors about a setting are *param.Error named by the request's fields.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tokenflow/tokenflow/internal/cache"
+	"github.com/tokenflow/tokenflow/internal/inversion"
+	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/param"
+	"github.com/tokenflow/tokenflow/internal/progress"
+	"github.com/tokenflow/tokenflow/internal/scheduler"
+	"github.com/tokenflow/tokenflow/internal/sd"
+	"github.com/tokenflow/tokenflow/internal/version"
+	"github.com/tokenflow/tokenflow/internal/video"
+)
+
+// Timings are the seconds spent per phase ("decode", "inversion", "edit
+// keyframe passes", ..., "total", "in onnxruntime", "session creation").
+type Timings map[string]time.Duration
+
+// InvertResult is what Invert did.
+type InvertResult struct {
+	CacheDir       string // the cache entry's folder
+	Reused         bool   // the entry was in the cache
+	Frames         int
+	Size           video.Size
+	Kept           []int  // the kept timesteps, ascending
+	Reconstruction string // reconstruction.mp4, when asked for
+	UNetFrames     int64  // UNet frame evaluations this call made
+	Timings        Timings
+}
+
+// job is one request's opened model, source and cache key.
+type job struct {
+	req    *InvertRequest
+	model  *sd.Model
+	info   video.Info
+	rng    video.Range // resolved
+	size   video.Size
+	key    cache.Key
+	root   string
+	times  Timings
+	start  time.Time
+	unet0  int64
+	ortRun time.Duration
+	ortNew time.Duration
+}
+
+// open loads ONNX Runtime and the model, checks the schedule against the
+// scheduler, probes and hashes the source, and makes sure the cache can be
+// written: everything before the first real work.
+func open(ctx context.Context, r *InvertRequest) (*job, error) {
+	j := &job{req: r, times: Timings{}, start: time.Now()}
+	j.ortRun, _ = ort.Stats()
+	j.ortNew = ort.CreateTime()
+	root, err := cache.Root(r.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	j.root = root
+	if err := ort.Init(r.ORTLib); err != nil {
+		return nil, err
+	}
+	m, err := sd.Open(sd.Options{Model: r.Model, Device: r.Device, Threads: r.Threads, Log: r.Log})
+	if err != nil {
+		return nil, err
+	}
+	j.model, j.unet0 = m, m.UNetFrames()
+	if err := checkSchedule(m.Scheduler, r.InversionSteps, r.Steps); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := j.probe(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	// The cache must be writable before any work is done for it.
+	if err := cache.Prepare(root); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *job) close() { j.model.Close() }
+
+// checkSchedule checks that an inversion of steps steps keeps the latents
+// an edit of editSteps steps needs.
+func checkSchedule(s *scheduler.DDIM, steps, editSteps int) error {
+	_, err := s.PlanInversion(steps, editSteps)
+	var me *scheduler.MismatchError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &me) && me.Missing == 0:
+		return param.Errorf("steps", editSteps, "is more than {inversion_steps} %d: the inversion must have at least as many steps as the edit", steps)
+	case errors.As(err, &me):
+		return param.Errorf("steps", editSteps, "does not fit {inversion_steps} %d: editing timestep %d is not among the inversion's timesteps (%s); {steps} values that fit {inversion_steps} %d: %s",
+			steps, me.Missing, me.Walk, steps, me.Fits)
+	case errors.Is(err, scheduler.ErrTimestep):
+		return param.Errorf("inversion_steps", steps, "%v", err)
+	}
+	return err
+}
+
+// probe reads the source's metadata, resolves the frame range and size,
+// hashes the source and makes the cache key.
+func (j *job) probe(ctx context.Context) error {
+	t := time.Now()
+	r := j.req
+	fps := r.FolderFPS
+	if fps.Num == 0 {
+		fps = video.DefaultFolderFPS
+	}
+	info, err := video.Probe(ctx, r.Input, video.FolderFPS(fps))
+	if err != nil {
+		return err
+	}
+	if j.rng, err = r.Range.Resolve(info); err != nil {
+		return err
+	}
+	j.info, j.size = info, r.Size
+	if j.size.IsZero() {
+		j.size = video.DefaultSize(info.DisplaySize())
+	}
+	sum, err := hashInput(ctx, r.Input, info.Folder)
+	if err != nil {
+		return err
+	}
+	j.key = cache.Key{VideoSHA256: sum, ModelID: j.model.ID(), Width: j.size.W, Height: j.size.H,
+		Start: j.rng.Start, Count: j.rng.Count, Stride: j.rng.Stride,
+		InversionPrompt: r.InversionPrompt, InversionSteps: r.InversionSteps, SaveSteps: r.Steps}
+	if info.Folder {
+		j.key.FolderFPS = fps.String()
+	}
+	j.times["probe+hash"] = time.Since(t)
+	return nil
+}
+
+// inversion finds the request's inversion in the cache or computes and
+// stores it. With needLatents it returns the latents even when reused.
+func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *cache.Latents, bool, error) {
+	r := j.req
+	if !r.Force {
+		entry, reason, err := cache.Lookup(j.root, j.key)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if reason != "" && r.Log != nil {
+			fmt.Fprintf(r.Log, "inversion cache %s: %s; rebuilding\n", cache.Dir(j.root, j.key), reason)
+		}
+		if entry != nil {
+			if !needLatents && (!r.Reconstruct || exists(entry.ReconstructionPath())) {
+				return entry, nil, true, nil
+			}
+			lat, err := entry.Load()
+			return entry, lat, true, err
+		}
+	}
+
+	// 1. frames -> z0
+	t := time.Now()
+	z0, err := j.encodeVideo(ctx)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	j.model.Release("vae_encoder") // not needed again: free its memory for the UNet
+	j.times["decode+vae encode"] = time.Since(t)
+
+	// 2. DDIM inversion
+	t = time.Now()
+	cond, err := j.model.EncodeText(ctx, r.InversionPrompt)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	bar := progress.New(r.Progress, "invert", "frame-steps", r.InversionSteps*z0.N())
+	noisy, err := inversion.Invert(ctx, j.model, j.model.Scheduler, z0, cond,
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
+	bar.Finish()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	j.times["inversion"] = time.Since(t)
+
+	// 3. store
+	lat := &cache.Latents{Z0: z0, Noisy: noisy}
+	m := cache.Manifest{Key: j.key, Tool: version.Version,
+		Video: cache.VideoInfo{Path: r.Input, FPS: j.info.FPS.String(), Frames: j.info.Frames, Width: j.info.DisplayWidth, Height: j.info.DisplayHeight, HasAudio: j.info.HasAudio},
+		Model: cache.ModelInfo{Ref: r.Model, Dir: j.model.Dir(), ID: j.model.ID()}}
+	if r.Force {
+		// Store keeps a valid entry it finds; Force means replace it.
+		if err := os.RemoveAll(cache.Dir(j.root, j.key)); err != nil {
+			return nil, nil, false, fmt.Errorf("replace cache entry: %w", err)
+		}
+	}
+	entry, err := cache.Store(j.root, m, lat)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return entry, lat, false, nil
+}
+
+// finish records the run's totals in the timings.
+func (j *job) finish() Timings {
+	run, _ := ort.Stats()
+	created := ort.CreateTime() - j.ortNew
+	j.times["session creation"] = created
+	j.times["in onnxruntime"] = run - j.ortRun + created
+	j.times["total"] = time.Since(j.start)
+	return j.times
+}
+
+// Invert finds the inversion req asks for in the cache, or computes and
+// stores it. Nothing is stored unless the inversion completed: an
+// interrupted run leaves nothing a later run accepts.
+func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	j, err := open(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	entry, lat, reused, err := j.inversion(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	res := &InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept}
+	if req.Reconstruct {
+		res.Reconstruction = entry.ReconstructionPath()
+		if !exists(res.Reconstruction) {
+			if err := j.reconstruct(ctx, entry, lat); err != nil {
+				return nil, err
+			}
+		}
+	}
+	res.UNetFrames = j.model.UNetFrames() - j.unet0
+	res.Timings = j.finish()
+	return res, nil
+}
+
+// reconstruct DDIM-samples back from the most inverted latent, decodes,
+// and writes the entry's reconstruction.mp4 (atomically).
+func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.Latents) error {
+	t := time.Now()
+	r := j.req
+	kept := entry.Manifest.Kept
+	cond, err := j.model.EncodeText(ctx, r.InversionPrompt)
+	if err != nil {
+		return err
+	}
+	zT := lat.Noisy[kept[len(kept)-1]]
+	bar := progress.New(r.Progress, "reconstruct", "frame-steps", r.InversionSteps*zT.N())
+	x, err := inversion.Reconstruct(ctx, j.model, j.model.Scheduler, zT, cond,
+		inversion.Params{Steps: r.InversionSteps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	if err := j.writeVideo(ctx, entry.ReconstructionPath(), x, true); err != nil {
+		return err
+	}
+	j.times["reconstruction"] = time.Since(t)
+	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// defaultOut is <input>.tokenflow.mp4 next to the input.
+func defaultOut(input string) string {
+	clean := filepath.Clean(input)
+	return clean[:len(clean)-len(filepath.Ext(clean))] + ".tokenflow.mp4"
+}
+
+// DefaultOut is where Edit writes when the request names no Out.
+func DefaultOut(input string) string { return defaultOut(input) }

@@ -1,0 +1,169 @@
+package pipeline
+
+import (
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tokenflow/tokenflow/internal/keyframes"
+	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/param"
+	"github.com/tokenflow/tokenflow/internal/video"
+)
+
+// Official TokenFlow defaults (configs/config_pnp.yaml, preprocess.py).
+const (
+	DefaultModel          = "stabilityai/stable-diffusion-2-1-base"
+	DefaultNegativePrompt = "ugly, blurry, low res, unrealistic, unaesthetic"
+	DefaultSteps          = 50
+	DefaultInversionSteps = 500
+	DefaultGuidance       = 7.5
+	DefaultPnPAttn        = 0.5
+	DefaultPnPConv        = 0.8
+	DefaultBatchSize      = 8
+)
+
+// ErrExists marks an output that already exists and may not be replaced.
+var ErrExists = errors.New("already exists")
+
+// Source is which video to read and how.
+type Source struct {
+	Input     string         // a media file, or a folder of numbered frames
+	FolderFPS video.Rational // a folder's frame rate (zero: video.DefaultFolderFPS)
+	Size      video.Size     // working size (zero: video.DefaultSize of the displayed size)
+	Range     video.Range    // which frames (Count video.ToEnd: all from Start; Stride at least 1)
+}
+
+// Runtime is which model runs where.
+type Runtime struct {
+	Model   string     // a diffusers folder, or a hub id in the local Hugging Face cache
+	ORTLib  string     // the ONNX Runtime library ("" finds one; see ort.FindLibrary)
+	Device  ort.Device // cpu or cuda
+	Threads int        // ONNX Runtime's intra-op threads (0: all cores)
+}
+
+// InvertRequest asks for a video's inversion, from the cache or computed.
+type InvertRequest struct {
+	Source
+	Runtime
+	InversionPrompt string
+	InversionSteps  int  // DDIM inversion steps
+	Steps           int  // the editing schedule whose timesteps are kept
+	BatchSize       int  // frames per UNet call
+	Reconstruct     bool // also write reconstruction.mp4 into the entry
+	Force           bool // recompute even when a valid entry exists
+	CacheDir        string
+	Log             io.Writer // one-line notes: why an entry is rebuilt, warnings
+	Progress        io.Writer // progress bars or lines; nil for none
+}
+
+// EditRequest asks for a TokenFlow edit of a video. Its inversion settings
+// (InvertRequest) choose, or make, the inversion it starts from; Force
+// there recomputes it.
+type EditRequest struct {
+	InvertRequest
+	Prompt         string
+	NegativePrompt string
+	Guidance       float64
+	PnPAttn        float64 // fraction of the steps with query/key injection
+	PnPConv        float64 // fraction of the steps with feature injection
+	Keyframes      keyframes.Policy
+	Seed           uint64
+	Out            string // output video
+	SaveLatents    string // also write the final latents here ("" for not)
+	FramesDir      string // also write the edited frames here as PNGs ("" for not)
+	Overwrite      bool   // replace existing outputs
+}
+
+// validate checks every setting that needs no model, once, before any
+// work. Errors are *param.Error named by the request's settings.
+func (r *InvertRequest) validate() error {
+	if r.Input == "" {
+		return param.Reasonf("input", "no input: give a video file or a folder of frames")
+	}
+	rg := r.Range
+	checks := []error{
+		param.AtLeast("batch_size", r.BatchSize, 1),
+		param.AtLeast("inversion_steps", r.InversionSteps, 1),
+		param.AtLeast("steps", r.Steps, 1),
+		param.AtLeast("threads", r.Threads, 0),
+		param.AtLeast("start", rg.Start, 0),
+		param.AtLeast("stride", rg.Stride, 1),
+	}
+	if rg.Count != video.ToEnd {
+		checks = append(checks, param.AtLeast("frames", rg.Count, 1))
+	}
+	if r.Steps > r.InversionSteps && r.InversionSteps >= 1 {
+		checks = append(checks, param.Errorf("steps", r.Steps, "is more than {inversion_steps} %d: the inversion must have at least as many steps as the edit", r.InversionSteps))
+	}
+	if s := r.Size; !s.IsZero() && (s.W < 8 || s.H < 8 || s.W%8 != 0 || s.H%8 != 0) {
+		checks = append(checks, param.Errorf("size", s, "want sides that are multiples of 8"))
+	}
+	if f := r.FolderFPS; f.Num != 0 && !f.Valid() {
+		checks = append(checks, param.Errorf("fps", f, "want a positive frame rate"))
+	}
+	if err := firstErr(checks); err != nil {
+		return err
+	}
+	if _, err := os.Stat(r.Input); err != nil {
+		return param.Errorf("input", r.Input, "no such file or folder")
+	}
+	return nil
+}
+
+func (r *EditRequest) validate() error {
+	if strings.TrimSpace(r.Prompt) == "" {
+		return param.Reasonf("prompt", "is required: say what the edited video should show")
+	}
+	checks := []error{
+		param.Fraction("pnp_attn", r.PnPAttn),
+		param.Fraction("pnp_conv", r.PnPConv),
+	}
+	if !(r.Guidance >= 0) || math.IsInf(r.Guidance, 0) {
+		checks = append(checks, param.Errorf("guidance", r.Guidance, "must be a number, not negative"))
+	}
+	if err := firstErr(checks); err != nil {
+		return err
+	}
+	if err := r.InvertRequest.validate(); err != nil {
+		return err
+	}
+	if err := checkNew("out", r.Out, r.Overwrite); err != nil {
+		return err
+	}
+	if r.SaveLatents != "" {
+		if err := checkNew("save_latents", r.SaveLatents, r.Overwrite); err != nil {
+			return err
+		}
+	}
+	if r.FramesDir != "" && !r.Overwrite {
+		if pngs, _ := filepath.Glob(filepath.Join(r.FramesDir, "*.png")); len(pngs) > 0 {
+			return param.Errorf("frames_dir", r.FramesDir, "holds PNG files: %w", ErrExists)
+		}
+	}
+	return nil
+}
+
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNew checks, before any work, that path can be written: its folder
+// exists, and it does not exist unless overwrite.
+func checkNew(name, path string, overwrite bool) error {
+	if _, err := os.Stat(path); err == nil && !overwrite {
+		return param.Errorf(name, path, "%w", ErrExists)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return param.Errorf(name, path, "folder %s does not exist", filepath.Dir(path))
+	}
+	return nil
+}
