@@ -26,7 +26,9 @@ func fixtureInputs(t *testing.T, exp *fixture.File) edit.Inputs {
 	}
 	pg, _ := exp.F32("edit.pnp_guidance_embeds")
 	te, _ := exp.F32("edit.text_embeds")
-	row := func(d []float32) tensor.Tensor { return tensor.Tensor{Shape: []int64{1, 77, int64(len(d) / 77)}, Data: d} }
+	row := func(d []float32) tensor.Tensor {
+		return tensor.Tensor{Shape: []int64{1, 77, int64(len(d) / 77)}, Data: d}
+	}
 	in.Source, in.Negative, in.Prompt = row(pg), row(te[:len(te)/2]), row(te[len(te)/2:])
 	return in
 }
@@ -103,4 +105,3 @@ func TestEditConformanceStepwise(t *testing.T) {
 		})
 	}
 }
-
