@@ -33,6 +33,8 @@ package keyframes
 
 import (
 	"fmt"
+
+	"github.com/tokenflow/tokenflow/internal/param"
 	"math/bits"
 	"math/rand/v2"
 )
@@ -61,7 +63,7 @@ func (p Policy) String() string {
 	return fmt.Sprintf("Policy(%d)", int(p))
 }
 
-// ParsePolicy parses the value of --keyframes.
+// ParsePolicy parses a policy's name ("random" or "middle").
 func ParsePolicy(s string) (Policy, error) {
 	switch s {
 	case "random":
@@ -69,7 +71,7 @@ func ParsePolicy(s string) (Policy, error) {
 	case "middle":
 		return Middle, nil
 	}
-	return 0, fmt.Errorf("--keyframes: unknown policy %q (want \"random\" or \"middle\")", s)
+	return 0, param.Errorf("keyframes", s, "unknown policy: want random or middle")
 }
 
 // streamID is the second PCG seed word: it fixes the generator's stream so

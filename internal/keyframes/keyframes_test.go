@@ -16,9 +16,9 @@ func TestParsePolicy(t *testing.T) {
 	}{
 		{in: "random", want: Random},
 		{in: "middle", want: Middle},
-		{in: "Middle", wantErr: `--keyframes: unknown policy "Middle"`},
-		{in: "", wantErr: `--keyframes: unknown policy ""`},
-		{in: "first", wantErr: `--keyframes: unknown policy "first"`},
+		{in: "Middle", wantErr: `keyframes Middle: unknown policy: want random or middle`},
+		{in: "", wantErr: `keyframes "": unknown policy: want random or middle`},
+		{in: "first", wantErr: `keyframes first: unknown policy: want random or middle`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

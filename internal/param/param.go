@@ -40,11 +40,15 @@ var braced = regexp.MustCompile(`\{[a-z_]+\}`)
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Errorf is an Error for setting name with value v (formatted with %v) and
-// a formatted reason. A %w in format wraps its operand as Err.
+// Errorf is an Error for setting name with value v (formatted with %v; an
+// empty value shows as "") and a formatted reason. A %w in format wraps its operand as Err.
 func Errorf(name string, v any, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
-	return &Error{Name: name, Value: fmt.Sprint(v), Reason: err.Error(), Err: errors.Unwrap(err)}
+	value := fmt.Sprint(v)
+	if value == "" {
+		value = `""`
+	}
+	return &Error{Name: name, Value: value, Reason: err.Error(), Err: errors.Unwrap(err)}
 }
 
 // Reasonf is an Error about setting name without a value to show.

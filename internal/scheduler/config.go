@@ -116,7 +116,7 @@ func ParseConfig(data []byte) (Config, error) {
 			continue // diffusers would pass None; keep the default
 		}
 		if err := json.Unmarshal(v, dst); err != nil {
-			return Config{}, &ConfigError{Field: key, Msg: fmt.Sprintf("cannot read %s: %v", clip(string(v)), typeMsg(err))}
+			return Config{}, &ConfigError{Field: key, Msg: fmt.Sprintf("cannot read %s: %v", shorten(string(v)), typeMsg(err))}
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -210,7 +210,7 @@ func typeMsg(err error) string {
 	return err.Error()
 }
 
-func clip(s string) string {
+func shorten(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 40 {
 		return s[:40] + "..."

@@ -221,8 +221,6 @@ func (s *DDIM) Schedule(n int) (*Schedule, error) {
 // Timesteps returns a copy of the descending timesteps.
 func (p *Schedule) Timesteps() []int { return append([]int(nil), p.timesteps...) }
 
-// NumInferenceSteps is n.
-func (p *Schedule) NumInferenceSteps() int { return p.n }
 
 // PrevTimestep is the timestep a DDIM step from t lands on: t - T//n
 // (negative after the last step: then a_{t-1} is the final alpha).
