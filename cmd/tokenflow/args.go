@@ -33,17 +33,21 @@ func flagError(cmd *cobra.Command, err error) error {
 	case errors.As(err, &noValue):
 		return usageErr("--%s needs a value: %s", noValue.GetFlag().Name, help)
 	case errors.As(err, &invalid):
-		return usageErr("--%s %s", invalid.GetFlag().Name, invalidValue(invalid))
+		return usageErr("--%s %s", invalid.GetFlag().Name, invalidValue(invalid.GetValue(), invalid))
 	}
 	return usageErr("%v: %s", err, help)
 }
 
 // invalidValue says why a flag's parser refused a value: `"ten": want a
 // whole number`. A --config key whose value is refused says the same.
-func invalidValue(e *pflag.InvalidValueError) string {
-	reason := errors.Unwrap(e).Error()
+func invalidValue(value string, err error) string {
+	var invalid *pflag.InvalidValueError
+	if errors.As(err, &invalid) {
+		err = invalid.Unwrap()
+	}
+	reason := err.Error()
 	var num *strconv.NumError
-	if errors.As(e, &num) {
+	if errors.As(err, &num) {
 		switch {
 		case errors.Is(num.Err, strconv.ErrRange):
 			reason = "out of range"
@@ -57,7 +61,7 @@ func invalidValue(e *pflag.InvalidValueError) string {
 			reason = "want a whole number"
 		}
 	}
-	return fmt.Sprintf("%q: %s", e.GetValue(), reason)
+	return fmt.Sprintf("%q: %s", value, reason)
 }
 
 // usageArgs makes the argument errors of c and its subcommands usage

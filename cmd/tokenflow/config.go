@@ -181,16 +181,21 @@ func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string)
 			}
 			value = id
 		}
-		flag := configKeys[s.key]
-		if given[flag] {
-			continue
+		f := fs.Lookup(configKeys[s.key])
+		if f == nil {
+			return fmt.Errorf("--config %s: line %d: %s: edit has no flag --%s", configPath, s.line, s.key, configKeys[s.key])
 		}
-		if err := fs.Set(flag, value); err != nil {
-			var invalid *pflag.InvalidValueError
-			if errors.As(err, &invalid) {
-				return usageErr("--config %s: line %d: %s %s", configPath, s.line, s.key, invalidValue(invalid))
-			}
-			return fmt.Errorf("--config %s: line %d: %s: %w", configPath, s.line, s.key, err)
+		var err error
+		if given[f.Name] {
+			// the command line wins, but the file's value must be valid too
+			keep := f.Value.String()
+			err = f.Value.Set(value)
+			f.Value.Set(keep)
+		} else {
+			err = fs.Set(f.Name, value)
+		}
+		if err != nil {
+			return usageErr("--config %s: line %d: %s %s", configPath, s.line, s.key, invalidValue(value, err))
 		}
 	}
 	o.afterParse(fs)
