@@ -6,6 +6,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,4 +223,71 @@ func configKeysSorted() []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// FuzzConfig feeds any bytes to --config through the real path (a fresh
+// edit command, runF capturing the options): it must not panic, and it
+// either fails with one usage line naming the file, or gives the options the
+// same settings give as flags, which then pass or fail the same checks.
+// The seeds in testdata/fuzz/FuzzConfig are written by hand, except
+// official_config_pnp*: the two versions of configs/config_pnp.yaml in the
+// official TokenFlow repository (the older one has skip_steps, refused).
+func FuzzConfig(f *testing.F) {
+	f.Add([]byte(officialConfig))
+	dir := f.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	noInput := filepath.Join(dir, "no-such-input") // check stops there, before making output_path
+	parse := func(t *testing.T, args ...string) (*EditOptions, *pflag.FlagSet, error) {
+		var got *EditOptions
+		cmd := newCmdEdit(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *EditOptions) error {
+			got = o
+			return nil
+		})
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		err := cmd.Execute()
+		if err == nil && got == nil {
+			t.Fatal("runF was not called")
+		}
+		return got, cmd.Flags(), err
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o, fs, err := parse(t, "--config", path)
+		if err != nil {
+			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "--config "+path+": ") || !errors.Is(err, errUsage) {
+				t.Fatalf("error %q: want one usage line starting \"--config %s: \"", msg, path)
+			}
+			return
+		}
+		var args []string
+		fs.Visit(func(f *pflag.Flag) {
+			if f.Name != "config" {
+				args = append(args, "--"+f.Name+"="+f.Value.String())
+			}
+		})
+		if o.Input != "" {
+			args = append(args, "--", o.Input)
+		}
+		byFlags, _, err := parse(t, args...)
+		if err != nil {
+			t.Fatalf("the config's settings as flags %q: %v", args, err)
+		}
+		got, want := viewEdit(o), viewEdit(byFlags)
+		got.Config, got.OutDir = "", ""
+		if d := diffFields(want, got); d != "" {
+			t.Fatalf("config against flags %q (-flags +config):\n%s", args, d)
+		}
+		o.Input, byFlags.Input = noInput, noInput
+		errConfig, errFlags := o.check(), byFlags.check()
+		if fmt.Sprint(errConfig) != fmt.Sprint(errFlags) {
+			t.Fatalf("check: config gives %v, flags %q give %v", errConfig, args, errFlags)
+		}
+		if strings.Contains(fmt.Sprint(errConfig), "\n") {
+			t.Fatalf("check: %q is not one line", errConfig)
+		}
+	})
 }
