@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -10,36 +13,48 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// editConfig is the YAML file of --config: the official TokenFlow
-// config_pnp.yaml keys as they are, plus this tool's own flag names.
-type editConfig struct {
-	// official keys
-	Seed            *uint64  `yaml:"seed"`
-	Device          *string  `yaml:"device"`
-	OutputPath      *string  `yaml:"output_path"`
-	DataPath        *string  `yaml:"data_path"`
-	LatentsPath     *string  `yaml:"latents_path"`
-	NInversionSteps *int     `yaml:"n_inversion_steps"`
-	NFrames         *int     `yaml:"n_frames"`
-	SDVersion       *string  `yaml:"sd_version"`
-	GuidanceScale   *float64 `yaml:"guidance_scale"`
-	NTimesteps      *int     `yaml:"n_timesteps"`
-	Prompt          *string  `yaml:"prompt"`
-	NegativePrompt  *string  `yaml:"negative_prompt"`
-	BatchSize       *int     `yaml:"batch_size"`
-	PnPAttnT        *float64 `yaml:"pnp_attn_t"`
-	PnPFT           *float64 `yaml:"pnp_f_t"`
-	// this tool's own
-	Model           *string `yaml:"model"`
-	InversionPrompt *string `yaml:"inversion_prompt"`
-	Keyframes       *string `yaml:"keyframes"`
-	Size            *string `yaml:"size"`
-	Start           *int    `yaml:"start"`
-	Stride          *int    `yaml:"stride"`
-	FPS             *string `yaml:"fps"`
-	Out             *string `yaml:"out"`
-	Threads         *int    `yaml:"threads"`
-	CacheDir        *string `yaml:"cache_dir"`
+// configKeys maps each key of a --config file to the edit flag it sets: a
+// value in the file goes through the flag's own parser, so it is read and
+// checked exactly as on the command line. Three official keys are special
+// (see apply): sd_version is a model version, data_path the input and
+// output_path the folder of the default output.
+var configKeys = map[string]string{
+	// the official TokenFlow config_pnp.yaml
+	"prompt":            "prompt",
+	"negative_prompt":   "negative-prompt",
+	"n_timesteps":       "steps",
+	"guidance_scale":    "guidance",
+	"pnp_attn_t":        "pnp-attn",
+	"pnp_f_t":           "pnp-conv",
+	"batch_size":        "batch-size",
+	"n_frames":          "frames",
+	"n_inversion_steps": "inversion-steps",
+	"seed":              "seed",
+	"device":            "device",
+	"latents_path":      "cache-dir",
+	"sd_version":        "model",
+	"data_path":         "",
+	"output_path":       "",
+	// this tool's flags; not config (one file), force (overwriting is asked
+	// for on the command line) nor ort-lib (a machine's setting)
+	"model":            "model",
+	"size":             "size",
+	"start":            "start",
+	"stride":           "stride",
+	"fps":              "fps",
+	"threads":          "threads",
+	"cache_dir":        "cache-dir",
+	"json":             "json",
+	"inversion_prompt": "inversion-prompt",
+	"inversion_steps":  "inversion-steps",
+	"steps":            "steps",
+	"guidance":         "guidance",
+	"pnp_attn":         "pnp-attn",
+	"pnp_conv":         "pnp-conv",
+	"keyframes":        "keyframes",
+	"out":              "out",
+	"save_latents":     "save-latents",
+	"frames_dir":       "frames-dir",
 }
 
 // sdVersions maps the official sd_version values to hub ids.
@@ -49,119 +64,195 @@ var sdVersions = map[string]string{
 	"2.1": "stabilityai/stable-diffusion-2-1-base",
 }
 
-// loadConfig reads --config strictly: an unknown key or a value of the
-// wrong type is an error naming the file and line.
+// editConfig is a --config file, read and checked for its keys but not yet
+// applied to the flags.
+type editConfig struct {
+	settings []configSetting // in file order
+	line     map[string]int  // the line of each key present
+}
+
+// configSetting is one "key: value" line of a --config file.
+type configSetting struct {
+	key, value string
+	line       int
+}
+
+// loadConfig reads --config: a YAML mapping of known keys to single values,
+// each key once and no two keys setting one flag.
 func loadConfig(path string) (*editConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return nil, usageErr("--config %s: %v", path, err)
 	}
-	var c editConfig
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
-		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-		msg = strings.TrimSpace(strings.TrimPrefix(msg, "yaml: unmarshal errors:; "))
-		// name the key of the line a type error points at
-		var line int
-		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil && strings.Contains(msg, "cannot unmarshal") {
-			if lines := strings.Split(string(b), "\n"); line >= 1 && line <= len(lines) {
-				if key, _, ok := strings.Cut(strings.TrimSpace(lines[line-1]), ":"); ok {
-					msg = fmt.Sprintf("key %s: %s", key, msg)
-				}
-			}
-		}
-		return nil, usageErr("--config %s: %s", path, msg)
+	c, err := parseConfig(b)
+	if err != nil {
+		return nil, usageErr("--config %s: %v", path, err)
 	}
-	return &c, nil
+	return c, nil
 }
 
-// apply copies the file's values into o for every flag not given on the
-// command line (flags override the file).
+// parseConfig reads the text of a --config file; its errors start with the
+// line they are about.
+func parseConfig(b []byte) (*editConfig, error) {
+	c := &editConfig{line: map[string]int{}}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return c, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return nil, fmt.Errorf("line %d: a second YAML document: give the settings as one mapping of key: value lines", next.Line)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if len(doc.Content) == 0 {
+		return c, nil
+	}
+	top := resolveAlias(doc.Content[0])
+	switch {
+	case top.Kind == yaml.ScalarNode && top.ShortTag() == "!!null":
+		return c, nil // only comments
+	case top.Kind != yaml.MappingNode:
+		return nil, fmt.Errorf("line %d: want key: value lines, found %s", top.Line, kindName(top))
+	}
+	flagKey := map[string]configSetting{} // which key sets each flag
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, v := top.Content[i], resolveAlias(top.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: want a key such as n_timesteps, found %s", k.Line, kindName(k))
+		}
+		s := configSetting{key: k.Value, line: k.Line}
+		flag, ok := configKeys[s.key]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("line %d: unknown key %q%s", s.line, s.key, suggestKey(s.key))
+		case c.line[s.key] > 0:
+			return nil, fmt.Errorf("line %d: %s is already set on line %d: keep one", s.line, s.key, c.line[s.key])
+		case v.Kind != yaml.ScalarNode:
+			return nil, fmt.Errorf("line %d: %s: want a single value, found %s", s.line, s.key, kindName(v))
+		}
+		if prev, dup := flagKey[flag]; dup && flag != "" && s.key != "sd_version" && prev.key != "sd_version" {
+			return nil, fmt.Errorf("line %d: %s and %s (line %d) both set --%s: keep one", s.line, s.key, prev.key, prev.line, flag)
+		}
+		if s.key != "sd_version" {
+			flagKey[flag] = s
+		}
+		if v.ShortTag() != "!!null" {
+			s.value = v.Value
+		}
+		c.settings = append(c.settings, s)
+		c.line[s.key] = s.line
+	}
+	return c, nil
+}
+
+// apply sets the file's values through the flags' parsers, except for flags
+// given on the command line (they override the file).
 func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string) error {
-	set := func(flag string, apply func()) {
-		if !fs.Changed(flag) {
-			apply()
+	given := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
+	for _, s := range c.settings {
+		value := s.value
+		switch s.key {
+		case "data_path": // the input argument wins
+			if o.Input == "" {
+				o.Input = value
+			}
+			continue
+		case "output_path": // where <input>.tokenflow.mp4 goes, unless out is set
+			if !given["out"] && c.line["out"] == 0 {
+				o.outDir = value
+			}
+			continue
+		case "sd_version": // a model key or flag wins
+			if given["model"] || c.line["model"] > 0 {
+				continue
+			}
+			id, ok := sdVersions[value]
+			if !ok {
+				return usageErr("--config %s: line %d: sd_version %q is not supported: use 1.5, 2.0 or 2.1, or give model: a diffusers folder", configPath, s.line, value)
+			}
+			value = id
+		}
+		f := fs.Lookup(configKeys[s.key])
+		if f == nil {
+			return fmt.Errorf("--config %s: line %d: %s: edit has no flag --%s", configPath, s.line, s.key, configKeys[s.key])
+		}
+		var err error
+		if given[f.Name] {
+			// the command line wins, but the file's value must be valid too
+			keep := f.Value.String()
+			err = f.Value.Set(value)
+			f.Value.Set(keep)
+		} else {
+			err = fs.Set(f.Name, value)
+		}
+		if err != nil {
+			return usageErr("--config %s: line %d: %s %s", configPath, s.line, s.key, invalidValue(value, err))
 		}
 	}
-	if c.Seed != nil {
-		set("seed", func() { o.Seed = *c.Seed })
-	}
-	if c.Device != nil {
-		set("device", func() { o.Device = *c.Device })
-	}
-	if c.DataPath != nil && o.Input == "" {
-		o.Input = *c.DataPath
-	}
-	if c.LatentsPath != nil {
-		set("cache-dir", func() { o.CacheDir = *c.LatentsPath })
-	}
-	if c.OutputPath != nil && !fs.Changed("out") && c.Out == nil {
-		o.outDir = *c.OutputPath
-	}
-	if c.NInversionSteps != nil {
-		set("inversion-steps", func() { o.InversionSteps = *c.NInversionSteps })
-	}
-	if c.NFrames != nil {
-		set("frames", func() { o.Frames, o.framesSet = *c.NFrames, true })
-	}
-	if c.SDVersion != nil && c.Model == nil && !fs.Changed("model") {
-		id, ok := sdVersions[*c.SDVersion]
-		if !ok {
-			return usageErr("--config %s: sd_version %q is not supported (use 1.5, 2.0 or 2.1, or give model: a diffusers folder)", configPath, *c.SDVersion)
-		}
-		o.Model = id
-	}
-	if c.GuidanceScale != nil {
-		set("guidance", func() { o.Guidance = *c.GuidanceScale })
-	}
-	if c.NTimesteps != nil {
-		set("steps", func() { o.Steps = *c.NTimesteps })
-	}
-	if c.Prompt != nil {
-		set("prompt", func() { o.Prompt = *c.Prompt })
-	}
-	if c.NegativePrompt != nil {
-		set("negative-prompt", func() { o.NegativePrompt = *c.NegativePrompt })
-	}
-	if c.BatchSize != nil {
-		set("batch-size", func() { o.BatchSize = *c.BatchSize })
-	}
-	if c.PnPAttnT != nil {
-		set("pnp-attn", func() { o.PnPAttn = *c.PnPAttnT })
-	}
-	if c.PnPFT != nil {
-		set("pnp-conv", func() { o.PnPConv = *c.PnPFT })
-	}
-	if c.Model != nil {
-		set("model", func() { o.Model = *c.Model })
-	}
-	if c.InversionPrompt != nil {
-		set("inversion-prompt", func() { o.InversionPrompt = *c.InversionPrompt })
-	}
-	if c.Keyframes != nil {
-		set("keyframes", func() { o.Keyframes = *c.Keyframes })
-	}
-	if c.Size != nil {
-		set("size", func() { o.Size = *c.Size })
-	}
-	if c.Start != nil {
-		set("start", func() { o.Start = *c.Start })
-	}
-	if c.Stride != nil {
-		set("stride", func() { o.Stride = *c.Stride })
-	}
-	if c.FPS != nil {
-		set("fps", func() { o.FolderFPS = *c.FPS })
-	}
-	if c.Out != nil {
-		set("out", func() { o.Out = *c.Out })
-	}
-	if c.Threads != nil {
-		set("threads", func() { o.Threads = *c.Threads })
-	}
-	if c.CacheDir != nil {
-		set("cache-dir", func() { o.CacheDir = *c.CacheDir })
-	}
+	o.afterParse(fs)
 	return nil
+}
+
+// resolveAlias follows YAML aliases (*name) to the node they stand for.
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+// suggestKey is ` (did you mean n_timesteps?)` for a key one or two edits
+// away from a known one.
+func suggestKey(key string) string {
+	best, bestD := "", 3
+	for k := range configKeys {
+		if d := editDistance(key, k); d < bestD || d == bestD && k < best {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ": see 'tokenflow edit --help' for the keys"
+	}
+	return fmt.Sprintf(": did you mean %s?", best)
+}
+
+// editDistance is the Levenshtein distance of a and b, bytewise.
+func editDistance(a, b string) int {
+	row := make([]int, len(b)+1)
+	for j := range row {
+		row[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		diag := row[0]
+		row[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			diag, row[j] = row[j], min(row[j]+1, row[j-1]+1, diag+cost)
+		}
+	}
+	return row[len(b)]
 }

@@ -60,7 +60,7 @@ batch_size, n_frames, n_inversion_steps, seed, sd_version, data_path,
 output_path, latents_path, device) work as they are, as do this tool's flag
 names with underscores (inversion_prompt, keyframes, size, model, out, ...).
 Flags given on the command line override the file.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: editArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.Input = args[0]

@@ -387,8 +387,8 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"edit", "--bogus", "in"}, "--bogus"},
-		{[]string{"edit", "-p", "x", "a.mp4", "b.mp4"}, "accepts at most 1 arg"},
-		{[]string{"invert"}, "accepts 1 arg"},
+		{[]string{"edit", "-p", "x", "a.mp4", "b.mp4"}, "too many arguments"},
+		{[]string{"invert"}, "no input"},
 		{[]string{"edit", "--steps", "ten", "in"}, "--steps"},
 		{[]string{"edit", "in.mp4"}, "--prompt is required"},
 		{[]string{"edit", "-p", "   ", "in.mp4"}, "--prompt is required"},

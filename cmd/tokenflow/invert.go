@@ -39,7 +39,7 @@ either.
 
 The input is any video ffmpeg reads, or a folder of numbered frames
 (00000.png, 00001.png, ... or .jpg) played at --fps.`,
-		Args: cobra.ExactArgs(1),
+		Args: invertArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Input = args[0]
 			o.afterParse(cmd.Flags())

@@ -24,12 +24,20 @@ const (
 	exitInterrupted = 130
 )
 
-// errUsage marks a bad flag or argument.
+// errUsage marks a bad flag, argument or setting: Main maps it to exit
+// status 2. Errors match it through usageError.
 var errUsage = errors.New("usage")
+
+// usageError is a usage error; its message is what the user sees.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string        { return e.err.Error() }
+func (e *usageError) Unwrap() error        { return e.err }
+func (e *usageError) Is(target error) bool { return target == errUsage }
 
 // usageErr formats a usage error (exit status 2).
 func usageErr(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+	return &usageError{fmt.Errorf(format, a...)}
 }
 
 // globalOptions are the flags every command takes.
@@ -52,27 +60,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	msg := err.Error()
-	code := exitError
+	msg, code := err.Error(), exitError
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, ort.ErrCanceled):
 		msg, code = "interrupted", exitInterrupted
 	case errors.Is(err, errUsage):
-		msg, code = strings.TrimPrefix(msg, errUsage.Error()+": "), exitUsage
-	case isCobraUsage(msg):
 		code = exitUsage
 	}
 	fmt.Fprintf(stderr, "tokenflow: %s\n", firstLine(msg))
 	return code
-}
-
-func isCobraUsage(msg string) bool {
-	for _, p := range []string{"unknown flag", "unknown shorthand", "unknown command", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "required flag"} {
-		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
-			return true
-		}
-	}
-	return false
 }
 
 func firstLine(s string) string {
@@ -104,5 +100,8 @@ when interrupted.`,
 	root.PersistentFlags().StringVar(&g.ORTLib, "ort-lib", "", "ONNX Runtime shared library (default: $ONNXRUNTIME_LIB, next to the binary, or make's install folder)")
 	root.SetVersionTemplate("tokenflow {{.Version}}\n")
 	root.AddCommand(newCmdDoctor(g, nil), newCmdModels(g), newCmdInvert(g, nil), newCmdEdit(g, nil))
+	root.InitDefaultCompletionCmd() // added now, so that usageArgs covers it too
+	root.SetFlagErrorFunc(flagError)
+	usageArgs(root)
 	return root
 }
