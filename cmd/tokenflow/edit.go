@@ -143,6 +143,15 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 		Out: o.outputPath(), SaveLatents: o.SaveLatents, FramesDir: o.FramesDir, Overwrite: o.Force}, nil
 }
 
+// check checks the settings as the edit will, before any work.
+func (o *EditOptions) check() error {
+	req, err := o.request()
+	if err != nil {
+		return err
+	}
+	return editFlags.wordErr(req.Validate())
+}
+
 type editJSON struct {
 	Output          string             `json:"output"`
 	CacheDir        string             `json:"cache_dir"`

@@ -36,7 +36,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	if req.Out == "" {
 		req.Out = defaultOut(req.Input)
 	}
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	j, err := open(ctx, &req.InvertRequest)

@@ -225,7 +225,7 @@ func (j *job) finish() Timings {
 // stores it. Nothing is stored unless the inversion completed: an
 // interrupted run leaves nothing a later run accepts.
 func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	j, err := open(ctx, &req)

@@ -78,9 +78,10 @@ type EditRequest struct {
 	Overwrite      bool   // replace existing outputs
 }
 
-// validate checks every setting that needs no model, once, before any
-// work. Errors are *param.Error named by the request's settings.
-func (r *InvertRequest) validate() error {
+// Validate checks every setting that needs no model, as Invert does before
+// any work (callers need not call it). Errors are *param.Error named by the
+// request's settings.
+func (r *InvertRequest) Validate() error {
 	if r.Input == "" {
 		return param.Reasonf("input", "no input: give a video file or a folder of frames")
 	}
@@ -114,7 +115,9 @@ func (r *InvertRequest) validate() error {
 	return nil
 }
 
-func (r *EditRequest) validate() error {
+// Validate checks every setting that needs no model, as Edit does before
+// any work (callers need not call it); Out must be set.
+func (r *EditRequest) Validate() error {
 	if strings.TrimSpace(r.Prompt) == "" {
 		return param.Reasonf("prompt", "is required: say what the edited video should show")
 	}
@@ -128,7 +131,7 @@ func (r *EditRequest) validate() error {
 	if err := firstErr(checks); err != nil {
 		return err
 	}
-	if err := r.InvertRequest.validate(); err != nil {
+	if err := r.InvertRequest.Validate(); err != nil {
 		return err
 	}
 	if err := checkNew("out", r.Out, r.Overwrite); err != nil {

@@ -59,7 +59,7 @@ func TestValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := validEdit(t)
 			tc.change(&r)
-			err := r.validate()
+			err := r.Validate()
 			var pe *param.Error
 			switch {
 			case tc.want == "" && err != nil:

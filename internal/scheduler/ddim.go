@@ -221,7 +221,6 @@ func (s *DDIM) Schedule(n int) (*Schedule, error) {
 // Timesteps returns a copy of the descending timesteps.
 func (p *Schedule) Timesteps() []int { return append([]int(nil), p.timesteps...) }
 
-
 // PrevTimestep is the timestep a DDIM step from t lands on: t - T//n
 // (negative after the last step: then a_{t-1} is the final alpha).
 func (p *Schedule) PrevTimestep(t int) int { return t - p.ddim.cfg.NumTrainTimesteps/p.n }
