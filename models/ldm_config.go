@@ -109,7 +109,7 @@ func (v tensorView) anyUnder(prefix string) bool {
 }
 
 func (v tensorView) missing(what, tensor string) error {
-	return fmt.Errorf("%w: %s: no %s (tensor %s); pass --original-config with the model's inference YAML", ErrArchitecture, v.path, what, tensor)
+	return fmt.Errorf("%w: %s: no %s (tensor %s): not a complete SD 1.x/2.x single-file checkpoint", ErrArchitecture, v.path, what, tensor)
 }
 
 // detectArch reads the architecture from the tensors: SD 1.x or 2.x from
@@ -123,15 +123,18 @@ func detectArch(v tensorView) (*ldmArch, error) {
 	if !v.anyUnder(ldmUNet) && !v.anyUnder(ldmVAE) && !v.anyUnder("cond_stage_model") {
 		return nil, fmt.Errorf("%s: not a Stable Diffusion checkpoint: no tensor under %s., %s. or cond_stage_model. (a diffusers component file? pass its folder)", v.path, ldmUNet, ldmVAE)
 	}
-	switch {
-	case v.anyUnder(ldmOpenCLIP):
-		a.SD2 = true
-	case v.anyUnder(ldmCLIP):
-	default:
-		return nil, v.missing("text encoder", ldmCLIP+".* (SD 1.x) or "+ldmOpenCLIP+".* (SD 2.x)")
-	}
+	// The UNet first: an inpainting or image-conditioned file is named as
+	// such whatever else it lacks.
 	if err := detectUNet(v, a); err != nil {
 		return nil, err
+	}
+	switch {
+	case v.anyUnder(ldmOpenCLIP):
+		a.SD2, a.NumHeadChannels = true, headWidth
+	case v.anyUnder(ldmCLIP):
+		a.NumHeads = sdHeads
+	default:
+		return nil, v.missing("text encoder", ldmCLIP+".* (SD 1.x) or "+ldmOpenCLIP+".* (SD 2.x)")
 	}
 	if err := detectVAE(v, a); err != nil {
 		return nil, err
@@ -208,11 +211,6 @@ func detectUNet(v tensorView, a *ldmArch) error {
 		return v.missing("transformer in any UNet level", u("input_blocks.1.1.proj_in.weight"))
 	}
 	a.ImageSize = 64
-	if a.SD2 {
-		a.NumHeadChannels = headWidth
-	} else {
-		a.NumHeads = sdHeads
-	}
 	return nil
 }
 
@@ -446,6 +444,16 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 		}
 		return nil
 	}
+	if t := d.str(yCond); t != "" {
+		yamlSD2 := strings.Contains(t, "OpenCLIP")
+		if yamlSD2 != a.SD2 {
+			tv := "a CLIP text encoder (" + ldmCLIP + ".*, SD 1.x)"
+			if a.SD2 {
+				tv = "an OpenCLIP text encoder (" + ldmOpenCLIP + ".*, SD 2.x)"
+			}
+			return disagree(yCond, t, tv)
+		}
+	}
 	// attention_resolutions lists the downsampling rates with transformers.
 	var attnRes []int
 	for i, on := range a.AttnLevels {
@@ -494,16 +502,6 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 		return err
 	} else if ok && v != 1 {
 		return fmt.Errorf("%w: --original-config %s: %s: %d (only 1 is implemented)", ErrUnsupported, filepath.Base(d.path), yUNet+".transformer_depth", v)
-	}
-	if t := d.str(yCond); t != "" {
-		yamlSD2 := strings.Contains(t, "OpenCLIP")
-		if yamlSD2 != a.SD2 {
-			tv := "a CLIP text encoder (" + ldmCLIP + ".*, SD 1.x)"
-			if a.SD2 {
-				tv = "an OpenCLIP text encoder (" + ldmOpenCLIP + ".*, SD 2.x)"
-			}
-			return disagree(yCond, t, tv)
-		}
 	}
 	// Heads: num_heads (SD 1.x), else num_head_channels (SD 2.x); -1 is unset.
 	heads, hok, err := d.integer(yUNet + ".num_heads")

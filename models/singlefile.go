@@ -154,6 +154,11 @@ func openSingleFile(path string, o OpenOptions) (*Checkpoint, error) {
 			return nil, err
 		}
 	}
+	if arch.SD2 && o.OriginalConfig == "" && s.log != nil {
+		// The tensors of SD 2.x-base (512 px, noise prediction) and SD 2.x
+		// (768 px, v-prediction) are alike: only the YAML tells.
+		fmt.Fprintf(s.log, "%s: SD 2.x without --original-config: assuming noise prediction (SD 2.x-base); for a 768-v model pass --original-config v2-inference-v.yaml\n", filepath.Base(path))
+	}
 	if s.ema && s.log != nil {
 		fmt.Fprintf(s.log, "%s: has EMA weights (%s.*); using them for the UNet, as the original code does\n", filepath.Base(path), ldmEMA)
 	}
