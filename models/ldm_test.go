@@ -162,8 +162,8 @@ func TestSingleFileBadFiles(t *testing.T) {
 			"", nil, []string{"lora.safetensors", "not a Stable Diffusion checkpoint", "model.diffusion_model."}},
 		{"SDXL", fake("sdxl.safetensors", map[string][]int64{
 			"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": {49408, 64},
-			"model.diffusion_model.input_blocks.0.0.weight":                                     {32, 4, 3, 3},
-			"model.diffusion_model.label_emb.0.0.weight":                                        {128, 2816},
+			"model.diffusion_model.input_blocks.0.0.weight":                                    {32, 4, 3, 3},
+			"model.diffusion_model.label_emb.0.0.weight":                                       {128, 2816},
 		}), "", ErrUnsupported, []string{"sdxl.safetensors", "SDXL", "conditioner.embedders"}},
 		{"inpainting", fake("inpaint.safetensors", withText(map[string][]int64{
 			"model.diffusion_model.input_blocks.0.0.weight": {32, 9, 3, 3},
