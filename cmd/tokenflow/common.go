@@ -35,6 +35,10 @@ type clipOptions struct {
 	BatchSize int
 	JSON      bool
 	framesSet bool
+
+	// OriginalConfig is --original-config: a single-file checkpoint's
+	// original inference YAML.
+	OriginalConfig string
 }
 
 func (o *clipOptions) addFlags(fs *pflag.FlagSet) {
@@ -42,7 +46,8 @@ func (o *clipOptions) addFlags(fs *pflag.FlagSet) {
 	if model == "" {
 		model = defaultModel
 	}
-	fs.StringVar(&o.Model, "model", model, "diffusers folder, or hub id in the local Hugging Face cache ($TOKENFLOW_MODEL)")
+	fs.StringVar(&o.Model, "model", model, "diffusers folder, hub id in the local Hugging Face cache, or single-file .safetensors checkpoint ($TOKENFLOW_MODEL)")
+	fs.StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file --model (v1-inference.yaml, v2-inference.yaml; default: detect from the tensors)")
 	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the clip's aspect ratio at about 512x512 pixels)")
 	fs.IntVar(&o.Start, "start", 0, "first frame to use (from 0)")
 	fs.IntVar(&o.Frames, "frames", 0, "number of frames to use (default: all from --start)")
@@ -118,7 +123,7 @@ func openPipeline(g *globalOptions, o *clipOptions) (*sd.Pipeline, error) {
 		return nil, err
 	}
 	dev, _ := ort.ParseDevice(o.Device)
-	return sd.Open(sd.Options{Model: o.Model, Device: dev, Threads: o.Threads, Log: g.Err})
+	return sd.Open(sd.Options{Model: o.Model, OriginalConfig: o.OriginalConfig, Device: dev, Threads: o.Threads, Log: g.Err})
 }
 
 // progressOut is where progress goes: stderr, which draws bars only when it
