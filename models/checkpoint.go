@@ -34,6 +34,9 @@ func Resolve(model string) (string, error) {
 		}
 		return model, nil
 	}
+	if strings.HasSuffix(strings.ToLower(model), ".safetensors") {
+		return "", fmt.Errorf("%w: --model %s: no such file", ErrModelNotFound, model)
+	}
 	var looked []string
 	if isHubID(model) {
 		for _, root := range hubCaches() {
@@ -46,7 +49,7 @@ func Resolve(model string) (string, error) {
 		return "", fmt.Errorf("%w: %s is not a folder, and no snapshot of it is in the Hugging Face cache (looked in %s): download it once with `huggingface-cli download %s`, or pass a diffusers folder",
 			ErrModelNotFound, model, strings.Join(looked, ", "), model)
 	}
-	return "", fmt.Errorf("%w: --model %s: no such folder; pass a diffusers folder or a hub id like stabilityai/stable-diffusion-2-1-base", ErrModelNotFound, model)
+	return "", fmt.Errorf("%w: --model %s: no such folder; pass a diffusers folder, a single-file .safetensors checkpoint or a hub id like stabilityai/stable-diffusion-2-1-base", ErrModelNotFound, model)
 }
 
 func isHubID(s string) bool {

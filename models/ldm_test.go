@@ -168,6 +168,7 @@ func TestSingleFileBadFiles(t *testing.T) {
 		{"inpainting", fake("inpaint.safetensors", withText(map[string][]int64{
 			"model.diffusion_model.input_blocks.0.0.weight": {32, 9, 3, 3},
 		})), "", ErrUnsupported, []string{"inpaint.safetensors", "inpainting", "9 input channels"}},
+		{"missing", filepath.Join(d, "gone.safetensors"), "", ErrModelNotFound, []string{"gone.safetensors", "no such file"}},
 		{"truncated", write("truncated.safetensors", src[:len(src)/2]), "", safetensors.ErrInvalid, []string{"truncated.safetensors"}},
 		{"YAML disagrees", write("tiny.safetensors", src),
 			write("bad.yaml", bytes.Replace(yamlText, []byte("model_channels: 32"), []byte("model_channels: 64"), 1)),
