@@ -1,14 +1,19 @@
 package models
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/scheduler"
+	"github.com/tokenflow/tokenflow/models/tokenizer"
 )
 
 // ErrModelNotFound is returned when --model names neither a folder nor a
@@ -25,9 +30,12 @@ func Resolve(model string) (string, error) {
 	}
 	if st, err := os.Stat(model); err == nil {
 		if !st.IsDir() {
-			return "", fmt.Errorf("--model %s: is a file; want a diffusers folder (with model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)", model)
+			return "", fmt.Errorf("--model %s: is a file; want a diffusers folder (with model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a single-file .safetensors checkpoint", model)
 		}
 		return model, nil
+	}
+	if strings.HasSuffix(strings.ToLower(model), ".safetensors") {
+		return "", fmt.Errorf("%w: --model %s: no such file", ErrModelNotFound, model)
 	}
 	var looked []string
 	if isHubID(model) {
@@ -41,7 +49,7 @@ func Resolve(model string) (string, error) {
 		return "", fmt.Errorf("%w: %s is not a folder, and no snapshot of it is in the Hugging Face cache (looked in %s): download it once with `huggingface-cli download %s`, or pass a diffusers folder",
 			ErrModelNotFound, model, strings.Join(looked, ", "), model)
 	}
-	return "", fmt.Errorf("%w: --model %s: no such folder; pass a diffusers folder or a hub id like stabilityai/stable-diffusion-2-1-base", ErrModelNotFound, model)
+	return "", fmt.Errorf("%w: --model %s: no such folder; pass a diffusers folder, a single-file .safetensors checkpoint or a hub id like stabilityai/stable-diffusion-2-1-base", ErrModelNotFound, model)
 }
 
 func isHubID(s string) bool {
@@ -87,16 +95,45 @@ func snapshot(repo string) (string, bool) {
 	return "", false
 }
 
-// Checkpoint is a diffusers Stable Diffusion folder.
+// Checkpoint is a diffusers Stable Diffusion folder, or a single-file
+// checkpoint turned into one (see singlefile.go).
 type Checkpoint struct {
+	// Dir is the diffusers folder: the checkpoint itself, or for a single
+	// file the folder it was converted into in the cache.
 	Dir string
+	// File is the single-file checkpoint ("" for a folder).
+	File   string
+	single *singleFile
 }
 
-// OpenCheckpoint checks that dir is a diffusers Stable Diffusion folder.
-func OpenCheckpoint(model string) (*Checkpoint, error) {
+// OpenOptions configure OpenModel.
+type OpenOptions struct {
+	// OriginalConfig is the original inference YAML of a single-file
+	// checkpoint (--original-config); "" to detect the architecture from
+	// the tensors.
+	OriginalConfig string
+	// CacheRoot is where single files are converted ("" for
+	// $TOKENFLOW_CACHE, else the user cache folder's tokenflow/).
+	CacheRoot string
+	// Log receives notes (EMA weights used, a conversion running); may be nil.
+	Log io.Writer
+}
+
+// OpenCheckpoint opens --model: a diffusers folder, a hub id in the local
+// cache, or a single-file .safetensors checkpoint.
+func OpenCheckpoint(model string) (*Checkpoint, error) { return OpenModel(model, OpenOptions{}) }
+
+// OpenModel is OpenCheckpoint with options.
+func OpenModel(model string, o OpenOptions) (*Checkpoint, error) {
+	if st, err := os.Stat(model); err == nil && !st.IsDir() {
+		return openSingleFile(model, o)
+	}
 	dir, err := Resolve(model)
 	if err != nil {
 		return nil, err
+	}
+	if o.OriginalConfig != "" {
+		return nil, fmt.Errorf("--original-config %s: only for a single-file checkpoint; --model %s is a diffusers folder, whose config.json files say the architecture", o.OriginalConfig, model)
 	}
 	for _, sub := range []string{"unet", "vae", "text_encoder", "tokenizer", "scheduler"} {
 		st, err := os.Stat(filepath.Join(dir, sub))
@@ -115,6 +152,11 @@ func (c *Checkpoint) Path(parts ...string) string {
 // WeightFiles lists a component's safetensors files (a sharded checkpoint
 // has several; an fp16 "variant" is used only when it is all there is).
 func (c *Checkpoint) WeightFiles(component string) ([]string, error) {
+	if c.single != nil {
+		if err := c.single.convert(c.Dir, component); err != nil {
+			return nil, err
+		}
+	}
 	dir := c.Path(component)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -163,4 +205,88 @@ func (c *Checkpoint) UNet(t onnx.DataType) (*UNet, error) {
 		return nil, err
 	}
 	return &UNet{Config: cfg, Weights: w}, nil
+}
+
+// Source is what --model named: the single file, or the folder.
+func (c *Checkpoint) Source() string {
+	if c.File != "" {
+		return c.File
+	}
+	return c.Dir
+}
+
+// UNetConfig reads the UNet's config.
+func (c *Checkpoint) UNetConfig() (*UNetConfig, error) {
+	return LoadUNetConfig(c.Path("unet", "config.json"))
+}
+
+// VAEConfig reads the autoencoder's config.
+func (c *Checkpoint) VAEConfig() (*VAEConfig, error) {
+	return LoadVAEConfig(c.Path("vae", "config.json"))
+}
+
+// TextConfig reads the text encoder's config.
+func (c *Checkpoint) TextConfig() (*CLIPTextConfig, error) {
+	return LoadCLIPTextConfig(c.Path("text_encoder", "config.json"))
+}
+
+// SchedulerConfig reads the scheduler's config (for a single file: the
+// standard SD DDIM settings with its YAML's schedule).
+func (c *Checkpoint) SchedulerConfig() (scheduler.Config, error) {
+	return scheduler.LoadConfig(c.Path("scheduler", "scheduler_config.json"))
+}
+
+// Tokenizer loads the tokenizer (for a single file: the standard CLIP BPE
+// carried in the binary).
+func (c *Checkpoint) Tokenizer() (*tokenizer.Tokenizer, error) {
+	return tokenizer.Load(c.Path("tokenizer"))
+}
+
+// Identity identifies the model: a hash of its configs and tokenizer files,
+// and for a folder its weight headers (names, types, shapes, offsets, file
+// sizes), for a single file the SHA-256 of its content. Equal identities
+// compute the same functions.
+func (c *Checkpoint) Identity() (string, error) {
+	h := sha256.New()
+	if c.single != nil {
+		fmt.Fprintf(h, "tokenflow model id v1 single-file\n")
+	} else {
+		fmt.Fprintf(h, "tokenflow model id v1\n")
+	}
+	for _, f := range []string{"unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json",
+		"tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json"} {
+		b, err := os.ReadFile(c.Path(filepath.FromSlash(f)))
+		if err != nil && !os.IsNotExist(err) {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	if c.single != nil {
+		src, err := readSource(c.Dir)
+		if err != nil {
+			return "", fmt.Errorf("cache for %s: %w", c.File, err)
+		}
+		fmt.Fprintf(h, "sha256 %s\n", src.SHA256)
+		return hex.EncodeToString(h.Sum(nil))[:24], nil
+	}
+	for _, comp := range []string{"unet", "vae", "text_encoder"} {
+		w, err := c.Weights(comp, onnx.Float)
+		if err != nil {
+			return "", err
+		}
+		names := w.Names()
+		sort.Strings(names)
+		for _, n := range names {
+			t, _ := w.Info(n)
+			fmt.Fprintf(h, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
+		}
+		for _, f := range w.Files() {
+			if st, err := os.Stat(f); err == nil {
+				fmt.Fprintf(h, "%s %d\n", filepath.Base(f), st.Size())
+			}
+		}
+		w.Close()
+	}
+	return hex.EncodeToString(h.Sum(nil))[:24], nil
 }

@@ -32,6 +32,10 @@ type sourceOptions struct {
 	BatchSize int
 	JSON      bool
 	framesSet bool
+
+	// OriginalConfig is --original-config: a single-file checkpoint's
+	// original inference YAML.
+	OriginalConfig string
 }
 
 func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
@@ -39,7 +43,8 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	if model == "" {
 		model = pipeline.DefaultModel
 	}
-	fs.StringVar(&o.Model, "model", model, "diffusers folder, or hub id in the local Hugging Face cache ($TOKENFLOW_MODEL)")
+	fs.StringVar(&o.Model, "model", model, "diffusers folder, hub id in the local Hugging Face cache, or single-file .safetensors checkpoint ($TOKENFLOW_MODEL)")
+	fs.StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file --model (v1-inference.yaml, v2-inference.yaml; default: detect from the tensors)")
 	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the video's aspect ratio at about 512x512 pixels)")
 	fs.IntVar(&o.Start, "start", 0, "first frame to use (from 0)")
 	fs.IntVar(&o.Frames, "frames", 0, "number of frames to use (default: all from --start)")
@@ -62,7 +67,7 @@ func (o *sourceOptions) afterParse(fs *pflag.FlagSet) {
 func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.InvertRequest, error) {
 	r := pipeline.InvertRequest{
 		Source:    pipeline.Source{Input: input, Range: video.Range{Start: o.Start, Count: video.ToEnd, Stride: o.Stride}},
-		Runtime:   pipeline.Runtime{Model: o.Model, ORTLib: g.ORTLib, Threads: o.Threads},
+		Runtime:   pipeline.Runtime{Model: o.Model, OriginalConfig: o.OriginalConfig, ORTLib: g.ORTLib, Threads: o.Threads},
 		BatchSize: o.BatchSize, CacheDir: o.CacheDir, Log: g.Err, Progress: g.Err,
 	}
 	if o.framesSet {

@@ -23,7 +23,10 @@ func newCmdModels(g *globalOptions) *cobra.Command {
 vae/, text_encoder/, tokenizer/, scheduler/ with config.json and safetensors
 weights), or a hub id such as stabilityai/stable-diffusion-2-1-base already in
 the local Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or
-~/.cache/huggingface/hub). Nothing is downloaded.`,
+~/.cache/huggingface/hub), or a single-file .safetensors checkpoint in the
+original (CompVis / Stability) layout, with its inference YAML given by
+--original-config or its architecture detected from the tensors (see
+docs/models.md). Nothing is downloaded.`,
 	}
 	cmd.AddCommand(newCmdModelsExport(g, nil), newCmdModelsInfo(g, nil))
 	return cmd
@@ -36,6 +39,8 @@ type ExportOptions struct {
 	Out   string
 	DType string
 	Force bool
+
+	OriginalConfig string // --original-config, for a single-file model
 }
 
 func newCmdModelsExport(g *globalOptions, runF func(context.Context, *ExportOptions) error) *cobra.Command {
@@ -61,6 +66,7 @@ normalisations and attention in float32 (SD 2.x gives NaN otherwise).`,
 	cmd.Flags().StringVar(&o.Out, "out", "", "output folder (required)")
 	cmd.Flags().StringVar(&o.DType, "dtype", "fp32", "weight type: fp32 or fp16")
 	cmd.Flags().BoolVar(&o.Force, "force", false, "write into a folder that already holds an export")
+	cmd.Flags().StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file <model>")
 	return cmd
 }
 
@@ -85,7 +91,7 @@ func runModelsExport(o *ExportOptions) error {
 	if _, err := os.Stat(filepath.Join(o.Out, "unet", "model.onnx")); err == nil && !o.Force {
 		return fmt.Errorf("--out %s already holds an export: pass --force to overwrite it", o.Out)
 	}
-	c, err := models.OpenCheckpoint(o.Model)
+	c, err := models.OpenModel(o.Model, models.OpenOptions{OriginalConfig: o.OriginalConfig, Log: o.Err})
 	if err != nil {
 		return err
 	}
@@ -102,6 +108,8 @@ type InfoOptions struct {
 	Model string
 	Size  string
 	JSON  bool
+
+	OriginalConfig string // --original-config, for a single-file model
 }
 
 func newCmdModelsInfo(g *globalOptions, runF func(context.Context, *InfoOptions) error) *cobra.Command {
@@ -123,6 +131,7 @@ the given frame size.`,
 	}
 	cmd.Flags().StringVar(&o.Size, "size", "512x512", "frame size WxH (multiples of 8) for the token shapes")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file <model>")
 	return cmd
 }
 
@@ -151,15 +160,15 @@ func runModelsInfo(o *InfoOptions) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	c, err := models.OpenCheckpoint(o.Model)
+	c, err := models.OpenModel(o.Model, models.OpenOptions{OriginalConfig: o.OriginalConfig, Log: o.Err})
 	if err != nil {
 		return err
 	}
-	cfg, err := models.LoadUNetConfig(c.Path("unet", "config.json"))
+	cfg, err := c.UNetConfig()
 	if err != nil {
 		return err
 	}
-	info := modelInfo{Path: c.Dir, Family: cfg.Family(), Components: map[string]int64{}, Bytes: map[string]int64{}, CrossDim: cfg.CrossDims[0],
+	info := modelInfo{Path: c.Source(), Family: cfg.Family(), Components: map[string]int64{}, Bytes: map[string]int64{}, CrossDim: cfg.CrossDims[0],
 		Frame: size.String(), Latent: fmt.Sprintf("%dx%d", size.W/8, size.H/8)}
 	for _, comp := range []string{"unet", "vae", "text_encoder"} {
 		w, err := c.Weights(comp, onnx.Float)

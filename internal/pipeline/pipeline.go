@@ -72,7 +72,7 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 	if err := ort.Init(r.ORTLib); err != nil {
 		return nil, err
 	}
-	m, err := sd.Open(sd.Options{Model: r.Model, Device: r.Device, Threads: r.Threads, Log: r.Log})
+	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -39,10 +39,11 @@ type Source struct {
 
 // Runtime is which model runs where.
 type Runtime struct {
-	Model   string     // a diffusers folder, or a hub id in the local Hugging Face cache
-	ORTLib  string     // the ONNX Runtime library ("" finds one; see ort.FindLibrary)
-	Device  ort.Device // cpu or cuda
-	Threads int        // ONNX Runtime's intra-op threads (0: all cores)
+	Model          string     // a diffusers folder, a hub id in the local Hugging Face cache, or a single .safetensors file
+	OriginalConfig string     // a single file's original inference YAML ("" detects the architecture)
+	ORTLib         string     // the ONNX Runtime library ("" finds one; see ort.FindLibrary)
+	Device         ort.Device // cpu or cuda
+	Threads        int        // ONNX Runtime's intra-op threads (0: all cores)
 }
 
 // InvertRequest asks for a video's inversion, from the cache or computed.

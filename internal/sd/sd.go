@@ -8,13 +8,8 @@ package sd
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -28,10 +23,13 @@ import (
 
 // Options configure a Model.
 type Options struct {
-	Model   string     // --model: a diffusers folder or a cached hub id
+	Model   string     // --model: a diffusers folder, a cached hub id or a single .safetensors file
 	Device  ort.Device // cpu or cuda
 	Threads int        // intra-op threads (0: ONNX Runtime's default)
 	Log     io.Writer  // warnings, e.g. a prompt truncated to 77 tokens
+
+	// OriginalConfig is --original-config: a single file's inference YAML.
+	OriginalConfig string
 }
 
 // Model is an opened checkpoint with its ONNX Runtime sessions.
@@ -57,12 +55,12 @@ type Model struct {
 // Open reads the checkpoint's configs, tokenizer and scheduler; graphs and
 // sessions come later, on first use.
 func Open(o Options) (*Model, error) {
-	c, err := models.OpenCheckpoint(o.Model)
+	c, err := models.OpenModel(o.Model, models.OpenOptions{OriginalConfig: o.OriginalConfig, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}
 	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}}
-	if p.UNetConfig, err = models.LoadUNetConfig(c.Path("unet", "config.json")); err != nil {
+	if p.UNetConfig, err = c.UNetConfig(); err != nil {
 		return nil, err
 	}
 	p.kfChannels = map[string]int64{}
@@ -70,23 +68,23 @@ func Open(o Options) (*Model, error) {
 		p.kfChannels[models.InKeyTokens(l.Path)] = l.Channels
 		p.kfChannels[models.InKeyAttn(l.Path)] = l.Channels
 	}
-	if p.VAEConfig, err = models.LoadVAEConfig(c.Path("vae", "config.json")); err != nil {
+	if p.VAEConfig, err = c.VAEConfig(); err != nil {
 		return nil, err
 	}
-	if p.TextConfig, err = models.LoadCLIPTextConfig(c.Path("text_encoder", "config.json")); err != nil {
+	if p.TextConfig, err = c.TextConfig(); err != nil {
 		return nil, err
 	}
-	if p.Tokenizer, err = tokenizer.Load(c.Path("tokenizer")); err != nil {
+	if p.Tokenizer, err = c.Tokenizer(); err != nil {
 		return nil, err
 	}
-	cfg, err := scheduler.LoadConfig(c.Path("scheduler", "scheduler_config.json"))
+	cfg, err := c.SchedulerConfig()
 	if err != nil {
 		return nil, err
 	}
 	if p.Scheduler, err = scheduler.New(cfg); err != nil {
 		return nil, err
 	}
-	if p.id, err = p.identity(); err != nil {
+	if p.id, err = c.Identity(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -106,50 +104,18 @@ func (p *Model) Close() error {
 	return nil
 }
 
-// ID identifies the model: a hash of its configs, tokenizer files and
-// weight headers (names, types, shapes, offsets, file sizes). Equal IDs
-// compute the same functions.
+// ID identifies the model (models.Checkpoint.Identity): a hash of its
+// configs, tokenizer files and weight headers, or for a single file of its
+// content. Equal IDs compute the same functions.
 func (p *Model) ID() string { return p.id }
 
-// Dir is the checkpoint folder.
+// Dir is the checkpoint folder (for a single file, the diffusers folder it
+// was converted into).
 func (p *Model) Dir() string { return p.Checkpoint.Dir }
 
 // UNetFrames counts the frames the UNet has evaluated (a pass over a batch
 // of n latents counts n).
 func (p *Model) UNetFrames() int64 { return p.unetFrames.Load() }
-
-func (p *Model) identity() (string, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "tokenflow model id v1\n")
-	for _, f := range []string{"unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json",
-		"tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json"} {
-		b, err := os.ReadFile(p.Checkpoint.Path(filepath.FromSlash(f)))
-		if err != nil && !os.IsNotExist(err) {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s %d\n", f, len(b))
-		h.Write(b)
-	}
-	for _, comp := range []string{"unet", "vae", "text_encoder"} {
-		w, err := p.Checkpoint.Weights(comp, onnx.Float)
-		if err != nil {
-			return "", err
-		}
-		names := w.Names()
-		sort.Strings(names)
-		for _, n := range names {
-			t, _ := w.Info(n)
-			fmt.Fprintf(h, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
-		}
-		for _, f := range w.Files() {
-			if st, err := os.Stat(f); err == nil {
-				fmt.Fprintf(h, "%s %d\n", filepath.Base(f), st.Size())
-			}
-		}
-		w.Close()
-	}
-	return hex.EncodeToString(h.Sum(nil))[:24], nil
-}
 
 // componentWeights opens (once) a component's weights.
 func (p *Model) componentWeights(comp string) (*models.Weights, error) {

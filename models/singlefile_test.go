@@ -1,0 +1,340 @@
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/fixture"
+	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/scheduler"
+)
+
+// The single-file fixtures: testdata/conformance/single-file/ (copies of
+// shared/conformance/single-file/, MANIFEST.md says how they were made).
+var singleFiles = []string{"tiny-sd15-ldm", "tiny-sd21-ldm"}
+
+func singlePath(t testing.TB, name, ext string) string {
+	return fixture.Path(t, "conformance", "single-file", name+ext)
+}
+
+func singleExpected(t testing.TB, name, file string) string {
+	return fixture.Path(t, "conformance", "single-file", name+".expected", file)
+}
+
+// openSingle opens a fixture single file with its YAML, converting it into
+// a cache folder of the test's own.
+func openSingle(t testing.TB, name string) *Checkpoint {
+	t.Helper()
+	c, err := OpenModel(singlePath(t, name, ".safetensors"), OpenOptions{OriginalConfig: singlePath(t, name, ".yaml"), CacheRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestSingleFileConformance: every component graph built from a single
+// file reproduces diffusers' outputs with the same helper and tolerance
+// (compRel, compAbs) as the folder-based conformance tests.
+func TestSingleFileConformance(t *testing.T) {
+	for _, model := range singleFiles {
+		t.Run(model, func(t *testing.T) {
+			c := openSingle(t, model)
+			t.Run("text_encoder", func(t *testing.T) {
+				m, err := c.TextEncoder(onnx.Float)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Weights.Close()
+				g, err := m.Graph()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := session(t, g, []string{InInputIDs}, []string{OutHiddenState, OutPoolerOutput})
+				exp := fixture.Open(t, singleExpected(t, model, "text_encoder.safetensors"))
+				ids, shape := exp.I64("input_ids")
+				want, _ := exp.F32("last_hidden_state")
+				fixture.Close(t, model+" text encoder last_hidden_state", runF32(t, s, ort.New(shape, ids))[0], want, compRel, compAbs)
+			})
+			t.Run("vae", func(t *testing.T) {
+				v, err := c.VAE(onnx.Float)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer v.Weights.Close()
+				exp := fixture.Open(t, singleExpected(t, model, "vae.safetensors"))
+				eg, err := v.EncoderGraph()
+				if err != nil {
+					t.Fatal(err)
+				}
+				x, xs := exp.F32("encode_input")
+				mean, _ := exp.F32("encode_mean")
+				got := runF32(t, session(t, eg, []string{InImage}, []string{OutLatent}), ort.New(xs, x))[0]
+				fixture.Close(t, model+" vae encoder posterior mean", got, mean, compRel, compAbs)
+				dg, err := v.DecoderGraph()
+				if err != nil {
+					t.Fatal(err)
+				}
+				z, zs := exp.F32("decode_input")
+				img, _ := exp.F32("decode_output")
+				got = runF32(t, session(t, dg, []string{InLatent}, []string{OutImage}), ort.New(zs, z))[0]
+				fixture.Close(t, model+" vae decoder", got, img, compRel, compAbs)
+			})
+			t.Run("unet", func(t *testing.T) {
+				u, err := c.UNet(onnx.Float)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer u.Weights.Close()
+				g, err := u.Graph(UNetGraphOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Converted weights stay external: the graph holds none
+				// of them inline (protobuf's 2 GiB cap).
+				for _, init := range g.Proto().Initializers {
+					if strings.Contains(init.Name, ".") && init.External == nil {
+						t.Errorf("weight %s is inlined in the graph; want external data", init.Name)
+						break
+					}
+				}
+				s := session(t, g, []string{InSample, InTimestep, InTextEmbeds}, []string{OutSample})
+				exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
+				for _, cs := range []string{"a", "b", "c"} {
+					x, xs := exp.F32(cs + ".sample")
+					ts, _ := exp.I64(cs + ".timestep")
+					e, es := exp.F32(cs + ".encoder_hidden_states")
+					want, _ := exp.F32(cs + ".noise_pred")
+					out := runF32(t, s, ort.New(xs, x), ort.Scalar(ts[0]), ort.New(es, e))
+					fixture.Close(t, model+" unet case "+cs, out[0], want, compRel, compAbs)
+				}
+			})
+		})
+	}
+}
+
+// TestSingleFileTokenizer: the builtin tokenizer with the family's pad
+// token gives the expected ids.
+func TestSingleFileTokenizer(t *testing.T) {
+	for _, model := range singleFiles {
+		t.Run(model, func(t *testing.T) {
+			c := openSingle(t, model)
+			tok, err := c.Tokenizer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pf struct {
+				PadToken string `json:"pad_token"`
+				Prompts  []struct {
+					Prompt string `json:"prompt"`
+				} `json:"prompts"`
+			}
+			b, err := os.ReadFile(singleExpected(t, model, "tokenizer_prompts.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &pf); err != nil {
+				t.Fatal(err)
+			}
+			var prompts []string
+			for _, p := range pf.Prompts {
+				prompts = append(prompts, p.Prompt)
+			}
+			exp := fixture.Open(t, singleExpected(t, model, "tokenizer.safetensors"))
+			want, shape := exp.I64("input_ids")
+			if int(shape[0]) != len(prompts) {
+				t.Fatalf("%d prompts, %d rows of ids", len(prompts), shape[0])
+			}
+			got, _ := tok.EncodeBatch(prompts)
+			if !reflect.DeepEqual(got, want) {
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("ids differ first at [%d] (row %d, %q): got %d want %d", i, i/77, prompts[i/77], got[i], want[i])
+					}
+				}
+			}
+			wantPad := map[string]int64{"<|endoftext|>": 49407, "!": 0}[pf.PadToken]
+			if tok.PadID() != wantPad {
+				t.Errorf("pad id %d, want %d (%q)", tok.PadID(), wantPad, pf.PadToken)
+			}
+		})
+	}
+}
+
+// TestSingleFileScheduler: the scheduler from the YAML's schedule gives
+// diffusers' DDIM timesteps and alphas.
+func TestSingleFileScheduler(t *testing.T) {
+	for _, model := range singleFiles {
+		t.Run(model, func(t *testing.T) {
+			c := openSingle(t, model)
+			cfg, err := c.SchedulerConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := scheduler.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp := fixture.Open(t, singleExpected(t, model, "scheduler.safetensors"))
+			for _, n := range []int{10, 50} {
+				want, _ := exp.I64("timesteps_" + itoa(n))
+				got, err := s.Timesteps(n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if int64(got[i]) != want[i] {
+						t.Fatalf("timesteps(%d) = %v, want %v", n, got, want)
+					}
+				}
+			}
+			want, _ := exp.F32("alphas_cumprod")
+			// float32 cumulative product in the same order: exact up to a
+			// rounding or two.
+			fixture.Close(t, model+" alphas_cumprod", s.AlphasCumprod(), want, 1e-6, 0)
+		})
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestSingleFileDetection: without the YAML, the tensors give the same
+// diffusers configs as the YAML for SD 1.x (8 heads); for the tiny SD 2.x
+// file, whose heads are 8 channels wide rather than SD 2's 64, everything
+// but the heads is detected, and opening it is refused naming the heads
+// and --original-config.
+func TestSingleFileDetection(t *testing.T) {
+	for _, model := range singleFiles {
+		t.Run(model, func(t *testing.T) {
+			path := singlePath(t, model, ".safetensors")
+			f, err := safetensors.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			v := tensorView{path: path, infos: map[string]safetensors.TensorInfo{}}
+			for _, n := range f.Names() {
+				v.infos[n] = f.Tensor(n)
+			}
+			det, err := detectArch(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			withYAML, _ := detectArch(v)
+			doc, err := readYAML(singlePath(t, model, ".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := applyYAML(withYAML, doc, path); err != nil {
+				t.Fatal(err)
+			}
+			if det.SD2 != (model == "tiny-sd21-ldm") {
+				t.Errorf("SD2 = %v for %s", det.SD2, model)
+			}
+			if !det.SD2 {
+				a, err := det.diffusersConfigs(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := withYAML.diffusersConfigs(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ja, _ := json.MarshalIndent(a, "", " ")
+				jb, _ := json.MarshalIndent(b, "", " ")
+				if string(ja) != string(jb) {
+					t.Errorf("configs detected from the tensors differ from the YAML's:\n-yaml\n%s\n+detected\n%s", jb, ja)
+				}
+				return
+			}
+			// Everything but the heads agrees.
+			d2 := *det
+			d2.NumHeads, d2.NumHeadChannels = withYAML.NumHeads, withYAML.NumHeadChannels
+			if !reflect.DeepEqual(&d2, withYAML) {
+				t.Errorf("detected %+v\nwant (YAML) %+v", d2, *withYAML)
+			}
+			_, err = OpenModel(path, OpenOptions{CacheRoot: t.TempDir()})
+			if !errors.Is(err, ErrArchitecture) || !strings.Contains(err.Error(), "--original-config") || !strings.Contains(err.Error(), "heads") {
+				t.Errorf("open without YAML: %v; want ErrArchitecture naming the heads and --original-config", err)
+			}
+		})
+	}
+}
+
+// TestSingleFileSD1WithoutYAML: the SD 1.x file opens without its YAML
+// and its UNet reproduces diffusers (its architecture is all in the
+// tensors).
+func TestSingleFileSD1WithoutYAML(t *testing.T) {
+	model := "tiny-sd15-ldm"
+	c, err := OpenModel(singlePath(t, model, ".safetensors"), OpenOptions{CacheRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.UNet(onnx.Float)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Weights.Close()
+	g, err := u.Graph(UNetGraphOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, g, []string{InSample, InTimestep, InTextEmbeds}, []string{OutSample})
+	exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
+	x, xs := exp.F32("a.sample")
+	ts, _ := exp.I64("a.timestep")
+	e, es := exp.F32("a.encoder_hidden_states")
+	want, _ := exp.F32("a.noise_pred")
+	fixture.Close(t, model+" unet (no YAML) case a", runF32(t, s, ort.New(xs, x), ort.Scalar(ts[0]), ort.New(es, e))[0], want, compRel, compAbs)
+}
+
+// TestSingleFileIdentity: the identity follows the content, not the path;
+// the cache folder is reused.
+func TestSingleFileIdentity(t *testing.T) {
+	root := t.TempDir()
+	src := singlePath(t, "tiny-sd15-ldm", ".safetensors")
+	open := func(p string) *Checkpoint {
+		c, err := OpenModel(p, OpenOptions{OriginalConfig: singlePath(t, "tiny-sd15-ldm", ".yaml"), CacheRoot: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := open(src)
+	idA, err := a.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := open(src); b.Dir != a.Dir {
+		t.Errorf("second open: cache folder %s, first %s", b.Dir, a.Dir)
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.safetensors")
+	if err := os.WriteFile(cp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := open(cp).Identity(); id != idA {
+		t.Errorf("a copy of the file has identity %s, the original %s", id, idA)
+	}
+	// One weight changed, same header: another identity.
+	data[len(data)-1] ^= 0x40
+	changed := filepath.Join(t.TempDir(), "changed.safetensors")
+	if err := os.WriteFile(changed, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := open(changed).Identity(); id == idA {
+		t.Errorf("a file with other weights has the same identity %s", id)
+	}
+	if other, _ := openSingle(t, "tiny-sd21-ldm").Identity(); other == idA {
+		t.Errorf("SD 1.x and SD 2.x files share identity %s", idA)
+	}
+}
