@@ -38,6 +38,7 @@ var configKeys = map[string]string{
 	// this tool's flags; not config (one file), force (overwriting is asked
 	// for on the command line) nor ort-lib (a machine's setting)
 	"model":            "model",
+	"original_config":  "original-config",
 	"size":             "size",
 	"start":            "start",
 	"stride":           "stride",
