@@ -112,12 +112,13 @@ func (o *clipOptions) frameRange() video.Range {
 	return r
 }
 
-// openPipeline loads ONNX Runtime and opens the model.
+// openPipeline loads ONNX Runtime for the device (for CUDA, probing the
+// provider before any work) and opens the model.
 func openPipeline(g *globalOptions, o *clipOptions) (*sd.Pipeline, error) {
-	if err := ort.Init(g.ORTLib); err != nil {
+	dev, _ := ort.ParseDevice(o.Device)
+	if err := ort.InitDevice(g.ORTLib, dev); err != nil {
 		return nil, err
 	}
-	dev, _ := ort.ParseDevice(o.Device)
 	return sd.Open(sd.Options{Model: o.Model, Device: dev, Threads: o.Threads, Log: g.Err})
 }
 
