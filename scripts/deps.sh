@@ -66,8 +66,8 @@ need_npm() {
 fetch() {
   local spec=$1 dir=$2 name=${1%@*} version=${1##*@} tgz got
   mkdir -p "$dir"
-  tgz=$(cd "$dir" && npm pack "$spec" --ignore-scripts --silent 2>"$dir/npm.err" | tail -n 1) || {
-    echo "deps: npm pack $spec failed ($(grep -m1 -i err "$dir/npm.err" || tail -n 1 "$dir/npm.err")): is the registry $(npm config get registry 2>/dev/null) reachable?" >&2
+  tgz=$(cd "$dir" && npm pack "$spec" --ignore-scripts --loglevel=error 2>"$dir/npm.err" | tail -n 1) || {
+    echo "deps: npm pack $spec failed ($(sed -n 's/^npm error code //p' "$dir/npm.err" | head -n 1)): is the registry $(npm config get registry 2>/dev/null) reachable?" >&2
     exit 1
   }
   tgz="$dir/$tgz"
