@@ -371,3 +371,85 @@ func TestDoctorFlags(t *testing.T) {
 		}
 	}
 }
+
+// standInDriver is the C source of a stand-in for the NVIDIA driver's
+// libcuda.so.1: the seven driver API calls doctor makes, answering as
+// $STANDIN_CUDA_VERSION and $STANDIN_CUINIT say. No GPU or driver can be had
+// where the tests run; this checks doctor's side of the calls (the symbols,
+// the calling convention, the reading of the answers), not the driver.
+const standInDriver = `#include <stdio.h>
+#include <stdlib.h>
+static int env(const char* name, int def) { const char* v = getenv(name); return v ? atoi(v) : def; }
+int cuDriverGetVersion(int* v) { *v = env("STANDIN_CUDA_VERSION", 13000); return 0; }
+int cuInit(unsigned int flags) { return env("STANDIN_CUINIT", 0); }
+int cuDeviceGetCount(int* n) { *n = 1; return 0; }
+int cuDeviceGet(int* dev, int ordinal) { *dev = ordinal; return 0; }
+int cuDeviceGetName(char* name, int len, int dev) { snprintf(name, len, "Stand-in GPU %d", dev); return 0; }
+int cuDeviceTotalMem_v2(size_t* bytes, int dev) { *bytes = (size_t)8 << 30; return 0; }
+int cuDeviceGetAttribute(int* v, int attr, int dev) { *v = attr == 75 ? 8 : attr == 76 ? 6 : 0; return 0; }
+int cuGetErrorName(int e, const char** s) { *s = e == 100 ? "CUDA_ERROR_NO_DEVICE" : "CUDA_ERROR_UNKNOWN"; return 0; }
+`
+
+// TestDoctorGPU: what doctor makes of the driver's answers, with a stand-in
+// libcuda.so.1 (compiled here) and, for the other needed libraries, a real
+// shared library under each name, all on $LD_LIBRARY_PATH: a driver too old
+// for CUDA 13, no device, and a complete stack.
+func TestDoctorGPU(t *testing.T) {
+	root := ortRoot(t)
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc to compile the stand-in libcuda.so.1")
+	}
+	ld := t.TempDir()
+	src := filepath.Join(t.TempDir(), "cuda.c")
+	if err := os.WriteFile(src, []byte(standInDriver), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(cc, "-shared", "-fPIC", "-o", filepath.Join(ld, "libcuda.so.1"), src).CombinedOutput(); err != nil {
+		t.Fatalf("compile the stand-in libcuda.so.1: %v\n%s", err, out)
+	}
+	for _, lib := range cudaNeeds[:5] {
+		copyFile(t, filepath.Join(root, "cuda", "libonnxruntime_providers_shared.so"), filepath.Join(ld, lib))
+	}
+	for _, c := range []struct {
+		name     string
+		env      []string
+		gpu      []string // in the gpu line
+		status   string   // in the cuda line
+		nextStep string   // in the next step line
+	}{
+		{"driver too old", []string{"STANDIN_CUDA_VERSION=12040"},
+			[]string{"0: Stand-in GPU 0, 8192 MB, compute capability 8.6", "driver supports CUDA 12.4", "TOO OLD", "needs CUDA 13"},
+			"not ready", "update the NVIDIA driver to 580 or newer (CUDA 13)"},
+		{"no device", []string{"STANDIN_CUINIT=100"},
+			[]string{"NOT VISIBLE: cuInit: CUDA_ERROR_NO_DEVICE", "driver supports CUDA 13.0"},
+			"not ready", "nvidia-smi"},
+		{"complete", nil,
+			[]string{"0: Stand-in GPU 0, 8192 MB, compute capability 8.6 (driver supports CUDA 13.0)"},
+			"ready: --device cuda can run", "--device cuda"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := tfMake(t, "", append([]string{"LD_LIBRARY_PATH=" + ld}, c.env...), "doctor")
+			if r.Code != 0 {
+				t.Fatalf("doctor: %v", r)
+			}
+			for _, lib := range cudaNeeds {
+				if l := reportLine(t, r.Stdout, "needs       "+lib); !strings.Contains(l, filepath.Join(ld, lib)) {
+					t.Errorf("%s line %q: want it found in %s", lib, l, ld)
+				}
+			}
+			gpu := reportLine(t, r.Stdout, "gpu")
+			for _, w := range c.gpu {
+				if !strings.Contains(gpu, w) {
+					t.Errorf("gpu line %q does not say %q", gpu, w)
+				}
+			}
+			if l := reportLine(t, r.Stdout, "cuda "); !strings.Contains(l, c.status) {
+				t.Errorf("status line %q, want %q", l, c.status)
+			}
+			if l := reportLine(t, r.Stdout, "next step"); !strings.Contains(l, c.nextStep) {
+				t.Errorf("next step %q does not say %q", l, c.nextStep)
+			}
+		})
+	}
+}
