@@ -326,7 +326,7 @@ func (s CUDAStack) Step() string {
 	switch {
 	case s.LibraryErr != nil:
 		return "run " + install + ", or pass --ort-lib a GPU build of ONNX Runtime, or use --device cpu"
-	case missingAny(s.Providers) && s.From != "make deps-cuda":
+	case missingAny(s.Providers) && s.From != fromMakeGPU:
 		return fmt.Sprintf("%s (from %s) is not a GPU build of ONNX Runtime with its providers beside it: pass --ort-lib a GPU build, or leave --ort-lib and $%s unset to use %s, or use --device cpu",
 			s.Library, s.From, EnvVar, install)
 	case missingAny(s.Providers):

@@ -82,7 +82,7 @@ func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 				return p, fromMakeGPU, nil
 			}
 		} else {
-			dir = "no install folder (build with make)"
+			dir = "no make deps-cuda folder (this binary was not built by make)"
 		}
 		return "", "", fmt.Errorf("%w for CUDA (looked in --ort-lib, $%s, %s): run `make deps-cuda`, or pass --ort-lib /path/to/a GPU build of libonnxruntime.so",
 			ErrNoLibrary, EnvVar, dir)
