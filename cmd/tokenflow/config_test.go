@@ -53,6 +53,7 @@ func TestConfigKeys(t *testing.T) {
 		{"output_path: 'tokenflow-results'", nil, func(v *editView) { v.OutDir = "tokenflow-results" }},
 		// this tool's flags
 		{"model: m", []string{"--model", "m"}, func(v *editView) { v.Model = "m" }},
+		{"original_config: v1.yaml", []string{"--original-config", "v1.yaml"}, func(v *editView) { v.OriginalConfig = "v1.yaml" }},
 		{"size: 64x48", []string{"--size", "64x48"}, func(v *editView) { v.Size = "64x48" }},
 		{"start: 2", []string{"--start", "2"}, func(v *editView) { v.Start = 2 }},
 		{"stride: 3", []string{"--stride", "3"}, func(v *editView) { v.Stride = 3 }},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 
@@ -16,21 +17,37 @@ import (
 // DoctorOptions are doctor's inputs.
 type DoctorOptions struct {
 	*globalOptions
+	Device string
 }
 
 func newCmdDoctor(g *globalOptions, runF func(context.Context, *DoctorOptions) error) *cobra.Command {
 	opts := &DoctorOptions{globalOptions: g}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "doctor",
-		Short: "Show what tokenflow finds (ONNX Runtime, execution providers, ffmpeg) and what is missing",
-		Args:  cobra.NoArgs,
+		Short: "Show what tokenflow finds (ONNX Runtime, execution providers, ffmpeg, the CUDA stack) and what is missing",
+		Long: `Show what tokenflow finds and what is missing: the ONNX Runtime library and its
+execution providers, ffmpeg and ffprobe, and, line by line, the CUDA stack that
+--device cuda needs (the CUDA build of ONNX Runtime from make deps-cuda, its
+provider libraries, each NVIDIA library the provider loads, the GPU) with the
+next step to take.
+
+CUDA is optional: doctor exits 1 when something --device cpu (the default)
+needs is missing. With --device cuda it loads the CUDA build instead, probes
+the provider as edit and invert do, and also exits 1 when the CUDA stack is
+incomplete.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := ort.ParseDevice(opts.Device); err != nil {
+				return usageErr("%v", err)
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
 			return runDoctor(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().StringVar(&opts.Device, "device", "cpu", "check for this execution device: cpu, or cuda (load the CUDA build and fail when its stack is incomplete)")
+	return cmd
 }
 
 // errMissing is returned by doctor when something is missing.
@@ -38,11 +55,17 @@ var errMissing = errors.New("missing")
 
 func runDoctor(ctx context.Context, o *DoctorOptions) error {
 	w := o.Out
+	dev, _ := ort.ParseDevice(o.Device)
 	var missing []string
 	fmt.Fprintf(w, "tokenflow     %s\n", version.Version)
-	if err := ort.Init(o.ORTLib); err != nil {
-		fmt.Fprintf(w, "onnxruntime   MISSING: %v\n", err)
-		missing = append(missing, fmt.Sprintf("ONNX Runtime (%v; run `make deps`, or pass --ort-lib)", err))
+	initErr := ort.InitDevice(o.ORTLib, dev)
+	if ort.LibraryPath() == "" {
+		fmt.Fprintf(w, "onnxruntime   MISSING: %v\n", initErr)
+		step := "run `make deps`, or pass --ort-lib"
+		if dev == ort.CUDA {
+			step = "run `make deps-cuda`, or pass --ort-lib a GPU build"
+		}
+		missing = append(missing, fmt.Sprintf("ONNX Runtime (%v; %s)", initErr, step))
 	} else {
 		fmt.Fprintf(w, "onnxruntime   %s (%s)\n", ort.Version(), ort.LibraryPath())
 		fmt.Fprintf(w, "providers     %s\n", strings.Join(ort.Providers(), ", "))
@@ -56,10 +79,112 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 		}
 		fmt.Fprintf(w, "%-13s %s\n", tool, v)
 	}
+	cudaErr := writeCUDAStack(w, o, dev, initErr)
+	if dev == ort.CUDA && cudaErr != nil && ort.LibraryPath() != "" {
+		missing = append(missing, cudaErr.Error())
+	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s", errMissing, strings.Join(missing, "; "))
 	}
 	return nil
+}
+
+// writeCUDAStack writes the CUDA section of the report, one line per part
+// of the stack, and returns what keeps --device cuda from running (nil when
+// nothing does).
+func writeCUDAStack(w io.Writer, o *DoctorOptions, dev ort.Device, initErr error) error {
+	s := ort.InspectCUDA(o.ORTLib)
+	err := s.Err()
+	// With --device cuda the provider was also started by ONNX Runtime
+	// (CheckCUDA): a failure there that the file checks did not foresee.
+	var probeErr error
+	if err == nil && dev == ort.CUDA && initErr != nil && ort.LibraryPath() != "" {
+		probeErr, err = initErr, initErr
+	}
+	switch {
+	case err == nil:
+		fmt.Fprintf(w, "cuda          ready: --device cuda can run\n")
+	case dev == ort.CUDA:
+		fmt.Fprintf(w, "cuda          NOT READY\n")
+	default:
+		fmt.Fprintf(w, "cuda          not ready (optional: only --device cuda needs it)\n")
+	}
+	if s.Library == "" {
+		fmt.Fprintf(w, "  library     MISSING: %v\n", s.LibraryErr)
+	} else {
+		from := s.From
+		if s.Installed != "" {
+			from += ": " + s.Installed
+		}
+		fmt.Fprintf(w, "  library     %s (%s)\n", s.Library, from)
+	}
+	for _, l := range s.Providers {
+		fmt.Fprintf(w, "  provider    %s\n", libLine(l, 34))
+	}
+	if s.Library != "" && s.NeedsFrom == "" {
+		fmt.Fprintf(w, "  needs       (the provider could not be read; the libraries below are those of the build make deps-cuda installs)\n")
+	}
+	for _, l := range s.Needs {
+		fmt.Fprintf(w, "  needs       %s\n", libLine(l, 18))
+	}
+	fmt.Fprintf(w, "  gpu         %s\n", gpuLine(s))
+	if probeErr != nil {
+		fmt.Fprintf(w, "  onnxruntime MISSING: %v\n", probeErr)
+	}
+	step := s.Step()
+	if probeErr != nil {
+		var ce *ort.CUDAError
+		if errors.As(probeErr, &ce) {
+			step = ce.Step
+		}
+	}
+	if err == nil {
+		step = "run edit or invert with --device cuda"
+	}
+	fmt.Fprintf(w, "  next step   %s\n", step)
+	return err
+}
+
+// libLine is one library of the CUDA stack: its name (padded to width),
+// then where it was found or why it was not, and what it is part of.
+func libLine(l ort.Lib, width int) string {
+	what := ""
+	if l.What != "" {
+		what = " (" + l.What + ")"
+	}
+	if l.Err != nil {
+		return fmt.Sprintf("%-*s MISSING%s: %v", width, l.Name, what, l.Err)
+	}
+	return fmt.Sprintf("%-*s %s%s", width, l.Name, l.Path, what)
+}
+
+// gpuLine is what the driver says about GPUs.
+func gpuLine(s ort.CUDAStack) string {
+	g := s.GPU
+	var b strings.Builder
+	if g.Err != nil {
+		fmt.Fprintf(&b, "NOT VISIBLE: %v", g.Err)
+	}
+	for i, d := range g.Devices {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%d: %s, %d MB, compute capability %s", d.Index, d.Name, d.MemoryMB, d.Capability)
+	}
+	if g.DriverCUDA > 0 {
+		fmt.Fprintf(&b, " (driver supports CUDA %d.%d)", g.DriverCUDA/1000, g.DriverCUDA%1000/10)
+		if s.DriverTooOld() {
+			fmt.Fprintf(&b, ": TOO OLD, the provider needs CUDA %d", s.CUDAMajor)
+		}
+	}
+	if g.Err != nil {
+		if g.DeviceNode {
+			b.WriteString("; /dev/nvidia0 exists")
+		} else {
+			b.WriteString("; no /dev/nvidia0")
+		}
+	}
+	return b.String()
 }
 
 // toolVersion is the version word of `tool -version`'s first line.

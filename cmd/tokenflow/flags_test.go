@@ -19,6 +19,7 @@ import (
 // editView is what parsing fills in an EditOptions, flattened for diffs.
 type editView struct {
 	Input, Model, Size, FolderFPS, Device, CacheDir string
+	OriginalConfig                                  string
 	Start, Frames, Stride, Threads, BatchSize       int
 	FramesSet, JSON                                 bool
 	Prompt, NegativePrompt, InversionPrompt         string
@@ -33,7 +34,8 @@ type editView struct {
 func viewEdit(o *EditOptions) editView {
 	return editView{
 		Input: o.Input, Model: o.Model, Size: o.Size, FolderFPS: o.FolderFPS, Device: o.Device, CacheDir: o.CacheDir,
-		Start: o.Start, Frames: o.Frames, Stride: o.Stride, Threads: o.Threads, BatchSize: o.BatchSize,
+		OriginalConfig: o.OriginalConfig,
+		Start:          o.Start, Frames: o.Frames, Stride: o.Stride, Threads: o.Threads, BatchSize: o.BatchSize,
 		FramesSet: o.framesSet, JSON: o.JSON,
 		Prompt: o.Prompt, NegativePrompt: o.NegativePrompt, InversionPrompt: o.InversionPrompt,
 		InversionSteps: o.InversionSteps, Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,

@@ -26,9 +26,9 @@ func fakeLib(t *testing.T, dir, name string) string {
 func isolate(t *testing.T) {
 	t.Helper()
 	t.Setenv(ort.EnvVar, "")
-	old := ort.InstallDir
-	ort.InstallDir = ""
-	t.Cleanup(func() { ort.InstallDir = old })
+	old, oldCUDA := ort.InstallDir, ort.CUDADir
+	ort.InstallDir, ort.CUDADir = "", ""
+	t.Cleanup(func() { ort.InstallDir, ort.CUDADir = old, oldCUDA })
 }
 
 func TestFindLibraryOrder(t *testing.T) {
@@ -142,4 +142,70 @@ func TestFindLibraryErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// For CUDA the order is --ort-lib, $ONNXRUNTIME_LIB, then CUDADir (or the
+// folder "cuda" beside InstallDir); the CPU library in InstallDir is never
+// taken for CUDA.
+func TestFindLibraryForCUDA(t *testing.T) {
+	isolate(t)
+	flagLib := fakeLib(t, t.TempDir(), "libonnxruntime.so.1")
+	envLib := fakeLib(t, t.TempDir(), "libonnxruntime.so.1")
+	cudaDir := t.TempDir()
+	cudaLib := fakeLib(t, cudaDir, "libonnxruntime.so.1")
+	ortRoot := t.TempDir() // a make install: lib/ and cuda/ side by side
+	installDir, siblingDir := filepath.Join(ortRoot, "lib"), filepath.Join(ortRoot, "cuda")
+	for _, d := range []string{installDir, siblingDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fakeLib(t, installDir, "libonnxruntime.so.1")
+	siblingLib := fakeLib(t, siblingDir, "libonnxruntime.so.1")
+
+	cases := []struct {
+		name, flag, env, install, cuda, want string
+	}{
+		{"flag wins", flagLib, envLib, installDir, cudaDir, flagLib},
+		{"env before the CUDA folder", "", envLib, installDir, cudaDir, envLib},
+		{"CUDADir", "", "", installDir, cudaDir, cudaLib},
+		{"beside InstallDir when CUDADir is unset", "", "", installDir, "", siblingLib},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(ort.EnvVar, c.env)
+			ort.InstallDir, ort.CUDADir = c.install, c.cuda
+			got, err := ort.FindLibraryFor(c.flag, ort.CUDA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("FindLibraryFor(%q, cuda) = %s, want %s", c.flag, got, c.want)
+			}
+			// The CPU search is unchanged by the CUDA folder.
+			if c.flag == "" && c.env == "" {
+				if cpu, err := ort.FindLibraryFor("", ort.CPU); err != nil || filepath.Dir(cpu) != installDir {
+					t.Errorf("FindLibraryFor(\"\", cpu) = %s, %v; want the library in %s", cpu, err, installDir)
+				}
+			}
+		})
+	}
+
+	t.Run("not installed", func(t *testing.T) {
+		t.Setenv(ort.EnvVar, "")
+		empty := t.TempDir()
+		ort.InstallDir, ort.CUDADir = installDir, empty
+		got, err := ort.FindLibraryFor("", ort.CUDA)
+		if err == nil {
+			t.Fatalf("FindLibraryFor with an empty CUDA folder = %s, want an error (not the CPU library)", got)
+		}
+		if !errors.Is(err, ort.ErrNoLibrary) {
+			t.Errorf("error %q does not wrap ErrNoLibrary", err)
+		}
+		for _, w := range []string{empty, "make deps-cuda", "--ort-lib"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not mention %q", err, w)
+			}
+		}
+	})
 }

@@ -26,15 +26,25 @@ const EnvVar = "ONNXRUNTIME_LIB"
 // ErrNoLibrary is returned when no ONNX Runtime shared library can be found.
 var ErrNoLibrary = errors.New("ONNX Runtime library not found")
 
-// ErrNoCUDA is returned when CUDA is asked for and the loaded library has no
-// CUDA execution provider.
-var ErrNoCUDA = errors.New("the ONNX Runtime library has no CUDA execution provider")
+// ErrNoCUDA is returned when CUDA is asked for and the CUDA execution
+// provider cannot run (the errors are *CUDAError, which say what is missing).
+var ErrNoCUDA = errors.New("the CUDA execution provider cannot run")
 
 var libNames = []string{"libonnxruntime.so.1", "libonnxruntime.so", "libonnxruntime.dylib", "onnxruntime.dll"}
+
+// Where a library was found (CUDAStack.From).
+const (
+	fromFlag    = "--ort-lib"
+	fromEnv     = "$" + EnvVar
+	fromBinary  = "next to the binary"
+	fromMake    = "make deps"
+	fromMakeGPU = "make deps-cuda"
+)
 
 var state struct {
 	sync.Mutex
 	path string
+	from string
 	err  error
 	done bool
 }
@@ -42,28 +52,68 @@ var state struct {
 // FindLibrary returns the library to load, looking in this order: flagPath
 // (--ort-lib), $ONNXRUNTIME_LIB, next to the running binary, InstallDir.
 func FindLibrary(flagPath string) (string, error) {
+	p, _, err := findLibrary(flagPath, CPU)
+	return p, err
+}
+
+// FindLibraryFor is FindLibrary for a device. For CUDA the order is
+// flagPath, $ONNXRUNTIME_LIB, then the folder of `make deps-cuda` (CUDADir):
+// the CPU library next to the binary or in InstallDir is never taken for
+// CUDA.
+func FindLibraryFor(flagPath string, dev Device) (string, error) {
+	p, _, err := findLibrary(flagPath, dev)
+	return p, err
+}
+
+// findLibrary also says where the library was found.
+func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 	if flagPath != "" {
-		return existing(flagPath, "--ort-lib")
+		p, err := existing(flagPath, fromFlag)
+		return p, fromFlag, err
 	}
 	if p := os.Getenv(EnvVar); p != "" {
-		return existing(p, "$"+EnvVar)
+		p, err := existing(p, fromEnv)
+		return p, fromEnv, err
+	}
+	if dev == CUDA {
+		dir := cudaInstallDir()
+		if dir != "" {
+			if p, ok := firstLib(dir); ok {
+				return p, fromMakeGPU, nil
+			}
+		} else {
+			dir = "no make deps-cuda folder (this binary was not built by make)"
+		}
+		return "", "", fmt.Errorf("%w for CUDA (looked in --ort-lib, $%s, %s): run `make deps-cuda`, or pass --ort-lib /path/to/a GPU build of libonnxruntime.so",
+			ErrNoLibrary, EnvVar, dir)
 	}
 	var looked []string
 	if exe, err := os.Executable(); err == nil {
 		dir := filepath.Dir(exe)
 		if p, ok := firstLib(dir); ok {
-			return p, nil
+			return p, fromBinary, nil
 		}
 		looked = append(looked, dir)
 	}
 	if InstallDir != "" {
 		if p, ok := firstLib(InstallDir); ok {
-			return p, nil
+			return p, fromMake, nil
 		}
 		looked = append(looked, InstallDir)
 	}
-	return "", fmt.Errorf("%w (looked in --ort-lib, $%s, %s): run `make deps` or pass --ort-lib /path/to/libonnxruntime.so",
+	return "", "", fmt.Errorf("%w (looked in --ort-lib, $%s, %s): run `make deps` or pass --ort-lib /path/to/libonnxruntime.so",
 		ErrNoLibrary, EnvVar, strings.Join(looked, ", "))
+}
+
+// cudaInstallDir is CUDADir, else the folder "cuda" beside InstallDir.
+func cudaInstallDir() string {
+	if CUDADir != "" {
+		return CUDADir
+	}
+	if InstallDir != "" {
+		return filepath.Join(filepath.Dir(InstallDir), "cuda")
+	}
+	return ""
 }
 
 func existing(p, from string) (string, error) {
@@ -92,14 +142,31 @@ func firstLib(dir string) (string, bool) {
 
 // Init loads the ONNX Runtime library (found as FindLibrary says) and creates
 // the process's environment. Later calls return the first call's result.
-func Init(flagPath string) error {
+func Init(flagPath string) error { return InitDevice(flagPath, CPU) }
+
+// InitDevice is Init for a device. For CUDA the library is found as
+// FindLibraryFor says, and once it is loaded the CUDA provider is probed
+// (CheckCUDA on device 0), so that a missing part of the CUDA stack is
+// reported when the run starts, before any work. The library is loaded once
+// per process; the probe runs on every call for CUDA.
+func InitDevice(flagPath string, dev Device) error {
+	if err := load(flagPath, dev); err != nil {
+		return err
+	}
+	if dev == CUDA {
+		return CheckCUDA(0)
+	}
+	return nil
+}
+
+func load(flagPath string, dev Device) error {
 	state.Lock()
 	defer state.Unlock()
 	if state.done {
 		return state.err
 	}
 	state.done = true
-	path, err := FindLibrary(flagPath)
+	path, from, err := findLibrary(flagPath, dev)
 	if err != nil {
 		state.err = err
 		return err
@@ -112,7 +179,7 @@ func Init(flagPath string) error {
 		state.err = fmt.Errorf("load ONNX Runtime from %s: %s", path, oneLine(err))
 		return state.err
 	}
-	state.path = path
+	state.path, state.from = path, from
 	return nil
 }
 
@@ -151,21 +218,6 @@ func cudaAvailable() error {
 	}
 	defer so.Destroy()
 	return appendCUDA(so, 0)
-}
-
-func appendCUDA(so *ortgo.SessionOptions, device int) error {
-	cuda, err := ortgo.NewCUDAProviderOptions()
-	if err != nil {
-		return fmt.Errorf("%w (%s): use a GPU build of ONNX Runtime via --ort-lib, or --device cpu", ErrNoCUDA, oneLine(err))
-	}
-	defer cuda.Destroy()
-	if err := cuda.Update(map[string]string{"device_id": fmt.Sprint(device)}); err != nil {
-		return fmt.Errorf("%w (%s): use a GPU build of ONNX Runtime via --ort-lib, or --device cpu", ErrNoCUDA, oneLine(err))
-	}
-	if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
-		return fmt.Errorf("%w (%s): use a GPU build of ONNX Runtime via --ort-lib, or --device cpu", ErrNoCUDA, oneLine(err))
-	}
-	return nil
 }
 
 // oneLine keeps the first line of an error from the C library.

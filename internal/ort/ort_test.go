@@ -102,7 +102,9 @@ func TestCUDAOnCPUBuild(t *testing.T) {
 	if strings.Contains(msg, "\n") {
 		t.Errorf("error spans several lines: %q", msg)
 	}
-	for _, hint := range []string{"--ort-lib", "--device cpu"} {
+	// The CPU build has no provider libraries beside it: the error names
+	// them and the command that installs a build that has.
+	for _, hint := range []string{"--ort-lib", "--device cpu", "libonnxruntime_providers_cuda.so", "make deps-cuda"} {
 		if !strings.Contains(msg, hint) {
 			t.Errorf("error %q does not say what to do (%s)", msg, hint)
 		}

@@ -108,7 +108,7 @@ func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.Dyn
 	case "", CPU:
 	case CUDA:
 		if err := appendCUDA(so, o.DeviceID); err != nil {
-			return nil, err
+			return nil, cudaSessionError(err)
 		}
 	default:
 		return nil, fmt.Errorf("unknown device %q", o.Device)

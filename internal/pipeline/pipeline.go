@@ -69,7 +69,9 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 		return nil, err
 	}
 	j.root = root
-	if err := ort.Init(r.ORTLib); err != nil {
+	// With CUDA, this also probes the provider and its libraries: a missing
+	// one is said now, before any work.
+	if err := ort.InitDevice(r.ORTLib, r.Device); err != nil {
 		return nil, err
 	}
 	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log})
