@@ -16,8 +16,8 @@ import (
 	"github.com/tokenflow/tokenflow/internal/scheduler"
 )
 
-// The single-file fixtures: testdata/conformance/single-file/ (copies of
-// shared/conformance/single-file/, MANIFEST.md says how they were made).
+// The single-file fixtures: testdata/conformance/single-file/ (its
+// MANIFEST.md says how they were made).
 var singleFiles = []string{"tiny-sd15-ldm", "tiny-sd21-ldm"}
 
 func singlePath(t testing.TB, name, ext string) string {

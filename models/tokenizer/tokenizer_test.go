@@ -12,7 +12,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 )
 
-// The conformance fixtures are copies of shared/conformance/<model>/: the
+// The conformance fixtures are testdata/conformance/<model>/: the
 // tokenizer/ folder of the tiny checkpoints (the real SD 1.5 and SD 2.1
 // vocabulary and merges) and what transformers 4.31's slow CLIPTokenizer
 // with ftfy 6.1.1 made of eight prompts (expected/MANIFEST.md).
