@@ -133,7 +133,7 @@ func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, er
 		// The image2 demuxer can start at the first wanted file, so the
 		// frames before it are never read.
 		input = ffmpeg.Input(in.Pattern, ffmpeg.KwArgs{
-			"f": "image2", "framerate": in.FPS.String(), "start_number": in.FirstNumber + r.Start,
+			"f": "image2", "pattern_type": "sequence", "framerate": in.FPS.String(), "start_number": in.FirstNumber + r.Start,
 		})
 		start = 0
 	} else {

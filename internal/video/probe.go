@@ -5,18 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"image"
 	_ "image/jpeg" // frame folders may hold JPEG frames
 	_ "image/png"
 	"io/fs"
-	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -295,71 +291,20 @@ func parseClock(s string) time.Duration {
 	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(math.Round(sec*float64(time.Second)))
 }
 
-var frameName = regexp.MustCompile(`^([0-9]+)\.(?i:(png|jpe?g))$`)
-
 // probeFolder describes a folder of numbered frames: their count, the size
 // of the first (all must match), the given rate and no audio.
 func probeFolder(dir string, fps Rational) (Info, error) {
-	entries, err := os.ReadDir(dir)
+	l, err := listFrames(dir)
 	if err != nil {
-		return Info{}, newError(ErrUnreadable, err, "%s: cannot list the folder: %v", dir, causeText(err))
+		return Info{}, err
 	}
-	type frameFile struct {
-		name, digits string
-		n            int
-	}
-	var files []frameFile
-	exts := map[string]bool{}
-	for _, e := range entries {
-		m := frameName.FindStringSubmatch(e.Name())
-		if m == nil || !e.Type().IsRegular() {
-			continue
-		}
-		n, err := strconv.Atoi(m[1])
-		if err != nil {
-			continue
-		}
-		files = append(files, frameFile{e.Name(), m[1], n})
-		exts[strings.ToLower(filepath.Ext(e.Name()))] = true
-	}
-	if len(files) == 0 {
-		return Info{}, newError(ErrNoFrames, nil, "%s: no numbered frames (00000.png, 00001.png, ... or .jpg) in this folder", dir)
-	}
-	if len(exts) > 1 {
-		return Info{}, newError(ErrUnreadable, nil, "%s: holds frames of several kinds (%s); keep one kind", dir, strings.Join(slices.Sorted(maps.Keys(exts)), ", "))
-	}
-	slices.SortFunc(files, func(a, b frameFile) int { return a.n - b.n })
-	ext := filepath.Ext(files[0].name)
-
-	// One printf pattern must name every frame: zero-padded to the first
-	// name's width (%05d), or unpadded (%d).
-	width := len(files[0].digits)
-	padded, plain := true, true
-	for i, f := range files {
-		if f.n != files[0].n+i {
-			missing := fmt.Sprintf("%0*d%s", width, files[0].n+i, ext)
-			return Info{}, newError(ErrNoFrames, nil, "%s: frame %s is missing; frames must be numbered without gaps", dir, missing)
-		}
-		padded = padded && f.digits == fmt.Sprintf("%0*d", width, f.n)
-		plain = plain && f.digits == strconv.Itoa(f.n)
-	}
-	var verb string
-	switch {
-	case padded:
-		verb = fmt.Sprintf("%%0%dd", width)
-	case plain:
-		verb = "%d"
-	default:
-		return Info{}, newError(ErrUnreadable, nil, "%s: frame names mix widths (%s, %s); number them all alike, e.g. 00000%s, 00001%s",
-			dir, files[0].name, files[len(files)-1].name, ext, ext)
-	}
-
+	ext := l.ext
 	var first image.Config
 	var codec string
-	for i, f := range files {
-		cfg, format, err := decodeConfig(filepath.Join(dir, f.name))
+	for i, name := range l.names {
+		cfg, format, err := decodeConfig(filepath.Join(dir, name))
 		if err != nil {
-			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, f.name), strings.ToUpper(ext[1:]), causeText(err))
+			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, name), strings.ToUpper(ext[1:]), causeText(err))
 		}
 		if i == 0 {
 			first, codec = cfg, format
@@ -367,26 +312,25 @@ func probeFolder(dir string, fps Rational) (Info, error) {
 		}
 		if cfg.Width != first.Width || cfg.Height != first.Height {
 			return Info{}, newError(ErrUnreadable, nil, "%s: %s is %dx%d but %s is %dx%d; all frames must have one size",
-				dir, f.name, cfg.Width, cfg.Height, files[0].name, first.Width, first.Height)
+				dir, name, cfg.Width, cfg.Height, l.names[0], first.Width, first.Height)
 		}
 	}
 	if codec == "jpeg" {
 		codec = "mjpeg"
 	}
-	abs := ffmpegInput(dir)
 	return Info{
 		Path:          dir,
 		Folder:        true,
 		FPS:           fps,
-		Frames:        len(files),
+		Frames:        len(l.names),
 		Width:         first.Width,
 		Height:        first.Height,
 		DisplayWidth:  first.Width,
 		DisplayHeight: first.Height,
-		Duration:      fps.FrameTime(len(files)),
+		Duration:      fps.FrameTime(len(l.names)),
 		Codec:         codec,
-		Pattern:       filepath.Join(strings.ReplaceAll(abs, "%", "%%"), verb+ext),
-		FirstNumber:   files[0].n,
+		Pattern:       l.pattern,
+		FirstNumber:   l.first,
 	}, nil
 }
 
