@@ -7,6 +7,7 @@ import (
 	"image/jpeg"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -301,5 +302,26 @@ func TestDecodeStreaming(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Decode after cancel = %v, want context.Canceled", err)
+	}
+}
+
+// A frame count the container claims sizes nothing: an Info claiming 2^40
+// frames for a 3-frame clip decodes the 3 frames it has, allocating about
+// what they take, and reports the shortfall.
+func TestDecodeLyingFrameCount(t *testing.T) {
+	path := testClip(t, t.TempDir(), "three.mp4", "32x32", "25", 3, false)
+	in := probe(t, path)
+	in.Frames = 1 << 40
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := DecodeAll(context.Background(), in, DecodeOptions{Size: Size{32, 32}, Range: Whole()})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTruncated) {
+		t.Errorf("err = %v, want ErrTruncated", err)
+	}
+	oneLine(t, err, path, "only 3 of the 1099511627776 frames")
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Errorf("DecodeAll allocated %d bytes for 3 frames of 3 KiB", got)
 	}
 }

@@ -64,8 +64,11 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 	if err := ctxErr(ctx, "encode "+path); err != nil {
 		return nil, err
 	}
+	if msg := sizeProblem(size.W, size.H, false); msg != "" {
+		return nil, newError(ErrSize, nil, "encode %s: frame size %s: %s", path, size, msg)
+	}
 	switch {
-	case size.W <= 0 || size.H <= 0 || size.W%2 != 0 || size.H%2 != 0:
+	case size.W%2 != 0 || size.H%2 != 0:
 		return nil, newError(ErrSize, nil, "encode %s: frame size %s: H.264 (yuv420p) needs positive, even width and height", path, size)
 	case !opts.FPS.Valid():
 		return nil, newError(nil, nil, "encode %s: frame rate %s is not a positive rate", path, opts.FPS)
