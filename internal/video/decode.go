@@ -83,7 +83,8 @@ func DecodeAll(ctx context.Context, in Info, opts DecodeOptions) (*Clip, error) 
 	// The frame count comes from the source's own claim; it sizes nothing
 	// up front (append grows the slice as frames really arrive), and memory
 	// for the frames themselves is only taken as they are decoded.
-	clip := &Clip{Size: d.size, FPS: in.ClipFPS(d.r), Range: d.r, Frames: make([]Frame, 0, min(d.r.Count, 64))}
+	clip := &Clip{Size: d.size, FPS: in.ClipFPS(d.r), Range: d.r, Times: in.ClipTimes(d.r),
+		Frames: make([]Frame, 0, min(d.r.Count, 64))}
 	for {
 		f, err := d.next()
 		if err == io.EOF {

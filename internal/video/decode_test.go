@@ -7,6 +7,7 @@ import (
 	"image/jpeg"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"testing"
@@ -71,7 +72,7 @@ func TestProbeFolder(t *testing.T) {
 	want := Info{Path: dir, Folder: true, FPS: Rational{12, 1}, Frames: 8, Width: 24, Height: 16,
 		DisplayWidth: 24, DisplayHeight: 16, Duration: Rational{12, 1}.FrameTime(8), Codec: "png"}
 	in.Pattern, in.FirstNumber = "", 0
-	if in != want {
+	if !reflect.DeepEqual(in, want) {
 		t.Errorf("Probe = %+v\nwant %+v", in, want)
 	}
 	if in := probe(t, dir); in.FPS != (Rational{10, 1}) {

@@ -2,6 +2,7 @@ package video
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,7 +66,8 @@ func Probe(ctx context.Context, path string, opts ...ProbeOption) (Info, error) 
 type probeOutput struct {
 	Streams []probeStream `json:"streams"`
 	Format  struct {
-		Duration string `json:"duration"`
+		Duration  string `json:"duration"`
+		StartTime string `json:"start_time"`
 	} `json:"format"`
 }
 
@@ -84,6 +87,69 @@ type probeStream struct {
 		Type     string      `json:"side_data_type"`
 		Rotation json.Number `json:"rotation"`
 	} `json:"side_data_list"`
+}
+
+// maxProbeJSON bounds the ffprobe description we parse: a real one is a
+// few KiB per stream.
+const maxProbeJSON = 16 << 20
+
+// parseProbe parses ffprobe's -show_format -show_streams JSON for path and
+// describes its video: everything in Info but the frame count and times,
+// which come from reading the stream (see packetTimes), plus the video
+// stream's index and the frame count its header claims (0 if none), which
+// is only ever compared with the count read.
+func parseProbe(path string, data []byte) (in Info, index, claimed int, err error) {
+	if len(data) > maxProbeJSON {
+		return Info{}, 0, 0, newError(ErrUnreadable, nil, "%s: ffprobe's description is %d bytes, over the %d this tool reads", path, len(data), maxProbeJSON)
+	}
+	var p probeOutput
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Info{}, 0, 0, newError(ErrUnreadable, err, "%s: cannot parse ffprobe's description: %v", path, err)
+	}
+	in = Info{Path: path}
+	var v *probeStream
+	var audio *probeStream
+	for i := range p.Streams {
+		s := &p.Streams[i]
+		switch {
+		case s.CodecType == "video" && s.Disposition["attached_pic"] == 0 && v == nil:
+			v = s
+		case s.CodecType == "audio":
+			in.AudioStreams++
+			if audio == nil {
+				audio = s
+			}
+		}
+	}
+	formatDur := parseSeconds(p.Format.Duration)
+	if audio != nil {
+		in.HasAudio = true
+		in.AudioDuration = streamDuration(audio, formatDur)
+	}
+	if v == nil {
+		what := "no streams at all"
+		if audio != nil {
+			what = "audio only"
+		}
+		return Info{}, 0, 0, newError(ErrNoVideo, nil, "%s: has no video stream (%s); give a video file or a folder of numbered frames", path, what)
+	}
+	in.Codec = v.CodecName
+	in.Width, in.Height = v.Width, v.Height
+	if in.Width <= 0 || in.Height <= 0 {
+		return Info{}, 0, 0, newError(ErrUnreadable, nil, "%s: ffprobe cannot tell the video's frame size; is the file complete?", path)
+	}
+	in.Duration = streamDuration(v, formatDur)
+	in.Rotation = rotation(v)
+	in.DisplayWidth, in.DisplayHeight = in.Width, in.Height
+	if in.Rotation == 90 || in.Rotation == 270 {
+		in.DisplayWidth, in.DisplayHeight = in.Height, in.Width
+	}
+	in.FPS = frameRate(v)
+	if n, err := strconv.Atoi(v.NbFrames); err == nil && n > 0 {
+		claimed = n
+	}
+	in.VideoStart = -parseSignedSeconds(p.Format.StartTime) // made relative below, once the first frame is known
+	return in, v.Index, claimed, nil
 }
 
 // ffprobe runs ffprobe with args (built like ffmpeg-go's Probe) on path and
@@ -116,96 +182,136 @@ func probeFile(ctx context.Context, path string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	var p probeOutput
-	if err := json.Unmarshal(out, &p); err != nil {
-		return Info{}, newError(ErrUnreadable, err, "%s: cannot parse ffprobe's description: %v", path, err)
-	}
-	in := Info{Path: path}
-	var v *probeStream
-	var audio *probeStream
-	for i := range p.Streams {
-		s := &p.Streams[i]
-		switch {
-		case s.CodecType == "video" && s.Disposition["attached_pic"] == 0 && v == nil:
-			v = s
-		case s.CodecType == "audio" && audio == nil:
-			audio = s
-		}
-	}
-	formatDur := parseSeconds(p.Format.Duration)
-	if audio != nil {
-		in.HasAudio = true
-		in.AudioDuration = streamDuration(audio, formatDur)
-	}
-	if v == nil {
-		what := "no streams at all"
-		if audio != nil {
-			what = "audio only"
-		}
-		return Info{}, newError(ErrNoVideo, nil, "%s: has no video stream (%s); give a video file or a folder of numbered frames", path, what)
-	}
-	in.Codec = v.CodecName
-	in.Width, in.Height = v.Width, v.Height
-	if in.Width <= 0 || in.Height <= 0 {
-		return Info{}, newError(ErrUnreadable, nil, "%s: ffprobe cannot tell the video's frame size; is the file complete?", path)
-	}
-	in.Duration = streamDuration(v, formatDur)
-	in.Rotation = rotation(v)
-	in.DisplayWidth, in.DisplayHeight = in.Width, in.Height
-	if in.Rotation == 90 || in.Rotation == 270 {
-		in.DisplayWidth, in.DisplayHeight = in.Height, in.Width
+	in, index, claimed, err := parseProbe(path, out)
+	if err != nil {
+		return Info{}, err
 	}
 
-	if n, err := strconv.Atoi(v.NbFrames); err == nil && n > 0 {
-		in.Frames = n
-	} else {
-		// The container does not say (Matroska, WebM, raw streams): count.
-		n, err := countFrames(ctx, path, v.Index)
-		if err != nil {
-			return Info{}, err
-		}
-		in.Frames = n
+	// The frames are counted, and their times read, from the stream's own
+	// packets: a container's header may claim any count.
+	out, err = ffprobe(ctx, path, ffmpeg.KwArgs{
+		"of": "csv=p=0", "select_streams": strconv.Itoa(index), "show_entries": "packet=pts_time,duration_time,flags",
+	})
+	if err != nil {
+		return Info{}, err
 	}
+	pk := parsePackets(out)
+	in.Frames = pk.n
 	if in.Frames == 0 {
 		return Info{}, newError(ErrNoFrames, nil, "%s: its video stream has no frames; give a video with at least one frame", path)
 	}
-
-	in.FPS = frameRate(v)
+	if claimed > in.Frames {
+		return Info{}, newError(ErrTruncated, nil, "%s: only %d of the %d frames its header declares can be read; the file may be truncated or damaged",
+			path, in.Frames, claimed)
+	}
 	if !in.FPS.Valid() && in.Duration > 0 {
 		in.FPS, _ = ParseRational(strconv.FormatFloat(float64(in.Frames)/in.Duration.Seconds(), 'f', 3, 64))
 	}
 	if !in.FPS.Valid() {
 		return Info{}, newError(ErrUnreadable, nil, "%s: ffprobe cannot tell the video's frame rate", path)
 	}
+	if pk.times != nil {
+		in.VideoStart += pk.start
+		in.FrameTimes = pk.frameTimes(in.FPS)
+	} else {
+		in.VideoStart = 0
+	}
 	if in.Duration == 0 {
-		in.Duration = in.FPS.FrameTime(in.Frames)
+		in.Duration = in.FrameTime(in.Frames)
 	}
 	return in, nil
 }
 
-// countFrames counts the packets of video stream index, which for video is
-// its number of frames.
-func countFrames(ctx context.Context, path string, index int) (int, error) {
-	out, err := ffprobe(ctx, path, ffmpeg.KwArgs{
-		"of": "json", "count_packets": "", "select_streams": strconv.Itoa(index),
-		"show_entries": "stream=nb_read_packets",
-	})
-	if err != nil {
-		return 0, err
+// packets is what a video stream's packets say: how many frames it has
+// and, when every packet has a presentation time, when each frame starts.
+type packets struct {
+	n     int
+	start time.Duration   // the earliest presentation time, in the file's timeline
+	times []time.Duration // presentation times in order, from start; nil if any is missing
+	last  time.Duration   // duration of the last frame shown, 0 if unknown
+}
+
+// maxPackets bounds the packets parsePackets keeps times for: ten hours
+// at 240 fps. Past it the count goes on but the times are dropped.
+const maxPackets = 10 * 3600 * 240
+
+// parsePackets reads ffprobe's `-show_entries
+// packet=pts_time,duration_time,flags -of csv=p=0` lines
+// ("1.033333,0.033333,__"). Packets flagged D (discarded, before an edit
+// list's start) are not frames.
+func parsePackets(data []byte) packets {
+	type pkt struct{ pts, dur time.Duration }
+	var ps []pkt
+	var p packets
+	timed := true
+	for len(data) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		f := strings.Split(strings.TrimSpace(string(line)), ",")
+		if len(f) != 3 {
+			continue
+		}
+		if strings.Contains(f[2], "D") {
+			continue
+		}
+		p.n++
+		pts, ok := parseTime(f[0])
+		if !ok || !timed || p.n > maxPackets {
+			timed, ps = false, nil
+			continue
+		}
+		dur, _ := parseTime(f[1])
+		ps = append(ps, pkt{pts, max(dur, 0)})
 	}
-	var p struct {
-		Streams []struct {
-			N string `json:"nb_read_packets"`
-		} `json:"streams"`
+	if !timed || len(ps) == 0 {
+		return p
 	}
-	if err := json.Unmarshal(out, &p); err != nil || len(p.Streams) == 0 {
-		return 0, newError(ErrUnreadable, err, "%s: cannot count the video's frames", path)
+	slices.SortFunc(ps, func(a, b pkt) int { return cmp.Compare(a.pts, b.pts) })
+	p.start = ps[0].pts
+	p.times = make([]time.Duration, len(ps))
+	for i, q := range ps {
+		p.times[i] = q.pts - p.start
+		if i > 0 && p.times[i] == p.times[i-1] {
+			// Two frames at one time: the times cannot be trusted.
+			p.times = nil
+			return p
+		}
 	}
-	n, err := strconv.Atoi(p.Streams[0].N)
-	if err != nil {
-		return 0, newError(ErrUnreadable, err, "%s: cannot count the video's frames", path)
+	p.last = ps[len(ps)-1].dur
+	return p
+}
+
+// frameTimes is Info.FrameTimes: each frame's start and, last, the end of
+// the last frame (its packet's duration, else the last interval, else one
+// frame at fps).
+func (p packets) frameTimes(fps Rational) []time.Duration {
+	n := len(p.times)
+	last := p.last
+	if last <= 0 && n > 1 {
+		last = p.times[n-1] - p.times[n-2]
 	}
-	return n, nil
+	if last <= 0 {
+		last = fps.FrameTime(1)
+	}
+	return append(slices.Clip(p.times), p.times[n-1]+last)
+}
+
+// parseTime reads ffprobe's seconds ("1.033333"), which may be negative.
+func parseTime(s string) (time.Duration, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.Abs(f) > 1e9 {
+		return 0, false
+	}
+	return time.Duration(math.Round(f * float64(time.Second))), true
+}
+
+func parseSignedSeconds(s string) time.Duration {
+	d, _ := parseTime(s)
+	return d
 }
 
 // frameRate prefers r_frame_rate (the exact base rate, e.g. 30000/1001) when
