@@ -48,6 +48,8 @@ var (
 	ErrRange = errors.New("bad frame range")
 	// ErrSize: a frame size (--size) is invalid.
 	ErrSize = errors.New("bad frame size")
+	// ErrFormat: the output's extension names no format Encode writes.
+	ErrFormat = errors.New("unsupported output format")
 	// ErrFFmpeg: ffmpeg failed for another reason.
 	ErrFFmpeg = errors.New("ffmpeg failed")
 )
