@@ -45,10 +45,27 @@ func TestProbeFile(t *testing.T) {
 			},
 			wantFPS: Rational{25, 1}, wantFrames: 10, wantSize: Size{32, 16},
 		},
+		{
+			// A raw H.264 stream has no timestamps: frames are counted,
+			// and timed by the rate.
+			name: "raw h264 untimed",
+			make: func() string {
+				p := filepath.Join(dir, "r.h264")
+				ff(t, "-f", "lavfi", "-i", "testsrc2=s=32x32:r=25", "-frames:v", "7", "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", p)
+				return p
+			},
+			wantFPS: Rational{25, 1}, wantFrames: 7, wantSize: Size{32, 32},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := probe(t, tt.make())
+			if in.VariableRate() {
+				t.Errorf("constant-rate clip reported as variable: %v", in.FrameTimes)
+			}
+			if r, _ := Whole().Resolve(in); in.ClipTimes(r) != nil {
+				t.Errorf("constant-rate clip has clip times %v", in.ClipTimes(r))
+			}
 			if in.FPS != tt.wantFPS || in.Frames != tt.wantFrames || in.DisplaySize() != tt.wantSize || in.HasAudio != tt.wantAudio || in.Rotation != 0 {
 				t.Errorf("Probe = %+v\nwant fps %v, %d frames, %v, audio %v", in, tt.wantFPS, tt.wantFrames, tt.wantSize, tt.wantAudio)
 			}

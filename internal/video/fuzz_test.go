@@ -1,12 +1,8 @@
 package video
 
 import (
-	"context"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	ffmpeg "github.com/u2takey/ffmpeg-go"
 )
 
 // FuzzProbeJSON feeds arbitrary bytes to what parses ffprobe's output:
@@ -20,20 +16,10 @@ import (
 // -show_entries packet=pts_time,duration_time,flags`) for tiny clips made by
 // ffmpeg 5.1 from lavfi testsrc2 and sine: an MP4 with AAC, the same with
 // a rotate tag, Matroska, WebM (VP9, Opus), GIF, and issue 9's
-// variable-rate clip. When ffmpeg is on PATH the test adds the output for
-// a clip it makes itself.
+// variable-rate clip (made as in vfrClip). They are saved rather than made
+// at each run: the fuzz engine reruns this setup in every worker it starts,
+// and ffmpeg there would slow fuzzing to a crawl.
 func FuzzProbeJSON(f *testing.F) {
-	if clip := fuzzSeedClip(f); clip != "" {
-		ctx := context.Background()
-		for _, args := range []ffmpeg.KwArgs{
-			{"of": "json", "show_format": "", "show_streams": ""},
-			{"of": "csv=p=0", "select_streams": "0", "show_entries": "packet=pts_time,duration_time,flags"},
-		} {
-			if out, err := ffprobe(ctx, clip, args); err == nil {
-				f.Add(out)
-			}
-		}
-	}
 	f.Add([]byte(`{"streams":[{"index":0,"codec_type":"video","width":64,"height":48,"r_frame_rate":"25/1","nb_frames":"1099511627776"}]}`))
 	f.Add([]byte("0.000000,0.040000,K_\n0.040000,0.040000,_D\nN/A,N/A,__\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -75,19 +61,4 @@ func FuzzProbeJSON(f *testing.F) {
 		_ = in.VariableRate()
 		_ = in.FrameTime(r.Count)
 	})
-}
-
-// fuzzSeedClip makes a small clip with audio for seeds, or "" without
-// ffmpeg.
-func fuzzSeedClip(f *testing.F) string {
-	if _, err := lookTool("ffmpeg"); err != nil {
-		return ""
-	}
-	if _, err := lookTool("ffprobe"); err != nil {
-		return ""
-	}
-	path := filepath.Join(f.TempDir(), "seed.mov")
-	ff(f, "-f", "lavfi", "-i", "testsrc2=s=32x24:r=30000/1001:d=0.3", "-f", "lavfi", "-i", "sine=d=0.3",
-		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", path)
-	return path
 }

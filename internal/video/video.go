@@ -3,16 +3,24 @@
 // Raw RGB frames travel through pipes; no temporary image files are made.
 //
 // A source is any file ffmpeg reads, or a folder of numbered frames
-// (00000.png, 00001.png, ... or .jpg, as the official TokenFlow data folders
-// hold). The flow is:
+// (00000.png, 00001.png, ... as the official TokenFlow data folders hold,
+// or frame_001.jpg, img-0002.PNG: see FrameFiles). Frame counts and times
+// come from the stream's packets, not from what a header claims, so a
+// variable-frame-rate clip keeps its timing. The flow is:
 //
-//	info, err := video.Probe(ctx, "in.mp4")              // fps, frames, size, rotation, audio
+//	if err := video.CheckOutputFormat("out.webm"); err != nil { ... } // before any work
+//	info, err := video.Probe(ctx, "in.mp4")              // frames and their times, size, rotation, audio
 //	size := video.DefaultSize(info.DisplaySize())        // or video.ParseSize(flag)
 //	r, err := video.Whole().Resolve(info)                // or Range{Start, Count, Stride}
+//	need := video.ClipBytes(size, r.Count)               // memory the decoded frames take
 //	err = video.Decode(ctx, info, video.DecodeOptions{Size: size, Range: r},
 //		func(f video.Frame) error { ...; return nil })   // rgb24 frames
-//	err = video.Encode(ctx, "out.mp4", clip, video.EncodeOptions{
-//		FPS: info.ClipFPS(r), Audio: info.AudioFor(r)})
+//	err = video.Encode(ctx, "out.webm", clip, video.EncodeOptions{
+//		FPS: info.ClipFPS(r), Times: info.ClipTimes(r), Audio: info.AudioFor(r)})
+//
+// The output's extension picks its container and codecs (see
+// OutputFormat); every audio stream of the source is kept where the
+// container holds audio.
 //
 // Errors are one line naming the file or flag, and wrap a sentinel (ErrXxx)
 // where a caller may want to tell cases apart.
