@@ -343,3 +343,26 @@ func TestDecodeLyingFrameCount(t *testing.T) {
 		t.Errorf("DecodeAll allocated %d bytes for 3 frames of 3 KiB", got)
 	}
 }
+
+// A clip cut without re-encoding starts mid-GOP: its edit list hides the
+// frames before the cut, which the header still counts. Only the frames
+// shown are counted and decoded, timed from the first shown, and audio
+// starts with them.
+func TestProbeEditList(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full.mp4")
+	ff(t, "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", "-f", "lavfi", "-i", "sine=d=1",
+		"-c:v", "libx264", "-preset", "fast", "-bf", "3", "-g", "25", "-c:a", "aac", full)
+	cut := filepath.Join(dir, "cut.mp4")
+	ff(t, "-ss", "0.32", "-i", full, "-c", "copy", cut)
+	in := probe(t, cut)
+	clip := decodeAll(t, in, DecodeOptions{Size: Size{64, 48}, Range: Whole()})
+	if in.Frames != len(clip.Frames) || in.Frames < 15 || in.Frames > 19 {
+		t.Errorf("probe counts %d frames, decoding gives %d; want equal, about 17", in.Frames, len(clip.Frames))
+	}
+	if in.VariableRate() || in.FrameTime(0) != 0 || !within(in.FrameTime(in.Frames), in.FPS.FrameTime(in.Frames), time.Millisecond) {
+		t.Errorf("times %v, want 0 to %v at 25 fps", in.FrameTimes, in.FPS.FrameTime(in.Frames))
+	}
+	t.Logf("%d frames, video starts at %v in the file, audio %v", in.Frames, in.VideoStart, in.AudioDuration)
+}

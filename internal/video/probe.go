@@ -200,9 +200,9 @@ func probeFile(ctx context.Context, path string) (Info, error) {
 	if in.Frames == 0 {
 		return Info{}, newError(ErrNoFrames, nil, "%s: its video stream has no frames; give a video with at least one frame", path)
 	}
-	if claimed > in.Frames {
+	if claimed > pk.all {
 		return Info{}, newError(ErrTruncated, nil, "%s: only %d of the %d frames its header declares can be read; the file may be truncated or damaged",
-			path, in.Frames, claimed)
+			path, pk.all, claimed)
 	}
 	if !in.FPS.Valid() && in.Duration > 0 {
 		in.FPS, _ = ParseRational(strconv.FormatFloat(float64(in.Frames)/in.Duration.Seconds(), 'f', 3, 64))
@@ -225,7 +225,8 @@ func probeFile(ctx context.Context, path string) (Info, error) {
 // packets is what a video stream's packets say: how many frames it has
 // and, when every packet has a presentation time, when each frame starts.
 type packets struct {
-	n     int
+	n     int // frames: packets not flagged discarded
+	all   int // packets, discarded ones too (as a header counts them)
 	start time.Duration   // the earliest presentation time, in the file's timeline
 	times []time.Duration // presentation times in order, from start; nil if any is missing
 	last  time.Duration   // duration of the last frame shown, 0 if unknown
@@ -255,6 +256,7 @@ func parsePackets(data []byte) packets {
 		if len(f) != 3 {
 			continue
 		}
+		p.all++
 		if strings.Contains(f[2], "D") {
 			continue
 		}
