@@ -225,8 +225,8 @@ func probeFile(ctx context.Context, path string) (Info, error) {
 // packets is what a video stream's packets say: how many frames it has
 // and, when every packet has a presentation time, when each frame starts.
 type packets struct {
-	n     int // frames: packets not flagged discarded
-	all   int // packets, discarded ones too (as a header counts them)
+	n     int             // frames: packets not flagged discarded
+	all   int             // packets, discarded ones too (as a header counts them)
 	start time.Duration   // the earliest presentation time, in the file's timeline
 	times []time.Duration // presentation times in order, from start; nil if any is missing
 	last  time.Duration   // duration of the last frame shown, 0 if unknown
