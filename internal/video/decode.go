@@ -80,7 +80,11 @@ func DecodeAll(ctx context.Context, in Info, opts DecodeOptions) (*Clip, error) 
 		return nil, err
 	}
 	defer d.close()
-	clip := &Clip{Size: d.size, FPS: in.ClipFPS(d.r), Range: d.r, Frames: make([]Frame, 0, d.r.Count)}
+	// The frame count comes from the source's own claim; it sizes nothing
+	// up front (append grows the slice as frames really arrive), and memory
+	// for the frames themselves is only taken as they are decoded.
+	clip := &Clip{Size: d.size, FPS: in.ClipFPS(d.r), Range: d.r, Times: in.ClipTimes(d.r),
+		Frames: make([]Frame, 0, min(d.r.Count, 64))}
 	for {
 		f, err := d.next()
 		if err == io.EOF {
@@ -120,8 +124,8 @@ func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, er
 	if size.IsZero() {
 		size = DefaultSize(in.DisplaySize())
 	}
-	if size.W <= 0 || size.H <= 0 {
-		return nil, newError(ErrSize, nil, "decode %s: frame size %s must be positive", in.Path, size)
+	if msg := sizeProblem(size.W, size.H, false); msg != "" {
+		return nil, newError(ErrSize, nil, "decode %s: frame size %s: %s", in.Path, size, msg)
 	}
 
 	// Frame k of the output is source frame r.Start + k*r.Stride: select by
@@ -133,7 +137,7 @@ func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, er
 		// The image2 demuxer can start at the first wanted file, so the
 		// frames before it are never read.
 		input = ffmpeg.Input(in.Pattern, ffmpeg.KwArgs{
-			"f": "image2", "framerate": in.FPS.String(), "start_number": in.FirstNumber + r.Start,
+			"f": "image2", "pattern_type": "sequence", "framerate": in.FPS.String(), "start_number": in.FirstNumber + r.Start,
 		})
 		start = 0
 	} else {

@@ -7,6 +7,8 @@ import (
 	"image/jpeg"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -43,10 +45,27 @@ func TestProbeFile(t *testing.T) {
 			},
 			wantFPS: Rational{25, 1}, wantFrames: 10, wantSize: Size{32, 16},
 		},
+		{
+			// A raw H.264 stream has no timestamps: frames are counted,
+			// and timed by the rate.
+			name: "raw h264 untimed",
+			make: func() string {
+				p := filepath.Join(dir, "r.h264")
+				ff(t, "-f", "lavfi", "-i", "testsrc2=s=32x32:r=25", "-frames:v", "7", "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", p)
+				return p
+			},
+			wantFPS: Rational{25, 1}, wantFrames: 7, wantSize: Size{32, 32},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := probe(t, tt.make())
+			if in.VariableRate() {
+				t.Errorf("constant-rate clip reported as variable: %v", in.FrameTimes)
+			}
+			if r, _ := Whole().Resolve(in); in.ClipTimes(r) != nil {
+				t.Errorf("constant-rate clip has clip times %v", in.ClipTimes(r))
+			}
 			if in.FPS != tt.wantFPS || in.Frames != tt.wantFrames || in.DisplaySize() != tt.wantSize || in.HasAudio != tt.wantAudio || in.Rotation != 0 {
 				t.Errorf("Probe = %+v\nwant fps %v, %d frames, %v, audio %v", in, tt.wantFPS, tt.wantFrames, tt.wantSize, tt.wantAudio)
 			}
@@ -70,7 +89,7 @@ func TestProbeFolder(t *testing.T) {
 	want := Info{Path: dir, Folder: true, FPS: Rational{12, 1}, Frames: 8, Width: 24, Height: 16,
 		DisplayWidth: 24, DisplayHeight: 16, Duration: Rational{12, 1}.FrameTime(8), Codec: "png"}
 	in.Pattern, in.FirstNumber = "", 0
-	if in != want {
+	if !reflect.DeepEqual(in, want) {
 		t.Errorf("Probe = %+v\nwant %+v", in, want)
 	}
 	if in := probe(t, dir); in.FPS != (Rational{10, 1}) {
@@ -302,4 +321,48 @@ func TestDecodeStreaming(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Decode after cancel = %v, want context.Canceled", err)
 	}
+}
+
+// A frame count the container claims sizes nothing: an Info claiming 2^40
+// frames for a 3-frame clip decodes the 3 frames it has, allocating about
+// what they take, and reports the shortfall.
+func TestDecodeLyingFrameCount(t *testing.T) {
+	path := testClip(t, t.TempDir(), "three.mp4", "32x32", "25", 3, false)
+	in := probe(t, path)
+	in.Frames = 1 << 40
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := DecodeAll(context.Background(), in, DecodeOptions{Size: Size{32, 32}, Range: Whole()})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTruncated) {
+		t.Errorf("err = %v, want ErrTruncated", err)
+	}
+	oneLine(t, err, path, "only 3 of the 1099511627776 frames")
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Errorf("DecodeAll allocated %d bytes for 3 frames of 3 KiB", got)
+	}
+}
+
+// A clip cut without re-encoding starts mid-GOP: its edit list hides the
+// frames before the cut, which the header still counts. Only the frames
+// shown are counted and decoded, timed from the first shown, and audio
+// starts with them.
+func TestProbeEditList(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full.mp4")
+	ff(t, "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", "-f", "lavfi", "-i", "sine=d=1",
+		"-c:v", "libx264", "-preset", "fast", "-bf", "3", "-g", "25", "-c:a", "aac", full)
+	cut := filepath.Join(dir, "cut.mp4")
+	ff(t, "-ss", "0.32", "-i", full, "-c", "copy", cut)
+	in := probe(t, cut)
+	clip := decodeAll(t, in, DecodeOptions{Size: Size{64, 48}, Range: Whole()})
+	if in.Frames != len(clip.Frames) || in.Frames < 15 || in.Frames > 19 {
+		t.Errorf("probe counts %d frames, decoding gives %d; want equal, about 17", in.Frames, len(clip.Frames))
+	}
+	if in.VariableRate() || in.FrameTime(0) != 0 || !within(in.FrameTime(in.Frames), in.FPS.FrameTime(in.Frames), time.Millisecond) {
+		t.Errorf("times %v, want 0 to %v at 25 fps", in.FrameTimes, in.FPS.FrameTime(in.Frames))
+	}
+	t.Logf("%d frames, video starts at %v in the file, audio %v", in.Frames, in.VideoStart, in.AudioDuration)
 }

@@ -3,6 +3,7 @@ package video
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -39,6 +40,41 @@ func command(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailBuffer, err
 	// After a kill, do not wait long for pipes a child may still hold.
 	cmd.WaitDelay = 5 * time.Second
 	return cmd, stderr, nil
+}
+
+// maxFilterArg is the longest filter graph passed on the command line;
+// Linux refuses single arguments over 128 KiB (MAX_ARG_STRLEN).
+const maxFilterArg = 64 << 10
+
+// commandWithScript is command, but a filter graph too long for the
+// command line (frame times of a long variable-rate clip) goes to ffmpeg in
+// a temporary file (-filter_complex_script) whose path it returns for the
+// caller to remove once ffmpeg has ended ("" when none was made).
+func commandWithScript(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailBuffer, string, error) {
+	cmd, stderr, err := command(ctx, s)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	for i, a := range cmd.Args {
+		if a != "-filter_complex" || i+1 >= len(cmd.Args) || len(cmd.Args[i+1]) <= maxFilterArg {
+			continue
+		}
+		f, err := os.CreateTemp("", "tokenflow-filter-*.txt")
+		if err != nil {
+			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script: %v", causeText(err))
+		}
+		_, err = f.WriteString(cmd.Args[i+1])
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(f.Name())
+			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script %s: %v", f.Name(), causeText(err))
+		}
+		cmd.Args[i], cmd.Args[i+1] = "-filter_complex_script", f.Name()
+		return cmd, stderr, f.Name(), nil
+	}
+	return cmd, stderr, "", nil
 }
 
 // ffmpegInput is how a path goes to ffmpeg: absolute, so that a name

@@ -2,20 +2,18 @@ package video
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"image"
 	_ "image/jpeg" // frame folders may hold JPEG frames
 	_ "image/png"
 	"io/fs"
-	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,7 +66,8 @@ func Probe(ctx context.Context, path string, opts ...ProbeOption) (Info, error) 
 type probeOutput struct {
 	Streams []probeStream `json:"streams"`
 	Format  struct {
-		Duration string `json:"duration"`
+		Duration  string `json:"duration"`
+		StartTime string `json:"start_time"`
 	} `json:"format"`
 }
 
@@ -88,6 +87,69 @@ type probeStream struct {
 		Type     string      `json:"side_data_type"`
 		Rotation json.Number `json:"rotation"`
 	} `json:"side_data_list"`
+}
+
+// maxProbeJSON bounds the ffprobe description we parse: a real one is a
+// few KiB per stream.
+const maxProbeJSON = 16 << 20
+
+// parseProbe parses ffprobe's -show_format -show_streams JSON for path and
+// describes its video: everything in Info but the frame count and times,
+// which come from reading the stream (see packetTimes), plus the video
+// stream's index and the frame count its header claims (0 if none), which
+// is only ever compared with the count read.
+func parseProbe(path string, data []byte) (in Info, index, claimed int, err error) {
+	if len(data) > maxProbeJSON {
+		return Info{}, 0, 0, newError(ErrUnreadable, nil, "%s: ffprobe's description is %d bytes, over the %d this tool reads", path, len(data), maxProbeJSON)
+	}
+	var p probeOutput
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Info{}, 0, 0, newError(ErrUnreadable, err, "%s: cannot parse ffprobe's description: %v", path, err)
+	}
+	in = Info{Path: path}
+	var v *probeStream
+	var audio *probeStream
+	for i := range p.Streams {
+		s := &p.Streams[i]
+		switch {
+		case s.CodecType == "video" && s.Disposition["attached_pic"] == 0 && v == nil:
+			v = s
+		case s.CodecType == "audio":
+			in.AudioStreams++
+			if audio == nil {
+				audio = s
+			}
+		}
+	}
+	formatDur := parseSeconds(p.Format.Duration)
+	if audio != nil {
+		in.HasAudio = true
+		in.AudioDuration = streamDuration(audio, formatDur)
+	}
+	if v == nil {
+		what := "no streams at all"
+		if audio != nil {
+			what = "audio only"
+		}
+		return Info{}, 0, 0, newError(ErrNoVideo, nil, "%s: has no video stream (%s); give a video file or a folder of numbered frames", path, what)
+	}
+	in.Codec = v.CodecName
+	in.Width, in.Height = v.Width, v.Height
+	if in.Width <= 0 || in.Height <= 0 {
+		return Info{}, 0, 0, newError(ErrUnreadable, nil, "%s: ffprobe cannot tell the video's frame size; is the file complete?", path)
+	}
+	in.Duration = streamDuration(v, formatDur)
+	in.Rotation = rotation(v)
+	in.DisplayWidth, in.DisplayHeight = in.Width, in.Height
+	if in.Rotation == 90 || in.Rotation == 270 {
+		in.DisplayWidth, in.DisplayHeight = in.Height, in.Width
+	}
+	in.FPS = frameRate(v)
+	if n, err := strconv.Atoi(v.NbFrames); err == nil && n > 0 {
+		claimed = n
+	}
+	in.VideoStart = -parseSignedSeconds(p.Format.StartTime) // made relative below, once the first frame is known
+	return in, v.Index, claimed, nil
 }
 
 // ffprobe runs ffprobe with args (built like ffmpeg-go's Probe) on path and
@@ -120,96 +182,138 @@ func probeFile(ctx context.Context, path string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	var p probeOutput
-	if err := json.Unmarshal(out, &p); err != nil {
-		return Info{}, newError(ErrUnreadable, err, "%s: cannot parse ffprobe's description: %v", path, err)
-	}
-	in := Info{Path: path}
-	var v *probeStream
-	var audio *probeStream
-	for i := range p.Streams {
-		s := &p.Streams[i]
-		switch {
-		case s.CodecType == "video" && s.Disposition["attached_pic"] == 0 && v == nil:
-			v = s
-		case s.CodecType == "audio" && audio == nil:
-			audio = s
-		}
-	}
-	formatDur := parseSeconds(p.Format.Duration)
-	if audio != nil {
-		in.HasAudio = true
-		in.AudioDuration = streamDuration(audio, formatDur)
-	}
-	if v == nil {
-		what := "no streams at all"
-		if audio != nil {
-			what = "audio only"
-		}
-		return Info{}, newError(ErrNoVideo, nil, "%s: has no video stream (%s); give a video file or a folder of numbered frames", path, what)
-	}
-	in.Codec = v.CodecName
-	in.Width, in.Height = v.Width, v.Height
-	if in.Width <= 0 || in.Height <= 0 {
-		return Info{}, newError(ErrUnreadable, nil, "%s: ffprobe cannot tell the video's frame size; is the file complete?", path)
-	}
-	in.Duration = streamDuration(v, formatDur)
-	in.Rotation = rotation(v)
-	in.DisplayWidth, in.DisplayHeight = in.Width, in.Height
-	if in.Rotation == 90 || in.Rotation == 270 {
-		in.DisplayWidth, in.DisplayHeight = in.Height, in.Width
+	in, index, claimed, err := parseProbe(path, out)
+	if err != nil {
+		return Info{}, err
 	}
 
-	if n, err := strconv.Atoi(v.NbFrames); err == nil && n > 0 {
-		in.Frames = n
-	} else {
-		// The container does not say (Matroska, WebM, raw streams): count.
-		n, err := countFrames(ctx, path, v.Index)
-		if err != nil {
-			return Info{}, err
-		}
-		in.Frames = n
+	// The frames are counted, and their times read, from the stream's own
+	// packets: a container's header may claim any count.
+	out, err = ffprobe(ctx, path, ffmpeg.KwArgs{
+		"of": "csv=p=0", "select_streams": strconv.Itoa(index), "show_entries": "packet=pts_time,duration_time,flags",
+	})
+	if err != nil {
+		return Info{}, err
 	}
+	pk := parsePackets(out)
+	in.Frames = pk.n
 	if in.Frames == 0 {
 		return Info{}, newError(ErrNoFrames, nil, "%s: its video stream has no frames; give a video with at least one frame", path)
 	}
-
-	in.FPS = frameRate(v)
+	if claimed > pk.all {
+		return Info{}, newError(ErrTruncated, nil, "%s: only %d of the %d frames its header declares can be read; the file may be truncated or damaged",
+			path, pk.all, claimed)
+	}
 	if !in.FPS.Valid() && in.Duration > 0 {
 		in.FPS, _ = ParseRational(strconv.FormatFloat(float64(in.Frames)/in.Duration.Seconds(), 'f', 3, 64))
 	}
 	if !in.FPS.Valid() {
 		return Info{}, newError(ErrUnreadable, nil, "%s: ffprobe cannot tell the video's frame rate", path)
 	}
+	if pk.times != nil {
+		in.VideoStart += pk.start
+		in.FrameTimes = pk.frameTimes(in.FPS)
+	} else {
+		in.VideoStart = 0
+	}
 	if in.Duration == 0 {
-		in.Duration = in.FPS.FrameTime(in.Frames)
+		in.Duration = in.FrameTime(in.Frames)
 	}
 	return in, nil
 }
 
-// countFrames counts the packets of video stream index, which for video is
-// its number of frames.
-func countFrames(ctx context.Context, path string, index int) (int, error) {
-	out, err := ffprobe(ctx, path, ffmpeg.KwArgs{
-		"of": "json", "count_packets": "", "select_streams": strconv.Itoa(index),
-		"show_entries": "stream=nb_read_packets",
-	})
-	if err != nil {
-		return 0, err
+// packets is what a video stream's packets say: how many frames it has
+// and, when every packet has a presentation time, when each frame starts.
+type packets struct {
+	n     int             // frames: packets not flagged discarded
+	all   int             // packets, discarded ones too (as a header counts them)
+	start time.Duration   // the earliest presentation time, in the file's timeline
+	times []time.Duration // presentation times in order, from start; nil if any is missing
+	last  time.Duration   // duration of the last frame shown, 0 if unknown
+}
+
+// maxPackets bounds the packets parsePackets keeps times for: ten hours
+// at 240 fps. Past it the count goes on but the times are dropped.
+const maxPackets = 10 * 3600 * 240
+
+// parsePackets reads ffprobe's `-show_entries
+// packet=pts_time,duration_time,flags -of csv=p=0` lines
+// ("1.033333,0.033333,__"). Packets flagged D (discarded, before an edit
+// list's start) are not frames.
+func parsePackets(data []byte) packets {
+	type pkt struct{ pts, dur time.Duration }
+	var ps []pkt
+	var p packets
+	timed := true
+	for len(data) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		f := strings.Split(strings.TrimSpace(string(line)), ",")
+		if len(f) != 3 {
+			continue
+		}
+		p.all++
+		if strings.Contains(f[2], "D") {
+			continue
+		}
+		p.n++
+		pts, ok := parseTime(f[0])
+		if !ok || !timed || p.n > maxPackets {
+			timed, ps = false, nil
+			continue
+		}
+		dur, _ := parseTime(f[1])
+		ps = append(ps, pkt{pts, max(dur, 0)})
 	}
-	var p struct {
-		Streams []struct {
-			N string `json:"nb_read_packets"`
-		} `json:"streams"`
+	if !timed || len(ps) == 0 {
+		return p
 	}
-	if err := json.Unmarshal(out, &p); err != nil || len(p.Streams) == 0 {
-		return 0, newError(ErrUnreadable, err, "%s: cannot count the video's frames", path)
+	slices.SortFunc(ps, func(a, b pkt) int { return cmp.Compare(a.pts, b.pts) })
+	p.start = ps[0].pts
+	p.times = make([]time.Duration, len(ps))
+	for i, q := range ps {
+		p.times[i] = q.pts - p.start
+		if i > 0 && p.times[i] == p.times[i-1] {
+			// Two frames at one time: the times cannot be trusted.
+			p.times = nil
+			return p
+		}
 	}
-	n, err := strconv.Atoi(p.Streams[0].N)
-	if err != nil {
-		return 0, newError(ErrUnreadable, err, "%s: cannot count the video's frames", path)
+	p.last = ps[len(ps)-1].dur
+	return p
+}
+
+// frameTimes is Info.FrameTimes: each frame's start and, last, the end of
+// the last frame (its packet's duration, else the last interval, else one
+// frame at fps).
+func (p packets) frameTimes(fps Rational) []time.Duration {
+	n := len(p.times)
+	last := p.last
+	if last <= 0 && n > 1 {
+		last = p.times[n-1] - p.times[n-2]
 	}
-	return n, nil
+	if last <= 0 {
+		last = fps.FrameTime(1)
+	}
+	return append(slices.Clip(p.times), p.times[n-1]+last)
+}
+
+// parseTime reads ffprobe's seconds ("1.033333"), which may be negative.
+func parseTime(s string) (time.Duration, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.Abs(f) > 1e9 {
+		return 0, false
+	}
+	return time.Duration(math.Round(f * float64(time.Second))), true
+}
+
+func parseSignedSeconds(s string) time.Duration {
+	d, _ := parseTime(s)
+	return d
 }
 
 // frameRate prefers r_frame_rate (the exact base rate, e.g. 30000/1001) when
@@ -295,71 +399,20 @@ func parseClock(s string) time.Duration {
 	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(math.Round(sec*float64(time.Second)))
 }
 
-var frameName = regexp.MustCompile(`^([0-9]+)\.(?i:(png|jpe?g))$`)
-
 // probeFolder describes a folder of numbered frames: their count, the size
 // of the first (all must match), the given rate and no audio.
 func probeFolder(dir string, fps Rational) (Info, error) {
-	entries, err := os.ReadDir(dir)
+	l, err := listFrames(dir)
 	if err != nil {
-		return Info{}, newError(ErrUnreadable, err, "%s: cannot list the folder: %v", dir, causeText(err))
+		return Info{}, err
 	}
-	type frameFile struct {
-		name, digits string
-		n            int
-	}
-	var files []frameFile
-	exts := map[string]bool{}
-	for _, e := range entries {
-		m := frameName.FindStringSubmatch(e.Name())
-		if m == nil || !e.Type().IsRegular() {
-			continue
-		}
-		n, err := strconv.Atoi(m[1])
-		if err != nil {
-			continue
-		}
-		files = append(files, frameFile{e.Name(), m[1], n})
-		exts[strings.ToLower(filepath.Ext(e.Name()))] = true
-	}
-	if len(files) == 0 {
-		return Info{}, newError(ErrNoFrames, nil, "%s: no numbered frames (00000.png, 00001.png, ... or .jpg) in this folder", dir)
-	}
-	if len(exts) > 1 {
-		return Info{}, newError(ErrUnreadable, nil, "%s: holds frames of several kinds (%s); keep one kind", dir, strings.Join(slices.Sorted(maps.Keys(exts)), ", "))
-	}
-	slices.SortFunc(files, func(a, b frameFile) int { return a.n - b.n })
-	ext := filepath.Ext(files[0].name)
-
-	// One printf pattern must name every frame: zero-padded to the first
-	// name's width (%05d), or unpadded (%d).
-	width := len(files[0].digits)
-	padded, plain := true, true
-	for i, f := range files {
-		if f.n != files[0].n+i {
-			missing := fmt.Sprintf("%0*d%s", width, files[0].n+i, ext)
-			return Info{}, newError(ErrNoFrames, nil, "%s: frame %s is missing; frames must be numbered without gaps", dir, missing)
-		}
-		padded = padded && f.digits == fmt.Sprintf("%0*d", width, f.n)
-		plain = plain && f.digits == strconv.Itoa(f.n)
-	}
-	var verb string
-	switch {
-	case padded:
-		verb = fmt.Sprintf("%%0%dd", width)
-	case plain:
-		verb = "%d"
-	default:
-		return Info{}, newError(ErrUnreadable, nil, "%s: frame names mix widths (%s, %s); number them all alike, e.g. 00000%s, 00001%s",
-			dir, files[0].name, files[len(files)-1].name, ext, ext)
-	}
-
+	ext := l.ext
 	var first image.Config
 	var codec string
-	for i, f := range files {
-		cfg, format, err := decodeConfig(filepath.Join(dir, f.name))
+	for i, name := range l.names {
+		cfg, format, err := decodeConfig(filepath.Join(dir, name))
 		if err != nil {
-			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, f.name), strings.ToUpper(ext[1:]), causeText(err))
+			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, name), strings.ToUpper(ext[1:]), causeText(err))
 		}
 		if i == 0 {
 			first, codec = cfg, format
@@ -367,26 +420,25 @@ func probeFolder(dir string, fps Rational) (Info, error) {
 		}
 		if cfg.Width != first.Width || cfg.Height != first.Height {
 			return Info{}, newError(ErrUnreadable, nil, "%s: %s is %dx%d but %s is %dx%d; all frames must have one size",
-				dir, f.name, cfg.Width, cfg.Height, files[0].name, first.Width, first.Height)
+				dir, name, cfg.Width, cfg.Height, l.names[0], first.Width, first.Height)
 		}
 	}
 	if codec == "jpeg" {
 		codec = "mjpeg"
 	}
-	abs := ffmpegInput(dir)
 	return Info{
 		Path:          dir,
 		Folder:        true,
 		FPS:           fps,
-		Frames:        len(files),
+		Frames:        len(l.names),
 		Width:         first.Width,
 		Height:        first.Height,
 		DisplayWidth:  first.Width,
 		DisplayHeight: first.Height,
-		Duration:      fps.FrameTime(len(files)),
+		Duration:      fps.FrameTime(len(l.names)),
 		Codec:         codec,
-		Pattern:       filepath.Join(strings.ReplaceAll(abs, "%", "%%"), verb+ext),
-		FirstNumber:   files[0].n,
+		Pattern:       l.pattern,
+		FirstNumber:   l.first,
 	}, nil
 }
 

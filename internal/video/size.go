@@ -1,6 +1,8 @@
 package video
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -14,9 +16,80 @@ const SizeMultiple = 8
 // resolution Stable Diffusion 1.x and 2.x base models were trained at.
 const TargetArea = 512 * 512
 
+// Limits on a working size, checked before any buffer is made.
+//
+// MaxSide: 8192 is the largest side H.264's level 6.2 allows (8192x4320)
+// and twice what any Stable Diffusion model was trained at; a latent of
+// 1024 cells per side is already far past where the UNet's attention fits
+// in memory.
+//
+// MaxPixels: 4096x4096 (16.8 Mpx, 4x a 4K UHD frame) bounds one rgb24
+// frame to 48 MiB and its float32 latent-space work to a size a single
+// machine can hold; anything larger would need hundreds of GiB of attention
+// maps per frame, so it is refused up front rather than failing hours in.
+const (
+	MaxSide   = 8192
+	MaxPixels = 4096 * 4096
+)
+
+// CheckSize reports whether s is a usable working size: both sides
+// positive multiples of SizeMultiple, at most MaxSide, and at most
+// MaxPixels in all. The error does not name a flag (see ParseSize).
+func CheckSize(s Size) error {
+	if msg := sizeProblem(s.W, s.H, true); msg != "" {
+		return newError(ErrSize, nil, "frame size %s: %s", s, msg)
+	}
+	return nil
+}
+
+// sizeProblem says what is wrong with a w x h size, or "": out of bounds,
+// or, when multiple is set, not made of multiples of SizeMultiple.
+func sizeProblem(w, h int, multiple bool) string {
+	for _, side := range []struct {
+		name string
+		v    int
+	}{{"width", w}, {"height", h}} {
+		if side.v <= 0 {
+			return fmt.Sprintf("%s %d must be positive", side.name, side.v)
+		}
+		if side.v > MaxSide {
+			return fmt.Sprintf("%s %d is over the limit of %d", side.name, side.v, MaxSide)
+		}
+		if multiple && side.v%SizeMultiple != 0 {
+			lo := side.v / SizeMultiple * SizeMultiple
+			if lo == 0 {
+				return fmt.Sprintf("%s %d is not a multiple of %d; try %d", side.name, side.v, SizeMultiple, SizeMultiple)
+			}
+			return fmt.Sprintf("%s %d is not a multiple of %d; try %d or %d", side.name, side.v, SizeMultiple, lo, lo+SizeMultiple)
+		}
+	}
+	if w*h > MaxPixels {
+		return fmt.Sprintf("%d pixels is over the limit of %d (4096x4096); give a smaller size", w*h, MaxPixels)
+	}
+	return ""
+}
+
+// FrameBytes is the memory one decoded rgb24 frame of size s takes.
+func FrameBytes(s Size) int64 {
+	if s.W <= 0 || s.H <= 0 {
+		return 0
+	}
+	return int64(s.W) * int64(s.H) * 3
+}
+
+// ClipBytes is the memory n decoded rgb24 frames of size s take, as
+// DecodeAll holds them: what a caller compares with the machine's memory
+// before a run (the model's own tensors come on top).
+func ClipBytes(s Size, n int) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return FrameBytes(s) * int64(n)
+}
+
 // DefaultSize is the working size for frames displayed at d: the same aspect
 // ratio, about TargetArea pixels, each side rounded to the nearest multiple of
-// SizeMultiple (at least SizeMultiple). 1280x720 gives 680x384, 720x1280 gives
+// SizeMultiple (at least SizeMultiple, at most MaxSide). 1280x720 gives 680x384, 720x1280 gives
 // 384x680, 640x640 gives 512x512. Pass the displayed (rotated) size.
 func DefaultSize(d Size) Size {
 	if d.W <= 0 || d.H <= 0 {
@@ -25,13 +98,14 @@ func DefaultSize(d Size) Size {
 	scale := math.Sqrt(float64(TargetArea) / (float64(d.W) * float64(d.H)))
 	side := func(v int) int {
 		n := int(math.Round(float64(v) * scale / SizeMultiple))
-		return max(n, 1) * SizeMultiple
+		return min(max(n, 1)*SizeMultiple, MaxSide)
 	}
 	return Size{side(d.W), side(d.H)}
 }
 
 // ParseSize reads an explicit --size WxH. Both sides must be positive
-// multiples of SizeMultiple; errors name the flag and its value.
+// multiples of SizeMultiple within MaxSide, and the whole within MaxPixels
+// (see CheckSize); errors name the flag and its value.
 func ParseSize(s string) (Size, error) {
 	bad := func(format string, args ...any) (Size, error) {
 		return Size{}, newError(ErrSize, nil, "--size "+s+": "+format, args...)
@@ -42,23 +116,16 @@ func ParseSize(s string) (Size, error) {
 	}
 	w, err1 := strconv.Atoi(ws)
 	h, err2 := strconv.Atoi(hs)
+	for _, err := range []error{err1, err2} {
+		if errors.Is(err, strconv.ErrRange) {
+			return bad("each side must be at most %d", MaxSide)
+		}
+	}
 	if err1 != nil || err2 != nil {
 		return bad("want WIDTHxHEIGHT in whole pixels, e.g. 512x512")
 	}
-	for _, side := range []struct {
-		name string
-		v    int
-	}{{"width", w}, {"height", h}} {
-		if side.v <= 0 {
-			return bad("%s %d must be positive", side.name, side.v)
-		}
-		if side.v%SizeMultiple != 0 {
-			lo := side.v / SizeMultiple * SizeMultiple
-			if lo == 0 {
-				return bad("%s %d is not a multiple of %d; try %d", side.name, side.v, SizeMultiple, SizeMultiple)
-			}
-			return bad("%s %d is not a multiple of %d; try %d or %d", side.name, side.v, SizeMultiple, lo, lo+SizeMultiple)
-		}
+	if msg := sizeProblem(w, h, true); msg != "" {
+		return bad("%s", msg)
 	}
 	return Size{w, h}, nil
 }

@@ -3,16 +3,24 @@
 // Raw RGB frames travel through pipes; no temporary image files are made.
 //
 // A source is any file ffmpeg reads, or a folder of numbered frames
-// (00000.png, 00001.png, ... or .jpg, as the official TokenFlow data folders
-// hold). The flow is:
+// (00000.png, 00001.png, ... as the official TokenFlow data folders hold,
+// or frame_001.jpg, img-0002.PNG: see FrameFiles). Frame counts and times
+// come from the stream's packets, not from what a header claims, so a
+// variable-frame-rate clip keeps its timing. The flow is:
 //
-//	info, err := video.Probe(ctx, "in.mp4")              // fps, frames, size, rotation, audio
+//	if err := video.CheckOutputFormat("out.webm"); err != nil { ... } // before any work
+//	info, err := video.Probe(ctx, "in.mp4")              // frames and their times, size, rotation, audio
 //	size := video.DefaultSize(info.DisplaySize())        // or video.ParseSize(flag)
 //	r, err := video.Whole().Resolve(info)                // or Range{Start, Count, Stride}
+//	need := video.ClipBytes(size, r.Count)               // memory the decoded frames take
 //	err = video.Decode(ctx, info, video.DecodeOptions{Size: size, Range: r},
 //		func(f video.Frame) error { ...; return nil })   // rgb24 frames
-//	err = video.Encode(ctx, "out.mp4", clip, video.EncodeOptions{
-//		FPS: info.ClipFPS(r), Audio: info.AudioFor(r)})
+//	err = video.Encode(ctx, "out.webm", clip, video.EncodeOptions{
+//		FPS: info.ClipFPS(r), Times: info.ClipTimes(r), Audio: info.AudioFor(r)})
+//
+// The output's extension picks its container and codecs (see
+// OutputFormat); every audio stream of the source is kept where the
+// container holds audio.
 //
 // Errors are one line naming the file or flag, and wrap a sentinel (ErrXxx)
 // where a caller may want to tell cases apart.
@@ -48,6 +56,8 @@ var (
 	ErrRange = errors.New("bad frame range")
 	// ErrSize: a frame size (--size) is invalid.
 	ErrSize = errors.New("bad frame size")
+	// ErrFormat: the output's extension names no format Encode writes.
+	ErrFormat = errors.New("unsupported output format")
 	// ErrFFmpeg: ffmpeg failed for another reason.
 	ErrFFmpeg = errors.New("ffmpeg failed")
 )
@@ -162,7 +172,17 @@ type Info struct {
 	Codec                       string        // e.g. "h264", "png"
 
 	HasAudio      bool
+	AudioStreams  int           // how many audio streams; Encode keeps them all
 	AudioDuration time.Duration // of the first audio stream, 0 without audio
+
+	// FrameTimes are when each frame starts, counted from the first
+	// frame's start, and as a last entry when the last frame ends: Frames+1
+	// entries, read from the stream's timestamps, so a variable-frame-rate
+	// clip keeps its timing. Nil when the source has none (a folder, a raw
+	// stream): frames are then 1/FPS apart. VideoStart is when the first
+	// frame starts in the file's timeline, where its audio is found.
+	FrameTimes []time.Duration
+	VideoStart time.Duration
 
 	// For a folder: the ffmpeg image2 pattern of its frames (e.g.
 	// "/abs/dir/%05d.png") and the number of the first frame.
@@ -174,21 +194,84 @@ type Info struct {
 func (in Info) DisplaySize() Size { return Size{in.DisplayWidth, in.DisplayHeight} }
 
 // ClipFPS is the frame rate of the clip that r selects: the source's rate
-// divided by the stride, so the clip lasts as long as the source span.
+// divided by the stride, so the clip lasts as long as the source span. For
+// a variable-frame-rate source it is the average; ClipTimes has the times.
 func (in Info) ClipFPS(r Range) Rational { return in.FPS.Div(max(r.Stride, 1)) }
 
+// FrameTime is when source frame n starts, from the first frame's start:
+// from FrameTimes when the source has them (n = Frames, or past it, is the
+// end of the last frame), else n/FPS.
+func (in Info) FrameTime(n int) time.Duration {
+	if len(in.FrameTimes) == 0 {
+		return in.FPS.FrameTime(n)
+	}
+	return in.FrameTimes[max(0, min(n, len(in.FrameTimes)-1))]
+}
+
+// VariableRate reports whether the source's frames are unevenly spaced:
+// some frame starts more than a millisecond away from where a constant
+// FPS puts it.
+func (in Info) VariableRate() bool {
+	return !evenlySpaced(in.FrameTimes, in.FPS)
+}
+
+// ClipTimes are the times of the clip that r selects, for
+// EncodeOptions.Times: when each of its r.Count frames starts, from 0, and
+// as a last entry when the last one ends (where the frame after it in the
+// source would start, at most the source's end). Nil when the clip's frames
+// are evenly spaced at ClipFPS(r), so that encoding may use a plain
+// constant rate. r must be resolved (see Range.Resolve).
+func (in Info) ClipTimes(r Range) []time.Duration {
+	if len(in.FrameTimes) == 0 || r.Count <= 0 {
+		return nil
+	}
+	stride := max(r.Stride, 1)
+	t0 := in.FrameTime(r.Start)
+	// Bounded by the times read, never by a claimed count.
+	frames := len(in.FrameTimes) - 1
+	times := make([]time.Duration, 0, min(r.Count, frames)+1)
+	for k := range r.Count {
+		n := r.Start + k*stride
+		if n >= frames {
+			break
+		}
+		times = append(times, in.FrameTime(n)-t0)
+	}
+	times = append(times, in.FrameTime(r.Start+len(times)*stride)-t0)
+	if evenlySpaced(times, in.ClipFPS(r)) {
+		return nil
+	}
+	return times
+}
+
+// evenlySpaced reports whether times[k] is k/fps within a millisecond for
+// every k (true for no times).
+func evenlySpaced(times []time.Duration, fps Rational) bool {
+	if !fps.Valid() {
+		return len(times) == 0
+	}
+	for k, t := range times {
+		if d := t - times[0] - fps.FrameTime(k); d < -time.Millisecond || d > time.Millisecond {
+			return false
+		}
+	}
+	return true
+}
+
 // AudioFor is the source's audio for the span of source frames r covers
-// (from frame r.Start for r.Count*r.Stride frames), or nil when the source
-// has no audio. r must be resolved (see Range.Resolve).
+// (from frame r.Start for r.Count*r.Stride frames, timed as FrameTime
+// says), or nil when the source has no audio. r must be resolved (see
+// Range.Resolve).
 func (in Info) AudioFor(r Range) *AudioSource {
 	if !in.HasAudio || in.Folder {
 		return nil
 	}
 	stride := max(r.Stride, 1)
+	start := in.FrameTime(r.Start)
 	return &AudioSource{
 		Path:     in.Path,
-		Start:    in.FPS.FrameTime(r.Start),
-		Duration: in.FPS.FrameTime(r.Count * stride),
+		Start:    in.VideoStart + start,
+		Duration: in.FrameTime(r.Start+r.Count*stride) - start,
 	}
 }
 
@@ -279,8 +362,12 @@ func FrameFromImage(index int, img image.Image) Frame {
 
 // Clip is a run of decoded frames, all of one size.
 type Clip struct {
-	Size   Size
-	FPS    Rational // the clip's own rate (source rate / stride)
-	Range  Range    // the resolved source range
+	Size  Size
+	FPS   Rational // the clip's own rate (source rate / stride)
+	Range Range    // the resolved source range
+	// Times are the frames' times for a variable-frame-rate clip, as
+	// Info.ClipTimes gives them (nil at a constant rate); Encode uses them
+	// unless EncodeOptions.Times is set.
+	Times  []time.Duration
 	Frames []Frame
 }

@@ -18,7 +18,7 @@ func TestDefaultSize(t *testing.T) {
 		{Size{512, 512}, Size{512, 512}},
 		{Size{64, 32}, Size{728, 360}},   // small clips grow to the target area
 		{Size{640, 480}, Size{592, 440}}, // 4:3
-		{Size{1, 1000}, Size{16, 16192}}, // extreme: never below one multiple
+		{Size{1, 1000}, Size{16, 8192}},  // extreme: never below one multiple, never above MaxSide
 		{Size{0, 720}, Size{}},
 	}
 	for _, tt := range tests {
@@ -46,6 +46,13 @@ func TestParseSize(t *testing.T) {
 		{in: "0x512", wantErr: "--size 0x512: width 0 must be positive"},
 		{in: "512", wantErr: "--size 512: want WIDTHxHEIGHT, e.g. 512x512"},
 		{in: "axb", wantErr: "--size axb: want WIDTHxHEIGHT in whole pixels, e.g. 512x512"},
+		// Bounds: before any buffer is made (this one used to panic in make).
+		{in: "16777216x16777216", wantErr: "--size 16777216x16777216: width 16777216 is over the limit of 8192"},
+		{in: "512x8200", wantErr: "--size 512x8200: height 8200 is over the limit of 8192"},
+		{in: "8192x8192", wantErr: "--size 8192x8192: 67108864 pixels is over the limit of 16777216 (4096x4096); give a smaller size"},
+		{in: "99999999999999999999x512", wantErr: "--size 99999999999999999999x512: each side must be at most 8192"},
+		{in: "8192x2048", want: Size{8192, 2048}},
+		{in: "4096x4096", want: Size{4096, 4096}},
 	}
 	for _, tt := range tests {
 		got, err := ParseSize(tt.in)
@@ -58,6 +65,33 @@ func TestParseSize(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("ParseSize(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+func TestCheckSizeAndBytes(t *testing.T) {
+	for _, tt := range []struct {
+		s       Size
+		wantErr string
+	}{
+		{Size{512, 512}, ""},
+		{Size{16777216, 16777216}, "frame size 16777216x16777216: width 16777216 is over the limit of 8192"},
+		{Size{8192, 4096}, "frame size 8192x4096: 33554432 pixels is over the limit of 16777216 (4096x4096); give a smaller size"},
+		{Size{500, 512}, "frame size 500x512: width 500 is not a multiple of 8; try 496 or 504"},
+		{Size{}, "frame size 0x0: width 0 must be positive"},
+	} {
+		err := CheckSize(tt.s)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr || !errors.Is(err, ErrSize)) {
+			t.Errorf("CheckSize(%v) = %v, want %q", tt.s, err, tt.wantErr)
+		}
+	}
+	if got := FrameBytes(Size{512, 512}); got != 786432 {
+		t.Errorf("FrameBytes(512x512) = %d, want 786432", got)
+	}
+	if got := ClipBytes(Size{4096, 4096}, 1000); got != 50331648000 {
+		t.Errorf("ClipBytes(4096x4096, 1000) = %d, want 50331648000", got)
+	}
+	if FrameBytes(Size{-1, 5}) != 0 || ClipBytes(Size{8, 8}, -3) != 0 {
+		t.Error("FrameBytes or ClipBytes of nothing is not 0")
 	}
 }
 

@@ -1,0 +1,56 @@
+package video
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// Format is an output container, chosen by the output's extension, and
+// the codecs Encode writes into it.
+type Format struct {
+	Name  string // the extension, lower case, without the dot: "mp4"
+	Muxer string // ffmpeg's -f
+	Video string // ffmpeg video encoder
+	Audio string // ffmpeg audio encoder; "" when the container holds no audio
+}
+
+// formats are the output formats, in the order error messages list them.
+var formats = []Format{
+	{Name: "mp4", Muxer: "mp4", Video: "libx264", Audio: "aac"},
+	{Name: "mov", Muxer: "mov", Video: "libx264", Audio: "aac"},
+	{Name: "mkv", Muxer: "matroska", Video: "libx264", Audio: "aac"},
+	{Name: "webm", Muxer: "webm", Video: "libvpx-vp9", Audio: "libopus"},
+	{Name: "gif", Muxer: "gif", Video: "gif"},
+}
+
+// OutputFormat is the format the extension of path names (in any case):
+// .mp4, .mov and .mkv get H.264 and AAC, .webm VP9 and Opus, .gif a
+// palette GIF without audio. Other extensions are refused with ErrFormat.
+func OutputFormat(path string) (Format, error) {
+	ext := filepath.Ext(path)
+	name := strings.ToLower(strings.TrimPrefix(ext, "."))
+	for _, f := range formats {
+		if f.Name == name {
+			return f, nil
+		}
+	}
+	var names []string
+	for _, f := range formats {
+		names = append(names, "."+f.Name)
+	}
+	list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if ext == "" {
+		return Format{}, newError(ErrFormat, nil, "%s: no extension to tell the output format; name it %s", path, list)
+	}
+	return Format{}, newError(ErrFormat, nil, "%s: cannot write %s files; name the output %s", path, ext, list)
+}
+
+// CheckOutputFormat refuses an output path whose extension names no
+// format Encode writes, so a caller can refuse before any work.
+func CheckOutputFormat(path string) error {
+	_, err := OutputFormat(path)
+	return err
+}
+
+// HasAudio reports whether the format can hold audio.
+func (f Format) HasAudio() bool { return f.Audio != "" }
