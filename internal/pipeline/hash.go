@@ -8,30 +8,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
+
+	"github.com/tokenflow/tokenflow/internal/video"
 )
 
 // hashInput is the sha256 of a media file's bytes, or of a frame folder's
-// sorted image files (names and bytes). It stops when ctx ends.
+// frame files in order (names and bytes). It stops when ctx ends.
 func hashInput(ctx context.Context, path string, folder bool) (string, error) {
 	h := sha256.New()
 	files := []string{path}
 	if folder {
-		entries, err := os.ReadDir(path)
-		if err != nil {
+		// exactly the frames decoding reads, in its order
+		var err error
+		if files, err = video.FrameFiles(path); err != nil {
 			return "", err
 		}
-		files = files[:0]
-		for _, e := range entries {
-			switch strings.ToLower(filepath.Ext(e.Name())) {
-			case ".png", ".jpg", ".jpeg":
-				if !e.IsDir() {
-					files = append(files, filepath.Join(path, e.Name()))
-				}
-			}
-		}
-		sort.Strings(files)
 	}
 	for _, f := range files {
 		in, err := os.Open(f)
