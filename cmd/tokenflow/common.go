@@ -80,7 +80,7 @@ func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.Invert
 	r.Device = dev
 	if o.Size != "" {
 		if r.Size, err = video.ParseSize(o.Size); err != nil {
-			return r, usageErr("%v", err)
+			return r, sourceFlags.wordErr(err)
 		}
 	}
 	if r.FolderFPS, err = video.ParseRational(o.FolderFPS); err != nil {

@@ -51,6 +51,14 @@ func Errorf(name string, v any, format string, args ...any) error {
 	return &Error{Name: name, Value: value, Reason: err.Error(), Err: errors.Unwrap(err)}
 }
 
+// Kindf is Errorf with Err set to kind, a sentinel for errors.Is, whose
+// text does not join the reason.
+func Kindf(kind error, name string, v any, format string, args ...any) error {
+	e := Errorf(name, v, format, args...).(*Error)
+	e.Err = kind
+	return e
+}
+
 // Reasonf is an Error about setting name without a value to show.
 func Reasonf(name string, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)

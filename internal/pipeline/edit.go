@@ -50,7 +50,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &EditResult{Output: req.Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.ClipFPS(j.rng), KeyframeSet: req.Keyframes.String(),
+	res := &EditResult{Output: req.Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
 		Inversion: InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept}}
 
 	// 2. the edit

@@ -77,14 +77,14 @@ func (j *job) writeVideo(ctx context.Context, path string, x tensor.Tensor, over
 // encoder of path, and commits the video when all frames are written.
 func (j *job) decodeEach(ctx context.Context, x tensor.Tensor, fn func(*video.Encoder, video.Frame) error, path string, overwrite bool) error {
 	t := time.Now()
-	fps := j.info.ClipFPS(j.rng)
+	fps := j.info.RangeFPS(j.rng)
 	notice := func(msg string) {
 		if j.req.Log != nil {
 			fmt.Fprintln(j.req.Log, msg)
 		}
 	}
 	// Times keeps a variable-frame-rate source's timing (nil when even).
-	enc, err := video.NewEncoder(ctx, path, j.size, video.EncodeOptions{FPS: fps, Times: j.info.ClipTimes(j.rng),
+	enc, err := video.NewEncoder(ctx, path, j.size, video.EncodeOptions{FPS: fps, Times: j.info.RangeTimes(j.rng),
 		Audio: j.info.AudioFor(j.rng), NoClobber: !overwrite, Notice: notice})
 	if err != nil {
 		return err

@@ -74,7 +74,7 @@ func Frames(ctx context.Context, in Info, opts DecodeOptions) iter.Seq2[Frame, e
 }
 
 // DecodeAll decodes every frame opts selects into memory.
-func DecodeAll(ctx context.Context, in Info, opts DecodeOptions) (*Clip, error) {
+func DecodeAll(ctx context.Context, in Info, opts DecodeOptions) (*Decoded, error) {
 	d, err := openDecoder(ctx, in, opts)
 	if err != nil {
 		return nil, err
@@ -83,7 +83,7 @@ func DecodeAll(ctx context.Context, in Info, opts DecodeOptions) (*Clip, error) 
 	// The frame count comes from the source's own claim; it sizes nothing
 	// up front (append grows the slice as frames really arrive), and memory
 	// for the frames themselves is only taken as they are decoded.
-	clip := &Clip{Size: d.size, FPS: in.ClipFPS(d.r), Range: d.r, Times: in.ClipTimes(d.r),
+	clip := &Decoded{Size: d.size, FPS: in.RangeFPS(d.r), Range: d.r, Times: in.RangeTimes(d.r),
 		Frames: make([]Frame, 0, min(d.r.Count, 64))}
 	for {
 		f, err := d.next()

@@ -63,8 +63,8 @@ func TestProbeFile(t *testing.T) {
 			if in.VariableRate() {
 				t.Errorf("constant-rate clip reported as variable: %v", in.FrameTimes)
 			}
-			if r, _ := Whole().Resolve(in); in.ClipTimes(r) != nil {
-				t.Errorf("constant-rate clip has clip times %v", in.ClipTimes(r))
+			if r, _ := Whole().Resolve(in); in.RangeTimes(r) != nil {
+				t.Errorf("constant-rate clip has clip times %v", in.RangeTimes(r))
 			}
 			if in.FPS != tt.wantFPS || in.Frames != tt.wantFrames || in.DisplaySize() != tt.wantSize || in.HasAudio != tt.wantAudio || in.Rotation != 0 {
 				t.Errorf("Probe = %+v\nwant fps %v, %d frames, %v, audio %v", in, tt.wantFPS, tt.wantFrames, tt.wantSize, tt.wantAudio)

@@ -39,7 +39,7 @@ type EncodeOptions struct {
 	// Times, when set, are when each frame starts, from 0, and as a last
 	// entry when the last frame ends (one more entry than frames, each
 	// later than the one before): the frames are written at those times,
-	// as a variable-frame-rate clip, and FPS is only nominal. Info.ClipTimes
+	// as a variable-frame-rate clip, and FPS is only nominal. Info.RangeTimes
 	// gives them for a source's range; nil writes frames 1/FPS apart.
 	Times     []time.Duration
 	CRF       int          // constant rate factor (lower is better): x264's 1-51 (0 means DefaultCRF), VP9's 1-63 for .webm (0 means DefaultVP9CRF)
@@ -322,7 +322,7 @@ func (e *Encoder) fail(err error) error {
 
 // Encode writes a whole clip to path; opts.FPS defaults to clip.FPS and
 // opts.Times to clip.Times.
-func Encode(ctx context.Context, path string, clip *Clip, opts EncodeOptions) error {
+func Encode(ctx context.Context, path string, clip *Decoded, opts EncodeOptions) error {
 	if len(clip.Frames) == 0 {
 		return newError(ErrNoFrames, nil, "encode %s: no frames to write", path)
 	}

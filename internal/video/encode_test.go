@@ -107,7 +107,7 @@ func TestEncodeFidelity(t *testing.T) {
 		solid.Pix[i], solid.Pix[i+1], solid.Pix[i+2] = 200, 30, 60
 	}
 	out = filepath.Join(dir, "solid.mp4")
-	if err := Encode(context.Background(), out, &Clip{Size: Size{64, 64}, FPS: Rational{25, 1}, Frames: []Frame{solid, solid}}, EncodeOptions{}); err != nil {
+	if err := Encode(context.Background(), out, &Decoded{Size: Size{64, 64}, FPS: Rational{25, 1}, Frames: []Frame{solid, solid}}, EncodeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	back := decodeAll(t, probe(t, out), DecodeOptions{Size: Size{64, 64}, Range: Whole()}).Frames[1]
@@ -159,7 +159,7 @@ func TestEncodeFailureLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	silent := testClip(t, dir, "silent.mp4", "32x32", "25", 2, false)
 	out := filepath.Join(t.TempDir(), "out.mp4")
-	clip := &Clip{Size: Size{32, 32}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 32, Height: 32, Pix: make([]byte, 32*32*3)}}}
+	clip := &Decoded{Size: Size{32, 32}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 32, Height: 32, Pix: make([]byte, 32*32*3)}}}
 	// A source without audio as the audio source: ffmpeg refuses the map.
 	err := Encode(context.Background(), out, clip, EncodeOptions{Audio: &AudioSource{Path: silent}})
 	if !errors.Is(err, ErrFFmpeg) {
@@ -179,7 +179,7 @@ func TestEncodeNoClobber(t *testing.T) {
 	if err := os.WriteFile(out, []byte("precious"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	clip := &Clip{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 16, Height: 16, Pix: make([]byte, 16*16*3)}}}
+	clip := &Decoded{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 16, Height: 16, Pix: make([]byte, 16*16*3)}}}
 	err := Encode(context.Background(), out, clip, EncodeOptions{NoClobber: true})
 	if !errors.Is(err, fs.ErrExist) {
 		t.Errorf("err = %v, want ErrExist", err)

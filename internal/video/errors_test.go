@@ -69,11 +69,11 @@ func TestBadInputs(t *testing.T) {
 		{"no streams", probeErr(empty), ErrNoVideo, []string{empty, "no video stream"}},
 		{"empty folder", probeErr(emptyDir), ErrNoFrames, []string{emptyDir, "no numbered frames"}},
 		{"folder with a gap", probeErr(gapDir), ErrNoFrames, []string{gapDir, "00002.png is missing"}},
-		{"start past the end", decodeErr(full, Range{Start: 25, Count: 1}), ErrRange, []string{"--start 25", full, "25 frames"}},
-		{"frames past the end", decodeErr(full, Range{Start: 20, Count: 6}), ErrRange, []string{"--frames 6", "--start 20", "give --frames 5 or fewer"}},
-		{"zero frames", decodeErr(full, Range{Count: 0, Stride: 1}), ErrRange, []string{"--frames 0"}},
+		{"start past the end", decodeErr(full, Range{Start: 25, Count: 1}), ErrRange, []string{"start 25", full, "25 frames"}},
+		{"frames past the end", decodeErr(full, Range{Start: 20, Count: 6}), ErrRange, []string{"frames 6", "start 20", "give frames 5 or fewer"}},
+		{"zero frames", decodeErr(full, Range{Count: 0, Stride: 1}), ErrRange, []string{"frames 0"}},
 		{"explicit size not a multiple of 8", func() error { _, err := ParseSize("500x300"); return err }, ErrSize,
-			[]string{"--size 500x300", "width 500 is not a multiple of 8"}},
+			[]string{"size 500x300", "width 500 is not a multiple of 8"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,7 +104,7 @@ func TestUnwritableOutput(t *testing.T) {
 	ro := testenv.UnwritableDir(t)
 	out := filepath.Join(ro, "out.mp4")
 	frame := Frame{Width: 16, Height: 16, Pix: make([]byte, 16*16*3)}
-	clip := &Clip{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{frame}}
+	clip := &Decoded{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{frame}}
 
 	err := Encode(context.Background(), out, clip, EncodeOptions{})
 	if !errors.Is(err, fs.ErrPermission) {

@@ -52,9 +52,9 @@ func FuzzProbeJSON(f *testing.F) {
 		if err != nil {
 			return
 		}
-		times := in.ClipTimes(r)
+		times := in.RangeTimes(r)
 		if times != nil && len(times) != r.Count+1 {
-			t.Errorf("ClipTimes gave %d times for %d frames", len(times), r.Count)
+			t.Errorf("RangeTimes gave %d times for %d frames", len(times), r.Count)
 		}
 		in.HasAudio = true
 		_ = in.AudioFor(r)

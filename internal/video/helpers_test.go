@@ -106,7 +106,7 @@ func probe(t testing.TB, path string, opts ...ProbeOption) Info {
 	return in
 }
 
-func decodeAll(t testing.TB, in Info, opts DecodeOptions) *Clip {
+func decodeAll(t testing.TB, in Info, opts DecodeOptions) *Decoded {
 	t.Helper()
 	clip, err := DecodeAll(context.Background(), in, opts)
 	if err != nil {

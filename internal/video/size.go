@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/tokenflow/tokenflow/internal/param"
 )
 
 // SizeMultiple is what both sides of a working size must be a multiple of:
@@ -108,7 +110,7 @@ func DefaultSize(d Size) Size {
 // (see CheckSize); errors name the flag and its value.
 func ParseSize(s string) (Size, error) {
 	bad := func(format string, args ...any) (Size, error) {
-		return Size{}, newError(ErrSize, nil, "--size "+s+": "+format, args...)
+		return Size{}, param.Kindf(ErrSize, "size", s, "%s", fmt.Sprintf(format, args...))
 	}
 	ws, hs, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "x")
 	if !ok {

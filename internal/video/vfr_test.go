@@ -152,7 +152,7 @@ func TestEncodeManyFrameTimes(t *testing.T) {
 		t.Fatalf("expression is %d bytes; the test needs more than %d", l, maxFilterArg)
 	}
 	f := Frame{Width: 8, Height: 8, Pix: make([]byte, 8*8*3)}
-	clip := &Clip{Size: Size{8, 8}, FPS: Rational{30, 1}, Times: times}
+	clip := &Decoded{Size: Size{8, 8}, FPS: Rational{30, 1}, Times: times}
 	for range n {
 		clip.Frames = append(clip.Frames, f)
 	}

@@ -16,7 +16,7 @@
 //	err = video.Decode(ctx, info, video.DecodeOptions{Size: size, Range: r},
 //		func(f video.Frame) error { ...; return nil })   // rgb24 frames
 //	err = video.Encode(ctx, "out.webm", clip, video.EncodeOptions{
-//		FPS: info.ClipFPS(r), Times: info.ClipTimes(r), Audio: info.AudioFor(r)})
+//		FPS: info.RangeFPS(r), Times: info.RangeTimes(r), Audio: info.AudioFor(r)})
 //
 // The output's extension picks its container and codecs (see
 // OutputFormat); every audio stream of the source is kept where the
@@ -34,6 +34,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenflow/tokenflow/internal/param"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -193,10 +195,10 @@ type Info struct {
 // DisplaySize is the size of the frames as displayed, after rotation.
 func (in Info) DisplaySize() Size { return Size{in.DisplayWidth, in.DisplayHeight} }
 
-// ClipFPS is the frame rate of the clip that r selects: the source's rate
+// RangeFPS is the frame rate of the clip that r selects: the source's rate
 // divided by the stride, so the clip lasts as long as the source span. For
-// a variable-frame-rate source it is the average; ClipTimes has the times.
-func (in Info) ClipFPS(r Range) Rational { return in.FPS.Div(max(r.Stride, 1)) }
+// a variable-frame-rate source it is the average; RangeTimes has the times.
+func (in Info) RangeFPS(r Range) Rational { return in.FPS.Div(max(r.Stride, 1)) }
 
 // FrameTime is when source frame n starts, from the first frame's start:
 // from FrameTimes when the source has them (n = Frames, or past it, is the
@@ -215,13 +217,13 @@ func (in Info) VariableRate() bool {
 	return !evenlySpaced(in.FrameTimes, in.FPS)
 }
 
-// ClipTimes are the times of the clip that r selects, for
+// RangeTimes are the times of the clip that r selects, for
 // EncodeOptions.Times: when each of its r.Count frames starts, from 0, and
 // as a last entry when the last one ends (where the frame after it in the
 // source would start, at most the source's end). Nil when the clip's frames
-// are evenly spaced at ClipFPS(r), so that encoding may use a plain
+// are evenly spaced at RangeFPS(r), so that encoding may use a plain
 // constant rate. r must be resolved (see Range.Resolve).
-func (in Info) ClipTimes(r Range) []time.Duration {
+func (in Info) RangeTimes(r Range) []time.Duration {
 	if len(in.FrameTimes) == 0 || r.Count <= 0 {
 		return nil
 	}
@@ -238,7 +240,7 @@ func (in Info) ClipTimes(r Range) []time.Duration {
 		times = append(times, in.FrameTime(n)-t0)
 	}
 	times = append(times, in.FrameTime(r.Start+len(times)*stride)-t0)
-	if evenlySpaced(times, in.ClipFPS(r)) {
+	if evenlySpaced(times, in.RangeFPS(r)) {
 		return nil
 	}
 	return times
@@ -293,7 +295,8 @@ func Whole() Range { return Range{Start: 0, Count: ToEnd, Stride: 1} }
 func (r Range) Last() int { return r.Start + (r.Count-1)*max(r.Stride, 1) }
 
 // Resolve checks r against the source and returns it with Count and Stride
-// made concrete. Errors name the flags --start, --frames and --stride.
+// made concrete. Errors about the range are *param.Error naming the
+// setting (start, frames, stride) and wrapping ErrRange.
 func (r Range) Resolve(in Info) (Range, error) {
 	if r.Stride == 0 {
 		r.Stride = 1
@@ -301,18 +304,18 @@ func (r Range) Resolve(in Info) (Range, error) {
 	n := in.Frames
 	switch {
 	case r.Stride < 0:
-		return r, newError(ErrRange, nil, "--stride %d: must be 1 or more", r.Stride)
+		return r, param.Kindf(ErrRange, "stride", r.Stride, "must be 1 or more")
 	case r.Start < 0:
-		return r, newError(ErrRange, nil, "--start %d: must be 0 or more", r.Start)
+		return r, param.Kindf(ErrRange, "start", r.Start, "must be 0 or more")
 	case r.Count == 0:
-		return r, newError(ErrRange, nil, "--frames 0: no frames to process; give 1 or more, or leave --frames out for the whole clip")
+		return r, param.Kindf(ErrRange, "frames", 0, "no frames to process; give 1 or more, or leave {frames} out for the whole video")
 	case r.Count < ToEnd:
-		return r, newError(ErrRange, nil, "--frames %d: must be 1 or more", r.Count)
+		return r, param.Kindf(ErrRange, "frames", r.Count, "must be 1 or more")
 	case n <= 0:
 		return r, newError(ErrNoFrames, nil, "%s: has no frames", in.Path)
 	case r.Start >= n:
-		return r, newError(ErrRange, nil, "--start %d: past the end of %s, which has %d frames (0 to %d); give --start %d or less",
-			r.Start, in.Path, n, n-1, n-1)
+		return r, param.Kindf(ErrRange, "start", r.Start, "past the end of %s, which has %d frames (0 to %d); give {start} %d or less",
+			in.Path, n, n-1, n-1)
 	}
 	avail := (n-1-r.Start)/r.Stride + 1
 	if r.Count == ToEnd {
@@ -320,12 +323,12 @@ func (r Range) Resolve(in Info) (Range, error) {
 		return r, nil
 	}
 	if r.Count > avail {
-		by := fmt.Sprintf("--start %d", r.Start)
+		by := fmt.Sprintf("{start} %d", r.Start)
 		if r.Stride > 1 {
-			by += fmt.Sprintf(" and --stride %d", r.Stride)
+			by += fmt.Sprintf(" and {stride} %d", r.Stride)
 		}
-		return r, newError(ErrRange, nil, "--frames %d: with %s that needs frames up to %d, but %s has %d frames (0 to %d); give --frames %d or fewer",
-			r.Count, by, r.Last(), in.Path, n, n-1, avail)
+		return r, param.Kindf(ErrRange, "frames", r.Count, "with %s that needs frames up to %d, but %s has %d frames (0 to %d); give {frames} %d or fewer",
+			by, r.Last(), in.Path, n, n-1, avail)
 	}
 	return r, nil
 }
@@ -360,13 +363,13 @@ func FrameFromImage(index int, img image.Image) Frame {
 	return f
 }
 
-// Clip is a run of decoded frames, all of one size.
-type Clip struct {
+// Decoded is a run of decoded frames, all of one size.
+type Decoded struct {
 	Size  Size
 	FPS   Rational // the clip's own rate (source rate / stride)
 	Range Range    // the resolved source range
 	// Times are the frames' times for a variable-frame-rate clip, as
-	// Info.ClipTimes gives them (nil at a constant rate); Encode uses them
+	// Info.RangeTimes gives them (nil at a constant rate); Encode uses them
 	// unless EncodeOptions.Times is set.
 	Times  []time.Duration
 	Frames []Frame

@@ -40,17 +40,17 @@ func TestParseSize(t *testing.T) {
 		{in: "512x512", want: Size{512, 512}},
 		{in: "680X384", want: Size{680, 384}},
 		{in: " 384x680 ", want: Size{384, 680}},
-		{in: "500x300", wantErr: "--size 500x300: width 500 is not a multiple of 8; try 496 or 504"},
-		{in: "512x300", wantErr: "--size 512x300: height 300 is not a multiple of 8; try 296 or 304"},
-		{in: "4x8", wantErr: "--size 4x8: width 4 is not a multiple of 8; try 8"},
-		{in: "0x512", wantErr: "--size 0x512: width 0 must be positive"},
-		{in: "512", wantErr: "--size 512: want WIDTHxHEIGHT, e.g. 512x512"},
-		{in: "axb", wantErr: "--size axb: want WIDTHxHEIGHT in whole pixels, e.g. 512x512"},
+		{in: "500x300", wantErr: "size 500x300: width 500 is not a multiple of 8; try 496 or 504"},
+		{in: "512x300", wantErr: "size 512x300: height 300 is not a multiple of 8; try 296 or 304"},
+		{in: "4x8", wantErr: "size 4x8: width 4 is not a multiple of 8; try 8"},
+		{in: "0x512", wantErr: "size 0x512: width 0 must be positive"},
+		{in: "512", wantErr: "size 512: want WIDTHxHEIGHT, e.g. 512x512"},
+		{in: "axb", wantErr: "size axb: want WIDTHxHEIGHT in whole pixels, e.g. 512x512"},
 		// Bounds: before any buffer is made (this one used to panic in make).
-		{in: "16777216x16777216", wantErr: "--size 16777216x16777216: width 16777216 is over the limit of 8192"},
-		{in: "512x8200", wantErr: "--size 512x8200: height 8200 is over the limit of 8192"},
-		{in: "8192x8192", wantErr: "--size 8192x8192: 67108864 pixels is over the limit of 16777216 (4096x4096); give a smaller size"},
-		{in: "99999999999999999999x512", wantErr: "--size 99999999999999999999x512: each side must be at most 8192"},
+		{in: "16777216x16777216", wantErr: "size 16777216x16777216: width 16777216 is over the limit of 8192"},
+		{in: "512x8200", wantErr: "size 512x8200: height 8200 is over the limit of 8192"},
+		{in: "8192x8192", wantErr: "size 8192x8192: 67108864 pixels is over the limit of 16777216 (4096x4096); give a smaller size"},
+		{in: "99999999999999999999x512", wantErr: "size 99999999999999999999x512: each side must be at most 8192"},
 		{in: "8192x2048", want: Size{8192, 2048}},
 		{in: "4096x4096", want: Size{4096, 4096}},
 	}
@@ -136,16 +136,16 @@ func TestRangeResolve(t *testing.T) {
 		{name: "to the end", r: Range{Start: 10, Count: ToEnd, Stride: 7}, want: Range{10, 3, 7}},
 		{name: "exactly the last", r: Range{Start: 2, Count: 10, Stride: 3}, want: Range{2, 10, 3}},
 		{name: "start past end", r: Range{Start: 30, Count: 1},
-			wantErr: "--start 30: past the end of in.mp4, which has 30 frames (0 to 29); give --start 29 or less"},
+			wantErr: "start 30: past the end of in.mp4, which has 30 frames (0 to 29); give start 29 or less"},
 		{name: "count past end", r: Range{Start: 15, Count: 20, Stride: 1},
-			wantErr: "--frames 20: with --start 15 that needs frames up to 34, but in.mp4 has 30 frames (0 to 29); give --frames 15 or fewer"},
+			wantErr: "frames 20: with start 15 that needs frames up to 34, but in.mp4 has 30 frames (0 to 29); give frames 15 or fewer"},
 		{name: "count past end with stride", r: Range{Start: 0, Count: 16, Stride: 2},
-			wantErr: "--frames 16: with --start 0 and --stride 2 that needs frames up to 30, but in.mp4 has 30 frames (0 to 29); give --frames 15 or fewer"},
+			wantErr: "frames 16: with start 0 and stride 2 that needs frames up to 30, but in.mp4 has 30 frames (0 to 29); give frames 15 or fewer"},
 		{name: "zero frames", r: Range{Start: 0, Count: 0, Stride: 1},
-			wantErr: "--frames 0: no frames to process; give 1 or more, or leave --frames out for the whole clip"},
-		{name: "negative count", r: Range{Count: -3}, wantErr: "--frames -3: must be 1 or more"},
-		{name: "negative start", r: Range{Start: -1, Count: 1}, wantErr: "--start -1: must be 0 or more"},
-		{name: "negative stride", r: Range{Count: 1, Stride: -2}, wantErr: "--stride -2: must be 1 or more"},
+			wantErr: "frames 0: no frames to process; give 1 or more, or leave frames out for the whole video"},
+		{name: "negative count", r: Range{Count: -3}, wantErr: "frames -3: must be 1 or more"},
+		{name: "negative start", r: Range{Start: -1, Count: 1}, wantErr: "start -1: must be 0 or more"},
+		{name: "negative stride", r: Range{Count: 1, Stride: -2}, wantErr: "stride -2: must be 1 or more"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,8 +166,8 @@ func TestRangeResolve(t *testing.T) {
 func TestClipFPSAndAudioSpan(t *testing.T) {
 	in := Info{Path: "in.mp4", FPS: Rational{30000, 1001}, Frames: 300, HasAudio: true}
 	r := Range{Start: 30, Count: 10, Stride: 3}
-	if got, want := in.ClipFPS(r), (Rational{10000, 1001}); got != want {
-		t.Errorf("ClipFPS = %v, want %v", got, want)
+	if got, want := in.RangeFPS(r), (Rational{10000, 1001}); got != want {
+		t.Errorf("RangeFPS = %v, want %v", got, want)
 	}
 	a := in.AudioFor(r)
 	if a == nil || a.Path != "in.mp4" || a.Start != 1001*time.Millisecond || a.Duration != 1001*time.Millisecond {
