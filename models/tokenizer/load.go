@@ -9,11 +9,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"unicode"
-	"unicode/utf16"
-	"unicode/utf8"
 )
 
 // The files of a diffusers checkpoint's tokenizer/ folder.
@@ -121,11 +118,6 @@ func readVocab(path string) (map[string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	if vocab, ok := parseVocabFast(data); ok {
-		return vocab, nil
-	}
-	// Anything the fast path does not take (a syntax error, a non-integer
-	// id, an empty object, ...) goes through encoding/json for its message.
 	var raw map[string]json.Number
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -150,194 +142,6 @@ func readVocab(path string) (map[string]int64, error) {
 		vocab[tok] = id
 	}
 	return vocab, nil
-}
-
-// parseVocabFast parses the usual vocab.json, one flat JSON object from
-// string to non-negative integer, about ten times faster than encoding/json
-// into a map. It reports false for anything else, including valid JSON it
-// does not handle, and the caller falls back to encoding/json.
-func parseVocabFast(data []byte) (map[string]int64, bool) {
-	p := jsonScanner{data: data}
-	p.space()
-	if !p.byte('{') {
-		return nil, false
-	}
-	vocab := make(map[string]int64, bytes.Count(data, []byte(`":`))+1)
-	p.space()
-	if p.byte('}') {
-		return nil, false // empty: let the slow path explain
-	}
-	for {
-		p.space()
-		key, ok := p.string()
-		if !ok {
-			return nil, false
-		}
-		p.space()
-		if !p.byte(':') {
-			return nil, false
-		}
-		p.space()
-		id, ok := p.uint()
-		if !ok {
-			return nil, false
-		}
-		vocab[key] = id
-		p.space()
-		if p.byte(',') {
-			continue
-		}
-		if !p.byte('}') {
-			return nil, false
-		}
-		p.space()
-		return vocab, p.pos == len(p.data)
-	}
-}
-
-type jsonScanner struct {
-	data []byte
-	pos  int
-}
-
-func (p *jsonScanner) space() {
-	for p.pos < len(p.data) {
-		switch p.data[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
-	}
-}
-
-func (p *jsonScanner) byte(c byte) bool {
-	if p.pos < len(p.data) && p.data[p.pos] == c {
-		p.pos++
-		return true
-	}
-	return false
-}
-
-// string reads a JSON string with the escapes \" \\ \/ \b \f \n \r \t and
-// \uXXXX (surrogate pairs joined); it refuses invalid UTF-8 and lone
-// surrogates.
-func (p *jsonScanner) string() (string, bool) {
-	if !p.byte('"') {
-		return "", false
-	}
-	start := p.pos
-	for p.pos < len(p.data) {
-		c := p.data[p.pos]
-		if c == '"' {
-			s := p.data[start:p.pos]
-			p.pos++
-			if !utf8.Valid(s) {
-				return "", false
-			}
-			return string(s), true
-		}
-		if c == '\\' {
-			break // escapes: take the slow loop below
-		}
-		if c < 0x20 {
-			return "", false
-		}
-		p.pos++
-	}
-	var b []byte
-	b = append(b, p.data[start:p.pos]...)
-	for p.pos < len(p.data) {
-		c := p.data[p.pos]
-		switch {
-		case c == '"':
-			p.pos++
-			if !utf8.Valid(b) {
-				return "", false
-			}
-			return string(b), true
-		case c < 0x20:
-			return "", false
-		case c != '\\':
-			b = append(b, c)
-			p.pos++
-			continue
-		}
-		if p.pos+1 >= len(p.data) {
-			return "", false
-		}
-		esc := p.data[p.pos+1]
-		p.pos += 2
-		switch esc {
-		case '"', '\\', '/':
-			b = append(b, esc)
-		case 'b':
-			b = append(b, '\b')
-		case 'f':
-			b = append(b, '\f')
-		case 'n':
-			b = append(b, '\n')
-		case 'r':
-			b = append(b, '\r')
-		case 't':
-			b = append(b, '\t')
-		case 'u':
-			r, ok := p.hex4()
-			if !ok {
-				return "", false
-			}
-			if utf16.IsSurrogate(r) {
-				if !p.byte('\\') || !p.byte('u') {
-					return "", false
-				}
-				r2, ok := p.hex4()
-				if !ok {
-					return "", false
-				}
-				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
-					return "", false
-				}
-			}
-			b = utf8.AppendRune(b, r)
-		default:
-			return "", false
-		}
-	}
-	return "", false
-}
-
-func (p *jsonScanner) hex4() (rune, bool) {
-	if p.pos+4 > len(p.data) {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(string(p.data[p.pos:p.pos+4]), 16, 32)
-	if err != nil {
-		return 0, false
-	}
-	p.pos += 4
-	return rune(v), true
-}
-
-// uint reads a JSON integer that is 0 or has no leading zero, up to
-// math.MaxInt32.
-func (p *jsonScanner) uint() (int64, bool) {
-	start := p.pos
-	var v int64
-	for p.pos < len(p.data) && p.data[p.pos] >= '0' && p.data[p.pos] <= '9' {
-		v = v*10 + int64(p.data[p.pos]-'0')
-		if v > math.MaxInt32 {
-			return 0, false
-		}
-		p.pos++
-	}
-	n := p.pos - start
-	if n == 0 || n > 1 && p.data[start] == '0' {
-		return 0, false
-	}
-	if p.pos < len(p.data) && (p.data[p.pos] == '.' || p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
-		return 0, false
-	}
-	return v, true
 }
 
 // readMerges reads merges.txt: a first line (normally "#version: 0.2") that
