@@ -38,68 +38,49 @@ const (
 	maxMaxLength     = 1 << 16
 )
 
-// specialToken is one special token and the file that named it (for errors).
-type specialToken struct {
-	field   string // "bos_token", ...
-	content string
-	source  string // path of the file it came from, "" for the default
-}
-
-// tokenizerFiles is what Load reads, before it is turned into a Tokenizer.
-type tokenizerFiles struct {
-	vocab      map[string]int64
-	merges     []mergePair
-	bos        specialToken
-	eos        specialToken
-	unk        specialToken
-	pad        specialToken
-	additional []specialToken
-	maxLength  int
-}
-
+// mergePair is one line of merges.txt: two symbols that BPE may join.
 type mergePair struct{ a, b string }
 
-// readFiles reads and validates the four tokenizer files of dir.
-func readFiles(dir string) (*tokenizerFiles, error) {
-	tf := &tokenizerFiles{
-		bos:       specialToken{field: "bos_token", content: defaultBOS},
-		eos:       specialToken{field: "eos_token", content: defaultEOS},
-		unk:       specialToken{field: "unk_token", content: defaultUnk},
-		pad:       specialToken{field: "pad_token", content: defaultPad},
-		maxLength: defaultMaxLength,
-	}
-	var err error
-	if tf.vocab, err = readVocab(filepath.Join(dir, vocabFile)); err != nil {
+// Load reads the tokenizer of a diffusers checkpoint from dir (its
+// tokenizer/ folder): vocab.json and merges.txt, and when present
+// special_tokens_map.json and tokenizer_config.json for the bos, eos, unk,
+// pad (and additional) special tokens and model_max_length. It is New with
+// the files' contents; errors name the file and the field.
+func Load(dir string) (*Tokenizer, error) {
+	vocab, err := readFile(filepath.Join(dir, vocabFile))
+	if err != nil {
 		return nil, err
 	}
-	if tf.merges, err = readMerges(filepath.Join(dir, mergesFile)); err != nil {
+	merges, err := readFile(filepath.Join(dir, mergesFile))
+	if err != nil {
 		return nil, err
 	}
 	// transformers' from_pretrained: tokenizer_config.json gives the
 	// constructor arguments, then special_tokens_map.json overrides the
 	// special tokens it names. Both files are optional.
-	if err := tf.readSpecials(filepath.Join(dir, configFile), true); err != nil {
+	var opts Options
+	source := map[string]string{} // field -> path of the file that set it
+	if err := readOptions(filepath.Join(dir, configFile), true, &opts, source); err != nil {
 		return nil, err
 	}
-	if err := tf.readSpecials(filepath.Join(dir, specialTokensFile), false); err != nil {
+	if err := readOptions(filepath.Join(dir, specialTokensFile), false, &opts, source); err != nil {
 		return nil, err
 	}
-	for _, st := range tf.specials() {
-		if _, ok := tf.vocab[st.content]; !ok {
-			if st.source == "" {
-				return nil, fmt.Errorf("%s: the default %s %q (no %s or %s names one) is not in it",
-					filepath.Join(dir, vocabFile), st.field, st.content, specialTokensFile, configFile)
-			}
-			return nil, fmt.Errorf("%s: %s %q is not in %s", st.source, st.field, st.content, vocabFile)
-		}
+	t, err := New(vocab, merges, opts)
+	var fe *FileError
+	var te *TokenError
+	switch {
+	case errors.As(err, &fe):
+		return nil, &FileError{File: filepath.Join(dir, fe.File), Line: fe.Line, Err: fe.Err}
+	case errors.As(err, &te) && source[te.Field] != "":
+		return nil, fmt.Errorf("%s: %w", source[te.Field], te)
+	case errors.As(err, &te):
+		return nil, fmt.Errorf("%s: the default %s %q (no %s or %s names one) is not in it",
+			filepath.Join(dir, vocabFile), te.Field, te.Token, specialTokensFile, configFile)
+	case err != nil:
+		return nil, err
 	}
-	return tf, nil
-}
-
-// specials lists every special token: bos, eos, unk, pad, then the
-// additional ones.
-func (tf *tokenizerFiles) specials() []specialToken {
-	return append([]specialToken{tf.bos, tf.eos, tf.unk, tf.pad}, tf.additional...)
+	return t, nil
 }
 
 // readFile reads path, reporting a missing file as "<path>: no such file or
@@ -112,51 +93,46 @@ func readFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// readVocab reads vocab.json: a JSON object from token to id.
-func readVocab(path string) (map[string]int64, error) {
-	data, err := readFile(path)
-	if err != nil {
-		return nil, err
+// parseVocab parses vocab.json: a JSON object from token to id.
+func parseVocab(data []byte) (map[string]int64, error) {
+	fail := func(format string, a ...any) error {
+		return &FileError{File: vocabFile, Err: fmt.Errorf(format, a...)}
 	}
 	var raw map[string]json.Number
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("%s: not valid JSON: %w", path, err)
+		return nil, fail("not valid JSON: %w", err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%s: not valid JSON: data after the top-level object", path)
+		return nil, fail("not valid JSON: data after the top-level object")
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("%s: want a JSON object from token to id, got null", path)
+		return nil, fail("want a JSON object from token to id, got null")
 	}
 	if len(raw) == 0 {
-		return nil, fmt.Errorf("%s: the vocabulary is empty", path)
+		return nil, fail("the vocabulary is empty")
 	}
 	vocab := make(map[string]int64, len(raw))
 	for tok, num := range raw {
 		id, err := num.Int64()
 		if err != nil || id < 0 || id > math.MaxInt32 {
-			return nil, fmt.Errorf("%s: token %q: id %s is not a non-negative integer", path, tok, num)
+			return nil, fail("token %q: id %s is not a non-negative integer", tok, num)
 		}
 		vocab[tok] = id
 	}
 	return vocab, nil
 }
 
-// readMerges reads merges.txt: a first line (normally "#version: 0.2") that
-// is skipped, then one merge per line, "left right", in rank order. Like
-// CLIPTokenizer, surrounding whitespace of the file is ignored and only the
-// first maxMerges merges are used.
-func readMerges(path string) ([]mergePair, error) {
-	data, err := readFile(path)
-	if err != nil {
-		return nil, err
-	}
+// parseMerges parses merges.txt: a first line (normally "#version: 0.2")
+// that is skipped, then one merge per line, "left right", in rank order.
+// Like CLIPTokenizer, surrounding whitespace of the file is ignored and only
+// the first maxMerges merges are used.
+func parseMerges(data []byte) ([]mergePair, error) {
 	text := strings.TrimSpace(string(data))
 	lines := strings.Split(text, "\n")
 	if text == "" || len(lines) < 2 {
-		return nil, fmt.Errorf("%s: no merges after the first (version) line", path)
+		return nil, &FileError{File: mergesFile, Err: errors.New("no merges after the first (version) line")}
 	}
 	lines = lines[1:]
 	if len(lines) > maxMerges {
@@ -166,7 +142,8 @@ func readMerges(path string) ([]mergePair, error) {
 	for i, line := range lines {
 		a, b, n := splitMerge(line)
 		if n != 2 {
-			return nil, fmt.Errorf("%s:%d: want two space-separated symbols, got %q", path, i+2, strings.TrimSpace(line))
+			return nil, &FileError{File: mergesFile, Line: i + 2,
+				Err: fmt.Errorf("want two space-separated symbols, got %q", strings.TrimSpace(line))}
 		}
 		merges[i] = mergePair{a, b}
 	}
@@ -200,9 +177,10 @@ func splitMerge(line string) (a, b string, n int) {
 	return f[0], f[1], n
 }
 
-// readSpecials reads the special tokens (and, from tokenizer_config.json,
-// model_max_length) of one optional JSON file.
-func (tf *tokenizerFiles) readSpecials(path string, isConfig bool) error {
+// readOptions reads the special tokens (and, from tokenizer_config.json,
+// model_max_length) of one optional JSON file into opts, recording in source
+// which file set each field.
+func readOptions(path string, isConfig bool, opts *Options, source map[string]string) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -214,17 +192,20 @@ func (tf *tokenizerFiles) readSpecials(path string, isConfig bool) error {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return fmt.Errorf("%s: not valid JSON: %w", path, err)
 	}
-	for _, st := range []*specialToken{&tf.bos, &tf.eos, &tf.unk, &tf.pad} {
-		msg, ok := raw[st.field]
+	for _, f := range []struct {
+		field string
+		dst   *string
+	}{{"bos_token", &opts.BOS}, {"eos_token", &opts.EOS}, {"unk_token", &opts.Unk}, {"pad_token", &opts.Pad}} {
+		msg, ok := raw[f.field]
 		if !ok {
 			continue
 		}
 		content, ok, err := parseAddedToken(msg)
 		if err != nil {
-			return fmt.Errorf("%s: %s: %w", path, st.field, err)
+			return fmt.Errorf("%s: %s: %w", path, f.field, err)
 		}
 		if ok {
-			st.content, st.source = content, path
+			*f.dst, source[f.field] = content, path
 		}
 	}
 	if msg, ok := raw["additional_special_tokens"]; ok && !isNull(msg) {
@@ -232,16 +213,16 @@ func (tf *tokenizerFiles) readSpecials(path string, isConfig bool) error {
 		if err := json.Unmarshal(msg, &list); err != nil {
 			return fmt.Errorf("%s: additional_special_tokens: want a list of tokens: %w", path, err)
 		}
-		tf.additional = tf.additional[:0]
+		// Entries that name no token stay as "" (which New skips), so that
+		// indices match the file's.
+		opts.Additional = make([]string, len(list))
 		for i, m := range list {
-			field := fmt.Sprintf("additional_special_tokens[%d]", i)
-			content, ok, err := parseAddedToken(m)
+			field := additionalField(i)
+			content, _, err := parseAddedToken(m)
 			if err != nil {
 				return fmt.Errorf("%s: %s: %w", path, field, err)
 			}
-			if ok {
-				tf.additional = append(tf.additional, specialToken{field: field, content: content, source: path})
-			}
+			opts.Additional[i], source[field] = content, path
 		}
 	}
 	if msg, ok := raw["model_max_length"]; ok && isConfig && !isNull(msg) {
@@ -252,7 +233,7 @@ func (tf *tokenizerFiles) readSpecials(path string, isConfig bool) error {
 		if v != math.Trunc(v) || v < 2 || v > maxMaxLength {
 			return fmt.Errorf("%s: model_max_length %s is not a usable sequence length (2..%d)", path, msg, maxMaxLength)
 		}
-		tf.maxLength = int(v)
+		opts.MaxLength = int(v)
 	}
 	return nil
 }
