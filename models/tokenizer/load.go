@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // The files of a diffusers checkpoint's tokenizer/ folder.
@@ -98,6 +99,9 @@ func parseVocab(data []byte) (map[string]int64, error) {
 	fail := func(format string, a ...any) error {
 		return &FileError{File: vocabFile, Err: fmt.Errorf(format, a...)}
 	}
+	if i := invalidUTF8(data); i >= 0 {
+		return nil, fail("not valid UTF-8 (byte %d)", i) // as json.load of a UTF-8 text file
+	}
 	var raw map[string]json.Number
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -126,12 +130,22 @@ func parseVocab(data []byte) (map[string]int64, error) {
 
 // parseMerges parses merges.txt: a first line (normally "#version: 0.2")
 // that is skipped, then one merge per line, "left right", in rank order.
-// Like CLIPTokenizer, surrounding whitespace of the file is ignored and only
-// the first maxMerges merges are used.
+// It reads the file as CLIPTokenizer does (UTF-8, universal newlines,
+// Python's whitespace stripped from both ends, each line split with
+// str.split()) and uses only the first maxMerges merges; a line that is not
+// two symbols is an error here, a merge that never applies there. Errors
+// give 1-based lines of the file.
 func parseMerges(data []byte) ([]mergePair, error) {
-	text := strings.TrimSpace(string(data))
-	lines := strings.Split(text, "\n")
-	if text == "" || len(lines) < 2 {
+	if i := invalidUTF8(data); i >= 0 {
+		return nil, &FileError{File: mergesFile, Line: 1 + strings.Count(universalNewlines(string(data[:i])), "\n"),
+			Err: errors.New("not valid UTF-8")}
+	}
+	text := universalNewlines(string(data))
+	lead := len(text) - len(strings.TrimLeftFunc(text, isPySpace))
+	first := 1 + strings.Count(text[:lead], "\n") // the file's line of the version line
+	trimmed := strings.TrimRightFunc(text[lead:], isPySpace)
+	lines := strings.Split(trimmed, "\n")
+	if trimmed == "" || len(lines) < 2 {
 		return nil, &FileError{File: mergesFile, Err: errors.New("no merges after the first (version) line")}
 	}
 	lines = lines[1:]
@@ -140,41 +154,39 @@ func parseMerges(data []byte) ([]mergePair, error) {
 	}
 	merges := make([]mergePair, len(lines))
 	for i, line := range lines {
-		a, b, n := splitMerge(line)
-		if n != 2 {
-			return nil, &FileError{File: mergesFile, Line: i + 2,
-				Err: fmt.Errorf("want two space-separated symbols, got %q", strings.TrimSpace(line))}
+		f := strings.FieldsFunc(line, isPySpace)
+		if len(f) != 2 {
+			return nil, &FileError{File: mergesFile, Line: first + 1 + i,
+				Err: fmt.Errorf("want two space-separated symbols, got %q", strings.TrimFunc(line, isPySpace))}
 		}
-		merges[i] = mergePair{a, b}
+		merges[i] = mergePair{f[0], f[1]}
 	}
 	return merges, nil
 }
 
-// splitMerge splits a merges.txt line at whitespace, as Python's
-// str.split() does, returning the first two fields and the field count.
-func splitMerge(line string) (a, b string, n int) {
-	var f [2]string
-	start := -1
-	for i, r := range line {
-		if unicode.IsSpace(r) {
-			if start >= 0 {
-				if n < 2 {
-					f[n] = line[start:i]
-				}
-				n++
-				start = -1
-			}
-		} else if start < 0 {
-			start = i
+// universalNewlines turns "\r\n" and "\r" into "\n", as Python's text
+// files do when reading.
+func universalNewlines(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")
+}
+
+// invalidUTF8 returns the offset of the first byte of data that is not
+// part of a UTF-8 sequence, or -1.
+func invalidUTF8(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
 		}
+		i += n
 	}
-	if start >= 0 {
-		if n < 2 {
-			f[n] = line[start:]
-		}
-		n++
-	}
-	return f[0], f[1], n
+	return -1
+}
+
+// isPySpace is Python's str.isspace for one character: Go's unicode.IsSpace
+// plus the information separators U+001C..U+001F.
+func isPySpace(r rune) bool {
+	return unicode.IsSpace(r) || r >= 0x1C && r <= 0x1F
 }
 
 // readOptions reads the special tokens (and, from tokenizer_config.json,

@@ -92,6 +92,21 @@ func TestNewErrors(t *testing.T) {
 			file: &FileError{File: mergesFile, Line: 3},
 		},
 		{
+			name: "vocab.json not UTF-8", vocab: "{\"a\xff\": 1}", merges: tinyMerges,
+			want: "vocab.json: not valid UTF-8 (byte 3)",
+			file: &FileError{File: vocabFile},
+		},
+		{
+			name: "merges.txt not UTF-8", vocab: tinyVocab, merges: "#version: 0.2\r\na b\rc \xe2\x80 \x80\n",
+			want: "merges.txt:3: not valid UTF-8",
+			file: &FileError{File: mergesFile, Line: 3},
+		},
+		{
+			name: "merges.txt line after blank lines", vocab: tinyVocab, merges: "\n \n#version: 0.2\na b c\n",
+			want: `merges.txt:4: want two space-separated symbols, got "a b c"`,
+			file: &FileError{File: mergesFile, Line: 4},
+		},
+		{
 			name: "pad token not in the vocabulary", vocab: tinyVocab, merges: tinyMerges, opts: Options{Pad: "<pad>"},
 			want:  `pad_token "<pad>" is not in vocab.json`,
 			token: &TokenError{Field: "pad_token", Token: "<pad>"},
@@ -135,6 +150,32 @@ func TestNewErrors(t *testing.T) {
 				if !errors.As(err, &te) || *te != *tt.token {
 					t.Errorf("error %#v, want %#v", err, tt.token)
 				}
+			}
+		})
+	}
+}
+
+// TestParseMergesAsPython checks how merges.txt is read against what
+// CLIPTokenizer's open(..., encoding="utf-8").read().strip().split("\n") and
+// str.split() give (CPython 3.11).
+func TestParseMergesAsPython(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []mergePair
+	}{
+		{"universal newlines", "#version: 0.2\r\na b\rc d\r\n", []mergePair{{"a", "b"}, {"c", "d"}}},
+		{"information separators are whitespace", "#v\na\x1fb\n", []mergePair{{"a", "b"}}},
+		{"stripped with Python's whitespace", "\x1c#v\na b\x1d", []mergePair{{"a", "b"}}},
+		{"ideographic space", "#v\n\u3000a b", []mergePair{{"a", "b"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMerges([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := diff(tt.want, got); d != "" {
+				t.Error(d)
 			}
 		})
 	}
