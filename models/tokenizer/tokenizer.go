@@ -1,6 +1,7 @@
 // Package tokenizer is the CLIP byte-level BPE tokenizer of Stable Diffusion
-// checkpoints, reading a diffusers checkpoint's tokenizer/ folder and turning
-// prompts into the fixed-length id rows the text encoder takes.
+// checkpoints, built from a diffusers checkpoint's tokenizer/ folder (Load)
+// or from the same files' contents (New), turning prompts into the
+// fixed-length id rows the text encoder takes.
 //
 // It reproduces the slow transformers CLIPTokenizer with ftfy installed (the
 // tokenizer the diffusers pipelines and TokenFlow use): special tokens are
@@ -8,6 +9,11 @@
 // of ftfy.fix_text, whitespace collapsed, lower-cased), split with CLIP's
 // pattern, byte-encoded and merged by BPE rank. See ftfy.go for which ftfy
 // fixes are implemented.
+//
+// The Unicode data comes from the standard library (letters, numbers,
+// lower-casing) and golang.org/x/text (normalisation, upper-casing), whose
+// tables follow the Go version: Unicode 15.0.0 up to Go 1.26, as in the
+// standard library there, and 17.0.0 from Go 1.27 on.
 package tokenizer
 
 import (
