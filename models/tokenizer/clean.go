@@ -34,7 +34,10 @@ func whitespaceClean(s string) string {
 
 // pyLower is Python's str.lower: the simple lower-case mapping plus its two
 // context-free differences, U+0130 (İ) -> "i̇" and the final sigma rule
-// (Σ at the end of a word becomes ς).
+// (Σ at the end of a word becomes ς). golang.org/x/text/cases.Lower agrees
+// on every character but looks at most 30 case-ignorable characters past a
+// Σ, where Python looks at all of them ("AΣ" + 31 "'" + "B" gives ς there,
+// σ in Python).
 func pyLower(s string) string {
 	ascii := true
 	for i := 0; i < len(s); i++ {

@@ -6,6 +6,11 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/language"
+	"golang.org/x/text/unicode/norm"
 )
 
 // fixText is the part of ftfy.fix_text (ftfy 6.1.1, default TextFixerConfig,
@@ -112,32 +117,32 @@ func mapRunes(s string, f func(r rune) (string, bool)) string {
 	return s
 }
 
-// windows1252 maps bytes 0x80..0x9F to their Windows-1252 characters; the
-// five bytes Windows-1252 leaves undefined map to the C1 control of the same
-// number, as in ftfy's "sloppy-windows-1252" codec.
-var windows1252 = [32]rune{
-	0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
-	0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D, 0x017D, 0x8F,
-	0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-	0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+// decodeCP1252 and encodeCP1252 are ftfy's "sloppy-windows-1252" codec:
+// Windows-1252, with the five bytes it leaves undefined (0x81, 0x8D, 0x8F,
+// 0x90, 0x9D) standing for the C1 controls of the same number, as in
+// Latin-1.
+func decodeCP1252(b byte) rune {
+	if r := charmap.Windows1252.DecodeByte(b); r != utf8.RuneError {
+		return r
+	}
+	return rune(b)
 }
 
-// windows1252Byte is the inverse of windows1252 for the characters above
-// U+00FF.
-var windows1252Byte = func() map[rune]byte {
-	m := make(map[rune]byte, 32)
-	for i, r := range windows1252 {
-		if r > 0xFF {
-			m[r] = byte(0x80 + i)
-		}
+func encodeCP1252(r rune) (byte, bool) {
+	if b, ok := charmap.Windows1252.EncodeRune(r); ok {
+		return b, true
 	}
-	return m
-}()
+	switch r {
+	case 0x81, 0x8D, 0x8F, 0x90, 0x9D:
+		return byte(r), true
+	}
+	return 0, false
+}
 
 // fixC1Control is ftfy.fixes.fix_c1_controls.
 func fixC1Control(r rune) (string, bool) {
 	if r >= 0x80 && r <= 0x9F {
-		if w := windows1252[r-0x80]; w != r {
+		if w := decodeCP1252(byte(r)); w != r {
 			return string(w), true
 		}
 	}
@@ -160,18 +165,22 @@ func fixLatinLigature(r rune) (string, bool) {
 	return s, ok
 }
 
-// fixCharacterWidth is ftfy.fixes.fix_character_width (WIDTH_MAP).
+// fixCharacterWidth is ftfy.fixes.fix_character_width: its WIDTH_MAP maps
+// U+3000 to a space and each halfwidth or fullwidth form U+FF01..U+FFEF to
+// its NFKC form. (golang.org/x/text/width.Fold is a different mapping for
+// 53 of them: it turns the halfwidth Hangul letters into compatibility jamo
+// where NFKC gives conjoining jamo, and U+FFE3 into U+00AF where NFKC gives
+// a space and U+0304.)
 func fixCharacterWidth(r rune) (string, bool) {
 	switch {
-	case r < 0x3000:
-		return "", false
 	case r == 0x3000:
 		return " ", true
-	case r >= 0xFF01 && r <= 0xFF5E:
-		return string(r - 0xFEE0), true
+	case r >= 0xFF01 && r <= 0xFFEF:
+		if s := norm.NFKC.String(string(r)); s != string(r) {
+			return s, true
+		}
 	}
-	s, ok := widthMap[r]
-	return s, ok
+	return "", false
 }
 
 // uncurlQuote is ftfy.fixes.uncurl_quotes.
@@ -304,7 +313,7 @@ func decodeEntity(ent string) (string, bool) {
 	if !ok || html.UnescapeString(ent) != ent {
 		return "", false
 	}
-	return pyUpper(v), true
+	return cases.Upper(language.Und).String(v), true // Python's str.upper
 }
 
 // html5Entity looks up "&name;" in the HTML5 named character references
@@ -353,7 +362,7 @@ func decodeCharRef(body string) (string, bool) {
 	case num == 0x0D:
 		out = "\r"
 	case num >= 0x80 && num <= 0x9F:
-		out = string(windows1252[num-0x80])
+		out = string(decodeCP1252(byte(num)))
 	case num >= 0xD800 && num <= 0xDFFF, num > unicode.MaxRune:
 		out = "\uFFFD"
 	case num >= 0x01 && num <= 0x08, num == 0x0B, num >= 0x0E && num <= 0x1F, num == 0x7F,
@@ -366,34 +375,4 @@ func decodeCharRef(body string) (string, bool) {
 		return "", false
 	}
 	return out, true
-}
-
-// pyUpper is Python's str.upper for the entity values it is used on: Go's
-// simple upper-casing plus the full (SpecialCasing) mappings of ß, ŉ and the
-// Latin ligatures.
-func pyUpper(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case 'ß':
-			b.WriteString("SS")
-		case 'ŉ':
-			b.WriteString("ʼN")
-		case 'ﬀ':
-			b.WriteString("FF")
-		case 'ﬁ':
-			b.WriteString("FI")
-		case 'ﬂ':
-			b.WriteString("FL")
-		case 'ﬃ':
-			b.WriteString("FFI")
-		case 'ﬄ':
-			b.WriteString("FFL")
-		case 'ﬅ', 'ﬆ':
-			b.WriteString("ST")
-		default:
-			b.WriteRune(unicode.ToUpper(r))
-		}
-	}
-	return b.String()
 }

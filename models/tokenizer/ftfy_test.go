@@ -1,6 +1,9 @@
 package tokenizer
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestFixText checks the ftfy subset. Cases marked "ftfy doc" are examples
 // from ftfy's own docstrings and README (fix_text, fix_encoding,
@@ -48,6 +51,10 @@ func TestFixText(t *testing.T) {
 		{"ftfy doc: fullwidth", "ＬＯＵＤ　ＮＯＩＳＥＳ", "LOUD NOISES"},
 		{"ftfy doc: halfwidth katakana", "Ｕﾀｰﾝ", "Uターン"},
 		{"halfwidth voiced mark composes", "ｶﾞ", "ガ"},
+		// NFKC gives conjoining jamo, which NFC composes (width.Fold would
+		// give compatibility jamo, which do not compose).
+		{"halfwidth Hangul letters compose", "\uffa1\uffc2", "\uac00"},
+		{"fullwidth macron", "\uffe3", " \u0304"},
 		{"ftfy doc: quotes", "\u201chere\u2019s a test\u201d", "\"here's a test\""},
 		{"other quotes", "‚a‛ „b‟ ʼc", "'a' \"b\" 'c"},
 		{"ftfy doc: line breaks", "things:\u20291. Unicode\u20282. Spite\r\n3.\r4.", "things:\n1. Unicode\n2. Spite\n3.\n4."},
@@ -108,6 +115,12 @@ func TestNFC(t *testing.T) {
 		{"Hangul syllable + T", "\uac00\u11a8", "\uac01"},
 		{"leading combining mark", "\u0301a", "\u0301a"},
 		{"kana voiced mark", "\u304b\u3099", "\u304c"},
+		// Python's unicodedata does not produce the Stream-Safe Text Format:
+		// no U+034F after 30 non-starters, the whole run is reordered and
+		// composed (outputs from CPython 3.11).
+		{"31 marks then one that composes", "a" + strings.Repeat("\u0331", 31) + "\u0301", "\u00e1" + strings.Repeat("\u0331", 31)},
+		{"40 marks reordered", "a" + strings.Repeat("\u0301", 20) + strings.Repeat("\u0323", 20), "\u1ea1" + strings.Repeat("\u0323", 19) + strings.Repeat("\u0301", 20)},
+		{"a CGJ of the input stays", "a" + strings.Repeat("\u0331", 31) + "\u034f\u0301", "a" + strings.Repeat("\u0331", 31) + "\u034f\u0301"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

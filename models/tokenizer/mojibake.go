@@ -91,19 +91,10 @@ func encodeSingleByte(s string, cp1252 bool) ([]byte, bool) {
 }
 
 func singleByte(r rune, cp1252 bool) (byte, bool) {
-	switch {
-	case r < 0x80:
-		return byte(r), true
-	case r <= 0xFF:
-		if cp1252 && r <= 0x9F && windows1252[r-0x80] != r {
-			return 0, false // that byte means something else in Windows-1252
-		}
-		return byte(r), true
-	case cp1252:
-		c, ok := windows1252Byte[r]
-		return c, ok
+	if cp1252 {
+		return encodeCP1252(r)
 	}
-	return 0, false
+	return byte(r), r <= 0xFF
 }
 
 // mojibakeByte is the byte r stands for in either single-byte encoding.
@@ -111,8 +102,7 @@ func mojibakeByte(r rune) (byte, bool) {
 	if r <= 0xFF {
 		return byte(r), true
 	}
-	c, ok := windows1252Byte[r]
-	return c, ok
+	return encodeCP1252(r)
 }
 
 func hasMojibake(s string) bool {

@@ -1,107 +1,51 @@
 package tokenizer
 
 import (
-	"sort"
-	"sync"
-	"unicode/utf8"
+	"slices"
+	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
-//go:generate go run gen_tables.go -ucd /usr/share/unicode -o tables.go
+// cgj is U+034F COMBINING GRAPHEME JOINER.
+const cgj = "\u034f"
 
-// Unicode Normalization Form C (UAX #15), which ftfy applies as its last
-// step (TextFixerConfig.normalization = "NFC"). The standard library has no
-// normaliser and golang.org/x/text is not a dependency, so this is a small
-// direct implementation over the tables in tables.go: full canonical
-// decomposition, canonical ordering of combining marks, canonical
-// composition. Hangul syllables are handled arithmetically.
-
-// Hangul constants (Unicode §3.12).
-const (
-	hangulSBase  = 0xAC00
-	hangulLBase  = 0x1100
-	hangulVBase  = 0x1161
-	hangulTBase  = 0x11A7
-	hangulLCount = 19
-	hangulVCount = 21
-	hangulTCount = 28
-	hangulNCount = hangulVCount * hangulTCount
-	hangulSCount = hangulLCount * hangulNCount
-)
-
-type normData struct {
-	decomp  map[rune][2]rune // second = 0 for singletons
-	compose map[[2]rune]rune // primary composites
-}
-
-var normOnce = sync.OnceValue(func() *normData {
-	d := &normData{
-		decomp:  make(map[rune][2]rune, len(canonicalDecompositions)),
-		compose: make(map[[2]rune]rune, len(canonicalDecompositions)/2),
-	}
-	excluded := make(map[rune]bool, len(compositionExclusions))
-	for _, r := range compositionExclusions {
-		excluded[r] = true
-	}
-	for _, e := range canonicalDecompositions {
-		d.decomp[e[0]] = [2]rune{e[1], e[2]}
-		// Full_Composition_Exclusion = the exclusion list + singletons +
-		// non-starter decompositions.
-		if e[2] == 0 || excluded[e[0]] || combiningClass(e[0]) != 0 || combiningClass(e[1]) != 0 {
-			continue
-		}
-		d.compose[[2]rune{e[1], e[2]}] = e[0]
-	}
-	return d
-})
-
-// combiningClass returns the canonical combining class of r.
-func combiningClass(r rune) uint8 {
-	if r < 0x300 {
-		return 0
-	}
-	i := sort.Search(len(combiningClassRanges), func(i int) bool { return combiningClassRanges[i].hi >= r })
-	if i < len(combiningClassRanges) && combiningClassRanges[i].lo <= r {
-		return combiningClassRanges[i].class
-	}
-	return 0
-}
-
-// nfc returns s in Normalization Form C.
+// nfc returns s in Normalization Form C, as Python's
+// unicodedata.normalize("NFC", s) does; ftfy applies it as its last step
+// (TextFixerConfig.normalization = "NFC").
+//
+// golang.org/x/text/unicode/norm does the work with one difference: it
+// produces the Stream-Safe Text Format (UAX #15 §13), inserting a CGJ after
+// every 30 non-starters in a row, where Python reorders and composes the
+// whole run. Text with such a run (it takes more than 30 combining marks on
+// one character) goes through nfcUnbounded instead.
 func nfc(s string) string {
-	// Fast path: nothing below U+0300 decomposes or composes with anything
-	// else below U+0300, so such text is already NFC.
-	quick := true
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r >= 0x300 {
-			quick = false
-			break
-		}
-		i += n
+	out := norm.NFC.String(s)
+	if !strings.Contains(out, cgj) || strings.Count(out, cgj) == strings.Count(s, cgj) {
+		return out
 	}
-	if quick {
-		return s
-	}
-	d := normOnce()
+	return nfcUnbounded(s)
+}
 
-	// 1. Full canonical decomposition.
-	buf := make([]rune, 0, len(s))
+// nfcUnbounded is the NFC algorithm of UAX #15 without a limit on runs of
+// non-starters, over the character data of golang.org/x/text/unicode/norm.
+func nfcUnbounded(s string) string {
+	// 1. Full canonical decomposition, one character at a time (a single
+	// character decomposes to far fewer than 30 non-starters, so norm
+	// inserts nothing here).
+	var buf []rune
 	for _, r := range s {
-		buf = d.decompose(buf, r)
+		buf = append(buf, []rune(norm.NFD.String(string(r)))...)
 	}
-	// 2. Canonical ordering: stable sort of each run of non-starters by class.
+	// 2. Canonical ordering: a stable sort of each run of non-starters by
+	// combining class.
 	for i := 0; i < len(buf); {
-		if combiningClass(buf[i]) == 0 {
-			i++
-			continue
-		}
 		j := i
 		for j < len(buf) && combiningClass(buf[j]) != 0 {
 			j++
 		}
-		run := buf[i:j]
-		sort.SliceStable(run, func(a, b int) bool { return combiningClass(run[a]) < combiningClass(run[b]) })
-		i = j
+		slices.SortStableFunc(buf[i:j], func(a, b rune) int { return int(combiningClass(a)) - int(combiningClass(b)) })
+		i = j + 1
 	}
 	// 3. Canonical composition.
 	out := buf[:0]
@@ -114,7 +58,7 @@ func nfc(s string) string {
 			// has class 0 or a class >= c's.
 			blocked := len(out)-1 != starter && (lastClass == 0 || lastClass >= cc)
 			if !blocked {
-				if p, ok := d.composePair(out[starter], c); ok {
+				if p, ok := composePair(out[starter], c); ok {
 					out[starter] = p
 					continue
 				}
@@ -131,35 +75,19 @@ func nfc(s string) string {
 	return string(out)
 }
 
-func (d *normData) decompose(dst []rune, r rune) []rune {
-	if r >= hangulSBase && r < hangulSBase+hangulSCount {
-		si := r - hangulSBase
-		dst = append(dst, hangulLBase+si/hangulNCount, hangulVBase+(si%hangulNCount)/hangulTCount)
-		if t := si % hangulTCount; t != 0 {
-			dst = append(dst, hangulTBase+t)
-		}
-		return dst
-	}
-	m, ok := d.decomp[r]
-	if !ok {
-		return append(dst, r)
-	}
-	dst = d.decompose(dst, m[0])
-	if m[1] != 0 {
-		dst = d.decompose(dst, m[1])
-	}
-	return dst
+func combiningClass(r rune) uint8 {
+	return norm.NFD.PropertiesString(string(r)).CCC()
 }
 
-func (d *normData) composePair(a, b rune) (rune, bool) {
-	// Hangul L+V -> LV, LV+T -> LVT.
-	if a >= hangulLBase && a < hangulLBase+hangulLCount && b >= hangulVBase && b < hangulVBase+hangulVCount {
-		return hangulSBase + ((a-hangulLBase)*hangulVCount+(b-hangulVBase))*hangulTCount, true
+// composePair returns the primary composite of starter and c, if there is
+// one. In nfcUnbounded the canonical decomposition of starter followed by c
+// is in canonical order (starter was composed from the characters before
+// c), so NFC of the two is that composite when it exists, and otherwise
+// leaves two characters.
+func composePair(starter, c rune) (rune, bool) {
+	rs := []rune(norm.NFC.String(string([]rune{starter, c})))
+	if len(rs) != 1 {
+		return 0, false
 	}
-	if a >= hangulSBase && a < hangulSBase+hangulSCount && (a-hangulSBase)%hangulTCount == 0 &&
-		b > hangulTBase && b < hangulTBase+hangulTCount {
-		return a + (b - hangulTBase), true
-	}
-	p, ok := d.compose[[2]rune{a, b}]
-	return p, ok
+	return rs[0], true
 }

@@ -1,6 +1,7 @@
 // Package tokenizer is the CLIP byte-level BPE tokenizer of Stable Diffusion
-// checkpoints, reading a diffusers checkpoint's tokenizer/ folder and turning
-// prompts into the fixed-length id rows the text encoder takes.
+// checkpoints, built from a diffusers checkpoint's tokenizer/ folder (Load)
+// or from the same files' contents (New), turning prompts into the
+// fixed-length id rows the text encoder takes.
 //
 // It reproduces the slow transformers CLIPTokenizer with ftfy installed (the
 // tokenizer the diffusers pipelines and TokenFlow use): special tokens are
@@ -8,9 +9,18 @@
 // of ftfy.fix_text, whitespace collapsed, lower-cased), split with CLIP's
 // pattern, byte-encoded and merged by BPE rank. See ftfy.go for which ftfy
 // fixes are implemented.
+//
+// The Unicode data comes from the standard library (letters, numbers,
+// lower-casing) and golang.org/x/text (normalisation, upper-casing), whose
+// tables follow the Go version: Unicode 15.0.0 up to Go 1.26, as in the
+// standard library there, and 17.0.0 from Go 1.27 on.
 package tokenizer
 
-import "sort"
+import (
+	"cmp"
+	"fmt"
+	"sort"
+)
 
 // Tokenizer encodes prompts. It is safe for concurrent use.
 //
@@ -29,32 +39,95 @@ type Tokenizer struct {
 	maxLength int
 }
 
-// Load reads the tokenizer of a diffusers checkpoint from dir (its
-// tokenizer/ folder): vocab.json and merges.txt, and when present
-// special_tokens_map.json and tokenizer_config.json for the bos, eos, unk,
-// pad (and additional) special tokens and model_max_length. Errors name the
-// file and the field.
-func Load(dir string) (*Tokenizer, error) {
-	tf, err := readFiles(dir)
+// Options are the settings a checkpoint's tokenizer_config.json and
+// special_tokens_map.json hold. The zero value is CLIPTokenizer's defaults,
+// which are also what SD 1.x checkpoints say; SD 2.x checkpoints pad with
+// "!" instead: Options{Pad: "!"}.
+type Options struct {
+	// The special tokens; "" stands for CLIPTokenizer's default,
+	// "<|startoftext|>" for BOS and "<|endoftext|>" for the others. Every
+	// special token must be in the vocabulary, and is split out of prompts
+	// as a whole before any cleanup (so with Pad "!", each "!" of a prompt
+	// is the pad token).
+	BOS, EOS, Unk, Pad string
+	// Additional are further special tokens (additional_special_tokens);
+	// "" entries are skipped.
+	Additional []string
+	// MaxLength is the length of every encoded row (model_max_length),
+	// 2..65536; 0 stands for 77.
+	MaxLength int
+}
+
+// A FileError is a problem with the content of vocab.json or merges.txt.
+type FileError struct {
+	File string // "vocab.json" or "merges.txt" from New, its path from Load
+	Line int    // 1-based line of merges.txt, 0 when not about one line
+	Err  error
+}
+
+func (e *FileError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// A TokenError reports a special token that is not in the vocabulary.
+type TokenError struct {
+	Field string // "bos_token", "eos_token", "unk_token", "pad_token" or "additional_special_tokens[i]"
+	Token string
+}
+
+func (e *TokenError) Error() string {
+	return fmt.Sprintf("%s %q is not in %s", e.Field, e.Token, vocabFile)
+}
+
+func additionalField(i int) string { return fmt.Sprintf("additional_special_tokens[%d]", i) }
+
+// New builds a tokenizer from the contents of vocab.json and merges.txt and
+// the options of tokenizer_config.json and special_tokens_map.json. Errors
+// are a *FileError for the file contents, a *TokenError for a special token
+// the vocabulary lacks.
+func New(vocab, merges []byte, opts Options) (*Tokenizer, error) {
+	v, err := parseVocab(vocab)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tokenizer{
-		specialID: map[string]int64{},
-		bosID:     tf.vocab[tf.bos.content],
-		eosID:     tf.vocab[tf.eos.content],
-		padID:     tf.vocab[tf.pad.content],
-		unkID:     tf.vocab[tf.unk.content],
-		maxLength: tf.maxLength,
+	m, err := parseMerges(merges)
+	if err != nil {
+		return nil, err
 	}
-	for _, st := range tf.specials() {
-		if _, dup := t.specialID[st.content]; !dup {
-			t.specialID[st.content] = tf.vocab[st.content]
-			t.specials = append(t.specials, st.content)
+	maxLength := cmp.Or(opts.MaxLength, defaultMaxLength)
+	if maxLength < 2 || maxLength > maxMaxLength {
+		return nil, fmt.Errorf("tokenizer: max length %d is not a usable sequence length (2..%d)", opts.MaxLength, maxMaxLength)
+	}
+	specials := []struct{ field, token string }{
+		{"bos_token", cmp.Or(opts.BOS, defaultBOS)},
+		{"eos_token", cmp.Or(opts.EOS, defaultEOS)},
+		{"unk_token", cmp.Or(opts.Unk, defaultUnk)},
+		{"pad_token", cmp.Or(opts.Pad, defaultPad)},
+	}
+	for i, tok := range opts.Additional {
+		if tok != "" {
+			specials = append(specials, struct{ field, token string }{additionalField(i), tok})
 		}
 	}
+	t := &Tokenizer{specialID: map[string]int64{}, maxLength: maxLength}
+	for _, st := range specials {
+		id, ok := v[st.token]
+		if !ok {
+			return nil, &TokenError{Field: st.field, Token: st.token}
+		}
+		if _, dup := t.specialID[st.token]; !dup {
+			t.specialID[st.token] = id
+			t.specials = append(t.specials, st.token)
+		}
+	}
+	t.bosID, t.eosID, t.unkID, t.padID = v[specials[0].token], v[specials[1].token], v[specials[2].token], v[specials[3].token]
 	sort.SliceStable(t.specials, func(i, j int) bool { return len(t.specials[i]) > len(t.specials[j]) })
-	t.bpe = newBPEModel(tf.vocab, tf.merges, t.unkID)
+	t.bpe = newBPEModel(v, m, t.unkID)
 	return t, nil
 }
 
