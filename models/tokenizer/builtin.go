@@ -56,16 +56,15 @@ func WriteBuiltin(dir, pad string) error {
 }
 
 // Builtin is the standard CLIP tokenizer padding with pad (PadSD1 or
-// PadSD2). It goes through Load, by way of a temporary folder, so that it
-// is exactly what a checkpoint folder with these files gives.
+// PadSD2).
 func Builtin(pad string) (*Tokenizer, error) {
-	dir, err := os.MkdirTemp("", "tokenflow-tokenizer-")
+	vocab, err := builtinFiles.ReadFile("clipbpe/" + vocabFile)
 	if err != nil {
 		return nil, fmt.Errorf("builtin tokenizer: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	if err := WriteBuiltin(dir, pad); err != nil {
+	merges, err := builtinFiles.ReadFile("clipbpe/" + mergesFile)
+	if err != nil {
 		return nil, fmt.Errorf("builtin tokenizer: %w", err)
 	}
-	return Load(dir)
+	return New(vocab, merges, Options{Pad: pad})
 }
