@@ -12,7 +12,9 @@ package cache
 // (".<id>.tmp-<random>", the atomicfile naming) and renamed into place when
 // complete, so a reader sees a whole entry or none; an interrupted run leaves
 // only a temporary folder, which Lookup never looks at (its name is not an
-// id) and a later Store removes once it is a day old.
+// id) and the next Store of that entry removes. A run holds the entry's
+// lock (".<id>.lock", see Acquire) from its lookup to its store, so two runs
+// on one video do not both compute it: the second waits, then reuses.
 //
 // Lookup trusts nothing it reads: the manifest must parse, have our format,
 // carry exactly the key it is filed under, and describe a consistent latent
@@ -477,11 +479,12 @@ func (e *Entry) Load() (*Latents, error) {
 // (from l.Noisy; a Kept already set must agree), Latent (l.Z0's shape), Tool and
 // Created (when zero), LatentsCRC and LatentsSize.
 //
-// An existing invalid entry for the key is replaced. If a valid one exists,
-// or appears meanwhile (another process finished first), it is kept and
-// returned instead. Nothing partial is ever visible under the final name.
-// Store also removes temporary folders of interrupted runs older than a day.
-func Store(root string, m Manifest, l *Latents) (*Entry, error) {
+// The caller holds the entry's Lock. A valid entry already there is kept
+// and returned, unless replace; an invalid one, or the one replaced, is
+// moved aside only once the new one is complete, then removed. Nothing
+// partial is ever visible under the final name. Store also removes the
+// temporary folders that interrupted runs left.
+func Store(root string, m Manifest, l *Latents, replace bool) (*Entry, error) {
 	if l == nil {
 		return nil, errors.New("inversion cache: store: no latents")
 	}
@@ -493,13 +496,11 @@ func Store(root string, m Manifest, l *Latents) (*Entry, error) {
 	if err := os.MkdirAll(parent, 0o777); err != nil {
 		return nil, writeError(root, err)
 	}
-	cleanTemps(parent, time.Now())
-
-	// A valid entry already there wins; an invalid one is replaced below.
-	if e, _, err := Lookup(root, m.Key); err != nil {
-		return nil, err
-	} else if e != nil {
-		return e, nil
+	cleanTemps(parent, m.Key.ID(), time.Now())
+	if !replace {
+		if e, _, err := Lookup(root, m.Key); err != nil || e != nil {
+			return e, err
+		}
 	}
 
 	d, err := atomicfile.CreateDir(dir)
@@ -510,48 +511,18 @@ func Store(root string, m Manifest, l *Latents) (*Entry, error) {
 	if err := writeFiles(d.Name(), &m, l); err != nil {
 		return nil, writeError(root, err)
 	}
-
-	// Last check before replacing: a valid entry that appeared while we
-	// wrote (another run) is kept; an invalid one is moved aside. What is
-	// moved must be what was judged: if another run replaced it in between,
-	// it is put back and judged again.
-	for attempt := 0; ; attempt++ {
-		judged, err := os.Lstat(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("inversion cache %s: %w", dir, err)
-		}
-		if e, _, err := Lookup(root, m.Key); err != nil || e != nil {
-			return e, err
-		}
-		moved, err := moveAside(dir, root, judged)
-		if err != nil {
-			return nil, err
-		}
-		if moved {
-			break
-		}
-		if attempt == 3 {
-			return nil, fmt.Errorf("inversion cache %s: other runs keep replacing this entry; run again", dir)
-		}
+	// The new entry is complete: move what is there out of the way (renamed,
+	// so that no reader sees it half-deleted), put the new one in its place,
+	// then remove the old one.
+	old := filepath.Join(parent, "."+filepath.Base(dir)+".old-"+rand.Text())
+	if err := os.Rename(dir, old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, writeError(root, err)
 	}
-	// Commit removes the temporary folder on any failure, ErrExist included:
-	// if another run's entry landed in between, that one is what we return.
 	if err := d.Commit(); err != nil {
-		if !errors.Is(err, atomicfile.ErrExist) {
-			return nil, writeError(root, err)
-		}
-		e, reason, lerr := Lookup(root, m.Key)
-		if lerr != nil || e != nil {
-			return e, lerr
-		}
-		if reason == "" {
-			reason = "it is being replaced"
-		}
-		return nil, fmt.Errorf("inversion cache %s: another run wrote the same entry at the same time and %s; run again", dir, reason)
+		os.Rename(old, dir) // put back what was there
+		return nil, writeError(root, err)
 	}
+	os.RemoveAll(old) // best effort: a leftover is removed by a later Store
 	return &Entry{Dir: dir, Manifest: m}, nil
 }
 
@@ -645,36 +616,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// moveAside gets judged, the unusable entry at dir, out of the way:
-// renamed to a temporary name, so that no reader sees it half-deleted, then
-// removed. If what the rename took is not judged (another run put its entry
-// there since), it is put back at once and moved is false.
-//
-// Without a lock there remains a window of two renames in which a valid entry
-// is not at its place; a reader opening it right then gets an error, never
-// wrong latents.
-func moveAside(dir, root string, judged fs.FileInfo) (moved bool, err error) {
-	old := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".old-"+rand.Text())
-	if err := os.Rename(dir, old); err != nil {
-		if errors.Is(err, fs.ErrNotExist) { // another run moved it first
-			return true, nil
-		}
-		return false, writeError(root, err)
-	}
-	took, err := os.Lstat(old)
-	if err == nil && (!os.SameFile(took, judged) || !took.ModTime().Equal(judged.ModTime())) {
-		if os.Rename(old, dir) == nil {
-			return false, nil
-		}
-		// Yet another entry is at dir by now; what we took was never
-		// judged, and dir's new content will be.
-		os.RemoveAll(old)
-		return false, nil
-	}
-	os.RemoveAll(old) // best effort: a leftover is removed by a later Store
-	return true, nil
-}
-
 // isTemp reports whether name is a temporary folder of ours: an
 // interrupted entry (".<id>.tmp-<random>", atomicfile's naming) or a replaced
 // one being removed (".<id>.old-<random>").
@@ -692,9 +633,11 @@ func isTemp(name string) (temp, old bool) {
 	return false, false
 }
 
-// cleanTemps removes, best effort, interrupted entries older than
-// tempMaxAge and replaced entries of any age from dir.
-func cleanTemps(dir string, now time.Time) {
+// cleanTemps removes, best effort, from dir: replaced entries of any age,
+// the temporary folders of entry id (whose lock the caller holds, so no
+// live run is filling them), and other entries' temporary folders older
+// than tempMaxAge.
+func cleanTemps(dir, id string, now time.Time) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
@@ -704,7 +647,7 @@ func cleanTemps(dir string, now time.Time) {
 		if !temp {
 			continue
 		}
-		if !old {
+		if !old && !strings.HasPrefix(e.Name(), "."+id+".") {
 			info, err := e.Info()
 			if err != nil || now.Sub(info.ModTime()) < tempMaxAge {
 				continue

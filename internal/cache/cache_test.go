@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -102,7 +104,7 @@ func testSameLatents(t *testing.T, got, want *Latents) {
 
 func testStore(t *testing.T, root string, m Manifest, l *Latents) *Entry {
 	t.Helper()
-	e, err := Store(root, m, l)
+	e, err := Store(root, m, l, false)
 	if err != nil {
 		t.Fatalf("Store: %v", err)
 	}
@@ -407,7 +409,7 @@ func TestCacheInvalidEntries(t *testing.T) {
 
 			// The rebuild replaces the damaged entry and leaves nothing else.
 			want := testLatents(2)
-			if _, err := Store(root, testManifest(), want); err != nil {
+			if _, err := Store(root, testManifest(), want, false); err != nil {
 				t.Fatalf("Store over the damaged entry: %v", err)
 			}
 			got, err := testMustHit(t, root, k).Load()
@@ -487,7 +489,7 @@ func TestCacheLeftoverTemp(t *testing.T) {
 		t.Fatalf("Lookup with only temporary folders = (%v, %q, %v), want a miss", e, reason, err)
 	}
 
-	// A different key's Store cleans the folder too.
+	// A different key's Store removes what is surely stale.
 	k2 := k
 	k2.InversionPrompt = "something else"
 	m2 := testManifest()
@@ -500,6 +502,13 @@ func TestCacheLeftoverTemp(t *testing.T) {
 	}
 	if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
 		t.Errorf("Lookup = (%v, %q, %v), want a miss", e, reason, err)
+	}
+	// The key's own Store (under its lock) removes its young leftover too.
+	testStore(t, root, testManifest(), testLatents(4))
+	want = []string{k.ID(), k2.ID()}
+	slices.Sort(want)
+	if got := testListing(t, root); !slices.Equal(got, want) {
+		t.Errorf("inversions/ holds %q, want %q", got, want)
 	}
 }
 
@@ -517,20 +526,32 @@ func TestCacheStoreKeepsValidEntry(t *testing.T) {
 	testSameLatents(t, got, first)
 }
 
-// Runs storing the same key at once (as processes would) all succeed and
-// leave one valid entry and nothing else.
-func TestCacheConcurrentStore(t *testing.T) {
+// Runs on the same key at once (as processes would), each holding the
+// entry's lock from lookup to store: exactly one computes and stores, the
+// others wait and reuse its entry; one valid entry and its lock file remain.
+func TestCacheConcurrentRuns(t *testing.T) {
 	root := t.TempDir()
 	k := testKey()
-	// Start from a damaged entry, so that the runs also race to replace it.
+	// Start from a damaged entry, so that the first run replaces it.
 	e := testStore(t, root, testManifest(), testLatents(0))
 	os.Truncate(filepath.Join(e.Dir, "latents.safetensors"), 10)
 
 	const runs = 8
+	var stored atomic.Int32
 	errs := make(chan error, runs)
 	for i := range runs {
 		go func() {
-			e, err := Store(root, testManifest(), testLatents(float32(i)))
+			lock, err := Acquire(context.Background(), root, k, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer lock.Release()
+			e, _, err := Lookup(root, k)
+			if err == nil && e == nil {
+				stored.Add(1)
+				e, err = Store(root, testManifest(), testLatents(float32(i)), false)
+			}
 			if err == nil {
 				_, err = e.Load()
 			}
@@ -539,8 +560,11 @@ func TestCacheConcurrentStore(t *testing.T) {
 	}
 	for range runs {
 		if err := <-errs; err != nil {
-			t.Errorf("concurrent Store: %v", err)
+			t.Errorf("concurrent run: %v", err)
 		}
+	}
+	if n := stored.Load(); n != 1 {
+		t.Errorf("%d runs stored the entry, want 1", n)
 	}
 	got, err := testMustHit(t, root, k).Load()
 	if err != nil {
@@ -549,7 +573,84 @@ func TestCacheConcurrentStore(t *testing.T) {
 	if z := got.Z0.Data[0]; z != float32(int(z)) || z < 0 || z >= runs {
 		t.Errorf("the entry holds z0[0] = %v, not one run's latents", got.Z0.Data[0])
 	}
-	if names := testListing(t, root); !slices.Equal(names, []string{k.ID()}) {
+	want := []string{"." + k.ID() + ".lock", k.ID()}
+	if names := testListing(t, root); !slices.Equal(names, want) {
+		t.Errorf("inversions/ holds %q, want %q", names, want)
+	}
+}
+
+// A second holder waits, is told so once, and gets the lock when the first
+// releases it; a wait ends with its context.
+func TestCacheLockWaits(t *testing.T) {
+	root := t.TempDir()
+	k := testKey()
+	first, err := Acquire(context.Background(), root, k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := Acquire(ctx, root, k, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire while held = %v, want it to wait until its context ends", err)
+	}
+	told := make(chan string, 2)
+	got := make(chan error, 1)
+	go func() {
+		l, err := Acquire(context.Background(), root, k, func(path string) { told <- path })
+		if err == nil {
+			l.Release()
+		}
+		got <- err
+	}()
+	path := <-told
+	if want := filepath.Join(root, "inversions", "."+k.ID()+".lock"); path != want {
+		t.Errorf("waiting on %s, want %s", path, want)
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("second Acquire returned (%v) while the first held the lock", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	first.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 0 {
+		t.Error("waiting was called more than once")
+	}
+	other := k
+	other.InversionPrompt = "another entry"
+	if l, err := Acquire(context.Background(), root, other, func(string) { t.Error("another entry's lock waited") }); err != nil {
+		t.Fatal(err)
+	} else {
+		l.Release()
+	}
+}
+
+// Replacing builds the new entry aside and swaps it in: the old one stays
+// valid until the new one is complete, and a failed replacement keeps it.
+func TestCacheStoreReplace(t *testing.T) {
+	root := t.TempDir()
+	testStore(t, root, testManifest(), testLatents(1))
+	bad := testManifest()
+	bad.Key.Count = 3 // disagrees with the latents: refused before any write
+	if _, err := Store(root, bad, testLatents(2), true); err == nil {
+		t.Fatal("an inconsistent replacement was stored")
+	}
+	got, err := testMustHit(t, root, testKey()).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testSameLatents(t, got, testLatents(1))
+	e, err := Store(root, testManifest(), testLatents(2), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err = e.Load(); err != nil {
+		t.Fatal(err)
+	}
+	testSameLatents(t, got, testLatents(2))
+	if names := testListing(t, root); !slices.Equal(names, []string{testKey().ID()}) {
 		t.Errorf("inversions/ holds %q, want only the entry", names)
 	}
 }
@@ -574,7 +675,7 @@ func TestCacheStoreRejectsInconsistentInput(t *testing.T) {
 			root := t.TempDir()
 			m, l := testManifest(), testLatents(1)
 			c.edit(&m, l)
-			_, err := Store(root, m, l)
+			_, err := Store(root, m, l, false)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Store = %v, want an error containing %q", err, c.want)
 			}
@@ -633,7 +734,7 @@ func TestCacheUnwritableRoot(t *testing.T) {
 			}
 			phrase, is := testBlock(t, c.block(root))
 
-			_, err := Store(root, testManifest(), testLatents(1))
+			_, err := Store(root, testManifest(), testLatents(1), false)
 			if err == nil {
 				t.Fatal("Store into a blocked cache succeeded")
 			}

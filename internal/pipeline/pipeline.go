@@ -50,6 +50,7 @@ type job struct {
 	size   video.Size
 	key    cache.Key
 	root   string
+	lock   *cache.Lock // the entry's, while held
 	times  Timings
 	start  time.Time
 	unet0  int64
@@ -95,7 +96,10 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 	return j, nil
 }
 
-func (j *job) close() { j.model.Close() }
+func (j *job) close() {
+	j.lock.Release()
+	j.model.Close()
+}
 
 // checkSchedule checks that an inversion of steps steps keeps the latents
 // an edit of editSteps steps needs.
@@ -150,10 +154,27 @@ func (j *job) probe(ctx context.Context) error {
 	return nil
 }
 
+// lockEntry takes the cache entry's lock, so that two runs on one video do
+// not both compute its inversion: the second says it waits, then reuses.
+// job.close releases it.
+func (j *job) lockEntry(ctx context.Context) error {
+	lock, err := cache.Acquire(ctx, j.root, j.key, func(path string) {
+		if j.req.Log != nil {
+			fmt.Fprintf(j.req.Log, "another tokenflow run is working on this inversion (lock %s): waiting for it\n", path)
+		}
+	})
+	j.lock = lock
+	return err
+}
+
 // inversion finds the request's inversion in the cache or computes and
-// stores it. With needLatents it returns the latents even when reused.
+// stores it, holding the entry's lock. With needLatents it returns the
+// latents even when reused.
 func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *cache.Latents, bool, error) {
 	r := j.req
+	if err := j.lockEntry(ctx); err != nil {
+		return nil, nil, false, err
+	}
 	if !r.Force {
 		entry, reason, err := cache.Lookup(j.root, j.key)
 		if err != nil {
@@ -200,13 +221,8 @@ func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *c
 	m := cache.Manifest{Key: j.key, Tool: version.Version,
 		Video: cache.VideoInfo{Path: r.Input, FPS: j.info.FPS.String(), Frames: j.info.Frames, Width: j.info.DisplayWidth, Height: j.info.DisplayHeight, HasAudio: j.info.HasAudio},
 		Model: cache.ModelInfo{Ref: r.Model, Dir: j.model.Dir(), ID: j.model.ID()}}
-	if r.Force {
-		// Store keeps a valid entry it finds; Force means replace it.
-		if err := os.RemoveAll(cache.Dir(j.root, j.key)); err != nil {
-			return nil, nil, false, fmt.Errorf("replace cache entry: %w", err)
-		}
-	}
-	entry, err := cache.Store(j.root, m, lat)
+	// Force replaces a valid entry, once the new one is complete.
+	entry, err := cache.Store(j.root, m, lat, r.Force)
 	if err != nil {
 		return nil, nil, false, err
 	}
