@@ -230,3 +230,25 @@ size: 32x32
 		t.Errorf("with --frames 6 -o six.mp4: frames %d output %q", res.Frames, res.Output)
 	}
 }
+
+// TestEditStepsOffTheInversionGrid: an edit whose timesteps the requested
+// inversion does not visit (7 steps: 1, 143, ...; 10 steps: 1, 101, ...)
+// inverts on both grids together (16 steps, the shared timestep 1 once),
+// says so on stderr, and edits; the entry is reused by the same command.
+func TestEditStepsOffTheInversionGrid(t *testing.T) {
+	d := t.TempDir()
+	args := []string{"edit", "--model", model(t, "tiny-sd15"), "--prompt", "a red cube", "--size", "32x32",
+		"--steps", "7", "--inversion-steps", "10", "--batch-size", "4", "--keyframes", "middle",
+		"--cache-dir", filepath.Join(d, "cache"), "--json", fixtureFrames(t, "tiny-sd15")}
+	res, r := tfJSON[editResult](t, d, append(args, "-o", filepath.Join(d, "a.mp4"))...)
+	if !strings.Contains(r.Stderr, "the 10-step grid does not visit every timestep of the 7-step edit; inverting on both grids together (16 steps)") {
+		t.Errorf("stderr does not say the grids were joined:\n%s", r.Stderr)
+	}
+	if want := int64(16*8) + editPasses(7, 8, 4); res.UNetFrames != want {
+		t.Errorf("%d UNet frame evaluations, want %d (a 16-step inversion and a 7-step edit)", res.UNetFrames, want)
+	}
+	again, _ := tfJSON[editResult](t, d, append(args, "-o", filepath.Join(d, "b.mp4"))...)
+	if !again.InversionReused || again.UNetFrames != editPasses(7, 8, 4) {
+		t.Errorf("the same command again: inversion_reused %v, %d evaluations; want the joined inversion reused", again.InversionReused, again.UNetFrames)
+	}
+}

@@ -73,11 +73,9 @@ func TestBadInput(t *testing.T) {
 			want: []string{"$D/notes.mp4", "not a video"}},
 		{name: "invert --steps 0", args: func(d string) []string { return invert(d, "--steps", "0", frames) },
 			code: exitUsage, want: []string{"--steps 0"}},
-		{name: "invert --save-steps above --steps", args: func(d string) []string { return invert(d, "--steps", "10", "--save-steps", "20", frames) },
-			code: exitUsage, want: []string{"--save-steps 20", "--steps 10"}},
-		// 30 inversion steps visit 958, 925, ...; 20 editing steps want 951: not among them.
-		{name: "invert --save-steps not dividing the schedule", args: func(d string) []string { return invert(d, "--steps", "30", "--save-steps", "20", frames) },
-			want: []string{"--save-steps 20", "30"}},
+		// 1000 'leading' steps with steps_offset 1 would reach timestep 1000.
+		{name: "invert --steps 1000", args: func(d string) []string { return invert(d, "--steps", "1000", frames) },
+			code: exitUsage, want: []string{"--steps 1000", "999 or fewer"}},
 		{name: "invert --batch-size 0", args: func(d string) []string { return invert(d, "--batch-size", "0", frames) },
 			code: exitUsage, want: []string{"--batch-size 0"}},
 		{name: "invert frame range outside the clip", args: func(d string) []string {

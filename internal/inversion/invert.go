@@ -79,25 +79,25 @@ func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0, cond tensor.
 }
 
 // Reconstruct DDIM-samples back from the most inverted latent zT with the
-// same prompt over the inversion's own schedule (preprocess.py's
+// same prompt along the inversion's own walk, descending (preprocess.py's
 // ddim_sample): how a user sees whether an edit can work on this video.
 func Reconstruct(ctx context.Context, d Denoiser, s *scheduler.DDIM, zT, cond tensor.Tensor, p Params) (tensor.Tensor, error) {
-	sched, err := s.Schedule(p.Steps)
+	plan, err := s.PlanInversion(p.Steps, max(p.SaveSteps, 1))
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
 	x := zT.Clone()
 	n := x.N()
-	ts := sched.Timesteps()
-	total, done := len(ts)*n, 0
-	for _, t := range ts {
+	total, done := len(plan.Walk)*n, 0
+	for i := len(plan.Walk) - 1; i >= 0; i-- {
+		t, prev := plan.Walk[i], plan.Prev(i)
 		for _, b := range tensor.Batches(n, p.BatchSize) {
 			xb := x.Rows(b.Start, b.End)
 			eps, err := d.UNet(ctx, xb, t, cond.Repeat([]int{0}, []int{b.Len()}))
 			if err != nil {
 				return tensor.Tensor{}, err
 			}
-			next, err := sched.Step(eps.Data, t, xb.Data)
+			next, err := s.StepTo(eps.Data, t, prev, xb.Data)
 			if err != nil {
 				return tensor.Tensor{}, err
 			}

@@ -51,6 +51,7 @@ type job struct {
 	key    cache.Key
 	root   string
 	lock   *cache.Lock // the entry's, while held
+	walk   int         // timesteps the inversion visits
 	times  Timings
 	start  time.Time
 	unet0  int64
@@ -80,7 +81,7 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 		return nil, err
 	}
 	j.model, j.unet0 = m, m.UNetFrames()
-	if err := checkSchedule(m.Scheduler, r.InversionSteps, r.Steps); err != nil {
+	if err := j.plan(); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -101,23 +102,26 @@ func (j *job) close() {
 	j.model.Close()
 }
 
-// checkSchedule checks that an inversion of steps steps keeps the latents
-// an edit of editSteps steps needs.
-func checkSchedule(s *scheduler.DDIM, steps, editSteps int) error {
-	_, err := s.PlanInversion(steps, editSteps)
-	var me *scheduler.MismatchError
+// plan lays out the inversion, saying on the log when its grid had to be
+// joined with the edit's.
+func (j *job) plan() error {
+	r := j.req
+	s := j.model.Scheduler
+	plan, err := s.PlanInversion(r.InversionSteps, r.Steps)
 	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &me) && me.Missing == 0:
-		return param.Errorf("steps", editSteps, "is more than {inversion_steps} %d: the inversion must have at least as many steps as the edit", steps)
-	case errors.As(err, &me):
-		return param.Errorf("steps", editSteps, "does not fit {inversion_steps} %d: editing timestep %d is not among the inversion's timesteps (%s); {steps} values that fit {inversion_steps} %d: %s",
-			steps, me.Missing, me.Walk, steps, me.Fits)
-	case errors.Is(err, scheduler.ErrTimestep):
-		return param.Errorf("inversion_steps", steps, "%v", err)
+	case errors.Is(err, scheduler.ErrTimestep) && r.InversionSteps > s.MaxSteps():
+		return param.Errorf("inversion_steps", r.InversionSteps, "this model's schedule would reach a timestep past its last; give %d or fewer", s.MaxSteps())
+	case errors.Is(err, scheduler.ErrTimestep) && r.Steps > s.MaxSteps():
+		return param.Errorf("steps", r.Steps, "this model's schedule would reach a timestep past its last; give %d or fewer", s.MaxSteps())
+	case err != nil:
+		return err
 	}
-	return err
+	if plan.Joined && r.Log != nil {
+		fmt.Fprintf(r.Log, "inversion: the %d-step grid does not visit every timestep of the %d-step edit; inverting on both grids together (%d steps)\n",
+			r.InversionSteps, r.Steps, len(plan.Walk))
+	}
+	j.walk = len(plan.Walk)
+	return nil
 }
 
 // probe reads the source's metadata, resolves the frame range and size,
@@ -207,7 +211,7 @@ func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *c
 	if err != nil {
 		return nil, nil, false, err
 	}
-	bar := progress.New(r.Progress, "invert", "frame-steps", r.InversionSteps*z0.N())
+	bar := progress.New(r.Progress, "invert", "frame-steps", j.walk*z0.N())
 	noisy, err := inversion.Invert(ctx, j.model, j.model.Scheduler, z0, cond,
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
@@ -280,9 +284,9 @@ func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.La
 		return err
 	}
 	zT := lat.Noisy[kept[len(kept)-1]]
-	bar := progress.New(r.Progress, "reconstruct", "frame-steps", r.InversionSteps*zT.N())
+	bar := progress.New(r.Progress, "reconstruct", "frame-steps", j.walk*zT.N())
 	x, err := inversion.Reconstruct(ctx, j.model, j.model.Scheduler, zT, cond,
-		inversion.Params{Steps: r.InversionSteps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ type InvertRequest struct {
 	Runtime
 	InversionPrompt string
 	InversionSteps  int  // DDIM inversion steps
-	Steps           int  // the editing schedule whose timesteps are kept
+	Steps           int  // the editing schedule whose timesteps are kept (its grid joins the inversion's where they differ)
 	BatchSize       int  // frames per UNet call
 	Reconstruct     bool // also write reconstruction.mp4 into the entry
 	Force           bool // recompute even when a valid entry exists
@@ -97,9 +97,6 @@ func (r *InvertRequest) Validate() error {
 	}
 	if rg.Count != video.ToEnd {
 		checks = append(checks, param.AtLeast("frames", rg.Count, 1))
-	}
-	if r.Steps > r.InversionSteps && r.InversionSteps >= 1 {
-		checks = append(checks, param.Errorf("steps", r.Steps, "is more than {inversion_steps} %d: the inversion must have at least as many steps as the edit", r.InversionSteps))
 	}
 	if s := r.Size; !s.IsZero() && (s.W < 8 || s.H < 8 || s.W%8 != 0 || s.H%8 != 0) {
 		checks = append(checks, param.Errorf("size", s, "want sides that are multiples of 8"))

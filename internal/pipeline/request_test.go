@@ -40,7 +40,7 @@ func TestValidate(t *testing.T) {
 		{"missing input", func(r *EditRequest) { r.Input += ".gone" }, "input"},
 		{"steps 0", func(r *EditRequest) { r.Steps = 0 }, "steps"},
 		{"inversion steps 0", func(r *EditRequest) { r.InversionSteps = 0 }, "inversion_steps"},
-		{"more steps than inversion", func(r *EditRequest) { r.Steps = 600 }, "steps"},
+		{"more steps than inversion (grids joined)", func(r *EditRequest) { r.Steps = 600 }, ""},
 		{"batch 0", func(r *EditRequest) { r.BatchSize = 0 }, "batch_size"},
 		{"threads -1", func(r *EditRequest) { r.Threads = -1 }, "threads"},
 		{"start -1", func(r *EditRequest) { r.Range.Start = -1 }, "start"},

@@ -242,11 +242,16 @@ func (p *Schedule) PrevTimestep(t int) int { return t - p.ddim.cfg.NumTrainTimes
 //  6. direction = sqrt(1 - a_prev - sigma_t^2) eps = sqrt(1 - a_prev) eps
 //  7. x_prev = sqrt(a_prev) x0 + direction
 func (p *Schedule) Step(modelOutput []float32, t int, x []float32) ([]float32, error) {
-	if err := p.ddim.checkT(t); err != nil {
+	return p.ddim.StepTo(modelOutput, t, p.PrevTimestep(t), x)
+}
+
+// StepTo is Step from timestep t to an explicit prevT (negative: the final
+// alpha), for walks that are not evenly spaced (see PlanInversion).
+func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float32, error) {
+	if err := s.checkT(t); err != nil {
 		return nil, err
 	}
-	s := p.ddim
-	aPrev, err := s.AlphaCumprod(p.PrevTimestep(t))
+	aPrev, err := s.AlphaCumprod(prevT)
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,7 @@ func TestPlanInversion(t *testing.T) {
 	s := mustNew(t, sdConfig())
 	tests := []struct {
 		steps, save int
+		walk        int   // len(Walk) when the grids are joined (0: steps)
 		keptLen     int   // len(Kept)
 		keptHead    []int // first Kept values
 		last        int
@@ -70,8 +71,11 @@ func TestPlanInversion(t *testing.T) {
 		{steps: 20, save: 10, keptLen: 11, keptHead: []int{1, 101, 201}, last: 951},
 		{steps: 50, save: 50, keptLen: 50, keptHead: []int{1, 21}, last: 981},
 		{steps: 50, save: 10, keptLen: 11, keptHead: []int{1, 101}, last: 981},
-		{steps: 30, save: 20, err: "editing timestep 951 of a 20-step edit is not visited by the 30-step inversion (timesteps 958, 925, ..., 1 vs 951, 901, ..., 1); editing step counts that fit: 1, 15, 30"},
-		{steps: 10, save: 20, err: "an edit of 20 steps cannot use an inversion of 10 steps"},
+		// Grids that miss editing timesteps are joined: 30 (1, 34, ..., 958)
+		// and 20 (1, 51, ..., 951) share only 1; 10 lies inside 20.
+		{steps: 30, save: 20, walk: 49, keptLen: 21, keptHead: []int{1, 51, 101}, last: 958},
+		{steps: 10, save: 20, walk: 20, keptLen: 20, keptHead: []int{1, 51, 101}, last: 951},
+		{steps: 500, save: 30, walk: 515, keptLen: 31, keptHead: []int{1, 34, 67}, last: 999},
 		{steps: 0, save: 1, err: "inversion steps: timestep out of range: 0 inference steps"},
 		{steps: 10, save: 0, err: "editing steps: timestep out of range: 0 inference steps"},
 	}
@@ -81,8 +85,8 @@ func TestPlanInversion(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("PlanInversion(%d, %d) error:\n got: %v\nwant: ...%s...", tt.steps, tt.save, err, tt.err)
 			}
-			if strings.Contains(tt.err, "edit") && !strings.HasPrefix(tt.err, "editing steps") && !errors.Is(err, ErrScheduleMismatch) {
-				t.Errorf("PlanInversion(%d, %d) error %v does not wrap ErrScheduleMismatch", tt.steps, tt.save, err)
+			if !errors.Is(err, ErrTimestep) {
+				t.Errorf("PlanInversion(%d, %d) error %v does not wrap ErrTimestep", tt.steps, tt.save, err)
 			}
 			continue
 		}
@@ -90,8 +94,12 @@ func TestPlanInversion(t *testing.T) {
 			t.Errorf("PlanInversion(%d, %d): %v", tt.steps, tt.save, err)
 			continue
 		}
-		if len(plan.Walk) != tt.steps || len(plan.Edit) != tt.save {
-			t.Errorf("PlanInversion(%d, %d): walk %d, edit %d timesteps", tt.steps, tt.save, len(plan.Walk), len(plan.Edit))
+		walk := tt.walk
+		if walk == 0 {
+			walk = tt.steps
+		}
+		if len(plan.Walk) != walk || len(plan.Edit) != tt.save || plan.Joined != (tt.walk != 0) {
+			t.Errorf("PlanInversion(%d, %d): walk %d, edit %d timesteps, joined %v", tt.steps, tt.save, len(plan.Walk), len(plan.Edit), plan.Joined)
 		}
 		if len(plan.Kept) != tt.keptLen || !reflect.DeepEqual(plan.Kept[:len(tt.keptHead)], tt.keptHead) || plan.Last() != tt.last {
 			t.Errorf("PlanInversion(%d, %d).Kept = %v, want %d values starting %v ending %d", tt.steps, tt.save, plan.Kept, tt.keptLen, tt.keptHead, tt.last)
@@ -114,5 +122,12 @@ func TestPlanInversion(t *testing.T) {
 				t.Errorf("PlanInversion(%d, %d): editing timestep %d not kept", tt.steps, tt.save, e)
 			}
 		}
+	}
+}
+
+func TestMaxSteps(t *testing.T) {
+	s := mustNew(t, sdConfig())
+	if got := s.MaxSteps(); got != 999 {
+		t.Errorf("MaxSteps = %d, want 999 (1000 leading steps with steps_offset 1 reach timestep 1000)", got)
 	}
 }
