@@ -12,30 +12,31 @@ import (
 	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/models/tokenizer"
 )
 
-// ErrModelNotFound is returned when --model names neither a folder nor a
+// ErrModelNotFound is returned when the model names neither a folder nor a
 // hub id in the local Hugging Face cache.
 var ErrModelNotFound = errors.New("model not found")
 
-// Resolve turns --model into a diffusers folder: a folder path as given, or
+// Resolve turns a model (the "model" setting) into a diffusers folder: a folder path as given, or
 // a hub id ("org/name") looked up offline in the Hugging Face hub cache
 // ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), at the snapshot
 // refs/main names (or the only snapshot there is).
 func Resolve(model string) (string, error) {
 	if model == "" {
-		return "", fmt.Errorf("%w: no --model given", ErrModelNotFound)
+		return "", &param.Error{Name: "model", Reason: "is required", Err: ErrModelNotFound}
 	}
 	if st, err := os.Stat(model); err == nil {
 		if !st.IsDir() {
-			return "", fmt.Errorf("--model %s: is a file; want a diffusers folder (with model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a single-file .safetensors checkpoint", model)
+			return "", param.Errorf("model", model, "is a file; want a diffusers folder (with model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a single-file .safetensors checkpoint")
 		}
 		return model, nil
 	}
 	if strings.HasSuffix(strings.ToLower(model), ".safetensors") {
-		return "", fmt.Errorf("%w: --model %s: no such file", ErrModelNotFound, model)
+		return "", &param.Error{Name: "model", Value: model, Reason: "no such file", Err: ErrModelNotFound}
 	}
 	var looked []string
 	if isHubID(model) {
@@ -49,7 +50,8 @@ func Resolve(model string) (string, error) {
 		return "", fmt.Errorf("%w: %s is not a folder, and no snapshot of it is in the Hugging Face cache (looked in %s): download it once with `huggingface-cli download %s`, or pass a diffusers folder",
 			ErrModelNotFound, model, strings.Join(looked, ", "), model)
 	}
-	return "", fmt.Errorf("%w: --model %s: no such folder; pass a diffusers folder, a single-file .safetensors checkpoint or a hub id like stabilityai/stable-diffusion-2-1-base", ErrModelNotFound, model)
+	return "", &param.Error{Name: "model", Value: model, Err: ErrModelNotFound,
+		Reason: "no such folder; pass a diffusers folder, a single-file .safetensors checkpoint or a hub id like stabilityai/stable-diffusion-2-1-base"}
 }
 
 func isHubID(s string) bool {
@@ -109,7 +111,7 @@ type Checkpoint struct {
 // OpenOptions configure OpenModel.
 type OpenOptions struct {
 	// OriginalConfig is the original inference YAML of a single-file
-	// checkpoint (--original-config); "" to detect the architecture from
+	// checkpoint (the "original_config" setting); "" to detect the architecture from
 	// the tensors.
 	OriginalConfig string
 	// CacheRoot is where single files are converted ("" for
@@ -119,7 +121,7 @@ type OpenOptions struct {
 	Log io.Writer
 }
 
-// OpenCheckpoint opens --model: a diffusers folder, a hub id in the local
+// OpenCheckpoint opens a model: a diffusers folder, a hub id in the local
 // cache, or a single-file .safetensors checkpoint.
 func OpenCheckpoint(model string) (*Checkpoint, error) { return OpenModel(model, OpenOptions{}) }
 
@@ -133,7 +135,7 @@ func OpenModel(model string, o OpenOptions) (*Checkpoint, error) {
 		return nil, err
 	}
 	if o.OriginalConfig != "" {
-		return nil, fmt.Errorf("--original-config %s: only for a single-file checkpoint; --model %s is a diffusers folder, whose config.json files say the architecture", o.OriginalConfig, model)
+		return nil, param.Errorf("original_config", o.OriginalConfig, "only for a single-file checkpoint; {model} %s is a diffusers folder, whose config.json files say the architecture", model)
 	}
 	for _, sub := range []string{"unet", "vae", "text_encoder", "tokenizer", "scheduler"} {
 		st, err := os.Stat(filepath.Join(dir, sub))
@@ -207,7 +209,7 @@ func (c *Checkpoint) UNet(t onnx.DataType) (*UNet, error) {
 	return &UNet{Config: cfg, Weights: w}, nil
 }
 
-// Source is what --model named: the single file, or the folder.
+// Source is what the model named: the single file, or the folder.
 func (c *Checkpoint) Source() string {
 	if c.File != "" {
 		return c.File

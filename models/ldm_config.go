@@ -3,6 +3,7 @@ package models
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 )
 
@@ -177,7 +179,7 @@ func detectUNet(v tensorView, a *ldmArch) error {
 	}
 	levels := downs + 1
 	if blocks%levels != 0 || blocks/levels < 2 {
-		return fmt.Errorf("%w: %s: %d UNet input blocks do not make %d levels of resnets and a downsampler; pass --original-config", ErrArchitecture, v.path, blocks, levels)
+		return param.Errorf("model", v.path, "%w: %d UNet input blocks do not make %d levels of resnets and a downsampler; pass {original_config}", ErrArchitecture, blocks, levels)
 	}
 	a.NumResBlocks = blocks/levels - 1
 	a.ChannelMult = make([]int, levels)
@@ -303,14 +305,18 @@ type yamlDoc struct {
 func readYAML(path string) (*yamlDoc, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--original-config: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is the value
+		}
+		return nil, param.Errorf("original_config", path, "%w", err)
 	}
 	var root map[string]any
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("--original-config %s: not valid YAML: %s", path, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return nil, param.Errorf("original_config", path, "not valid YAML: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	if _, ok := root["model"].(map[string]any); !ok {
-		return nil, fmt.Errorf("--original-config %s: no model: section; want an original inference YAML such as v1-inference.yaml", path)
+		return nil, param.Errorf("original_config", path, "no model: section; want an original inference YAML such as v1-inference.yaml")
 	}
 	return &yamlDoc{path: path, root: root}, nil
 }
@@ -331,7 +337,7 @@ func (d *yamlDoc) get(key string) (any, bool) {
 }
 
 func (d *yamlDoc) bad(key, format string, a ...any) error {
-	return fmt.Errorf("--original-config %s: %s: %s", filepath.Base(d.path), key, fmt.Sprintf(format, a...))
+	return param.Errorf("original_config", filepath.Base(d.path), "%s: %s", key, fmt.Sprintf(format, a...))
 }
 
 // integer reads an int key; ok is false when it is absent.
@@ -422,7 +428,7 @@ const (
 // key and both values.
 func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 	disagree := func(key string, yv, tv any) error {
-		return fmt.Errorf("--original-config %s: %s is %v, but %s's tensors say %v", filepath.Base(d.path), key, yv, filepath.Base(file), tv)
+		return param.Errorf("original_config", filepath.Base(d.path), "%s is %v, but %s's tensors say %v", key, yv, filepath.Base(file), tv)
 	}
 	checkInt := func(key string, have int) error {
 		v, ok, err := d.integer(key)
@@ -489,7 +495,7 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 	if v, ok, err := d.ints(yDD + ".attn_resolutions"); err != nil {
 		return err
 	} else if ok && len(v) > 0 {
-		return fmt.Errorf("%w: --original-config %s: %s: %v (attention in the VAE's levels is not implemented)", ErrUnsupported, filepath.Base(d.path), yDD+".attn_resolutions", v)
+		return param.Errorf("original_config", filepath.Base(d.path), "%w: %s: %v (attention in the VAE's levels is not implemented)", ErrUnsupported, yDD+".attn_resolutions", v)
 	}
 	if v, ok, err := d.boolean(yUNet + ".use_linear_in_transformer"); err != nil {
 		return err
@@ -501,7 +507,7 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 	if v, ok, err := d.integer(yUNet + ".transformer_depth"); err != nil {
 		return err
 	} else if ok && v != 1 {
-		return fmt.Errorf("%w: --original-config %s: %s: %d (only 1 is implemented)", ErrUnsupported, filepath.Base(d.path), yUNet+".transformer_depth", v)
+		return param.Errorf("original_config", filepath.Base(d.path), "%w: %s: %d (only 1 is implemented)", ErrUnsupported, yUNet+".transformer_depth", v)
 	}
 	// Heads: num_heads (SD 1.x), else num_head_channels (SD 2.x); -1 is unset.
 	heads, hok, err := d.integer(yUNet + ".num_heads")
@@ -548,7 +554,7 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 		// image_size is marked unused in the YAMLs).
 		a.VPrediction, a.ImageSize = true, 96
 	default:
-		return fmt.Errorf("%w: --original-config %s: %s: %q (supported: eps, v)", ErrUnsupported, filepath.Base(d.path), yParams+".parameterization", p)
+		return param.Errorf("original_config", filepath.Base(d.path), "%w: %s: %q (supported: eps, v)", ErrUnsupported, yParams+".parameterization", p)
 	}
 	return nil
 }
@@ -576,13 +582,13 @@ func (a *ldmArch) blockHeads(file string) ([]int, error) {
 		ch := a.ModelChannels * m
 		if a.NumHeads > 0 {
 			if ch%a.NumHeads != 0 {
-				return nil, fmt.Errorf("%w: %s: %d heads do not divide UNet level %d's %d channels; pass --original-config with num_heads", ErrArchitecture, file, a.NumHeads, i, ch)
+				return nil, param.Errorf("model", file, "%w: %d heads do not divide UNet level %d's %d channels; pass {original_config} with num_heads", ErrArchitecture, a.NumHeads, i, ch)
 			}
 			out[i] = a.NumHeads
 			continue
 		}
 		if ch%a.NumHeadChannels != 0 {
-			return nil, fmt.Errorf("%w: %s: cannot tell the UNet's heads: heads of %d channels do not divide level %d's %d channels; pass --original-config with num_head_channels", ErrArchitecture, file, a.NumHeadChannels, i, ch)
+			return nil, param.Errorf("model", file, "%w: cannot tell the UNet's heads: heads of %d channels do not divide level %d's %d channels; pass {original_config} with num_head_channels", ErrArchitecture, a.NumHeadChannels, i, ch)
 		}
 		out[i] = ch / a.NumHeadChannels
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 )
 
@@ -157,26 +158,27 @@ func TestSingleFileBadFiles(t *testing.T) {
 		yaml    string
 		is      error
 		wantAll []string
+		setting string // the *param.Error's Name; "" for none
 	}{
 		{"not a checkpoint", fake("lora.safetensors", map[string][]int64{"lora_unet_down_blocks_0.alpha": {}, "foo.weight": {4, 4}}),
-			"", nil, []string{"lora.safetensors", "not a Stable Diffusion checkpoint", "model.diffusion_model."}},
+			"", nil, []string{"lora.safetensors", "not a Stable Diffusion checkpoint", "model.diffusion_model."}, ""},
 		{"SDXL", fake("sdxl.safetensors", map[string][]int64{
 			"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": {49408, 64},
 			"model.diffusion_model.input_blocks.0.0.weight":                                    {32, 4, 3, 3},
 			"model.diffusion_model.label_emb.0.0.weight":                                       {128, 2816},
-		}), "", ErrUnsupported, []string{"sdxl.safetensors", "SDXL", "conditioner.embedders"}},
+		}), "", ErrUnsupported, []string{"sdxl.safetensors", "SDXL", "conditioner.embedders"}, ""},
 		{"inpainting", fake("inpaint.safetensors", withText(map[string][]int64{
 			"model.diffusion_model.input_blocks.0.0.weight": {32, 9, 3, 3},
-		})), "", ErrUnsupported, []string{"inpaint.safetensors", "inpainting", "9 input channels"}},
-		{"missing", filepath.Join(d, "gone.safetensors"), "", ErrModelNotFound, []string{"gone.safetensors", "no such file"}},
-		{"truncated", write("truncated.safetensors", src[:len(src)/2]), "", safetensors.ErrInvalid, []string{"truncated.safetensors"}},
+		})), "", ErrUnsupported, []string{"inpaint.safetensors", "inpainting", "9 input channels"}, ""},
+		{"missing", filepath.Join(d, "gone.safetensors"), "", ErrModelNotFound, []string{"gone.safetensors", "no such file"}, "model"},
+		{"truncated", write("truncated.safetensors", src[:len(src)/2]), "", safetensors.ErrInvalid, []string{"truncated.safetensors"}, "model"},
 		{"YAML disagrees", write("tiny.safetensors", src),
 			write("bad.yaml", bytes.Replace(yamlText, []byte("model_channels: 32"), []byte("model_channels: 64"), 1)),
-			nil, []string{"bad.yaml", "model.params.unet_config.params.model_channels", "64", "32"}},
+			nil, []string{"bad.yaml", "model.params.unet_config.params.model_channels", "64", "32"}, "original_config"},
 		{"YAML of the other family", write("tiny2.safetensors", src), singlePath(t, "tiny-sd21-ldm", ".yaml"),
-			nil, []string{"cond_stage_config.target", "FrozenOpenCLIPEmbedder", "CLIP"}},
+			nil, []string{"cond_stage_config.target", "FrozenOpenCLIPEmbedder", "CLIP"}, "original_config"},
 		{"no UNet", fake("vae-only.safetensors", withText(map[string][]int64{"first_stage_model.encoder.conv_in.weight": {32, 3, 3, 3}})),
-			"", ErrArchitecture, []string{"vae-only.safetensors", "UNet", "model.diffusion_model.input_blocks.0.0.weight"}},
+			"", ErrArchitecture, []string{"vae-only.safetensors", "UNet", "model.diffusion_model.input_blocks.0.0.weight"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,6 +192,10 @@ func TestSingleFileBadFiles(t *testing.T) {
 			}
 			if tt.is != nil && !errors.Is(err, tt.is) {
 				t.Errorf("error %q is not %v", msg, tt.is)
+			}
+			var pe *param.Error
+			if errors.As(err, &pe) != (tt.setting != "") || pe != nil && pe.Name != tt.setting {
+				t.Errorf("error %#v: want a *param.Error for %q", err, tt.setting)
 			}
 			for _, w := range tt.wantAll {
 				if !strings.Contains(msg, w) {

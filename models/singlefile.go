@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/models/tokenizer"
 )
@@ -23,7 +24,7 @@ import (
 // A single-file checkpoint (one .safetensors in the original CompVis /
 // Stability key layout) is opened by turning it, once, into a diffusers
 // folder in the user cache: the config files derived from its tensors (or
-// from --original-config), the standard tokenizer files, and per component
+// from its original inference YAML), the standard tokenizer files, and per component
 // one float32 safetensors file with diffusers names, written on first use.
 // From there on it is a folder like any other: graphs reference the
 // converted files as external data (never inlined: a fp16 SD 1.5 UNet is
@@ -94,11 +95,11 @@ func cacheRoot(root string) (string, error) {
 // openSingleFile opens a .safetensors single-file checkpoint.
 func openSingleFile(path string, o OpenOptions) (*Checkpoint, error) {
 	if !strings.HasSuffix(strings.ToLower(path), ".safetensors") {
-		return nil, fmt.Errorf("--model %s: is a file but not .safetensors (pickle .ckpt files are not read: convert them to safetensors); want a diffusers folder or a single-file .safetensors checkpoint", path)
+		return nil, param.Errorf("model", path, "is a file but not .safetensors (pickle .ckpt files are not read: convert them to safetensors); want a diffusers folder or a single-file .safetensors checkpoint")
 	}
 	f, err := safetensors.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("--model: %w", err)
+		return nil, param.Reasonf("model", "%w", err) // the error starts with the path
 	}
 	defer f.Close()
 	st, err := os.Stat(path)
@@ -157,7 +158,7 @@ func openSingleFile(path string, o OpenOptions) (*Checkpoint, error) {
 	if arch.SD2 && o.OriginalConfig == "" && s.log != nil {
 		// The tensors of SD 2.x-base (512 px, noise prediction) and SD 2.x
 		// (768 px, v-prediction) are alike: only the YAML tells.
-		fmt.Fprintf(s.log, "%s: SD 2.x without --original-config: assuming noise prediction (SD 2.x-base); for a 768-v model pass --original-config v2-inference-v.yaml\n", filepath.Base(path))
+		fmt.Fprintf(s.log, "%s: SD 2.x without its original inference YAML: assuming noise prediction (SD 2.x-base); for a 768-v model give its YAML, v2-inference-v.yaml\n", filepath.Base(path))
 	}
 	if s.ema && s.log != nil {
 		fmt.Fprintf(s.log, "%s: has EMA weights (%s.*); using them for the UNet, as the original code does\n", filepath.Base(path), ldmEMA)
@@ -303,7 +304,7 @@ func (s *singleFile) convert(dir, compName string) error {
 	}
 	f, err := safetensors.Open(s.path)
 	if err != nil {
-		return fmt.Errorf("--model: %w", err)
+		return param.Reasonf("model", "%w", err) // the error starts with the path
 	}
 	defer f.Close()
 	plan, err := s.plan(f, comp, compName)

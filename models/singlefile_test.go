@@ -12,6 +12,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
 )
@@ -208,7 +209,7 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 // diffusers configs as the YAML for SD 1.x (8 heads); for the tiny SD 2.x
 // file, whose heads are 8 channels wide rather than SD 2's 64, everything
 // but the heads is detected, and opening it is refused naming the heads
-// and --original-config.
+// and the original config.
 func TestSingleFileDetection(t *testing.T) {
 	for _, model := range singleFiles {
 		t.Run(model, func(t *testing.T) {
@@ -260,8 +261,10 @@ func TestSingleFileDetection(t *testing.T) {
 				t.Errorf("detected %+v\nwant (YAML) %+v", d2, *withYAML)
 			}
 			_, err = OpenModel(path, OpenOptions{CacheRoot: t.TempDir()})
-			if !errors.Is(err, ErrArchitecture) || !strings.Contains(err.Error(), "--original-config") || !strings.Contains(err.Error(), "heads") {
-				t.Errorf("open without YAML: %v; want ErrArchitecture naming the heads and --original-config", err)
+			var pe *param.Error
+			if !errors.Is(err, ErrArchitecture) || !errors.As(err, &pe) || pe.Name != "model" || pe.Value != path ||
+				!strings.Contains(pe.Reason, "{original_config}") || !strings.Contains(pe.Reason, "heads") {
+				t.Errorf("open without YAML: %#v; want ErrArchitecture about the model, naming the heads and {original_config}", err)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -75,7 +76,7 @@ func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.Invert
 	}
 	dev, err := ort.ParseDevice(o.Device)
 	if err != nil {
-		return r, usageErr("--device %s: want cpu or cuda", o.Device)
+		return r, sourceFlags.wordErr(err)
 	}
 	r.Device = dev
 	if o.Size != "" {
@@ -92,12 +93,66 @@ func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.Invert
 // flagNames words a request's setting names as one command's flags.
 type flagNames map[string]string
 
-// sourceFlags are the flags sourceOptions adds, by setting name.
+// sourceFlags are the flags sourceOptions adds, by setting name, and the
+// root's --ort-lib.
 var sourceFlags = flagNames{
-	"input": "input", "model": "--model", "size": "--size", "start": "--start", "frames": "--frames",
-	"stride": "--stride", "fps": "--fps", "device": "--device", "threads": "--threads",
-	"cache_dir": "--cache-dir", "batch_size": "--batch-size",
+	"input": "input", "model": "--model", "original_config": "--original-config", "size": "--size",
+	"start": "--start", "frames": "--frames", "stride": "--stride", "fps": "--fps", "device": "--device",
+	"threads": "--threads", "cache_dir": "--cache-dir", "batch_size": "--batch-size", "ort_lib": "--ort-lib",
 }
+
+// flag is a setting's name on this command (the setting's own name when
+// the command has no flag for it).
+func (f flagNames) flag(setting string) string {
+	if name, ok := f[setting]; ok {
+		return name
+	}
+	return setting
+}
+
+// braced matches a setting a library names in braces ("pass {ort_lib} a
+// GPU build"), as package param defines.
+var braced = regexp.MustCompile(`\{[a-z_]+\}`)
+
+// words is a library's text with every setting in braces named as the
+// command's flag.
+func (f flagNames) words(text string) string {
+	return braced.ReplaceAllStringFunc(text, func(m string) string { return f.flag(m[1 : len(m)-1]) })
+}
+
+// wordedError is a library error that names settings, with a method that
+// names them in a caller's terms: *param.Error, *ort.CUDAError and ort's
+// library-not-found errors.
+type wordedError interface {
+	error
+	Words(name func(string) string) string
+}
+
+// text is err's message with the settings its library named put as the
+// command's flags: the worded error's part of the message is replaced by
+// its words, around it the message is as it is.
+func (f flagNames) text(err error) string {
+	var w wordedError
+	if !errors.As(err, &w) {
+		return err.Error()
+	}
+	return strings.Replace(err.Error(), w.Error(), w.Words(f.flag), 1)
+}
+
+// failedErr is an error of a run that failed, in the command's words; it
+// unwraps to the library's error.
+type failedErr struct {
+	msg string
+	err error
+}
+
+func (e *failedErr) Error() string { return e.msg }
+func (e *failedErr) Unwrap() error { return e.err }
+
+// checkedByUse are the settings a library checks by using them: opening
+// the model or the cache, loading ONNX Runtime. A bad one fails the run
+// (exit 1), it is not bad usage.
+var checkedByUse = map[string]bool{"cache_dir": true, "model": true, "original_config": true, "ort_lib": true}
 
 func (f flagNames) with(more flagNames) flagNames {
 	out := flagNames{}
@@ -111,20 +166,19 @@ func (f flagNames) with(more flagNames) flagNames {
 
 // wordErr turns a library's *param.Error into the command's words: the
 // setting's flag, and what to do. Settings checked before any work are
-// usage errors (exit 2).
+// usage errors (exit 2). Other errors that name settings (ort's) are
+// worded as they are.
 func (f flagNames) wordErr(err error) error {
 	var pe *param.Error
 	if !errors.As(err, &pe) {
+		var w wordedError
+		if errors.As(err, &w) {
+			return &failedErr{f.text(err), err}
+		}
 		return err
 	}
-	flag := func(setting string) string {
-		if name, ok := f[setting]; ok {
-			return name
-		}
-		return setting
-	}
-	name := flag(pe.Name)
-	msg := pe.Words(flag)
+	name := f.flag(pe.Name)
+	msg := pe.Words(f.flag)
 	switch {
 	case pe.Name == "input" && pe.Value == "":
 		return usageErr("%s", pe.Reason)
@@ -136,8 +190,9 @@ func (f flagNames) wordErr(err error) error {
 	if errors.Is(err, pipeline.ErrExists) {
 		return fmt.Errorf("%s already exists: pass --force to overwrite it, or %s to write elsewhere", pe.Value, name)
 	}
-	if pe.Name == "cache_dir" {
-		return fmt.Errorf("%s", msg)
+	if checkedByUse[pe.Name] {
+		// in the context the library gave it ("export unet: ...")
+		return &failedErr{strings.Replace(err.Error(), pe.Error(), msg, 1), err}
 	}
 	return usageErr("%s", msg)
 }

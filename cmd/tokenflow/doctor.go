@@ -38,7 +38,7 @@ incomplete.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := ort.ParseDevice(opts.Device); err != nil {
-				return usageErr("%v", err)
+				return doctorFlags.wordErr(err)
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -50,6 +50,9 @@ incomplete.`,
 	return cmd
 }
 
+// doctorFlags words the settings doctor's report names as its flags.
+var doctorFlags = flagNames{"device": "--device", "ort_lib": "--ort-lib"}
+
 // errMissing is returned by doctor when something is missing.
 var errMissing = errors.New("missing")
 
@@ -60,12 +63,12 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 	fmt.Fprintf(w, "tokenflow     %s\n", version.Version)
 	initErr := ort.InitDevice(o.ORTLib, dev)
 	if ort.LibraryPath() == "" {
-		fmt.Fprintf(w, "onnxruntime   MISSING: %v\n", initErr)
+		fmt.Fprintf(w, "onnxruntime   MISSING: %s\n", doctorFlags.text(initErr))
 		step := "run `make deps`, or pass --ort-lib"
 		if dev == ort.CUDA {
 			step = "run `make deps-cuda`, or pass --ort-lib a GPU build"
 		}
-		missing = append(missing, fmt.Sprintf("ONNX Runtime (%v; %s)", initErr, step))
+		missing = append(missing, fmt.Sprintf("ONNX Runtime (%s; %s)", doctorFlags.text(initErr), step))
 	} else {
 		fmt.Fprintf(w, "onnxruntime   %s (%s)\n", ort.Version(), ort.LibraryPath())
 		fmt.Fprintf(w, "providers     %s\n", strings.Join(ort.Providers(), ", "))
@@ -81,7 +84,7 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 	}
 	cudaErr := writeCUDAStack(w, o, dev, initErr)
 	if dev == ort.CUDA && cudaErr != nil && ort.LibraryPath() != "" {
-		missing = append(missing, cudaErr.Error())
+		missing = append(missing, doctorFlags.text(cudaErr))
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s", errMissing, strings.Join(missing, "; "))
@@ -110,9 +113,9 @@ func writeCUDAStack(w io.Writer, o *DoctorOptions, dev ort.Device, initErr error
 		fmt.Fprintf(w, "cuda          not ready (optional: only --device cuda needs it)\n")
 	}
 	if s.Library == "" {
-		fmt.Fprintf(w, "  library     MISSING: %v\n", s.LibraryErr)
+		fmt.Fprintf(w, "  library     MISSING: %s\n", doctorFlags.text(s.LibraryErr))
 	} else {
-		from := s.From
+		from := doctorFlags.words(s.From)
 		if s.Installed != "" {
 			from += ": " + s.Installed
 		}
@@ -129,7 +132,7 @@ func writeCUDAStack(w io.Writer, o *DoctorOptions, dev ort.Device, initErr error
 	}
 	fmt.Fprintf(w, "  gpu         %s\n", gpuLine(s))
 	if probeErr != nil {
-		fmt.Fprintf(w, "  onnxruntime MISSING: %v\n", probeErr)
+		fmt.Fprintf(w, "  onnxruntime MISSING: %s\n", doctorFlags.text(probeErr))
 	}
 	step := s.Step()
 	if probeErr != nil {
@@ -141,7 +144,7 @@ func writeCUDAStack(w io.Writer, o *DoctorOptions, dev ort.Device, initErr error
 	if err == nil {
 		step = "run edit or invert with --device cuda"
 	}
-	fmt.Fprintf(w, "  next step   %s\n", step)
+	fmt.Fprintf(w, "  next step   %s\n", doctorFlags.words(step))
 	return err
 }
 

@@ -32,6 +32,10 @@ docs/models.md). Nothing is downloaded.`,
 	return cmd
 }
 
+// modelsFlags words the settings of models export and info as theirs: the
+// model is their argument, not a flag.
+var modelsFlags = flagNames{"model": "model", "original_config": "--original-config", "ort_lib": "--ort-lib"}
+
 // ExportOptions are `models export`'s inputs.
 type ExportOptions struct {
 	*globalOptions
@@ -60,7 +64,7 @@ normalisations and attention in float32 (SD 2.x gives NaN otherwise).`,
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
-			return runModelsExport(o)
+			return modelsFlags.wordErr(runModelsExport(o))
 		},
 	}
 	cmd.Flags().StringVar(&o.Out, "out", "", "output folder (required)")
@@ -126,7 +130,7 @@ the given frame size.`,
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
-			return runModelsInfo(o)
+			return modelsFlags.wordErr(runModelsInfo(o))
 		},
 	}
 	cmd.Flags().StringVar(&o.Size, "size", "512x512", "frame size WxH (multiples of 8) for the token shapes")

@@ -64,11 +64,11 @@ var systemLibs = []string{"libc.so.6", "libm.so.6", "libdl.so.2", "librt.so.1", 
 // (NVIDIA's CUDA toolkit release notes: 525.60.13 for 12.x, 580.65.06 for 13.x).
 var minDriver = map[int]string{12: "525", 13: "580"}
 
-// CUDAStack is what --device cuda needs on this machine, each part found or
+// CUDAStack is what the CUDA device needs on this machine, each part found or
 // not. It is checked without loading ONNX Runtime.
 type CUDAStack struct {
-	Library    string // the ONNX Runtime library --device cuda loads ("" when none is found)
-	From       string // where Library comes from: "--ort-lib", "$ONNXRUNTIME_LIB" or "make deps-cuda"
+	Library    string // the ONNX Runtime library the CUDA device loads ("" when none is found)
+	From       string // where Library comes from: "{ort_lib}" (the setting, in braces), "$ONNXRUNTIME_LIB" or "make deps-cuda"
 	LibraryErr error  // why no library was found
 	Installed  string // the packages make deps-cuda installed it from (its VERSION stamp), if any
 	Providers  []Lib  // the provider libraries beside Library
@@ -103,7 +103,8 @@ type GPUDevice struct {
 }
 
 // CUDAError says why the CUDA execution provider cannot run: what is
-// missing, by file name, and what to do. It wraps ErrNoCUDA.
+// missing, by file name, and what to do. It wraps ErrNoCUDA. Its Step (and
+// its Err, when ErrNoLibrary) names settings in braces: see Words.
 type CUDAError struct {
 	Library  string   // the ONNX Runtime library checked
 	Missing  []string // files the stack lacks, by name
@@ -111,14 +112,21 @@ type CUDAError struct {
 	Dir      string   // the folder Missing should be in, when it is a place
 	GPU      error    // why no GPU can be used, when that is the problem
 	Err      error    // ONNX Runtime's own error, when it is the one that failed
-	Step     string   // what to do
+	Step     string   // what to do, naming settings in braces ({ort_lib}, {device})
 }
 
-func (e *CUDAError) Error() string {
+func (e *CUDAError) Error() string { return e.Words(plainName) }
+
+// Words is the message with every setting named by name(setting).
+func (e *CUDAError) Words(name func(string) string) string {
 	var what string
 	switch {
 	case errors.Is(e.Err, ErrNoLibrary):
 		// FindLibrary's error says where it looked and what to do.
+		var le *libraryError
+		if errors.As(e.Err, &le) {
+			return "CUDA: " + le.Words(name)
+		}
 		return "CUDA: " + e.Err.Error()
 	case len(e.Missing) > 0:
 		what = "missing " + strings.Join(e.Missing, ", ")
@@ -135,7 +143,7 @@ func (e *CUDAError) Error() string {
 	default:
 		what = "not available"
 	}
-	return "CUDA: " + what + ": " + e.Step
+	return "CUDA: " + what + ": " + words(e.Step, name)
 }
 
 func (e *CUDAError) Unwrap() []error {
@@ -145,7 +153,7 @@ func (e *CUDAError) Unwrap() []error {
 	return []error{ErrNoCUDA}
 }
 
-// InspectCUDA checks what --device cuda would need, without loading ONNX
+// InspectCUDA checks what the CUDA device would need, without loading ONNX
 // Runtime: the library FindLibraryFor(flagPath, CUDA) finds, the provider
 // libraries beside it, each library the provider loads (dlopen'ed by name,
 // as the provider's loader will), and the GPU.
@@ -320,23 +328,24 @@ func missingNames(libs []Lib) []string {
 // cudaVersion formats the driver API's version number: 12040 is "12.4".
 func cudaVersion(v int) string { return fmt.Sprintf("%d.%d", v/1000, v%1000/10) }
 
-// Step is the next thing to do, in one sentence ("" when nothing is).
+// Step is the next thing to do, in one sentence ("" when nothing is),
+// naming settings in braces ({ort_lib}, {device}).
 func (s CUDAStack) Step() string {
 	const install = "`make deps-cuda` (ONNX Runtime 1.29 with its CUDA provider, into .ort/cuda)"
 	switch {
 	case s.LibraryErr != nil:
-		return "run " + install + ", or pass --ort-lib a GPU build of ONNX Runtime, or use --device cpu"
+		return "run " + install + ", or pass {ort_lib} a GPU build of ONNX Runtime, or use {device} cpu"
 	case missingAny(s.Providers) && s.From != fromMakeGPU:
-		return fmt.Sprintf("%s (from %s) is not a GPU build of ONNX Runtime with its providers beside it: pass --ort-lib a GPU build, or leave --ort-lib and $%s unset to use %s, or use --device cpu",
+		return fmt.Sprintf("%s (from %s) is not a GPU build of ONNX Runtime with its providers beside it: pass {ort_lib} a GPU build, or leave {ort_lib} and $%s unset to use %s, or use {device} cpu",
 			s.Library, s.From, EnvVar, install)
 	case missingAny(s.Providers):
-		return "the install in " + filepath.Dir(s.Library) + " is incomplete: run `make deps-cuda` again, or use --device cpu"
+		return "the install in " + filepath.Dir(s.Library) + " is incomplete: run `make deps-cuda` again, or use {device} cpu"
 	case missingAny(s.Needs):
 		return s.installStep()
 	case s.DriverTooOld():
-		return fmt.Sprintf("update the NVIDIA driver to %s or newer (CUDA %d), or use --device cpu", s.driverBranch(), s.CUDAMajor)
+		return fmt.Sprintf("update the NVIDIA driver to %s or newer (CUDA %d), or use {device} cpu", s.driverBranch(), s.CUDAMajor)
 	case s.GPU.Err != nil:
-		return "make a GPU visible to this process: check that `nvidia-smi` lists one (in a container, start it with the GPUs, e.g. docker run --gpus all), or use --device cpu"
+		return "make a GPU visible to this process: check that `nvidia-smi` lists one (in a container, start it with the GPUs, e.g. docker run --gpus all), or use {device} cpu"
 	}
 	return ""
 }
@@ -378,7 +387,7 @@ func (s CUDAStack) installStep() string {
 	if len(parts) > 1 {
 		list = strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 	}
-	return "install " + list + " where the dynamic loader finds them (ldconfig, or LD_LIBRARY_PATH; see docs/gpu.md), then check with `tokenflow doctor --device cuda`; or use --device cpu"
+	return "install " + list + " where the dynamic loader finds them (ldconfig, or LD_LIBRARY_PATH; see docs/gpu.md), then check with `tokenflow doctor {device} cuda`; or use {device} cpu"
 }
 
 // driverBranch is the oldest driver for the provider's CUDA version.
@@ -407,11 +416,14 @@ func CheckCUDA(device int) error {
 	}
 	defer so.Destroy()
 	if err := appendCUDA(so, device); err != nil {
-		return &CUDAError{Library: LibraryPath(), Err: err,
-			Step: "see docs/gpu.md; `tokenflow doctor --device cuda` lists the CUDA stack; or use --device cpu"}
+		return &CUDAError{Library: LibraryPath(), Err: err, Step: providerStep}
 	}
 	return nil
 }
+
+// providerStep is the step when ONNX Runtime itself fails to start the
+// CUDA provider.
+const providerStep = "see docs/gpu.md; `tokenflow doctor {device} cuda` lists the CUDA stack; or use {device} cpu"
 
 // cudaOptions are the CUDA provider options of every session, as ONNX
 // Runtime documents them (docs: CUDA Execution Provider, Configuration
@@ -479,8 +491,7 @@ func cudaSessionError(err error) error {
 	if e := inspectLoaded().Err(); e != nil {
 		return e
 	}
-	return &CUDAError{Library: LibraryPath(), Err: err,
-		Step: "see docs/gpu.md; `tokenflow doctor --device cuda` lists the CUDA stack; or use --device cpu"}
+	return &CUDAError{Library: LibraryPath(), Err: err, Step: providerStep}
 }
 
 func fileExists(p string) bool {

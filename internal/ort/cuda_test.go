@@ -171,7 +171,7 @@ func TestInspectCUDAInstalled(t *testing.T) {
 	if !slices.Equal(ce.Missing, missing) || !slices.Equal(s.Missing(), missing) {
 		t.Errorf("error lists %v, Missing() %v; want %v", ce.Missing, s.Missing(), missing)
 	}
-	msg := err.Error()
+	msg := flagWords(err)
 	if strings.Contains(msg, "\n") {
 		t.Errorf("error spans several lines: %q", msg)
 	}
@@ -209,7 +209,7 @@ func TestInspectCUDANotInstalled(t *testing.T) {
 		t.Errorf("Err() = %v, want ErrNoCUDA and ErrNoLibrary", err)
 	}
 	for _, w := range []string{empty, "make deps-cuda", "--ort-lib"} {
-		if !strings.Contains(err.Error(), w) {
+		if !strings.Contains(flagWords(err), w) {
 			t.Errorf("error %q does not mention %q", err, w)
 		}
 	}
@@ -224,15 +224,15 @@ func TestInspectCUDACPUBuild(t *testing.T) {
 	lib := testenv.ORTLibrary(t)
 	isolate(t)
 	s := ort.InspectCUDA(lib)
-	if s.Library != lib || s.From != "--ort-lib" {
-		t.Fatalf("library %q from %q, want %s from --ort-lib", s.Library, s.From, lib)
+	if s.Library != lib || s.From != "{ort_lib}" {
+		t.Fatalf("library %q from %q, want %s from {ort_lib}", s.Library, s.From, lib)
 	}
 	for _, p := range s.Providers {
 		if p.Err == nil {
 			t.Errorf("provider %s found beside the CPU build at %s", p.Name, p.Path)
 		}
 	}
-	msg := s.Err().Error()
+	msg := flagWords(s.Err())
 	for _, w := range []string{"libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so", filepath.Dir(lib), "not a GPU build", "--ort-lib", "make deps-cuda"} {
 		if !strings.Contains(msg, w) {
 			t.Errorf("error %q does not mention %q", msg, w)

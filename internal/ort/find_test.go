@@ -131,7 +131,7 @@ func TestFindLibraryErrors(t *testing.T) {
 			if !errors.Is(err, ort.ErrNoLibrary) {
 				t.Errorf("error %q does not wrap ErrNoLibrary", err)
 			}
-			msg := err.Error()
+			msg := flagWords(err)
 			for _, w := range c.want {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error %q does not mention %q", msg, w)
@@ -203,9 +203,23 @@ func TestFindLibraryForCUDA(t *testing.T) {
 			t.Errorf("error %q does not wrap ErrNoLibrary", err)
 		}
 		for _, w := range []string{empty, "make deps-cuda", "--ort-lib"} {
-			if !strings.Contains(err.Error(), w) {
+			if !strings.Contains(flagWords(err), w) {
 				t.Errorf("error %q does not mention %q", err, w)
 			}
 		}
 	})
+}
+
+// flagWords is err's message with the settings it names worded as flags
+// (ort_lib as --ort-lib), as the command line words them.
+func flagWords(err error) string {
+	var w interface {
+		error
+		Words(func(string) string) string
+	}
+	if !errors.As(err, &w) {
+		return err.Error()
+	}
+	flag := func(setting string) string { return "--" + strings.ReplaceAll(setting, "_", "-") }
+	return strings.Replace(err.Error(), w.Error(), w.Words(flag), 1)
 }

@@ -3,6 +3,13 @@
 //
 // One ONNX Runtime environment exists per process: Init loads the shared
 // library once, and every Session comes from it.
+//
+// Where a text of this package mentions a setting of its caller, it names
+// it in braces, as package param does: {ort_lib} is the library to load
+// (the flagPath of FindLibrary and Init), {device} the execution device.
+// Errors with such texts have a method Words(name func(string) string)
+// string that names each setting by name(setting), in the caller's terms;
+// their Error names the settings plainly.
 package ort
 
 import (
@@ -10,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -23,7 +31,8 @@ var InstallDir = ""
 // EnvVar names the environment variable that points at the library.
 const EnvVar = "ONNXRUNTIME_LIB"
 
-// ErrNoLibrary is returned when no ONNX Runtime shared library can be found.
+// ErrNoLibrary is returned when no ONNX Runtime shared library can be found
+// (the errors say where it was looked for, naming {ort_lib}: see Words).
 var ErrNoLibrary = errors.New("ONNX Runtime library not found")
 
 // ErrNoCUDA is returned when CUDA is asked for and the CUDA execution
@@ -34,7 +43,7 @@ var libNames = []string{"libonnxruntime.so.1", "libonnxruntime.so", "libonnxrunt
 
 // Where a library was found (CUDAStack.From).
 const (
-	fromFlag    = "--ort-lib"
+	fromFlag    = "{ort_lib}"
 	fromEnv     = "$" + EnvVar
 	fromBinary  = "next to the binary"
 	fromMake    = "make deps"
@@ -50,7 +59,7 @@ var state struct {
 }
 
 // FindLibrary returns the library to load, looking in this order: flagPath
-// (--ort-lib), $ONNXRUNTIME_LIB, next to the running binary, InstallDir.
+// (the ort_lib setting), $ONNXRUNTIME_LIB, next to the running binary, InstallDir.
 func FindLibrary(flagPath string) (string, error) {
 	p, _, err := findLibrary(flagPath, CPU)
 	return p, err
@@ -84,8 +93,8 @@ func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 		} else {
 			dir = "no make deps-cuda folder (this binary was not built by make)"
 		}
-		return "", "", fmt.Errorf("%w for CUDA (looked in --ort-lib, $%s, %s): run `make deps-cuda`, or pass --ort-lib /path/to/a GPU build of libonnxruntime.so",
-			ErrNoLibrary, EnvVar, dir)
+		return "", "", libraryErrorf(" for CUDA (looked in {ort_lib}, $%s, %s): run `make deps-cuda`, or pass {ort_lib} /path/to/a GPU build of libonnxruntime.so",
+			EnvVar, dir)
 	}
 	var looked []string
 	if exe, err := os.Executable(); err == nil {
@@ -101,8 +110,8 @@ func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 		}
 		looked = append(looked, InstallDir)
 	}
-	return "", "", fmt.Errorf("%w (looked in --ort-lib, $%s, %s): run `make deps` or pass --ort-lib /path/to/libonnxruntime.so",
-		ErrNoLibrary, EnvVar, strings.Join(looked, ", "))
+	return "", "", libraryErrorf(" (looked in {ort_lib}, $%s, %s): run `make deps` or pass {ort_lib} /path/to/libonnxruntime.so",
+		EnvVar, strings.Join(looked, ", "))
 }
 
 // cudaInstallDir is CUDADir, else the folder "cuda" beside InstallDir.
@@ -119,16 +128,41 @@ func cudaInstallDir() string {
 func existing(p, from string) (string, error) {
 	st, err := os.Stat(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s (from %s) does not exist", ErrNoLibrary, p, from)
+		return "", libraryErrorf(": %s (from %s) does not exist", p, from)
 	}
 	if st.IsDir() {
 		if lib, ok := firstLib(p); ok {
 			return lib, nil
 		}
-		return "", fmt.Errorf("%w: %s (from %s) is a folder without libonnxruntime", ErrNoLibrary, p, from)
+		return "", libraryErrorf(": %s (from %s) is a folder without libonnxruntime", p, from)
 	}
 	return p, nil
 }
+
+// libraryError is ErrNoLibrary followed by where the library was looked for
+// and what to do: text, which names settings in braces.
+type libraryError struct{ text string }
+
+// libraryErrorf formats the text after ErrNoLibrary's: " (looked in ...)",
+// ": path ...".
+func libraryErrorf(format string, a ...any) error {
+	return &libraryError{ErrNoLibrary.Error() + fmt.Sprintf(format, a...)}
+}
+
+func (e *libraryError) Error() string                         { return words(e.text, plainName) }
+func (e *libraryError) Words(name func(string) string) string { return words(e.text, name) }
+func (e *libraryError) Unwrap() error                         { return ErrNoLibrary }
+
+// braced matches a setting named in braces.
+var braced = regexp.MustCompile(`\{[a-z_]+\}`)
+
+// words is text with each setting in braces named by name(setting).
+func words(text string, name func(string) string) string {
+	return braced.ReplaceAllStringFunc(text, func(m string) string { return name(m[1 : len(m)-1]) })
+}
+
+// plainName names a setting by itself, for Error.
+func plainName(setting string) string { return setting }
 
 func firstLib(dir string) (string, bool) {
 	for _, name := range libNames {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
@@ -98,7 +99,7 @@ func TestCUDAOnCPUBuild(t *testing.T) {
 	if !errors.Is(err, ort.ErrNoCUDA) {
 		t.Fatalf("NewSession with CUDA on a CPU build: %v, want ErrNoCUDA", err)
 	}
-	msg := err.Error()
+	msg := flagWords(err)
 	if strings.Contains(msg, "\n") {
 		t.Errorf("error spans several lines: %q", msg)
 	}
@@ -127,8 +128,9 @@ func TestParseDevice(t *testing.T) {
 		if got != c.want || (err == nil) != c.ok {
 			t.Errorf("ParseDevice(%q) = %q, %v; want %q, ok %v", c.in, got, err, c.want, c.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "cpu or cuda") {
-			t.Errorf("ParseDevice(%q): error %q does not list the choices", c.in, err)
+		var pe *param.Error
+		if err != nil && (!errors.As(err, &pe) || pe.Name != "device" || !strings.Contains(pe.Reason, "cpu or cuda")) {
+			t.Errorf("ParseDevice(%q): error %#v is not about the device setting, listing the choices", c.in, err)
 		}
 	}
 }

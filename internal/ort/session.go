@@ -9,6 +9,8 @@ import (
 	"time"
 
 	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/tokenflow/tokenflow/internal/param"
 )
 
 // Device names an execution target.
@@ -19,13 +21,14 @@ const (
 	CUDA Device = "cuda"
 )
 
-// ParseDevice checks a --device value.
+// ParseDevice checks a value of the device setting; the error is a
+// *param.Error.
 func ParseDevice(s string) (Device, error) {
 	switch Device(s) {
 	case CPU, CUDA:
 		return Device(s), nil
 	}
-	return "", fmt.Errorf("--device %q: want cpu or cuda", s)
+	return "", param.Errorf("device", s, "want cpu or cuda")
 }
 
 // SessionOptions configures a session. Inputs and Outputs name the graph's
