@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -110,15 +109,9 @@ func (f flagNames) flag(setting string) string {
 	return setting
 }
 
-// braced matches a setting a library names in braces ("pass {ort_lib} a
-// GPU build"), as package param defines.
-var braced = regexp.MustCompile(`\{[a-z_]+\}`)
-
-// words is a library's text with every setting in braces named as the
-// command's flag.
-func (f flagNames) words(text string) string {
-	return braced.ReplaceAllStringFunc(text, func(m string) string { return f.flag(m[1 : len(m)-1]) })
-}
+// words is a library's text with every setting in braces ("pass {ort_lib}
+// a GPU build") named as the command's flag.
+func (f flagNames) words(text string) string { return param.Render(text, f.flag) }
 
 // wordedError is a library error that names settings, with a method that
 // names them in a caller's terms: *param.Error, *ort.CUDAError and ort's

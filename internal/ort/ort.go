@@ -17,11 +17,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 
 	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/tokenflow/tokenflow/internal/param"
 )
 
 // InstallDir is the folder where `make` puts the ONNX Runtime library
@@ -153,16 +154,11 @@ func (e *libraryError) Error() string                         { return words(e.t
 func (e *libraryError) Words(name func(string) string) string { return words(e.text, name) }
 func (e *libraryError) Unwrap() error                         { return ErrNoLibrary }
 
-// braced matches a setting named in braces.
-var braced = regexp.MustCompile(`\{[a-z_]+\}`)
-
 // words is text with each setting in braces named by name(setting).
-func words(text string, name func(string) string) string {
-	return braced.ReplaceAllStringFunc(text, func(m string) string { return name(m[1 : len(m)-1]) })
-}
+func words(text string, name func(string) string) string { return param.Render(text, name) }
 
 // plainName names a setting by itself, for Error.
-func plainName(setting string) string { return setting }
+var plainName = param.Plain
 
 func firstLib(dir string) (string, bool) {
 	for _, name := range libNames {

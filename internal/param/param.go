@@ -29,7 +29,7 @@ func (e *Error) Error() string {
 // Words is the message with every setting named by name(setting): the
 // command line passes its flag names.
 func (e *Error) Words(name func(string) string) string {
-	reason := braced.ReplaceAllStringFunc(e.Reason, func(m string) string { return name(m[1 : len(m)-1]) })
+	reason := Render(e.Reason, name)
 	if e.Value == "" {
 		return name(e.Name) + ": " + reason
 	}
@@ -37,6 +37,15 @@ func (e *Error) Words(name func(string) string) string {
 }
 
 var braced = regexp.MustCompile(`\{[a-z_]+\}`)
+
+// Render is text with every setting it names in braces ("pass {ort_lib}")
+// named by name(setting); Plain names each by itself.
+func Render(text string, name func(string) string) string {
+	return braced.ReplaceAllStringFunc(text, func(m string) string { return name(m[1 : len(m)-1]) })
+}
+
+// Plain names a setting by itself ("ort_lib").
+func Plain(setting string) string { return setting }
 
 func (e *Error) Unwrap() error { return e.Err }
 
