@@ -192,7 +192,7 @@ type VideoInfo struct {
 
 // ModelInfo describes the model in the manifest.
 type ModelInfo struct {
-	Ref string `json:"ref"` // --model as given
+	Ref string `json:"ref"` // the model as the user named it
 	Dir string `json:"dir"` // the folder it resolved to
 	ID  string `json:"id"`  // same as Key.ModelID
 }

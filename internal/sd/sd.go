@@ -23,12 +23,12 @@ import (
 
 // Options configure a Model.
 type Options struct {
-	Model   string     // --model: a diffusers folder, a cached hub id or a single .safetensors file
+	Model   string     // a diffusers folder, a cached hub id or a single .safetensors file
 	Device  ort.Device // cpu or cuda
 	Threads int        // intra-op threads (0: ONNX Runtime's default)
 	Log     io.Writer  // warnings, e.g. a prompt truncated to 77 tokens
 
-	// OriginalConfig is --original-config: a single file's inference YAML.
+	// OriginalConfig is a single file's original inference YAML ("": detect).
 	OriginalConfig string
 }
 
