@@ -39,7 +39,7 @@ type frameList struct {
 }
 
 // FrameFiles lists the frame files of a folder of frames in frame order,
-// as paths under dir: exactly the files Probe and Decode read, and so what a
+// as paths under dir: exactly the files Probe and Frames read, and so what a
 // cache key must cover. Errors are one line naming dir and an example file.
 func FrameFiles(dir string) ([]string, error) {
 	l, err := listFrames(dir)
