@@ -188,9 +188,6 @@ func CreateDir(path string, opts ...Option) (*Dir, error) {
 // Name is the temporary folder to fill.
 func (d *Dir) Name() string { return d.tmp }
 
-// Path is the final path the folder gets on Commit.
-func (d *Dir) Path() string { return d.path }
-
 // Commit syncs every regular file in the temporary folder and the folder
 // itself, then renames it to its final path. On failure the temporary folder
 // is removed.

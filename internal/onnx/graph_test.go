@@ -207,8 +207,8 @@ func TestAttributeKinds(t *testing.T) {
 	x := g.Input("x", onnx.Float, onnx.D(3))
 	cond := g.Input("cond", onnx.Bool, onnx.D(1))
 	constant := func(a onnx.Attr) onnx.Value { return g.Node("", "Constant", 1, nil, a)[0] }
-	tv := constant(onnx.ATensor("value", &onnx.Tensor{Name: "t", Type: onnx.Float, Dims: []int64{3}, Raw: rawF32([]float32{1, 2, 3})}))
-	fv := constant(onnx.AFloats("value_floats", 10, 20, 30))
+	tv := constant(onnx.Attr{Name: "value", Kind: onnx.AttrTensor, T: &onnx.Tensor{Name: "t", Type: onnx.Float, Dims: []int64{3}, Raw: rawF32([]float32{1, 2, 3})}})
+	fv := constant(onnx.Attr{Name: "value_floats", Kind: onnx.AttrFloats, Floats: []float32{10, 20, 30}})
 	iv := constant(onnx.AInts("value_ints", 1, 3))
 	sv := constant(onnx.AFloat("value_float", 0.5))
 	// (x + t + floats) * 0.5, reshaped to [1,3] by the ints

@@ -70,8 +70,6 @@ func AFloat(name string, v float32) Attr     { return Attr{Name: name, Kind: Att
 func AInt(name string, v int64) Attr         { return Attr{Name: name, Kind: AttrInt, I: v} }
 func AString(name, v string) Attr            { return Attr{Name: name, Kind: AttrString, S: v} }
 func AInts(name string, v ...int64) Attr     { return Attr{Name: name, Kind: AttrInts, Ints: v} }
-func AFloats(name string, v ...float32) Attr { return Attr{Name: name, Kind: AttrFloats, Floats: v} }
-func ATensor(name string, t *Tensor) Attr    { return Attr{Name: name, Kind: AttrTensor, T: t} }
 func AGraph(name string, g *GraphProto) Attr { return Attr{Name: name, Kind: AttrGraph, G: g} }
 
 // Dim is one dimension of a ValueInfo shape: a fixed size, or a symbolic

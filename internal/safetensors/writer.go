@@ -50,11 +50,6 @@ func FromInt64(name string, shape []int64, v []int64) Tensor {
 	return Tensor{Name: name, DType: I64, Shape: shape, Data: b}
 }
 
-// FromUint8 makes a U8 tensor (the data is used as is, not copied).
-func FromUint8(name string, shape []int64, v []uint8) Tensor {
-	return Tensor{Name: name, DType: U8, Shape: shape, Data: v}
-}
-
 // Write writes tensors and an optional __metadata__ map as a safetensors file
 // to w. The caller makes the write atomic (temporary file + rename).
 //

@@ -196,7 +196,7 @@ func TestEncodeNoClobber(t *testing.T) {
 	}
 }
 
-func TestWritePNGs(t *testing.T) {
+func TestWritePNGFolder(t *testing.T) {
 	t.Parallel()
 	_, frames := pngFolder(t, 3, 16, 8)
 	dir := filepath.Join(t.TempDir(), "out", "frames")

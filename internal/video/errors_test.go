@@ -114,7 +114,7 @@ func TestUnwritableOutput(t *testing.T) {
 
 	err = writePNGs(ro, []Frame{frame}, PNGOptions{})
 	if !errors.Is(err, fs.ErrPermission) {
-		t.Errorf("WritePNGs: %v, want a permission error", err)
+		t.Errorf("writePNGs: %v, want a permission error", err)
 	}
 	oneLine(t, err, filepath.Join(ro, "00000.png"), "folder "+ro+" is not writable")
 }
