@@ -312,7 +312,7 @@ func (e *Encoder) fail(err error) error {
 	}
 	detail := e.stderr.Summary(e.out.Name())
 	if detail == "" {
-		detail = causeText(err)
+		detail = atomicfile.CauseText(err)
 	}
 	return newError(ErrFFmpeg, err, "encode %s: ffmpeg failed after %d frames: %s", e.path, e.n, detail)
 }

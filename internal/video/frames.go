@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
 
 // Frame folders
@@ -63,7 +65,7 @@ type frameName struct {
 func listFrames(dir string) (frameList, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return frameList{}, newError(ErrUnreadable, err, "%s: cannot list the folder: %v", dir, causeText(err))
+		return frameList{}, newError(ErrUnreadable, err, "%s: cannot list the folder: %v", dir, atomicfile.CauseText(err))
 	}
 	var files []frameName
 	exts := map[string]bool{}
