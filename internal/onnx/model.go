@@ -2,7 +2,8 @@ package onnx
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 )
 
 // Model is a ModelProto.
@@ -138,28 +139,19 @@ func (m *Model) Marshal() ([]byte, error) {
 	if graphErr != nil {
 		return nil, graphErr
 	}
-	for _, d := range sortedKeys(m.Opsets) {
+	for _, d := range slices.Sorted(maps.Keys(m.Opsets)) {
 		e.msg(modelOpsetImport, func(s *enc) {
 			s.str(opsetDomain, d)
 			s.int(opsetVersion, m.Opsets[d])
 		})
 	}
-	for _, k := range sortedKeys(m.Metadata) {
+	for _, k := range slices.Sorted(maps.Keys(m.Metadata)) {
 		e.msg(modelMetadataProps, func(s *enc) {
 			s.str(entryKey, k)
 			s.str(entryValue, m.Metadata[k])
 		})
 	}
 	return e.b, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func writeGraph(e *enc, g *GraphProto) error {
