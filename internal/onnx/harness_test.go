@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -87,19 +88,9 @@ func session(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session
 // sameInts fails t when got differs from want, showing both (-want +got).
 func sameInts[T int64 | int32 | uint8 | bool](t testing.TB, what string, got, want []T) {
 	t.Helper()
-	if len(got) == len(want) {
-		equal := true
-		for i := range got {
-			if got[i] != want[i] {
-				equal = false
-				break
-			}
-		}
-		if equal {
-			return
-		}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: (-want +got)\n-%v\n+%v", what, want, got)
 	}
-	t.Errorf("%s: (-want +got)\n-%v\n+%v", what, want, got)
 }
 
 // hasShape fails t when x's shape is not want.
