@@ -122,7 +122,7 @@ func (f *File) Commit() error {
 	}
 	if err != nil {
 		os.Remove(f.tmp)
-		return &Error{Path: f.path, Msg: "cannot write: " + causeText(err), Err: err}
+		return &Error{Path: f.path, Msg: "cannot write: " + CauseText(err), Err: err}
 	}
 	if err := move(f.tmp, f.path, f.noClobber); err != nil {
 		os.Remove(f.tmp)
@@ -156,7 +156,7 @@ func WriteFile(path string, data []byte, perm fs.FileMode, opts ...Option) error
 	}
 	defer f.Abort()
 	if _, err := f.Write(data); err != nil {
-		return &Error{Path: path, Msg: "cannot write: " + causeText(err), Err: err}
+		return &Error{Path: path, Msg: "cannot write: " + CauseText(err), Err: err}
 	}
 	return f.Commit()
 }
@@ -188,9 +188,6 @@ func CreateDir(path string, opts ...Option) (*Dir, error) {
 // Name is the temporary folder to fill.
 func (d *Dir) Name() string { return d.tmp }
 
-// Path is the final path the folder gets on Commit.
-func (d *Dir) Path() string { return d.path }
-
 // Commit syncs every regular file in the temporary folder and the folder
 // itself, then renames it to its final path. On failure the temporary folder
 // is removed.
@@ -201,7 +198,7 @@ func (d *Dir) Commit() error {
 	d.done = true
 	if err := syncTree(d.tmp); err != nil {
 		os.RemoveAll(d.tmp)
-		return &Error{Path: d.path, Msg: "cannot write: " + causeText(err), Err: err}
+		return &Error{Path: d.path, Msg: "cannot write: " + CauseText(err), Err: err}
 	}
 	if err := os.Rename(d.tmp, d.path); err != nil {
 		os.RemoveAll(d.tmp)
@@ -317,7 +314,7 @@ func createError(path string, err error) error {
 	case errno == syscall.ENOSPC:
 		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: no space left in folder %s", dir), Err: err}
 	}
-	return &Error{Path: path, Msg: "cannot create: " + causeText(err), Err: err}
+	return &Error{Path: path, Msg: "cannot create: " + CauseText(err), Err: err}
 }
 
 func moveError(path string, err error) error {
@@ -325,12 +322,12 @@ func moveError(path string, err error) error {
 	if errors.As(err, &errno) && errno == syscall.EISDIR {
 		return &Error{Path: path, Msg: "cannot replace: it is a folder", Err: err}
 	}
-	return &Error{Path: path, Msg: "cannot move into place: " + causeText(err), Err: err}
+	return &Error{Path: path, Msg: "cannot move into place: " + CauseText(err), Err: err}
 }
 
-// causeText is the innermost message of err, without the temporary path a
+// CauseText is the innermost message of err, without the temporary path a
 // *PathError would repeat.
-func causeText(err error) string {
+func CauseText(err error) string {
 	for {
 		u := errors.Unwrap(err)
 		if u == nil {

@@ -75,7 +75,7 @@ func TestGeneratedNamesAvoidUserNames(t *testing.T) {
 	}
 	out := run(t, g, []string{"Add_1", "const_2", "Mul_3"}, []string{"Mul_4"},
 		ort.New([]int64{2}, []float32{1, 2}), ort.New([]int64{2}, []float32{10, 20}), ort.New([]int64{2}, []float32{3, 4}))
-	closeTo(t, "y", f32(t, out[0]), []float32{44, 110}, 0, 0)
+	closeTo(t, "y", data[float32](t, out[0]), []float32{44, 110}, 0, 0)
 }
 
 func TestPushPopNames(t *testing.T) {
@@ -192,10 +192,10 @@ func TestSymbolicDimsTwoSizes(t *testing.T) {
 		}
 		norm := refResizeNearest(refGroupNorm(in, xs, 2, scale, bias, 1e-5), xs, int(2*xs[2]), int(2*xs[3]))
 		hasShape(t, "norm", out[0], xs[0], 4, 2*xs[2], 2*xs[3])
-		closeTo(t, "norm", f32(t, out[0]), norm, 1e-5, 0) // as TestGroupNorm
+		closeTo(t, "norm", data[float32](t, out[0]), norm, 1e-5, 0) // as TestGroupNorm
 		flat := []int64{xs[0], 4, xs[2] * xs[3]}
 		hasShape(t, "attn", out[1], flat...)
-		closeTo(t, "attn", f32(t, out[1]), refSoftmax(in, flat, 2), 1e-6, 0) // as TestSoftmax
+		closeTo(t, "attn", data[float32](t, out[1]), refSoftmax(in, flat, 2), 1e-6, 0) // as TestSoftmax
 	}
 }
 
@@ -207,8 +207,8 @@ func TestAttributeKinds(t *testing.T) {
 	x := g.Input("x", onnx.Float, onnx.D(3))
 	cond := g.Input("cond", onnx.Bool, onnx.D(1))
 	constant := func(a onnx.Attr) onnx.Value { return g.Node("", "Constant", 1, nil, a)[0] }
-	tv := constant(onnx.ATensor("value", &onnx.Tensor{Name: "t", Type: onnx.Float, Dims: []int64{3}, Raw: rawF32([]float32{1, 2, 3})}))
-	fv := constant(onnx.AFloats("value_floats", 10, 20, 30))
+	tv := constant(onnx.Attr{Name: "value", Kind: onnx.AttrTensor, T: &onnx.Tensor{Name: "t", Type: onnx.Float, Dims: []int64{3}, Raw: rawF32([]float32{1, 2, 3})}})
+	fv := constant(onnx.Attr{Name: "value_floats", Kind: onnx.AttrFloats, Floats: []float32{10, 20, 30}})
 	iv := constant(onnx.AInts("value_ints", 1, 3))
 	sv := constant(onnx.AFloat("value_float", 0.5))
 	// (x + t + floats) * 0.5, reshaped to [1,3] by the ints
@@ -232,7 +232,7 @@ func TestAttributeKinds(t *testing.T) {
 			t.Fatal(err)
 		}
 		hasShape(t, "consts", out[0], 1, 3)
-		closeTo(t, "consts", f32(t, out[0]), []float32{7.5, 13.5, 19.5}, 0, 0)
-		closeTo(t, "if", f32(t, out[1]), []float32{4 * c.sign, 5 * c.sign, 6 * c.sign}, 0, 0)
+		closeTo(t, "consts", data[float32](t, out[0]), []float32{7.5, 13.5, 19.5}, 0, 0)
+		closeTo(t, "if", data[float32](t, out[1]), []float32{4 * c.sign, 5 * c.sign, 6 * c.sign}, 0, 0)
 	}
 }

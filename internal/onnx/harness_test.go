@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -44,9 +45,10 @@ func closeTo(t testing.TB, what string, got, want []float32, atol, rtol float64)
 	}
 }
 
-func f32(t testing.TB, x ort.Tensor) []float32 {
+// data is x's elements, failing t when they are not of type T.
+func data[T ort.Elem](t testing.TB, x ort.Tensor) []T {
 	t.Helper()
-	d, err := ort.Data[float32](x)
+	d, err := ort.Data[T](x)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestSmokeAdd(t *testing.T) {
 	g.Output("y", g.Add(a, g.Mul(b, g.Scalar(2))), onnx.Float, onnx.P("n"))
 	out := run(t, g, []string{"a", "b"}, []string{"y"},
 		ort.New([]int64{3}, []float32{1, 2, 3}), ort.New([]int64{3}, []float32{10, 20, 30}))
-	closeTo(t, "y", f32(t, out[0]), []float32{21, 42, 63}, 0, 0)
+	closeTo(t, "y", data[float32](t, out[0]), []float32{21, 42, 63}, 0, 0)
 }
 
 // session builds g into a session for several runs; it is closed when t ends.
@@ -83,31 +85,12 @@ func session(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session
 	return s
 }
 
-func i64(t testing.TB, x ort.Tensor) []int64 {
-	t.Helper()
-	d, err := ort.Data[int64](x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // sameInts fails t when got differs from want, showing both (-want +got).
 func sameInts[T int64 | int32 | uint8 | bool](t testing.TB, what string, got, want []T) {
 	t.Helper()
-	if len(got) == len(want) {
-		equal := true
-		for i := range got {
-			if got[i] != want[i] {
-				equal = false
-				break
-			}
-		}
-		if equal {
-			return
-		}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: (-want +got)\n-%v\n+%v", what, want, got)
 	}
-	t.Errorf("%s: (-want +got)\n-%v\n+%v", what, want, got)
 }
 
 // hasShape fails t when x's shape is not want.

@@ -35,8 +35,8 @@ func TestIfSharesOuterWeights(t *testing.T) {
 		zLen int
 	}{{true, []float32{10, 40, 90}, 0}, {false, []float32{11, 22, 33}, 3}} {
 		out := run(t, g, []string{"x", "c"}, []string{"y", "z"}, ort.New([]int64{3}, []float32{10, 20, 30}), ort.New([]int64{1}, []bool{cs.cond}))
-		closeTo(t, "y", f32(t, out[0]), cs.y, 0, 0)
-		if got := len(f32(t, out[1])); got != cs.zLen {
+		closeTo(t, "y", data[float32](t, out[0]), cs.y, 0, 0)
+		if got := len(data[float32](t, out[1])); got != cs.zLen {
 			t.Errorf("cond %v: z has %d elements, want %d", cs.cond, got, cs.zLen)
 		}
 	}

@@ -2,7 +2,8 @@ package onnx
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 )
 
 // Model is a ModelProto.
@@ -70,8 +71,6 @@ func AFloat(name string, v float32) Attr     { return Attr{Name: name, Kind: Att
 func AInt(name string, v int64) Attr         { return Attr{Name: name, Kind: AttrInt, I: v} }
 func AString(name, v string) Attr            { return Attr{Name: name, Kind: AttrString, S: v} }
 func AInts(name string, v ...int64) Attr     { return Attr{Name: name, Kind: AttrInts, Ints: v} }
-func AFloats(name string, v ...float32) Attr { return Attr{Name: name, Kind: AttrFloats, Floats: v} }
-func ATensor(name string, t *Tensor) Attr    { return Attr{Name: name, Kind: AttrTensor, T: t} }
 func AGraph(name string, g *GraphProto) Attr { return Attr{Name: name, Kind: AttrGraph, G: g} }
 
 // Dim is one dimension of a ValueInfo shape: a fixed size, or a symbolic
@@ -140,28 +139,19 @@ func (m *Model) Marshal() ([]byte, error) {
 	if graphErr != nil {
 		return nil, graphErr
 	}
-	for _, d := range sortedKeys(m.Opsets) {
+	for _, d := range slices.Sorted(maps.Keys(m.Opsets)) {
 		e.msg(modelOpsetImport, func(s *enc) {
 			s.str(opsetDomain, d)
 			s.int(opsetVersion, m.Opsets[d])
 		})
 	}
-	for _, k := range sortedKeys(m.Metadata) {
+	for _, k := range slices.Sorted(maps.Keys(m.Metadata)) {
 		e.msg(modelMetadataProps, func(s *enc) {
 			s.str(entryKey, k)
 			s.str(entryValue, m.Metadata[k])
 		})
 	}
 	return e.b, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func writeGraph(e *enc, g *GraphProto) error {

@@ -23,7 +23,7 @@ func TestSoftmax(t *testing.T) {
 			hasShape(t, "y", out[0], xs...)
 			// Probabilities below 1 through MLAS's approximate exp (a few ulp)
 			// and a 5-term sum: 1e-6 absolute.
-			closeTo(t, "Softmax", f32(t, out[0]), refSoftmax(x, xs, a), 1e-6, 0)
+			closeTo(t, "Softmax", data[float32](t, out[0]), refSoftmax(x, xs, a), 1e-6, 0)
 		})
 	}
 }
@@ -49,7 +49,7 @@ func TestLayerNorm(t *testing.T) {
 			// and variance over 7 values are good to ~1e-7 relative, the
 			// reciprocal square root to a few ulp: 1e-5 absolute leaves a
 			// 10x margin.
-			closeTo(t, "LayerNorm", f32(t, out[0]), refLayerNorm(c.x, xs, scale, bias, float64(c.eps)), 1e-5, 0)
+			closeTo(t, "LayerNorm", data[float32](t, out[0]), refLayerNorm(c.x, xs, scale, bias, float64(c.eps)), 1e-5, 0)
 		})
 	}
 }
@@ -82,7 +82,7 @@ func TestGroupNorm(t *testing.T) {
 				out := run(t, g, []string{"x"}, []string{"y"}, ort.New(xs, c.x))
 				hasShape(t, "y", out[0], xs...)
 				// As LayerNorm: O(1) normalized values, 30-value statistics.
-				closeTo(t, "GroupNorm", f32(t, out[0]), refGroupNorm(c.x, xs, 3, scale, bias, float64(eps)), 1e-5, 0)
+				closeTo(t, "GroupNorm", data[float32](t, out[0]), refGroupNorm(c.x, xs, 3, scale, bias, float64(eps)), 1e-5, 0)
 			})
 		}
 	}
@@ -136,7 +136,7 @@ func TestReduce(t *testing.T) {
 			hasShape(t, "y", out[0], ws...)
 			// Sums of up to 15 values below 1: < 15*15*2^-24 = 1.3e-5 worst
 			// case, ~1e-7 typical.
-			closeTo(t, c.name, f32(t, out[0]), want, 2e-6, 0)
+			closeTo(t, c.name, data[float32](t, out[0]), want, 2e-6, 0)
 		})
 	}
 }
@@ -179,7 +179,7 @@ func TestArgMax(t *testing.T) {
 			g.Output("y", g.ArgMax(g.Input("x", onnx.Float, dims(xs...)...), c.axis, c.keep), onnx.Int64)
 			out := run(t, g, []string{"x"}, []string{"y"}, ort.New(xs, x))
 			hasShape(t, "y", out[0], c.shape...)
-			sameInts(t, "ArgMax", i64(t, out[0]), c.want)
+			sameInts(t, "ArgMax", data[int64](t, out[0]), c.want)
 		})
 	}
 }
@@ -192,7 +192,7 @@ func TestResizeNearest(t *testing.T) {
 		g.Output("y", g.ResizeNearest2x(g.Input("x", onnx.Float, onnx.P("b"), onnx.D(3), onnx.P("h"), onnx.P("w"))), onnx.Float)
 		out := run(t, g, []string{"x"}, []string{"y"}, ort.New(xs, x))
 		hasShape(t, "y", out[0], 2, 3, 6, 4)
-		closeTo(t, "ResizeNearest2x", f32(t, out[0]), refResizeNearest(x, xs, 6, 4), 0, 0)
+		closeTo(t, "ResizeNearest2x", data[float32](t, out[0]), refResizeNearest(x, xs, 6, 4), 0, 0)
 	})
 	for _, to := range [][2]int64{{5, 3}, {6, 4}, {2, 1}, {7, 7}, {3, 2}} {
 		t.Run(fmt.Sprintf("to %dx%d", to[0], to[1]), func(t *testing.T) {
@@ -203,7 +203,7 @@ func TestResizeNearest(t *testing.T) {
 			out := run(t, g, []string{"x", "like"}, []string{"y"},
 				ort.New(xs, x), ort.New([]int64{1, 1, to[0], to[1]}, make([]float32, to[0]*to[1])))
 			hasShape(t, "y", out[0], 2, 3, to[0], to[1])
-			closeTo(t, "ResizeNearestTo", f32(t, out[0]), refResizeNearest(x, xs, int(to[0]), int(to[1])), 0, 0)
+			closeTo(t, "ResizeNearestTo", data[float32](t, out[0]), refResizeNearest(x, xs, int(to[0]), int(to[1])), 0, 0)
 		})
 	}
 }

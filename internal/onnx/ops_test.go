@@ -56,7 +56,7 @@ func TestBinaryBroadcast(t *testing.T) {
 			if c.name == "Pow" {
 				tol = 4 * ulp32 // powf through exp/log is good to a few ulp
 			}
-			closeTo(t, c.name, f32(t, out[0]), want, 0, tol)
+			closeTo(t, c.name, data[float32](t, out[0]), want, 0, tol)
 		})
 	}
 }
@@ -93,7 +93,7 @@ func TestUnary(t *testing.T) {
 			g.Output("y", c.op(g, g.Input("x", onnx.Float, dims(shape...)...)), onnx.Float)
 			out := run(t, g, []string{"x"}, []string{"y"}, ort.New(shape, x))
 			hasShape(t, "y", out[0], shape...)
-			closeTo(t, c.name, f32(t, out[0]), refUnary(x, c.f), atol, rtol)
+			closeTo(t, c.name, data[float32](t, out[0]), refUnary(x, c.f), atol, rtol)
 		})
 	}
 	t.Run("Sqrt", func(t *testing.T) {
@@ -101,7 +101,7 @@ func TestUnary(t *testing.T) {
 		g := onnx.NewGraph("sqrt")
 		g.Output("y", g.Sqrt(g.Input("x", onnx.Float, dims(shape...)...)), onnx.Float)
 		out := run(t, g, []string{"x"}, []string{"y"}, ort.New(shape, pos))
-		closeTo(t, "Sqrt", f32(t, out[0]), refUnary(pos, math.Sqrt), 0, ulp32) // IEEE sqrt: one rounding
+		closeTo(t, "Sqrt", data[float32](t, out[0]), refUnary(pos, math.Sqrt), 0, ulp32) // IEEE sqrt: one rounding
 	})
 }
 
@@ -115,7 +115,7 @@ func TestMatMul3Dx2D(t *testing.T) {
 	hasShape(t, "y", out[0], ws...)
 	// 5-term dot products of values in [-1,1): float32 accumulation is off by
 	// at most 5 roundings of partial sums below 5, i.e. < 5*5*2^-24 = 1.5e-6.
-	closeTo(t, "MatMul", f32(t, out[0]), want, 2e-6, 0)
+	closeTo(t, "MatMul", data[float32](t, out[0]), want, 2e-6, 0)
 }
 
 func TestGemm(t *testing.T) {
@@ -155,7 +155,7 @@ func TestGemm(t *testing.T) {
 			}
 			hasShape(t, "y", out[0], m, n)
 			// 5 products plus the bias, all below 1: < 6*6*2^-24 = 2.1e-6.
-			closeTo(t, "Gemm", f32(t, out[0]), want, 3e-6, 0)
+			closeTo(t, "Gemm", data[float32](t, out[0]), want, 3e-6, 0)
 		})
 	}
 }
@@ -201,7 +201,7 @@ func TestConv2D(t *testing.T) {
 			// Up to 27 products of values in [-1,1) plus a bias: the worst-case
 			// float32 accumulation error is 28*28*2^-24 = 4.7e-5; typical
 			// errors are a few 1e-7, so 1e-5 still catches any wrong tap.
-			closeTo(t, c.name, f32(t, out[0]), want, 1e-5, 0)
+			closeTo(t, c.name, data[float32](t, out[0]), want, 1e-5, 0)
 		})
 	}
 }
@@ -227,7 +227,7 @@ func TestMultiHeadAttention(t *testing.T) {
 	// Scores are 4-term dots (error ~1e-7), softmax goes through MLAS's
 	// approximate exp (a few ulp), and the output is a 5-term convex
 	// combination of values below 1: all together well under 1e-5.
-	closeTo(t, "MultiHeadAttention", f32(t, out[0]), refMHA(q, k, v, b, s, l, d, heads, scale), 1e-5, 0)
+	closeTo(t, "MultiHeadAttention", data[float32](t, out[0]), refMHA(q, k, v, b, s, l, d, heads, scale), 1e-5, 0)
 }
 
 func rawF32(v []float32) []byte {

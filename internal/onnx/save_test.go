@@ -89,7 +89,7 @@ func checkLinear(t *testing.T, path string, lw linearWeights) {
 	hasShape(t, "y", out[0], 2, saveN)
 	// 128-term dot products of values in [-1,1): typical float32 error is
 	// sqrt(128)*2^-24*|terms| ~ 1e-6; 1e-4 is far below a wrong weight's error.
-	closeTo(t, "x W + b", f32(t, out[0]), want, 1e-4, 0)
+	closeTo(t, "x W + b", data[float32](t, out[0]), want, 1e-4, 0)
 }
 
 // dirNames lists dir, failing t on leftovers of atomic writes.

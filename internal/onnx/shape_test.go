@@ -40,7 +40,7 @@ func TestReshape(t *testing.T) {
 			g.Output("y", g.Reshape(g.Input("x", onnx.Float, onnx.P("b"), onnx.D(3), onnx.D(4)), c.shape...), onnx.Float)
 			out := run(t, g, []string{"x"}, []string{"y"}, ort.New(xs, x))
 			hasShape(t, "y", out[0], c.want...)
-			closeTo(t, "Reshape", f32(t, out[0]), x, 0, 0)
+			closeTo(t, "Reshape", data[float32](t, out[0]), x, 0, 0)
 		})
 	}
 	t.Run("ReshapeTo", func(t *testing.T) {
@@ -50,7 +50,7 @@ func TestReshape(t *testing.T) {
 		g.Output("y", g.ReshapeTo(in, g.Shape(like)), onnx.Float)
 		out := run(t, g, []string{"x", "like"}, []string{"y"}, ort.New(xs, x), ort.New([]int64{8, 3}, make([]float32, 24)))
 		hasShape(t, "y", out[0], 8, 3)
-		closeTo(t, "ReshapeTo", f32(t, out[0]), x, 0, 0)
+		closeTo(t, "ReshapeTo", data[float32](t, out[0]), x, 0, 0)
 	})
 }
 
@@ -73,7 +73,7 @@ func TestTranspose(t *testing.T) {
 				want[i] = x[offset(xi, xs)]
 			}
 			hasShape(t, "y", out[0], ys...)
-			closeTo(t, "Transpose", f32(t, out[0]), want, 0, 0)
+			closeTo(t, "Transpose", data[float32](t, out[0]), want, 0, 0)
 		})
 	}
 }
@@ -92,7 +92,7 @@ func TestConcat(t *testing.T) {
 				want = append(want, b[n*6:n*6+6]...)
 			}
 			hasShape(t, "y", out[0], 2, 3, 3)
-			closeTo(t, "Concat", f32(t, out[0]), want, 0, 0)
+			closeTo(t, "Concat", data[float32](t, out[0]), want, 0, 0)
 		})
 	}
 }
@@ -123,7 +123,7 @@ func TestSlice(t *testing.T) {
 				}
 			}
 			hasShape(t, "y", out[0], c.hi[0]-c.lo[0], c.hi[1]-c.lo[1], c.hi[2]-c.lo[2])
-			closeTo(t, "Slice", f32(t, out[0]), want, 0, 0)
+			closeTo(t, "Slice", data[float32](t, out[0]), want, 0, 0)
 		})
 	}
 	t.Run("SliceDyn", func(t *testing.T) {
@@ -134,7 +134,7 @@ func TestSlice(t *testing.T) {
 		out := run(t, g, []string{"x", "starts"}, []string{"y"}, ort.New(xs, x), ort.New([]int64{1}, []int64{3}))
 		want := append(append([]float32(nil), x[12:20]...), x[32:40]...)
 		hasShape(t, "y", out[0], 2, 2, 4)
-		closeTo(t, "SliceDyn", f32(t, out[0]), want, 0, 0)
+		closeTo(t, "SliceDyn", data[float32](t, out[0]), want, 0, 0)
 	})
 }
 
@@ -172,7 +172,7 @@ func TestSplit(t *testing.T) {
 				}
 				at += size
 				hasShape(t, names[i], out[i], 2, size, 3)
-				closeTo(t, names[i], f32(t, out[i]), want, 0, 0)
+				closeTo(t, names[i], data[float32](t, out[i]), want, 0, 0)
 			}
 		})
 	}
@@ -191,7 +191,7 @@ func TestGather(t *testing.T) {
 			want = append(want, x[r*3:r*3+3]...)
 		}
 		hasShape(t, "y", out[0], 2, 2, 3)
-		closeTo(t, "Gather", f32(t, out[0]), want, 0, 0)
+		closeTo(t, "Gather", data[float32](t, out[0]), want, 0, 0)
 	})
 	t.Run("axis 1", func(t *testing.T) {
 		xs := []int64{2, 4, 3}
@@ -207,7 +207,7 @@ func TestGather(t *testing.T) {
 			}
 		}
 		hasShape(t, "y", out[0], 2, 2, 3)
-		closeTo(t, "Gather", f32(t, out[0]), want, 0, 0)
+		closeTo(t, "Gather", data[float32](t, out[0]), want, 0, 0)
 	})
 }
 
@@ -227,7 +227,7 @@ func TestGatherElements(t *testing.T) {
 				want[p] = x[offset(at, xs)]
 			}
 			hasShape(t, "y", out[0], is...)
-			closeTo(t, "GatherElements", f32(t, out[0]), want, 0, 0)
+			closeTo(t, "GatherElements", data[float32](t, out[0]), want, 0, 0)
 		})
 	}
 }
@@ -246,7 +246,7 @@ func TestUnsqueezeSqueeze(t *testing.T) {
 	hasShape(t, "s", out[1], 2, 3)
 	hasShape(t, "u2", out[2], 2, 1, 3)
 	for i, o := range out {
-		closeTo(t, fmt.Sprint("output ", i), f32(t, o), x, 0, 0)
+		closeTo(t, fmt.Sprint("output ", i), data[float32](t, o), x, 0, 0)
 	}
 }
 
@@ -268,7 +268,7 @@ func TestWhere(t *testing.T) {
 		}
 	}
 	hasShape(t, "y", out[0], as...)
-	closeTo(t, "Where", f32(t, out[0]), want, 0, 0)
+	closeTo(t, "Where", data[float32](t, out[0]), want, 0, 0)
 }
 
 func TestExpand(t *testing.T) {
@@ -282,7 +282,7 @@ func TestExpand(t *testing.T) {
 		want[i] = x[offset(unravel(i, []int64{2, 3, 4}), xs)]
 	}
 	hasShape(t, "y", out[0], 2, 3, 4)
-	closeTo(t, "Expand", f32(t, out[0]), want, 0, 0)
+	closeTo(t, "Expand", data[float32](t, out[0]), want, 0, 0)
 }
 
 func TestCast(t *testing.T) {
@@ -301,22 +301,14 @@ func TestCast(t *testing.T) {
 	}
 	// Float to integer truncates toward zero (C's conversion, as numpy's
 	// astype does); nonzero is true.
-	sameInts(t, "float32->int64", i64(t, out[0]), []int64{2, -2, 0, 0, 0, 1000000, 3, -1})
-	i32, err := ort.Data[int32](out[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameInts(t, "float32->int32", i32, []int32{2, -2, 0, 0, 0, 1000000, 3, -1})
-	bs, err := ort.Data[bool](out[2])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameInts(t, "float32->bool", bs, []bool{true, true, false, true, true, true, true, true})
-	closeTo(t, "float32->int64->float32", f32(t, out[3]), []float32{2, -2, 0, 0, 0, 1e6, 3, -1}, 0, 0)
+	sameInts(t, "float32->int64", data[int64](t, out[0]), []int64{2, -2, 0, 0, 0, 1000000, 3, -1})
+	sameInts(t, "float32->int32", data[int32](t, out[1]), []int32{2, -2, 0, 0, 0, 1000000, 3, -1})
+	sameInts(t, "float32->bool", data[bool](t, out[2]), []bool{true, true, false, true, true, true, true, true})
+	closeTo(t, "float32->int64->float32", data[float32](t, out[3]), []float32{2, -2, 0, 0, 0, 1e6, 3, -1}, 0, 0)
 	// Through float16: 2.7 rounds to 2.69921875 (10-bit mantissa), 1e6
 	// overflows to +Inf, the rest are exact.
 	inf := float32(math.Inf(1))
-	closeTo(t, "float32->float16->float32", f32(t, out[4]), []float32{2.69921875, -2.69921875, 0, 0.5, -0.25, inf, 3, -1}, 0, 0)
+	closeTo(t, "float32->float16->float32", data[float32](t, out[4]), []float32{2.69921875, -2.69921875, 0, 0.5, -0.25, inf, 3, -1}, 0, 0)
 }
 
 func TestShape(t *testing.T) {
@@ -331,8 +323,8 @@ func TestShape(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameInts(t, "Shape", i64(t, out[0]), xs)
-		sameInts(t, "ShapeRange(2,4)", i64(t, out[1]), xs[2:])
-		sameInts(t, "ShapeRange(0,2)", i64(t, out[2]), xs[:2])
+		sameInts(t, "Shape", data[int64](t, out[0]), xs)
+		sameInts(t, "ShapeRange(2,4)", data[int64](t, out[1]), xs[2:])
+		sameInts(t, "ShapeRange(0,2)", data[int64](t, out[2]), xs[:2])
 	}
 }

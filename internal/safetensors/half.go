@@ -71,16 +71,3 @@ func Float64ToFloat16(f float64) uint16 {
 
 // BFloat16ToFloat32 widens a bfloat16 bit pattern to float32 (exact).
 func BFloat16ToFloat32(b uint16) float32 { return math.Float32frombits(uint32(b) << 16) }
-
-// Float32ToBFloat16 narrows f to bfloat16, rounding to nearest even.
-func Float32ToBFloat16(f float32) uint16 {
-	bits := math.Float32bits(f)
-	if f != f { // NaN: keep it a (quiet) NaN even if the payload sits in the low half
-		return uint16(bits>>16) | 0x0040
-	}
-	// Add just under half an ulp of bfloat16, plus one when the kept part is
-	// odd: ties go to even. Overflow carries into the exponent (to infinity
-	// above the largest finite value), as rounding should.
-	bits += 0x7fff + (bits>>16)&1
-	return uint16(bits >> 16)
-}

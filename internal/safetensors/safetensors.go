@@ -22,6 +22,7 @@ package safetensors
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,7 @@ import (
 	"io"
 	"math"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -211,7 +212,7 @@ func (f *File) parseHeader(header []byte) error {
 		f.tensors[m.key] = ti
 		f.names = append(f.names, m.key)
 	}
-	sort.Strings(f.names)
+	slices.Sort(f.names)
 	return f.checkOverlaps()
 }
 
@@ -282,11 +283,8 @@ func (f *File) checkOverlaps() error {
 			byOffset = append(byOffset, t)
 		}
 	}
-	sort.Slice(byOffset, func(i, j int) bool {
-		if byOffset[i].Offset != byOffset[j].Offset {
-			return byOffset[i].Offset < byOffset[j].Offset
-		}
-		return byOffset[i].Name < byOffset[j].Name
+	slices.SortFunc(byOffset, func(a, b TensorInfo) int {
+		return cmp.Or(cmp.Compare(a.Offset, b.Offset), strings.Compare(a.Name, b.Name))
 	})
 	for i := 1; i < len(byOffset); i++ {
 		prev, cur := byOffset[i-1], byOffset[i]

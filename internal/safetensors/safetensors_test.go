@@ -38,7 +38,7 @@ func writeTemp(t *testing.T, name string, content []byte) string {
 
 func sampleTensors() []Tensor {
 	return []Tensor{
-		FromUint8("frames", []int64{1, 3}, []uint8{1, 2, 255}),
+		{Name: "frames", DType: U8, Shape: []int64{1, 3}, Data: []uint8{1, 2, 255}},
 		FromFloat32("latents", []int64{2, 3}, []float32{0, 1, -2.5, 3.25, float32(math.Inf(1)), 1e-30}),
 		FromInt64("timesteps", []int64{3}, []int64{901, -1, 1 << 40}),
 		FromFloat16("half", []int64{2}, []uint16{0x3c00, 0xc000}),

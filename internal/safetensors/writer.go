@@ -2,13 +2,15 @@ package safetensors
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -50,11 +52,6 @@ func FromInt64(name string, shape []int64, v []int64) Tensor {
 	return Tensor{Name: name, DType: I64, Shape: shape, Data: b}
 }
 
-// FromUint8 makes a U8 tensor (the data is used as is, not copied).
-func FromUint8(name string, shape []int64, v []uint8) Tensor {
-	return Tensor{Name: name, DType: U8, Shape: shape, Data: v}
-}
-
 // Write writes tensors and an optional __metadata__ map as a safetensors file
 // to w. The caller makes the write atomic (temporary file + rename).
 //
@@ -82,24 +79,15 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 		}
 		seen[t.Name] = true
 	}
-	sort.SliceStable(order, func(i, j int) bool {
-		si, sj := order[i].DType.Size(), order[j].DType.Size()
-		if si != sj {
-			return si > sj
-		}
-		return order[i].Name < order[j].Name
+	slices.SortStableFunc(order, func(a, b Tensor) int {
+		return cmp.Or(cmp.Compare(b.DType.Size(), a.DType.Size()), strings.Compare(a.Name, b.Name))
 	})
 
 	var hdr strings.Builder
 	hdr.WriteByte('{')
 	if len(metadata) > 0 {
-		keys := make([]string, 0, len(metadata))
-		for k := range metadata {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		hdr.WriteString(quote(metadataKey) + ":{")
-		for i, k := range keys {
+		for i, k := range slices.Sorted(maps.Keys(metadata)) {
 			if i > 0 {
 				hdr.WriteByte(',')
 			}

@@ -46,7 +46,7 @@ type DDIM struct {
 	cfg           Config
 	betas         []float32
 	alphasCumprod []float32
-	finalAlpha    float32
+	finalAlpha    float32 // before timestep 0: 1 with set_alpha_to_one, else alphasCumprod[0]
 }
 
 // ErrTimestep is wrapped by errors about timesteps or step counts out of range.
@@ -116,15 +116,8 @@ func (s *DDIM) Config() Config { return s.cfg }
 // NumTrainTimesteps is T.
 func (s *DDIM) NumTrainTimesteps() int { return s.cfg.NumTrainTimesteps }
 
-// Betas returns a copy of the training betas.
-func (s *DDIM) Betas() []float32 { return append([]float32(nil), s.betas...) }
-
 // AlphasCumprod returns a copy of alphas_cumprod (length T).
 func (s *DDIM) AlphasCumprod() []float32 { return append([]float32(nil), s.alphasCumprod...) }
-
-// FinalAlphaCumprod is the alpha_cumprod used "before" timestep 0: 1 with
-// set_alpha_to_one, else alphas_cumprod[0].
-func (s *DDIM) FinalAlphaCumprod() float32 { return s.finalAlpha }
 
 // AlphaCumprod is alphas_cumprod[t] for 0 <= t < T, and the final alpha for
 // t < 0 (the convention of the DDIM step: "no previous timestep").

@@ -108,11 +108,11 @@ func TestConformanceScheduler(t *testing.T) {
 			// Tolerance 0: the tables are computed with the same float32
 			// operations as torch's kernels (see linspace32 and New), so any
 			// difference at all is a modelling error, not rounding noise.
-			d := compare(t, "betas", s.Betas(), f32("betas"), 0, 0)
+			d := compare(t, "betas", s.betas, f32("betas"), 0, 0)
 			t.Logf("betas: max abs error %g", d.maxAbs)
 			d = compare(t, "alphas_cumprod", s.AlphasCumprod(), f32("alphas_cumprod"), 0, 0)
 			t.Logf("alphas_cumprod: max abs error %g", d.maxAbs)
-			compare(t, "final_alpha_cumprod", []float32{s.FinalAlphaCumprod()}, f32("final_alpha_cumprod"), 0, 0)
+			compare(t, "final_alpha_cumprod", []float32{s.finalAlpha}, f32("final_alpha_cumprod"), 0, 0)
 
 			for _, n := range []int{10, 20, 50, 500} {
 				want, err := f.Int64(fmt.Sprintf("timesteps_%d", n))
@@ -362,19 +362,19 @@ func TestNoiseFromSampleInvertsAddNoise(t *testing.T) {
 func TestBetaSchedules(t *testing.T) {
 	t.Run("linear endpoints", func(t *testing.T) {
 		s := mustNew(t, DefaultConfig())
-		b := s.Betas()
+		b := s.betas
 		if b[0] != float32(0.0001) || b[999] != float32(0.02) {
 			t.Errorf("linear betas run %g..%g, want 0.0001..0.02", b[0], b[999])
 		}
-		if s.FinalAlphaCumprod() != 1 {
-			t.Errorf("set_alpha_to_one: final = %g", s.FinalAlphaCumprod())
+		if s.finalAlpha != 1 {
+			t.Errorf("set_alpha_to_one: final = %g", s.finalAlpha)
 		}
 	})
 	t.Run("cosine", func(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.BetaSchedule = "squaredcos_cap_v2"
 		s := mustNew(t, cfg)
-		b := s.Betas()
+		b := s.betas
 		if b[999] != float32(0.999) {
 			t.Errorf("last cosine beta = %g, want the 0.999 cap", b[999])
 		}

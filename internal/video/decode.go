@@ -27,32 +27,10 @@ type DecodeOptions struct {
 	Range Range
 }
 
-// Decode streams the frames opts selects from the source in, as rgb24 at
-// opts.Size, turned upright by the source's rotation, calling fn for each in
-// order. fn owns each Frame's Pix. Decoding stops at the first error fn
-// returns, which Decode returns.
-func Decode(ctx context.Context, in Info, opts DecodeOptions, fn func(Frame) error) error {
-	d, err := openDecoder(ctx, in, opts)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	for {
-		f, err := d.next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(f); err != nil {
-			return err
-		}
-	}
-}
-
-// Frames is Decode as an iterator. Breaking out of the loop stops ffmpeg;
-// after an error the iteration ends.
+// Frames streams the frames opts selects from the source in, as rgb24 at
+// opts.Size, turned upright by the source's rotation, in order; the caller
+// owns each Frame's Pix. Breaking out of the loop stops ffmpeg; after an
+// error the iteration ends.
 func Frames(ctx context.Context, in Info, opts DecodeOptions) iter.Seq2[Frame, error] {
 	return func(yield func(Frame, error) bool) {
 		d, err := openDecoder(ctx, in, opts)
@@ -70,30 +48,6 @@ func Frames(ctx context.Context, in Info, opts DecodeOptions) iter.Seq2[Frame, e
 				return
 			}
 		}
-	}
-}
-
-// DecodeAll decodes every frame opts selects into memory.
-func DecodeAll(ctx context.Context, in Info, opts DecodeOptions) (*Decoded, error) {
-	d, err := openDecoder(ctx, in, opts)
-	if err != nil {
-		return nil, err
-	}
-	defer d.close()
-	// The frame count comes from the source's own claim; it sizes nothing
-	// up front (append grows the slice as frames really arrive), and memory
-	// for the frames themselves is only taken as they are decoded.
-	clip := &Decoded{Size: d.size, FPS: in.RangeFPS(d.r), Range: d.r, Times: in.RangeTimes(d.r),
-		Frames: make([]Frame, 0, min(d.r.Count, 64))}
-	for {
-		f, err := d.next()
-		if err == io.EOF {
-			return clip, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		clip.Frames = append(clip.Frames, f)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestProbeFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := probe(t, tt.make())
-			if in.VariableRate() {
+			if variableRate(in) {
 				t.Errorf("constant-rate clip reported as variable: %v", in.FrameTimes)
 			}
 			if r, _ := Whole().Resolve(in); in.RangeTimes(r) != nil {
@@ -114,7 +114,7 @@ func TestProbeFolder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantJPEG = append(wantJPEG, FrameFromImage(i, img))
+		wantJPEG = append(wantJPEG, frameFromImage(i, img))
 		os.WriteFile(filepath.Join(jdir, strconv.Itoa(i+1)+".jpg"), buf.Bytes(), 0o644)
 	}
 	in = probe(t, jdir)
@@ -276,19 +276,6 @@ func TestDecodeStreaming(t *testing.T) {
 	in := probe(t, path)
 	opts := DecodeOptions{Size: Size{16, 16}, Range: Whole()}
 
-	var seen []int
-	stop := errors.New("stop")
-	err := Decode(context.Background(), in, opts, func(f Frame) error {
-		seen = append(seen, f.Index)
-		if len(seen) == 4 {
-			return stop
-		}
-		return nil
-	})
-	if !errors.Is(err, stop) || len(seen) != 4 {
-		t.Errorf("Decode stopped with %v after %v, want the callback's error after 4 frames", err, seen)
-	}
-
 	n := 0
 	for f, err := range Frames(context.Background(), in, opts) {
 		if err != nil {
@@ -314,12 +301,13 @@ func TestDecodeStreaming(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	err = Decode(ctx, in, opts, func(f Frame) error {
+	defer cancel()
+	var err error
+	for _, err = range Frames(ctx, in, opts) {
 		cancel()
-		return nil
-	})
+	}
 	if !errors.Is(err, context.Canceled) {
-		t.Errorf("Decode after cancel = %v, want context.Canceled", err)
+		t.Errorf("Frames after cancel ended with %v, want context.Canceled", err)
 	}
 }
 
@@ -333,14 +321,14 @@ func TestDecodeLyingFrameCount(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, err := DecodeAll(context.Background(), in, DecodeOptions{Size: Size{32, 32}, Range: Whole()})
+	_, err := decodeClip(context.Background(), in, DecodeOptions{Size: Size{32, 32}, Range: Whole()})
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, ErrTruncated) {
 		t.Errorf("err = %v, want ErrTruncated", err)
 	}
 	oneLine(t, err, path, "only 3 of the 1099511627776 frames")
 	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
-		t.Errorf("DecodeAll allocated %d bytes for 3 frames of 3 KiB", got)
+		t.Errorf("decoding allocated %d bytes for 3 frames of 3 KiB", got)
 	}
 }
 
@@ -361,7 +349,7 @@ func TestProbeEditList(t *testing.T) {
 	if in.Frames != len(clip.Frames) || in.Frames < 15 || in.Frames > 19 {
 		t.Errorf("probe counts %d frames, decoding gives %d; want equal, about 17", in.Frames, len(clip.Frames))
 	}
-	if in.VariableRate() || in.FrameTime(0) != 0 || !within(in.FrameTime(in.Frames), in.FPS.FrameTime(in.Frames), time.Millisecond) {
+	if variableRate(in) || in.FrameTime(0) != 0 || !within(in.FrameTime(in.Frames), in.FPS.FrameTime(in.Frames), time.Millisecond) {
 		t.Errorf("times %v, want 0 to %v at 25 fps", in.FrameTimes, in.FPS.FrameTime(in.Frames))
 	}
 	t.Logf("%d frames, video starts at %v in the file, audio %v", in.Frames, in.VideoStart, in.AudioDuration)

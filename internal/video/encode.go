@@ -35,7 +35,7 @@ type AudioSource struct {
 
 // EncodeOptions says how to encode.
 type EncodeOptions struct {
-	FPS Rational // frame rate; Encode defaults it to the clip's
+	FPS Rational // frame rate (must be valid unless Times is set)
 	// Times, when set, are when each frame starts, from 0, and as a last
 	// entry when the last frame ends (one more entry than frames, each
 	// later than the one before): the frames are written at those times,
@@ -247,9 +247,6 @@ func (e *Encoder) WriteFrame(f Frame) error {
 	return nil
 }
 
-// Written is the number of frames written so far.
-func (e *Encoder) Written() int { return e.n }
-
 // Commit ends the stream, waits for ffmpeg to finish the file and moves it
 // to its path.
 func (e *Encoder) Commit() error {
@@ -315,36 +312,7 @@ func (e *Encoder) fail(err error) error {
 	}
 	detail := e.stderr.Summary(e.out.Name())
 	if detail == "" {
-		detail = causeText(err)
+		detail = atomicfile.CauseText(err)
 	}
 	return newError(ErrFFmpeg, err, "encode %s: ffmpeg failed after %d frames: %s", e.path, e.n, detail)
-}
-
-// Encode writes a whole clip to path; opts.FPS defaults to clip.FPS and
-// opts.Times to clip.Times.
-func Encode(ctx context.Context, path string, clip *Decoded, opts EncodeOptions) error {
-	if len(clip.Frames) == 0 {
-		return newError(ErrNoFrames, nil, "encode %s: no frames to write", path)
-	}
-	if !opts.FPS.Valid() {
-		opts.FPS = clip.FPS
-	}
-	if opts.Times == nil {
-		opts.Times = clip.Times
-	}
-	size := clip.Size
-	if size.IsZero() {
-		size = Size{clip.Frames[0].Width, clip.Frames[0].Height}
-	}
-	enc, err := NewEncoder(ctx, path, size, opts)
-	if err != nil {
-		return err
-	}
-	defer enc.Abort()
-	for _, f := range clip.Frames {
-		if err := enc.WriteFrame(f); err != nil {
-			return err
-		}
-	}
-	return enc.Commit()
 }

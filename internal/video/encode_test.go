@@ -56,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 			size := Size{96, 64}
 			clip := decodeAll(t, in, DecodeOptions{Size: size, Range: tt.r})
 			out := filepath.Join(dir, tt.name+".mp4")
-			err := Encode(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range)})
+			err := encodeClip(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func TestEncodeFidelity(t *testing.T) {
 	in := probe(t, testClip(t, dir, "src.mp4", "64x64", "25", 4, false))
 	clip := decodeAll(t, in, DecodeOptions{Size: Size{64, 64}, Range: Whole()})
 	out := filepath.Join(dir, "out.mp4")
-	if err := Encode(context.Background(), out, clip, EncodeOptions{CRF: 1}); err != nil {
+	if err := encodeClip(context.Background(), out, clip, EncodeOptions{CRF: 1}); err != nil {
 		t.Fatal(err)
 	}
 	got := decodeAll(t, probe(t, out), DecodeOptions{Size: Size{64, 64}, Range: Whole()})
@@ -107,7 +107,7 @@ func TestEncodeFidelity(t *testing.T) {
 		solid.Pix[i], solid.Pix[i+1], solid.Pix[i+2] = 200, 30, 60
 	}
 	out = filepath.Join(dir, "solid.mp4")
-	if err := Encode(context.Background(), out, &Decoded{Size: Size{64, 64}, FPS: Rational{25, 1}, Frames: []Frame{solid, solid}}, EncodeOptions{}); err != nil {
+	if err := encodeClip(context.Background(), out, &decoded{Size: Size{64, 64}, FPS: Rational{25, 1}, Frames: []Frame{solid, solid}}, EncodeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	back := decodeAll(t, probe(t, out), DecodeOptions{Size: Size{64, 64}, Range: Whole()}).Frames[1]
@@ -159,9 +159,9 @@ func TestEncodeFailureLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	silent := testClip(t, dir, "silent.mp4", "32x32", "25", 2, false)
 	out := filepath.Join(t.TempDir(), "out.mp4")
-	clip := &Decoded{Size: Size{32, 32}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 32, Height: 32, Pix: make([]byte, 32*32*3)}}}
+	clip := &decoded{Size: Size{32, 32}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 32, Height: 32, Pix: make([]byte, 32*32*3)}}}
 	// A source without audio as the audio source: ffmpeg refuses the map.
-	err := Encode(context.Background(), out, clip, EncodeOptions{Audio: &AudioSource{Path: silent}})
+	err := encodeClip(context.Background(), out, clip, EncodeOptions{Audio: &AudioSource{Path: silent}})
 	if !errors.Is(err, ErrFFmpeg) {
 		t.Errorf("err = %v, want ErrFFmpeg", err)
 	}
@@ -179,8 +179,8 @@ func TestEncodeNoClobber(t *testing.T) {
 	if err := os.WriteFile(out, []byte("precious"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	clip := &Decoded{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 16, Height: 16, Pix: make([]byte, 16*16*3)}}}
-	err := Encode(context.Background(), out, clip, EncodeOptions{NoClobber: true})
+	clip := &decoded{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{{Width: 16, Height: 16, Pix: make([]byte, 16*16*3)}}}
+	err := encodeClip(context.Background(), out, clip, EncodeOptions{NoClobber: true})
 	if !errors.Is(err, fs.ErrExist) {
 		t.Errorf("err = %v, want ErrExist", err)
 	}
@@ -188,7 +188,7 @@ func TestEncodeNoClobber(t *testing.T) {
 	if b, _ := os.ReadFile(out); string(b) != "precious" {
 		t.Errorf("existing file now holds %q", b)
 	}
-	if err := Encode(context.Background(), out, clip, EncodeOptions{}); err != nil {
+	if err := encodeClip(context.Background(), out, clip, EncodeOptions{}); err != nil {
 		t.Fatalf("replacing without NoClobber: %v", err)
 	}
 	if n := names(t, dir); !slices.Equal(n, []string{"out.mp4"}) {
@@ -196,11 +196,11 @@ func TestEncodeNoClobber(t *testing.T) {
 	}
 }
 
-func TestWritePNGs(t *testing.T) {
+func TestWritePNGFolder(t *testing.T) {
 	t.Parallel()
 	_, frames := pngFolder(t, 3, 16, 8)
 	dir := filepath.Join(t.TempDir(), "out", "frames")
-	if err := WritePNGs(dir, frames, PNGOptions{}); err != nil {
+	if err := writePNGs(dir, frames, PNGOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := names(t, dir); !slices.Equal(n, []string{"00000.png", "00001.png", "00002.png"}) {
@@ -214,7 +214,7 @@ func TestWritePNGs(t *testing.T) {
 			t.Errorf("frame %d: %s", i, d)
 		}
 	}
-	err := WritePNGs(dir, frames, PNGOptions{NoClobber: true})
+	err := writePNGs(dir, frames, PNGOptions{NoClobber: true})
 	if !errors.Is(err, fs.ErrExist) {
 		t.Errorf("second write with NoClobber: %v, want ErrExist", err)
 	}

@@ -51,7 +51,7 @@ func TestBadInputs(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			_, err = DecodeAll(ctx, in, DecodeOptions{Size: Size{32, 24}, Range: r})
+			_, err = decodeClip(ctx, in, DecodeOptions{Size: Size{32, 24}, Range: r})
 			return err
 		}
 	}
@@ -104,17 +104,17 @@ func TestUnwritableOutput(t *testing.T) {
 	ro := testenv.UnwritableDir(t)
 	out := filepath.Join(ro, "out.mp4")
 	frame := Frame{Width: 16, Height: 16, Pix: make([]byte, 16*16*3)}
-	clip := &Decoded{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{frame}}
+	clip := &decoded{Size: Size{16, 16}, FPS: Rational{25, 1}, Frames: []Frame{frame}}
 
-	err := Encode(context.Background(), out, clip, EncodeOptions{})
+	err := encodeClip(context.Background(), out, clip, EncodeOptions{})
 	if !errors.Is(err, fs.ErrPermission) {
 		t.Errorf("Encode: %v, want a permission error", err)
 	}
 	oneLine(t, err, out, "folder "+ro+" is not writable")
 
-	err = WritePNGs(ro, []Frame{frame}, PNGOptions{})
+	err = writePNGs(ro, []Frame{frame}, PNGOptions{})
 	if !errors.Is(err, fs.ErrPermission) {
-		t.Errorf("WritePNGs: %v, want a permission error", err)
+		t.Errorf("writePNGs: %v, want a permission error", err)
 	}
 	oneLine(t, err, filepath.Join(ro, "00000.png"), "folder "+ro+" is not writable")
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
 	ffmpeg "github.com/u2takey/ffmpeg-go"
 )
 
@@ -61,7 +62,7 @@ func commandWithScript(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailB
 		}
 		f, err := os.CreateTemp("", "tokenflow-filter-*.txt")
 		if err != nil {
-			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script: %v", causeText(err))
+			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script: %v", atomicfile.CauseText(err))
 		}
 		_, err = f.WriteString(cmd.Args[i+1])
 		if cerr := f.Close(); err == nil {
@@ -69,7 +70,7 @@ func commandWithScript(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailB
 		}
 		if err != nil {
 			os.Remove(f.Name())
-			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script %s: %v", f.Name(), causeText(err))
+			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script %s: %v", f.Name(), atomicfile.CauseText(err))
 		}
 		cmd.Args[i], cmd.Args[i+1] = "-filter_complex_script", f.Name()
 		return cmd, stderr, f.Name(), nil

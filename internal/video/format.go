@@ -6,7 +6,7 @@ import (
 )
 
 // Format is an output container, chosen by the output's extension, and
-// the codecs Encode writes into it.
+// the codecs an Encoder writes into it.
 type Format struct {
 	Name  string // the extension, lower case, without the dot: "mp4"
 	Muxer string // ffmpeg's -f
@@ -46,7 +46,7 @@ func OutputFormat(path string) (Format, error) {
 }
 
 // CheckOutputFormat refuses an output path whose extension names no
-// format Encode writes, so a caller can refuse before any work.
+// format an Encoder writes, so a caller can refuse before any work.
 func CheckOutputFormat(path string) error {
 	_, err := OutputFormat(path)
 	return err

@@ -60,7 +60,7 @@ func TestEncodeFormats(t *testing.T) {
 			t.Parallel()
 			out := filepath.Join(dir, "out."+tt.ext)
 			var notices []string
-			err := Encode(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range), Preset: "ultrafast",
+			err := encodeClip(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range), Preset: "ultrafast",
 				Notice: func(msg string) { notices = append(notices, msg) }})
 			if err != nil {
 				t.Fatal(err)
@@ -88,7 +88,7 @@ func TestEncodeFormats(t *testing.T) {
 	}
 
 	// An unknown extension is refused before anything is written.
-	err := Encode(context.Background(), filepath.Join(dir, "out.avi"), clip, EncodeOptions{})
+	err := encodeClip(context.Background(), filepath.Join(dir, "out.avi"), clip, EncodeOptions{})
 	if !errors.Is(err, ErrFormat) {
 		t.Errorf("out.avi: %v, want ErrFormat", err)
 	}
@@ -113,7 +113,7 @@ func TestEncodeKeepsEveryAudioStream(t *testing.T) {
 	clip := decodeAll(t, in, DecodeOptions{Size: Size{32, 32}, Range: Range{Start: 2, Count: 5, Stride: 1}})
 	for _, ext := range []string{"mp4", "webm"} {
 		out := filepath.Join(dir, "out."+ext)
-		if err := Encode(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range), Preset: "ultrafast"}); err != nil {
+		if err := encodeClip(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range), Preset: "ultrafast"}); err != nil {
 			t.Fatal(err)
 		}
 		got := probe(t, out)

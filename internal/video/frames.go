@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
 
 // Frame folders
@@ -39,7 +41,7 @@ type frameList struct {
 }
 
 // FrameFiles lists the frame files of a folder of frames in frame order,
-// as paths under dir: exactly the files Probe and Decode read, and so what a
+// as paths under dir: exactly the files Probe and Frames read, and so what a
 // cache key must cover. Errors are one line naming dir and an example file.
 func FrameFiles(dir string) ([]string, error) {
 	l, err := listFrames(dir)
@@ -63,7 +65,7 @@ type frameName struct {
 func listFrames(dir string) (frameList, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return frameList{}, newError(ErrUnreadable, err, "%s: cannot list the folder: %v", dir, causeText(err))
+		return frameList{}, newError(ErrUnreadable, err, "%s: cannot list the folder: %v", dir, atomicfile.CauseText(err))
 	}
 	var files []frameName
 	exts := map[string]bool{}

@@ -58,7 +58,7 @@ func FuzzProbeJSON(f *testing.F) {
 		}
 		in.HasAudio = true
 		_ = in.AudioFor(r)
-		_ = in.VariableRate()
+		_ = variableRate(in)
 		_ = in.FrameTime(r.Count)
 	})
 }

@@ -3,6 +3,7 @@ package video
 import (
 	"bytes"
 	"context"
+	"image"
 	"image/png"
 	"math/rand/v2"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenflow/tokenflow/internal/testenv"
 )
@@ -106,14 +108,94 @@ func probe(t testing.TB, path string, opts ...ProbeOption) Info {
 	return in
 }
 
-func decodeAll(t testing.TB, in Info, opts DecodeOptions) *Decoded {
+// decoded is a whole clip in memory, for tests to compare.
+type decoded struct {
+	Size   Size
+	FPS    Rational // the clip's own rate (source rate / stride)
+	Range  Range    // the resolved source range
+	Times  []time.Duration
+	Frames []Frame
+}
+
+// decodeClip collects every frame opts selects through Frames.
+func decodeClip(ctx context.Context, in Info, opts DecodeOptions) (*decoded, error) {
+	var frames []Frame
+	for f, err := range Frames(ctx, in, opts) {
+		if err != nil {
+			return nil, err
+		}
+		frames = append(frames, f)
+	}
+	r, err := opts.Range.Resolve(in)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Size.IsZero() {
+		opts.Size = DefaultSize(in.DisplaySize())
+	}
+	return &decoded{Size: opts.Size, FPS: in.RangeFPS(r), Range: r, Times: in.RangeTimes(r), Frames: frames}, nil
+}
+
+func decodeAll(t testing.TB, in Info, opts DecodeOptions) *decoded {
 	t.Helper()
-	clip, err := DecodeAll(context.Background(), in, opts)
+	clip, err := decodeClip(context.Background(), in, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return clip
 }
+
+// encodeClip writes clip through an Encoder; opts.FPS and opts.Times
+// default to the clip's.
+func encodeClip(ctx context.Context, path string, clip *decoded, opts EncodeOptions) error {
+	if !opts.FPS.Valid() {
+		opts.FPS = clip.FPS
+	}
+	if opts.Times == nil {
+		opts.Times = clip.Times
+	}
+	enc, err := NewEncoder(ctx, path, clip.Size, opts)
+	if err != nil {
+		return err
+	}
+	defer enc.Abort()
+	for _, f := range clip.Frames {
+		if err := enc.WriteFrame(f); err != nil {
+			return err
+		}
+	}
+	return enc.Commit()
+}
+
+// writePNGs writes frames into dir (made if missing) as FrameFileName(0),
+// FrameFileName(1), ..., the way the pipeline writes a frames folder.
+func writePNGs(dir string, frames []Frame, opts PNGOptions) error {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	for i, f := range frames {
+		if err := WritePNG(filepath.Join(dir, FrameFileName(i)), f, opts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// frameFromImage converts any image to an rgb24 frame (alpha is dropped).
+func frameFromImage(index int, img image.Image) Frame {
+	b := img.Bounds()
+	f := Frame{Index: index, Width: b.Dx(), Height: b.Dy(), Pix: make([]byte, 0, b.Dx()*b.Dy()*3)}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			f.Pix = append(f.Pix, byte(r>>8), byte(g>>8), byte(bl>>8))
+		}
+	}
+	return f
+}
+
+// variableRate reports whether the source's frames are unevenly spaced.
+func variableRate(in Info) bool { return !evenlySpaced(in.FrameTimes, in.FPS) }
 
 // meanAbsDiff is the mean absolute difference of two equal-length byte
 // slices.

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"image/png"
-	"os"
-	"path/filepath"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
 
-// PNGOptions says how WritePNG and WritePNGs write.
+// PNGOptions says how WritePNG writes.
 type PNGOptions struct {
 	NoClobber bool // refuse to replace existing files (atomicfile.ErrExist)
 }
@@ -34,18 +32,4 @@ func WritePNG(path string, f Frame, opts PNGOptions) error {
 		aopts = append(aopts, atomicfile.NoClobber())
 	}
 	return atomicfile.WriteFile(path, buf.Bytes(), 0o666, aopts...)
-}
-
-// WritePNGs writes frames into dir (made if missing) as FrameFileName(0),
-// FrameFileName(1), ... in slice order, each file atomically.
-func WritePNGs(dir string, frames []Frame, opts PNGOptions) error {
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return newError(nil, err, "frames folder %s: cannot create it: %v", dir, causeText(err))
-	}
-	for i, f := range frames {
-		if err := WritePNG(filepath.Join(dir, FrameFileName(i)), f, opts); err != nil {
-			return err
-		}
-	}
-	return nil
 }

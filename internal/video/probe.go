@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
 	ffmpeg "github.com/u2takey/ffmpeg-go"
 )
 
@@ -55,7 +56,7 @@ func Probe(ctx context.Context, path string, opts ...ProbeOption) (Info, error) 
 	case errors.Is(err, fs.ErrNotExist):
 		return Info{}, newError(ErrNotFound, err, "%s: no such file; check the path", path)
 	case err != nil:
-		return Info{}, newError(ErrUnreadable, err, "%s: cannot read: %v", path, causeText(err))
+		return Info{}, newError(ErrUnreadable, err, "%s: cannot read: %v", path, atomicfile.CauseText(err))
 	case st.IsDir():
 		return probeFolder(path, o.folderFPS)
 	}
@@ -412,7 +413,7 @@ func probeFolder(dir string, fps Rational) (Info, error) {
 	for i, name := range l.names {
 		cfg, format, err := decodeConfig(filepath.Join(dir, name))
 		if err != nil {
-			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, name), strings.ToUpper(ext[1:]), causeText(err))
+			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, name), strings.ToUpper(ext[1:]), atomicfile.CauseText(err))
 		}
 		if i == 0 {
 			first, codec = cfg, format
@@ -449,16 +450,6 @@ func decodeConfig(path string) (image.Config, string, error) {
 	}
 	defer f.Close()
 	return image.DecodeConfig(f)
-}
-
-func causeText(err error) string {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err.Error()
-		}
-		err = u
-	}
 }
 
 func orText(s, alt string) string {

@@ -79,8 +79,8 @@ func FrameBytes(s Size) int64 {
 	return int64(s.W) * int64(s.H) * 3
 }
 
-// ClipBytes is the memory n decoded rgb24 frames of size s take, as
-// DecodeAll holds them: what a caller compares with the machine's memory
+// ClipBytes is the memory n decoded rgb24 frames of size s take, held in
+// memory together: what a caller compares with the machine's memory
 // before a run (the model's own tensors come on top).
 func ClipBytes(s Size, n int) int64 {
 	if n <= 0 {

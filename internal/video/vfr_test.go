@@ -62,8 +62,8 @@ func TestVariableFrameRate(t *testing.T) {
 	dir := t.TempDir()
 	in := probe(t, vfrClip(t, dir))
 	const frame = time.Second / 30 // the tolerance: one frame at the fast rate
-	if in.Frames != 28 || !in.VariableRate() || len(in.FrameTimes) != 29 {
-		t.Fatalf("source: %d frames, variable %v, %d times; want 28 frames, variable, 29 times", in.Frames, in.VariableRate(), len(in.FrameTimes))
+	if in.Frames != 28 || !variableRate(in) || len(in.FrameTimes) != 29 {
+		t.Fatalf("source: %d frames, variable %v, %d times; want 28 frames, variable, 29 times", in.Frames, variableRate(in), len(in.FrameTimes))
 	}
 	for n := range 29 {
 		want := time.Duration(n) * 100 * time.Millisecond
@@ -90,7 +90,7 @@ func TestVariableFrameRate(t *testing.T) {
 				t.Fatal("decoded clip has no frame times")
 			}
 			out := filepath.Join(dir, "out-"+tt.name+".mp4")
-			if err := Encode(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range), Preset: "ultrafast", CRF: 1}); err != nil {
+			if err := encodeClip(context.Background(), out, clip, EncodeOptions{Audio: in.AudioFor(clip.Range), Preset: "ultrafast", CRF: 1}); err != nil {
 				t.Fatal(err)
 			}
 			got := probe(t, out)
@@ -152,12 +152,12 @@ func TestEncodeManyFrameTimes(t *testing.T) {
 		t.Fatalf("expression is %d bytes; the test needs more than %d", l, maxFilterArg)
 	}
 	f := Frame{Width: 8, Height: 8, Pix: make([]byte, 8*8*3)}
-	clip := &Decoded{Size: Size{8, 8}, FPS: Rational{30, 1}, Times: times}
+	clip := &decoded{Size: Size{8, 8}, FPS: Rational{30, 1}, Times: times}
 	for range n {
 		clip.Frames = append(clip.Frames, f)
 	}
 	out := filepath.Join(t.TempDir(), "many.mkv")
-	if err := Encode(context.Background(), out, clip, EncodeOptions{Preset: "ultrafast"}); err != nil {
+	if err := encodeClip(context.Background(), out, clip, EncodeOptions{Preset: "ultrafast"}); err != nil {
 		t.Fatal(err)
 	}
 	got := probe(t, out)

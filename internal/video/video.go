@@ -13,10 +13,10 @@
 //	size := video.DefaultSize(info.DisplaySize())        // or video.ParseSize(flag)
 //	r, err := video.Whole().Resolve(info)                // or Range{Start, Count, Stride}
 //	need := video.ClipBytes(size, r.Count)               // memory the decoded frames take
-//	err = video.Decode(ctx, info, video.DecodeOptions{Size: size, Range: r},
-//		func(f video.Frame) error { ...; return nil })   // rgb24 frames
-//	err = video.Encode(ctx, "out.webm", clip, video.EncodeOptions{
+//	for f, err := range video.Frames(ctx, info, video.DecodeOptions{Size: size, Range: r}) { ... } // rgb24 frames
+//	enc, err := video.NewEncoder(ctx, "out.webm", size, video.EncodeOptions{
 //		FPS: info.RangeFPS(r), Times: info.RangeTimes(r), Audio: info.AudioFor(r)})
+//	err = enc.WriteFrame(f) // for each frame; then enc.Commit(), or enc.Abort() on failure
 //
 // The output's extension picks its container and codecs (see
 // OutputFormat); every audio stream of the source is kept where the
@@ -58,7 +58,7 @@ var (
 	ErrRange = errors.New("bad frame range")
 	// ErrSize: a frame size (--size) is invalid.
 	ErrSize = errors.New("bad frame size")
-	// ErrFormat: the output's extension names no format Encode writes.
+	// ErrFormat: the output's extension names no format an Encoder writes.
 	ErrFormat = errors.New("unsupported output format")
 	// ErrFFmpeg: ffmpeg failed for another reason.
 	ErrFFmpeg = errors.New("ffmpeg failed")
@@ -174,7 +174,7 @@ type Info struct {
 	Codec                       string        // e.g. "h264", "png"
 
 	HasAudio      bool
-	AudioStreams  int           // how many audio streams; Encode keeps them all
+	AudioStreams  int           // how many audio streams; an Encoder keeps them all
 	AudioDuration time.Duration // of the first audio stream, 0 without audio
 
 	// FrameTimes are when each frame starts, counted from the first
@@ -208,13 +208,6 @@ func (in Info) FrameTime(n int) time.Duration {
 		return in.FPS.FrameTime(n)
 	}
 	return in.FrameTimes[max(0, min(n, len(in.FrameTimes)-1))]
-}
-
-// VariableRate reports whether the source's frames are unevenly spaced:
-// some frame starts more than a millisecond away from where a constant
-// FPS puts it.
-func (in Info) VariableRate() bool {
-	return !evenlySpaced(in.FrameTimes, in.FPS)
 }
 
 // RangeTimes are the times of the clip that r selects, for
@@ -348,29 +341,4 @@ func (f Frame) RGBA() *image.RGBA {
 		img.Pix[j], img.Pix[j+1], img.Pix[j+2], img.Pix[j+3] = f.Pix[i], f.Pix[i+1], f.Pix[i+2], 255
 	}
 	return img
-}
-
-// FrameFromImage converts any image to an rgb24 frame (alpha is dropped).
-func FrameFromImage(index int, img image.Image) Frame {
-	b := img.Bounds()
-	f := Frame{Index: index, Width: b.Dx(), Height: b.Dy(), Pix: make([]byte, 0, b.Dx()*b.Dy()*3)}
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			f.Pix = append(f.Pix, byte(r>>8), byte(g>>8), byte(bl>>8))
-		}
-	}
-	return f
-}
-
-// Decoded is a run of decoded frames, all of one size.
-type Decoded struct {
-	Size  Size
-	FPS   Rational // the clip's own rate (source rate / stride)
-	Range Range    // the resolved source range
-	// Times are the frames' times for a variable-frame-rate clip, as
-	// Info.RangeTimes gives them (nil at a constant rate); Encode uses them
-	// unless EncodeOptions.Times is set.
-	Times  []time.Duration
-	Frames []Frame
 }
