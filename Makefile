@@ -41,8 +41,10 @@ vet:
 	$(GO) vet ./...
 
 # TOKENFLOW_REQUIRE_RUNTIME=1 turns "ffmpeg / ONNX Runtime missing" skips into
-# failures, so this command can never pass by skipping.
-test: deps fmt-check vet
+# failures, so this command can never pass by skipping. deps-cuda installs the
+# CUDA build too, so that the CUDA path is checked as far as a machine
+# without a GPU allows (doctor, the early failure naming what is missing).
+test: deps deps-cuda fmt-check vet
 	TOKENFLOW_REQUIRE_RUNTIME=1 $(GO) test -count=1 -timeout 30m ./...
 
 bench: build
