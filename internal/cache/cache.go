@@ -20,11 +20,14 @@ package cache
 // carry exactly the key it is filed under, and describe a consistent latent
 // tensor set; latents.safetensors must have the manifest's size and CRC-32C
 // and hold exactly the tensors the manifest names, with the right dtype and
-// shape. Anything else is a reason to rebuild, never an entry to use.
+// shape, and only finite values (checked in the same read as the CRC; Store
+// refuses NaN and Inf too). Anything else is a reason to rebuild, never an
+// entry to use.
 
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -413,7 +416,8 @@ func checkLatents(path string, m *Manifest) (string, error) {
 		return fmt.Sprintf("latents.safetensors has %d bytes, manifest says %d", size, m.LatentsSize), nil
 	}
 	h := crc32.New(crcTable)
-	n, err := io.Copy(h, fh)
+	scan := &finiteScan{bad: -1}
+	n, err := io.Copy(io.MultiWriter(h, scan), fh)
 	if err != nil {
 		return "", fmt.Errorf("inversion cache: read %s: %w", path, err)
 	}
@@ -427,7 +431,85 @@ func checkLatents(path string, m *Manifest) (string, error) {
 	if err != nil {
 		return oneLine(err.Error()), nil
 	}
-	return checkTensors(f, m), nil
+	if reason := checkTensors(f, m); reason != "" {
+		return reason, nil
+	}
+	if scan.bad >= 0 {
+		return nonFiniteReason(f, m, scan.bad), nil
+	}
+	return "", nil
+}
+
+// finiteScan watches a safetensors file go by (alongside its CRC, so at no
+// extra read) and records where its data holds the first float32 NaN or
+// Inf: all-ones exponent bits. Every tensor of an entry is F32 (checked
+// separately), so the data section is a run of float32 words.
+type finiteScan struct {
+	pos   int64 // bytes seen
+	start int64 // where the data begins, once the header length is known
+	hdr   [8]byte
+	word  [4]byte
+	nw    int
+	bad   int64 // file offset of the first non-finite value; -1 if none
+}
+
+func (s *finiteScan) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		switch {
+		case s.pos < 8:
+			c := copy(s.hdr[s.pos:], p)
+			s.pos, p = s.pos+int64(c), p[c:]
+			if s.pos == 8 {
+				hl := binary.LittleEndian.Uint64(s.hdr[:])
+				s.start = 8 + int64(min(hl, uint64(maxElements)))
+			}
+		case s.pos < s.start:
+			c := min(int64(len(p)), s.start-s.pos)
+			s.pos, p = s.pos+c, p[c:]
+		case s.nw > 0 || len(p) < 4:
+			c := copy(s.word[s.nw:], p)
+			s.nw, s.pos, p = s.nw+c, s.pos+int64(c), p[c:]
+			if s.nw == 4 {
+				s.check(s.word[:], s.pos-4)
+				s.nw = 0
+			}
+		default:
+			m := len(p) &^ 3
+			if s.bad < 0 {
+				for i := 0; i < m; i += 4 {
+					if s.check(p[i:i+4], s.pos+int64(i)) {
+						break
+					}
+				}
+			}
+			s.pos, p = s.pos+int64(m), p[m:]
+		}
+	}
+	return n, nil
+}
+
+// check records the float32 at offset off when it is the first NaN or Inf.
+func (s *finiteScan) check(w []byte, off int64) bool {
+	if binary.LittleEndian.Uint32(w)&0x7f800000 != 0x7f800000 {
+		return false
+	}
+	if s.bad < 0 {
+		s.bad = off
+	}
+	return true
+}
+
+// nonFiniteReason names the tensor and frame holding the NaN or Inf at
+// file offset off.
+func nonFiniteReason(f *safetensors.File, m *Manifest, off int64) string {
+	for _, ti := range f.Tensors() {
+		if off >= ti.Offset && off < ti.Offset+ti.Length && m.Latent[0] > 0 {
+			frame := (off - ti.Offset) / (ti.Length / m.Latent[0])
+			return fmt.Sprintf("latents.safetensors: tensor %q holds NaN or infinite values (frame %d), from a run that went wrong", ti.Name, frame)
+		}
+	}
+	return "latents.safetensors holds NaN or infinite values, from a run that went wrong"
 }
 
 // Load reads the entry's latents, checking every tensor's name, dtype and
@@ -457,16 +539,30 @@ func (e *Entry) Load() (*Latents, error) {
 		if err != nil {
 			return tensor.Tensor{}, err
 		}
-		return tensor.New(m.Latent[:], v)
+		x, err := tensor.New(m.Latent[:], v)
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		// Lookup checked this, but the file may have changed since.
+		if bad := x.Finite(); bad >= 0 {
+			return tensor.Tensor{}, fmt.Errorf("tensor %q holds %w (frame %d): delete the entry's folder to rebuild it", name, tensor.ErrNonFinite, bad/x.RowSize())
+		}
+		return x, nil
+	}
+	readFail := func(err error) (*Latents, error) {
+		if errors.Is(err, tensor.ErrNonFinite) {
+			return nil, fmt.Errorf("inversion cache %s: %w", e.Dir, err)
+		}
+		return fail("%s", oneLine(err.Error()))
 	}
 	l := &Latents{Noisy: make(map[int]tensor.Tensor, len(m.Kept))}
 	if l.Z0, err = read(z0Tensor); err != nil {
-		return fail("%s", oneLine(err.Error()))
+		return readFail(err)
 	}
 	for _, t := range m.Kept {
 		v, err := read(noisyName(t))
 		if err != nil {
-			return fail("%s", oneLine(err.Error()))
+			return readFail(err)
 		}
 		l.Noisy[t] = v
 	}
@@ -567,6 +663,15 @@ func fillManifest(m *Manifest, l *Latents) error {
 	for _, t := range kept {
 		if z := l.Noisy[t]; len(z.Data) != n || !tensor.SameShape(z, l.Z0) {
 			return fmt.Errorf("inversion cache: store: z_%d has %d values of shape %v, want %v", t, len(z.Data), z.Shape, m.Latent)
+		}
+	}
+	// Latents that went NaN or infinite are a failed run, never an entry.
+	if bad := l.Z0.Finite(); bad >= 0 {
+		return fmt.Errorf("inversion cache: store: z0 holds %w (frame %d): not stored", tensor.ErrNonFinite, bad/l.Z0.RowSize())
+	}
+	for _, t := range kept {
+		if z := l.Noisy[t]; z.Finite() >= 0 {
+			return fmt.Errorf("inversion cache: store: z_%d holds %w (frame %d): not stored", t, tensor.ErrNonFinite, z.Finite()/z.RowSize())
 		}
 	}
 	return nil

@@ -212,7 +212,7 @@ func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *c
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, nonFinite(err, "nothing was stored")
 	}
 	j.times["inversion"] = time.Since(t)
 
@@ -285,7 +285,7 @@ func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.La
 		inversion.Params{Steps: r.InversionSteps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
-		return err
+		return nonFinite(err, "no reconstruction was written")
 	}
 	if err := j.writeVideo(ctx, entry.ReconstructionPath(), x, true); err != nil {
 		return err
