@@ -56,6 +56,15 @@ import (
 // format are rebuilt.
 const Format = 1
 
+// Numerics identifies how this code computes latents: the VAE encoding,
+// the DDIM inversion and their float32 arithmetic. Bump it with any change
+// that alters the latents an inversion stores (an op order, a kernel
+// choice, the scheduler's rounding, a graph rewrite); entries made with
+// other numerics are rebuilt, with a reason naming the tool version that
+// made them. A tool version alone decides nothing: a release that leaves
+// the numbers alone keeps every entry.
+const Numerics = 1
+
 // keyVersion is hashed into every Key.ID, so that changing the key's
 // canonical encoding moves every entry to a new folder.
 const keyVersion = "tokenflow inversion key v1"
@@ -211,6 +220,9 @@ type Manifest struct {
 	// Latent is the shape [N,C,h,w] of every stored tensor.
 	Latent  [4]int64  `json:"latent_shape"`
 	Tool    string    `json:"tool_version"` // version.Version of the writer
+	// Numerics is the writer's Numerics; an entry of other numerics is
+	// rebuilt (0: written before numerics were recorded).
+	Numerics int `json:"numerics"`
 	Created time.Time `json:"created"`
 	// LatentsCRC is the CRC-32C (Castagnoli) of latents.safetensors, 8 hex
 	// digits; LatentsSize its size in bytes.
@@ -223,6 +235,13 @@ type Manifest struct {
 func (m *Manifest) check(k Key) string {
 	if m.Format != Format {
 		return fmt.Sprintf("manifest.json has format %d, want %d", m.Format, Format)
+	}
+	if m.Numerics != Numerics {
+		tool := m.Tool
+		if tool == "" {
+			tool = "(version not recorded)"
+		}
+		return fmt.Sprintf("it was made by tokenflow %s with other numerics (%d, want %d)", oneLine(tool), m.Numerics, Numerics)
 	}
 	if d := keyDiff(m.Key, k); d != "" {
 		return "manifest.json does not match its folder: " + d
@@ -639,6 +658,7 @@ func fillManifest(m *Manifest, l *Latents) error {
 		return fmt.Errorf("inversion cache: store: z0 has shape %v, want [N,C,h,w]", l.Z0.Shape)
 	}
 	m.Format = Format
+	m.Numerics = Numerics
 	m.Kept = kept
 	m.Latent = [4]int64(l.Z0.Shape)
 	if m.Tool == "" {
@@ -685,7 +705,7 @@ func writeFiles(tmp string, m *Manifest, l *Latents) error {
 	for _, t := range m.Kept {
 		tensors = append(tensors, safetensors.FromFloat32(noisyName(t), shape, l.Noisy[t].Data))
 	}
-	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(Format)}
+	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(Format), "numerics": strconv.Itoa(Numerics)}
 
 	f, err := os.OpenFile(filepath.Join(tmp, latentsName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {

@@ -460,6 +460,41 @@ func TestCacheLoadChecksTensors(t *testing.T) {
 	}
 }
 
+// TestCacheNumerics: an entry made with other numerics is rebuilt, with a
+// reason naming the tool version that made it; one that differs only in
+// the tool version is reused.
+func TestCacheNumerics(t *testing.T) {
+	root := t.TempDir()
+	k := testKey()
+	e := testStore(t, root, testManifest(), testLatents(1))
+	if e.Manifest.Numerics != Numerics {
+		t.Fatalf("stored numerics %d, want %d", e.Manifest.Numerics, Numerics)
+	}
+
+	testEditManifest(t, e.Dir, func(m map[string]any) { m["tool_version"] = "v0.0.1-other" })
+	testMustHit(t, root, k)
+
+	testEditManifest(t, e.Dir, func(m map[string]any) { m["numerics"] = Numerics + 1 })
+	got, reason, err := Lookup(root, k)
+	want := fmt.Sprintf("it was made by tokenflow v0.0.1-other with other numerics (%d, want %d)", Numerics+1, Numerics)
+	if err != nil || got != nil || reason != want {
+		t.Fatalf("Lookup = (%v, %q, %v), want (nil, %q, nil)", got, reason, err, want)
+	}
+	// A manifest from before numerics were recorded is rebuilt too.
+	testEditManifest(t, e.Dir, func(m map[string]any) { delete(m, "numerics"); delete(m, "tool_version") })
+	_, reason, _ = Lookup(root, k)
+	if want := fmt.Sprintf("it was made by tokenflow (version not recorded) with other numerics (0, want %d)", Numerics); reason != want {
+		t.Errorf("reason %q, want %q", reason, want)
+	}
+	// The rebuild replaces it.
+	if _, err := Store(root, testManifest(), testLatents(2), false); err != nil {
+		t.Fatal(err)
+	}
+	if e := testMustHit(t, root, k); e.Manifest.Numerics != Numerics {
+		t.Errorf("rebuilt entry has numerics %d", e.Manifest.Numerics)
+	}
+}
+
 // TestCacheLoadRefusesNonFinite: an entry that passed Lookup and then got
 // a NaN (the file rewritten under it) is refused by Load, as ErrNonFinite.
 func TestCacheLoadRefusesNonFinite(t *testing.T) {
