@@ -98,8 +98,8 @@ type Key struct {
 	// VideoSHA256 is the sha256 (hex) of the input's bytes; for a frame
 	// folder, of the sorted frame files' names and bytes.
 	VideoSHA256 string `json:"video_sha256"`
-	// ModelID is a hash of the model's configs and weight headers, computed
-	// by the caller.
+	// ModelID is a hash of the model's configs, weight headers and weight
+	// bytes (models.Checkpoint.Identity), computed by the caller.
 	ModelID string `json:"model_id"`
 	// Width and Height are the working frame size in pixels.
 	Width  int `json:"width"`

@@ -75,7 +75,7 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 	if err := ort.InitDevice(r.ORTLib, r.Device); err != nil {
 		return nil, err
 	}
-	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log})
+	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log, CacheRoot: root})
 	if err != nil {
 		return nil, err
 	}

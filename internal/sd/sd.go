@@ -30,6 +30,11 @@ type Options struct {
 
 	// OriginalConfig is --original-config: a single file's inference YAML.
 	OriginalConfig string
+
+	// CacheRoot is the cache folder (cache.Root): it remembers each weight
+	// file's content hash, so the model's identity reads the weights once
+	// ("" reads them on every Open).
+	CacheRoot string
 }
 
 // Model is an opened checkpoint with its ONNX Runtime sessions.
@@ -84,7 +89,7 @@ func Open(o Options) (*Model, error) {
 	if p.Scheduler, err = scheduler.New(cfg); err != nil {
 		return nil, err
 	}
-	if p.id, err = c.Identity(); err != nil {
+	if p.id, err = c.Identity(o.CacheRoot); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -105,8 +110,8 @@ func (p *Model) Close() error {
 }
 
 // ID identifies the model (models.Checkpoint.Identity): a hash of its
-// configs, tokenizer files and weight headers, or for a single file of its
-// content. Equal IDs compute the same functions.
+// configs, tokenizer files, weight headers and weight bytes, or for a
+// single file of its content. Equal IDs compute the same functions.
 func (p *Model) ID() string { return p.id }
 
 // Dir is the checkpoint folder (for a single file, the diffusers folder it
