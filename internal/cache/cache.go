@@ -218,12 +218,12 @@ type Manifest struct {
 	// Kept is the kept timesteps, ascending; each has a noisy_latents_<t>.
 	Kept []int `json:"kept_timesteps"`
 	// Latent is the shape [N,C,h,w] of every stored tensor.
-	Latent  [4]int64  `json:"latent_shape"`
-	Tool    string    `json:"tool_version"` // version.Version of the writer
+	Latent [4]int64 `json:"latent_shape"`
+	Tool   string   `json:"tool_version"` // version.Version of the writer
 	// Numerics is the writer's Numerics; an entry of other numerics is
 	// rebuilt (0: written before numerics were recorded).
-	Numerics int `json:"numerics"`
-	Created time.Time `json:"created"`
+	Numerics int       `json:"numerics"`
+	Created  time.Time `json:"created"`
 	// LatentsCRC is the CRC-32C (Castagnoli) of latents.safetensors, 8 hex
 	// digits; LatentsSize its size in bytes.
 	LatentsCRC  string `json:"latents_crc32c"`
