@@ -59,8 +59,8 @@ type job struct {
 }
 
 // open loads ONNX Runtime and the model, checks the schedule against the
-// scheduler, probes and hashes the source, and makes sure the cache can be
-// written: everything before the first real work.
+// scheduler, probes and hashes the source, makes sure the cache can be
+// written, and identifies the model: everything before the first real work.
 func open(ctx context.Context, r *InvertRequest) (*job, error) {
 	j := &job{req: r, times: Timings{}, start: time.Now()}
 	j.ortRun, _ = ort.Stats()
@@ -93,6 +93,14 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 		m.Close()
 		return nil, err
 	}
+	// Last, once every check has passed: the model's identity reads its
+	// weight files the first time (then remembered in the cache folder).
+	t := time.Now()
+	if j.key.ModelID, err = m.Identify(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	j.times["model identity"] = time.Since(t)
 	return j, nil
 }
 
@@ -121,7 +129,7 @@ func checkSchedule(s *scheduler.DDIM, steps, editSteps int) error {
 }
 
 // probe reads the source's metadata, resolves the frame range and size,
-// hashes the source and makes the cache key.
+// hashes the source and makes the cache key (but its ModelID).
 func (j *job) probe(ctx context.Context) error {
 	t := time.Now()
 	r := j.req
@@ -144,7 +152,7 @@ func (j *job) probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	j.key = cache.Key{VideoSHA256: sum, ModelID: j.model.ID(), Width: j.size.W, Height: j.size.H,
+	j.key = cache.Key{VideoSHA256: sum, Width: j.size.W, Height: j.size.H, // ModelID: open, last
 		Start: j.rng.Start, Count: j.rng.Count, Stride: j.rng.Stride,
 		InversionPrompt: r.InversionPrompt, InversionSteps: r.InversionSteps, SaveSteps: r.Steps}
 	if info.Folder {
