@@ -246,14 +246,19 @@ func (c *Checkpoint) Tokenizer() (*tokenizer.Tokenizer, error) {
 
 // Identity identifies the model: a hash of its configs and tokenizer files,
 // and for a folder its weight headers (names, types, shapes, offsets, file
-// sizes), for a single file the SHA-256 of its content. Equal identities
-// compute the same functions.
-func (c *Checkpoint) Identity() (string, error) {
+// sizes) and the SHA-256 of every weight file's bytes, for a single file
+// the SHA-256 of its content. Equal identities compute the same functions.
+//
+// cacheRoot is the cache folder whose weight-hashes.json remembers each
+// weight file's hash by path, size, modification time and inode, so that a
+// checkpoint's gigabytes are read once, not on every run ("" reads them
+// every time).
+func (c *Checkpoint) Identity(cacheRoot string) (string, error) {
 	h := sha256.New()
 	if c.single != nil {
 		fmt.Fprintf(h, "tokenflow model id v1 single-file\n")
 	} else {
-		fmt.Fprintf(h, "tokenflow model id v1\n")
+		fmt.Fprintf(h, "tokenflow model id v2\n")
 	}
 	for _, f := range []string{"unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json",
 		"tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json"} {
@@ -283,12 +288,19 @@ func (c *Checkpoint) Identity() (string, error) {
 			t, _ := w.Info(n)
 			fmt.Fprintf(h, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
 		}
-		for _, f := range w.Files() {
-			if st, err := os.Stat(f); err == nil {
-				fmt.Fprintf(h, "%s %d\n", filepath.Base(f), st.Size())
-			}
-		}
+		files := w.Files()
 		w.Close()
+		sums, err := weightHashes(cacheRoot, files)
+		if err != nil {
+			return "", err
+		}
+		for i, f := range files {
+			st, err := os.Stat(f)
+			if err != nil {
+				return "", fmt.Errorf("model identity: %w", err)
+			}
+			fmt.Fprintf(h, "%s %d sha256 %s\n", filepath.Base(f), st.Size(), sums[i])
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:24], nil
 }

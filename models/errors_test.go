@@ -102,6 +102,29 @@ func rewriteWeights(t *testing.T, path string, f func([]safetensors.Tensor) []sa
 	}
 }
 
+// setVAEBlocks gives a VAE config n blocks of 32 channels each.
+func setVAEBlocks(m map[string]any, n int) {
+	var ch []int
+	var down, up []string
+	for range n {
+		ch, down, up = append(ch, 32), append(down, "DownEncoderBlock2D"), append(up, "UpDecoderBlock2D")
+	}
+	m["block_out_channels"], m["down_block_types"], m["up_block_types"] = ch, down, up
+}
+
+// loadConfigs reads the configs sd.Open reads, before any weight file.
+func loadConfigs(model string) error {
+	c, err := OpenCheckpoint(model)
+	if err != nil {
+		return err
+	}
+	if _, err := c.UNetConfig(); err != nil {
+		return err
+	}
+	_, err = c.VAEConfig()
+	return err
+}
+
 // buildAll builds every graph of a checkpoint and returns the first error.
 func buildAll(model string) error {
 	c, err := OpenCheckpoint(model)
@@ -221,6 +244,70 @@ func TestBadCheckpoints(t *testing.T) {
 				}
 			}
 			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %q is not %v", msg, tc.is)
+			}
+		})
+	}
+}
+
+// TestGeometryRefusedAtLoad: a model whose geometry the pipeline cannot
+// use (VAE scale factor, RGB, latent channels; depth or inpainting UNets)
+// is refused when its configs are read, as sd.Open reads them, before any
+// weight: one line naming the config file and field. (A real depth or
+// inpainting checkpoint has weights that match its config, so nothing
+// later would catch it before ONNX Runtime.)
+func TestGeometryRefusedAtLoad(t *testing.T) {
+	cases := []struct {
+		name   string
+		break_ func(t *testing.T, dir string) string
+		want   []string
+		is     error
+	}{
+		{"VAE with 5 blocks", func(t *testing.T, dir string) string {
+			editJSON(t, filepath.Join(dir, "vae", "config.json"), func(m map[string]any) { setVAEBlocks(m, 5) })
+			return dir
+		}, []string{"vae/config.json", "block_out_channels: has 5 entries", "scale factor of 8"}, ErrUnsupported},
+		{"VAE with 3 blocks", func(t *testing.T, dir string) string {
+			editJSON(t, filepath.Join(dir, "vae", "config.json"), func(m map[string]any) { setVAEBlocks(m, 3) })
+			return dir
+		}, []string{"vae/config.json", "block_out_channels: has 3 entries", "scale factor of 8"}, ErrUnsupported},
+		{"VAE out_channels 1", func(t *testing.T, dir string) string {
+			editJSON(t, filepath.Join(dir, "vae", "config.json"), func(m map[string]any) { m["out_channels"] = 1 })
+			return dir
+		}, []string{"vae/config.json", "out_channels: 1", "RGB"}, ErrUnsupported},
+		{"VAE latent_channels 8", func(t *testing.T, dir string) string {
+			editJSON(t, filepath.Join(dir, "vae", "config.json"), func(m map[string]any) { m["latent_channels"] = 8 })
+			return dir
+		}, []string{"vae/config.json", "latent_channels: 8", "in_channels and out_channels"}, ErrUnsupported},
+		{"inpainting UNet", func(t *testing.T, dir string) string {
+			editJSON(t, filepath.Join(dir, "unet", "config.json"), func(m map[string]any) { m["in_channels"] = 9 })
+			return dir
+		}, []string{"unet/config.json", "in_channels: 9 is an inpainting UNet", "in_channels 4"}, ErrUnsupported},
+		{"depth UNet", func(t *testing.T, dir string) string {
+			editJSON(t, filepath.Join(dir, "unet", "config.json"), func(m map[string]any) { m["in_channels"] = 5 })
+			return dir
+		}, []string{"unet/config.json", "in_channels: 5 is a depth-conditioned UNet", "in_channels 4"}, ErrUnsupported},
+		{"UNet out_channels 8", func(t *testing.T, dir string) string {
+			editJSON(t, filepath.Join(dir, "unet", "config.json"), func(m map[string]any) { m["out_channels"] = 8 })
+			return dir
+		}, []string{"unet/config.json", "out_channels: 8"}, ErrUnsupported},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := loadConfigs(tc.break_(t, copyModel(t, "tiny-sd15")))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+			if !errors.Is(err, tc.is) {
 				t.Errorf("error %q is not %v", msg, tc.is)
 			}
 		})

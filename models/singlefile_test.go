@@ -310,7 +310,7 @@ func TestSingleFileIdentity(t *testing.T) {
 		return c
 	}
 	a := open(src)
-	idA, err := a.Identity()
+	idA, err := a.Identity("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestSingleFileIdentity(t *testing.T) {
 	if err := os.WriteFile(cp, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if id, _ := open(cp).Identity(); id != idA {
+	if id, _ := open(cp).Identity(""); id != idA {
 		t.Errorf("a copy of the file has identity %s, the original %s", id, idA)
 	}
 	// One weight changed, same header: another identity.
@@ -334,10 +334,10 @@ func TestSingleFileIdentity(t *testing.T) {
 	if err := os.WriteFile(changed, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if id, _ := open(changed).Identity(); id == idA {
+	if id, _ := open(changed).Identity(""); id == idA {
 		t.Errorf("a file with other weights has the same identity %s", id)
 	}
-	if other, _ := openSingle(t, "tiny-sd21-ldm").Identity(); other == idA {
+	if other, _ := openSingle(t, "tiny-sd21-ldm").Identity(""); other == idA {
 		t.Errorf("SD 1.x and SD 2.x files share identity %s", idA)
 	}
 }

@@ -130,11 +130,22 @@ func (c *UNetConfig) Validate() error {
 	if c.MidBlockType != nil && *c.MidBlockType != "UNetMidBlock2DCrossAttn" {
 		return unsupported(p, "mid_block_type", "%q (supported: UNetMidBlock2DCrossAttn)", *c.MidBlockType)
 	}
-	if err := positive(p, "in_channels", c.InChannels); err != nil {
-		return err
+	// TokenFlow edits text-to-image latents: 4 channels in, 4 out (the
+	// VAE's latent_channels). Other UNets build, but fail deep in ONNX
+	// Runtime with a shape error; refuse them here, naming what they are.
+	switch c.InChannels {
+	case LatentChannels:
+	case 5:
+		return unsupported(p, "in_channels", "5 is a depth-conditioned UNet (latent and depth map); only text-to-image UNets with in_channels 4 are supported")
+	case 8:
+		return unsupported(p, "in_channels", "8 is an image-conditioned UNet (as InstructPix2Pix); only text-to-image UNets with in_channels 4 are supported")
+	case 9:
+		return unsupported(p, "in_channels", "9 is an inpainting UNet (latent, mask and masked image); only text-to-image UNets with in_channels 4 are supported")
+	default:
+		return unsupported(p, "in_channels", "%d; only text-to-image UNets with in_channels 4 are supported", c.InChannels)
 	}
-	if err := positive(p, "out_channels", c.OutChannels); err != nil {
-		return err
+	if c.OutChannels != LatentChannels {
+		return unsupported(p, "out_channels", "%d; the UNet must predict noise of the 4 latent channels it takes (out_channels 4)", c.OutChannels)
 	}
 	if err := positive(p, "norm_num_groups", c.NormNumGroups); err != nil {
 		return err

@@ -69,6 +69,19 @@ func LoadVAEConfig(path string) (*VAEConfig, error) {
 	if err := allPositive(p, "block_out_channels", c.BlockOutChannels); err != nil {
 		return nil, err
 	}
+	// The geometry the pipeline relies on: RGB pixels, 4 latent channels
+	// (the UNet's in_channels and out_channels), and a downscale of 8 (a
+	// downsampler after every block but the last: 4 blocks).
+	switch {
+	case n != vaeBlocks:
+		return nil, unsupported(p, "block_out_channels", "has %d entries, a VAE scale factor of 2^%d; tokenflow needs a scale factor of %d (%d entries), as every SD 1.x/2.x VAE has", n, n-1, vaeDownScale, vaeBlocks)
+	case c.InChannels != 3:
+		return nil, unsupported(p, "in_channels", "%d; the VAE must encode RGB images (in_channels 3)", c.InChannels)
+	case c.OutChannels != 3:
+		return nil, unsupported(p, "out_channels", "%d; the VAE must decode to RGB images (out_channels 3)", c.OutChannels)
+	case c.LatentChannels != LatentChannels:
+		return nil, unsupported(p, "latent_channels", "%d; the UNet takes and predicts %d latent channels (its in_channels and out_channels), so the VAE's latent_channels must be %d", c.LatentChannels, LatentChannels, LatentChannels)
+	}
 	for i, ch := range c.BlockOutChannels {
 		if ch%c.NormNumGroups != 0 {
 			return nil, fieldError(p, "norm_num_groups", "%d does not divide block_out_channels[%d] = %d", c.NormNumGroups, i, ch)
@@ -91,7 +104,12 @@ const (
 	OutImage     = "sample"
 	vaeNormEps   = 1e-6
 	vaeDownScale = 8
+	vaeBlocks    = 4 // 3 downsamplers: 2^3 = vaeDownScale
 )
+
+// LatentChannels is the number of latent channels every supported model
+// has: the VAE's latent_channels, the UNet's in_channels and out_channels.
+const LatentChannels = 4
 
 func (v *VAE) resnet(g *onnx.Graph, s Scope, x onnx.Value, in, out int64) onnx.Value {
 	return ResnetBlock2D{In: in, Out: out, Groups: int64(v.Config.NormNumGroups), Eps: vaeNormEps, OutScale: 1}.Build(g, s, x, onnx.Value{})

@@ -20,11 +20,14 @@ package cache
 // carry exactly the key it is filed under, and describe a consistent latent
 // tensor set; latents.safetensors must have the manifest's size and CRC-32C
 // and hold exactly the tensors the manifest names, with the right dtype and
-// shape. Anything else is a reason to rebuild, never an entry to use.
+// shape, and only finite values (checked in the same read as the CRC; Store
+// refuses NaN and Inf too). Anything else is a reason to rebuild, never an
+// entry to use.
 
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -52,6 +55,15 @@ import (
 // the layout or the meaning of the stored latents changes; entries of another
 // format are rebuilt.
 const Format = 1
+
+// Numerics identifies how this code computes latents: the VAE encoding,
+// the DDIM inversion and their float32 arithmetic. Bump it with any change
+// that alters the latents an inversion stores (an op order, a kernel
+// choice, the scheduler's rounding, a graph rewrite); entries made with
+// other numerics are rebuilt, with a reason naming the tool version that
+// made them. A tool version alone decides nothing: a release that leaves
+// the numbers alone keeps every entry.
+const Numerics = 1
 
 // keyVersion is hashed into every Key.ID, so that changing the key's
 // canonical encoding moves every entry to a new folder.
@@ -86,8 +98,8 @@ type Key struct {
 	// VideoSHA256 is the sha256 (hex) of the input's bytes; for a frame
 	// folder, of the sorted frame files' names and bytes.
 	VideoSHA256 string `json:"video_sha256"`
-	// ModelID is a hash of the model's configs and weight headers, computed
-	// by the caller.
+	// ModelID is a hash of the model's configs, weight headers and weight
+	// bytes (models.Checkpoint.Identity), computed by the caller.
 	ModelID string `json:"model_id"`
 	// Width and Height are the working frame size in pixels.
 	Width  int `json:"width"`
@@ -206,9 +218,12 @@ type Manifest struct {
 	// Kept is the kept timesteps, ascending; each has a noisy_latents_<t>.
 	Kept []int `json:"kept_timesteps"`
 	// Latent is the shape [N,C,h,w] of every stored tensor.
-	Latent  [4]int64  `json:"latent_shape"`
-	Tool    string    `json:"tool_version"` // version.Version of the writer
-	Created time.Time `json:"created"`
+	Latent [4]int64 `json:"latent_shape"`
+	Tool   string   `json:"tool_version"` // version.Version of the writer
+	// Numerics is the writer's Numerics; an entry of other numerics is
+	// rebuilt (0: written before numerics were recorded).
+	Numerics int       `json:"numerics"`
+	Created  time.Time `json:"created"`
 	// LatentsCRC is the CRC-32C (Castagnoli) of latents.safetensors, 8 hex
 	// digits; LatentsSize its size in bytes.
 	LatentsCRC  string `json:"latents_crc32c"`
@@ -220,6 +235,13 @@ type Manifest struct {
 func (m *Manifest) check(k Key) string {
 	if m.Format != Format {
 		return fmt.Sprintf("manifest.json has format %d, want %d", m.Format, Format)
+	}
+	if m.Numerics != Numerics {
+		tool := m.Tool
+		if tool == "" {
+			tool = "(version not recorded)"
+		}
+		return fmt.Sprintf("it was made by tokenflow %s with other numerics (%d, want %d)", oneLine(tool), m.Numerics, Numerics)
 	}
 	if d := keyDiff(m.Key, k); d != "" {
 		return "manifest.json does not match its folder: " + d
@@ -413,7 +435,8 @@ func checkLatents(path string, m *Manifest) (string, error) {
 		return fmt.Sprintf("latents.safetensors has %d bytes, manifest says %d", size, m.LatentsSize), nil
 	}
 	h := crc32.New(crcTable)
-	n, err := io.Copy(h, fh)
+	scan := &finiteScan{bad: -1}
+	n, err := io.Copy(io.MultiWriter(h, scan), fh)
 	if err != nil {
 		return "", fmt.Errorf("inversion cache: read %s: %w", path, err)
 	}
@@ -427,7 +450,85 @@ func checkLatents(path string, m *Manifest) (string, error) {
 	if err != nil {
 		return oneLine(err.Error()), nil
 	}
-	return checkTensors(f, m), nil
+	if reason := checkTensors(f, m); reason != "" {
+		return reason, nil
+	}
+	if scan.bad >= 0 {
+		return nonFiniteReason(f, m, scan.bad), nil
+	}
+	return "", nil
+}
+
+// finiteScan watches a safetensors file go by (alongside its CRC, so at no
+// extra read) and records where its data holds the first float32 NaN or
+// Inf: all-ones exponent bits. Every tensor of an entry is F32 (checked
+// separately), so the data section is a run of float32 words.
+type finiteScan struct {
+	pos   int64 // bytes seen
+	start int64 // where the data begins, once the header length is known
+	hdr   [8]byte
+	word  [4]byte
+	nw    int
+	bad   int64 // file offset of the first non-finite value; -1 if none
+}
+
+func (s *finiteScan) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		switch {
+		case s.pos < 8:
+			c := copy(s.hdr[s.pos:], p)
+			s.pos, p = s.pos+int64(c), p[c:]
+			if s.pos == 8 {
+				hl := binary.LittleEndian.Uint64(s.hdr[:])
+				s.start = 8 + int64(min(hl, uint64(maxElements)))
+			}
+		case s.pos < s.start:
+			c := min(int64(len(p)), s.start-s.pos)
+			s.pos, p = s.pos+c, p[c:]
+		case s.nw > 0 || len(p) < 4:
+			c := copy(s.word[s.nw:], p)
+			s.nw, s.pos, p = s.nw+c, s.pos+int64(c), p[c:]
+			if s.nw == 4 {
+				s.check(s.word[:], s.pos-4)
+				s.nw = 0
+			}
+		default:
+			m := len(p) &^ 3
+			if s.bad < 0 {
+				for i := 0; i < m; i += 4 {
+					if s.check(p[i:i+4], s.pos+int64(i)) {
+						break
+					}
+				}
+			}
+			s.pos, p = s.pos+int64(m), p[m:]
+		}
+	}
+	return n, nil
+}
+
+// check records the float32 at offset off when it is the first NaN or Inf.
+func (s *finiteScan) check(w []byte, off int64) bool {
+	if binary.LittleEndian.Uint32(w)&0x7f800000 != 0x7f800000 {
+		return false
+	}
+	if s.bad < 0 {
+		s.bad = off
+	}
+	return true
+}
+
+// nonFiniteReason names the tensor and frame holding the NaN or Inf at
+// file offset off.
+func nonFiniteReason(f *safetensors.File, m *Manifest, off int64) string {
+	for _, ti := range f.Tensors() {
+		if off >= ti.Offset && off < ti.Offset+ti.Length && m.Latent[0] > 0 {
+			frame := (off - ti.Offset) / (ti.Length / m.Latent[0])
+			return fmt.Sprintf("latents.safetensors: tensor %q holds NaN or infinite values (frame %d), from a run that went wrong", ti.Name, frame)
+		}
+	}
+	return "latents.safetensors holds NaN or infinite values, from a run that went wrong"
 }
 
 // Load reads the entry's latents, checking every tensor's name, dtype and
@@ -457,16 +558,30 @@ func (e *Entry) Load() (*Latents, error) {
 		if err != nil {
 			return tensor.Tensor{}, err
 		}
-		return tensor.New(m.Latent[:], v)
+		x, err := tensor.New(m.Latent[:], v)
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		// Lookup checked this, but the file may have changed since.
+		if bad := x.Finite(); bad >= 0 {
+			return tensor.Tensor{}, fmt.Errorf("tensor %q holds %w (frame %d): delete the entry's folder to rebuild it", name, tensor.ErrNonFinite, bad/x.RowSize())
+		}
+		return x, nil
+	}
+	readFail := func(err error) (*Latents, error) {
+		if errors.Is(err, tensor.ErrNonFinite) {
+			return nil, fmt.Errorf("inversion cache %s: %w", e.Dir, err)
+		}
+		return fail("%s", oneLine(err.Error()))
 	}
 	l := &Latents{Noisy: make(map[int]tensor.Tensor, len(m.Kept))}
 	if l.Z0, err = read(z0Tensor); err != nil {
-		return fail("%s", oneLine(err.Error()))
+		return readFail(err)
 	}
 	for _, t := range m.Kept {
 		v, err := read(noisyName(t))
 		if err != nil {
-			return fail("%s", oneLine(err.Error()))
+			return readFail(err)
 		}
 		l.Noisy[t] = v
 	}
@@ -543,6 +658,7 @@ func fillManifest(m *Manifest, l *Latents) error {
 		return fmt.Errorf("inversion cache: store: z0 has shape %v, want [N,C,h,w]", l.Z0.Shape)
 	}
 	m.Format = Format
+	m.Numerics = Numerics
 	m.Kept = kept
 	m.Latent = [4]int64(l.Z0.Shape)
 	if m.Tool == "" {
@@ -569,6 +685,15 @@ func fillManifest(m *Manifest, l *Latents) error {
 			return fmt.Errorf("inversion cache: store: z_%d has %d values of shape %v, want %v", t, len(z.Data), z.Shape, m.Latent)
 		}
 	}
+	// Latents that went NaN or infinite are a failed run, never an entry.
+	if bad := l.Z0.Finite(); bad >= 0 {
+		return fmt.Errorf("inversion cache: store: z0 holds %w (frame %d): not stored", tensor.ErrNonFinite, bad/l.Z0.RowSize())
+	}
+	for _, t := range kept {
+		if z := l.Noisy[t]; z.Finite() >= 0 {
+			return fmt.Errorf("inversion cache: store: z_%d holds %w (frame %d): not stored", t, tensor.ErrNonFinite, z.Finite()/z.RowSize())
+		}
+	}
 	return nil
 }
 
@@ -580,7 +705,7 @@ func writeFiles(tmp string, m *Manifest, l *Latents) error {
 	for _, t := range m.Kept {
 		tensors = append(tensors, safetensors.FromFloat32(noisyName(t), shape, l.Noisy[t].Data))
 	}
-	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(Format)}
+	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(Format), "numerics": strconv.Itoa(Numerics)}
 
 	f, err := os.OpenFile(filepath.Join(tmp, latentsName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {

@@ -52,7 +52,8 @@ func testManifest() Manifest {
 
 // testLatents makes latents whose values differ by tensor and index,
 // with the float32 values a byte-level round trip must keep: -0, a
-// subnormal, infinities and a NaN with a payload.
+// subnormal, the largest finite magnitudes and a value one ulp above 1.
+// (NaN and Inf are refused by Store: see TestCacheNonFinite.)
 func testLatents(seed float32) *Latents {
 	shape := []int64{2, 4, 3, 2}
 	n := 2 * 4 * 3 * 2
@@ -63,9 +64,9 @@ func testLatents(seed float32) *Latents {
 		}
 		v[1] = float32(math.Copysign(0, -1))
 		v[2] = math.Float32frombits(1) // smallest subnormal
-		v[3] = float32(math.Inf(1))
-		v[4] = float32(math.Inf(-1))
-		v[5] = math.Float32frombits(0x7fc00123)
+		v[3] = math.MaxFloat32
+		v[4] = -math.MaxFloat32
+		v[5] = math.Float32frombits(0x3f800001)
 		return tensor.Tensor{Shape: shape, Data: v}
 	}
 	return &Latents{
@@ -380,6 +381,16 @@ func TestCacheInvalidEntries(t *testing.T) {
 			crc := fmt.Sprintf("%08x", crc32.Checksum(junk, crc32.MakeTable(crc32.Castagnoli)))
 			testEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = crc })
 		}, "latents.safetensors: header length"},
+		{"NaN in a stored tensor", func(t *testing.T, dir string) {
+			l := testLatents(1)
+			l.Noisy[21].Data[30] = float32(math.NaN()) // frame 1 (24 values a frame)
+			testRewriteLatents(t, dir, testTensors(l, safetensors.F32, []int64{2, 4, 3, 2}))
+		}, `tensor "noisy_latents_21" holds NaN or infinite values (frame 1)`},
+		{"Inf in the last value", func(t *testing.T, dir string) {
+			l := testLatents(1)
+			l.Noisy[41].Data[47] = float32(math.Inf(-1))
+			testRewriteLatents(t, dir, testTensors(l, safetensors.F32, []int64{2, 4, 3, 2}))
+		}, `tensor "noisy_latents_41" holds NaN or infinite values (frame 1)`},
 		{"entry is a file", func(t *testing.T, dir string) {
 			os.RemoveAll(dir)
 			os.WriteFile(dir, []byte("x"), 0o666)
@@ -446,6 +457,84 @@ func TestCacheLoadChecksTensors(t *testing.T) {
 	stale.Manifest.LatentsSize++
 	if _, err := stale.Load(); err == nil || !strings.Contains(err.Error(), "manifest says") {
 		t.Errorf("Load = %v, want a size error", err)
+	}
+}
+
+// TestCacheNumerics: an entry made with other numerics is rebuilt, with a
+// reason naming the tool version that made it; one that differs only in
+// the tool version is reused.
+func TestCacheNumerics(t *testing.T) {
+	root := t.TempDir()
+	k := testKey()
+	e := testStore(t, root, testManifest(), testLatents(1))
+	if e.Manifest.Numerics != Numerics {
+		t.Fatalf("stored numerics %d, want %d", e.Manifest.Numerics, Numerics)
+	}
+
+	testEditManifest(t, e.Dir, func(m map[string]any) { m["tool_version"] = "v0.0.1-other" })
+	testMustHit(t, root, k)
+
+	testEditManifest(t, e.Dir, func(m map[string]any) { m["numerics"] = Numerics + 1 })
+	got, reason, err := Lookup(root, k)
+	want := fmt.Sprintf("it was made by tokenflow v0.0.1-other with other numerics (%d, want %d)", Numerics+1, Numerics)
+	if err != nil || got != nil || reason != want {
+		t.Fatalf("Lookup = (%v, %q, %v), want (nil, %q, nil)", got, reason, err, want)
+	}
+	// A manifest from before numerics were recorded is rebuilt too.
+	testEditManifest(t, e.Dir, func(m map[string]any) { delete(m, "numerics"); delete(m, "tool_version") })
+	_, reason, _ = Lookup(root, k)
+	if want := fmt.Sprintf("it was made by tokenflow (version not recorded) with other numerics (0, want %d)", Numerics); reason != want {
+		t.Errorf("reason %q, want %q", reason, want)
+	}
+	// The rebuild replaces it.
+	if _, err := Store(root, testManifest(), testLatents(2), false); err != nil {
+		t.Fatal(err)
+	}
+	if e := testMustHit(t, root, k); e.Manifest.Numerics != Numerics {
+		t.Errorf("rebuilt entry has numerics %d", e.Manifest.Numerics)
+	}
+}
+
+// TestCacheLoadRefusesNonFinite: an entry that passed Lookup and then got
+// a NaN (the file rewritten under it) is refused by Load, as ErrNonFinite.
+func TestCacheLoadRefusesNonFinite(t *testing.T) {
+	root := t.TempDir()
+	e := testStore(t, root, testManifest(), testLatents(1))
+	l := testLatents(1)
+	l.Z0.Data[40] = float32(math.NaN())
+	testRewriteLatents(t, e.Dir, testTensors(l, safetensors.F32, []int64{2, 4, 3, 2}))
+	e.Manifest.LatentsSize = testMustSize(t, filepath.Join(e.Dir, "latents.safetensors"))
+	_, err := e.Load()
+	if !errors.Is(err, tensor.ErrNonFinite) || !strings.Contains(err.Error(), `tensor "latents" holds NaN or infinite values (frame 1)`) {
+		t.Errorf("Load = %v, want a NaN error naming the tensor and frame", err)
+	}
+}
+
+// TestFiniteScanSplitWrites: the scan finds the same first NaN however the
+// file is cut into writes (io.Copy's buffers split float32 words).
+func TestFiniteScanSplitWrites(t *testing.T) {
+	l := testLatents(1)
+	l.Noisy[21].Data[13] = float32(math.NaN())
+	l.Noisy[41].Data[2] = float32(math.Inf(1))
+	var buf bytes.Buffer
+	if err := safetensors.Write(&buf, testTensors(l, safetensors.F32, []int64{2, 4, 3, 2}), nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.Tensor("noisy_latents_21").Offset + 13*4
+	for _, chunk := range []int{1, 3, 5, 7, 4096} {
+		s := &finiteScan{bad: -1}
+		for b := buf.Bytes(); len(b) > 0; {
+			n := min(chunk, len(b))
+			s.Write(b[:n])
+			b = b[n:]
+		}
+		if s.bad != want {
+			t.Errorf("writes of %d bytes: first non-finite at %d, want %d", chunk, s.bad, want)
+		}
 	}
 }
 
@@ -669,6 +758,8 @@ func TestCacheStoreRejectsInconsistentInput(t *testing.T) {
 		{"kept disagrees", func(m *Manifest, l *Latents) { m.Kept = []int{1, 21} }, "manifest keeps timesteps [1 21]"},
 		{"no video hash", func(m *Manifest, l *Latents) { m.Key.VideoSHA256 = "" }, "no video hash"},
 		{"two model ids", func(m *Manifest, l *Latents) { m.Model.ID = "x" }, "two different model ids"},
+		{"NaN in z_t", func(m *Manifest, l *Latents) { l.Noisy[21].Data[25] = float32(math.NaN()) }, "z_21 holds NaN or infinite values (frame 1): not stored"},
+		{"Inf in z0", func(m *Manifest, l *Latents) { l.Z0.Data[0] = float32(math.Inf(1)) }, "z0 holds NaN or infinite values (frame 0): not stored"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -169,7 +169,8 @@ func triple(src, x tensor.Tensor, idx []int) tensor.Tensor {
 }
 
 // Step runs denoising step i (timestep ts[i]) on x and returns the new
-// latents; x is not changed.
+// latents; x is not changed. Latents that come out NaN or infinite end the
+// step with a *tensor.NonFiniteError naming it, its timestep and the frame.
 func (e *Editor) Step(ctx context.Context, i int, x tensor.Tensor) (tensor.Tensor, error) {
 	t := e.ts[i]
 	src := e.in.Noisy[t]
@@ -225,6 +226,9 @@ func (e *Editor) Step(ctx context.Context, i int, x tensor.Tensor) (tensor.Tenso
 			return tensor.Tensor{}, err
 		}
 		copy(out.Data[b.Start*fs:b.End*fs], next)
+		if err := tensor.CheckFinite(out.Rows(b.Start, b.End), b.Start, "edit", i, len(e.ts), t); err != nil {
+			return tensor.Tensor{}, err
+		}
 		done += m
 		e.progress(done)
 	}

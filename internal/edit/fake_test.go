@@ -2,7 +2,9 @@ package edit_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 
@@ -130,5 +132,54 @@ func TestEditInputsChecked(t *testing.T) {
 	in.Noisy[ts[1]] = tensor.Zeros(2, 4, 2, 3)
 	if _, err := edit.New(&fakeUNet{}, ddim, in, edit.Params{Steps: 2, BatchSize: 2}); err == nil {
 		t.Fatal("inverted latents of another shape were accepted")
+	}
+}
+
+// nanUNet is fakeUNet, except that at timestep nanAt its second
+// propagation pass (the second batch) gives NaN noise for the batch's
+// frame row (in the cond third).
+type nanUNet struct {
+	fakeUNet
+	nanAt, frame, passes int
+}
+
+func (f *nanUNet) PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, w []float32) (tensor.Tensor, error) {
+	out, err := f.fakeUNet.PropagationPass(ctx, x, t, text, inj, c, pivots, w)
+	if err != nil || t != f.nanAt {
+		return out, err
+	}
+	if f.passes++; f.passes == 2 {
+		n := x.N() / 3
+		out.Row(2*n + f.frame).Data[1] = float32(math.NaN())
+	}
+	return out, nil
+}
+
+// TestEditLoopStopsOnNaN: a step whose latents go NaN ends the edit at
+// once, with one line naming the phase, the step, its timestep and the
+// frame; no later pass runs.
+func TestEditLoopStopsOnNaN(t *testing.T) {
+	ddim, err := scheduler.New(scheduler.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const steps = 4
+	ts, _ := ddim.Timesteps(steps) // 750, 500, 250, 0 (DefaultConfig)
+	// 10 frames in batches of 4: frame 1 of the second batch is frame 5.
+	f := &nanUNet{nanAt: ts[2], frame: 1}
+	e, err := edit.New(f, ddim, fakeInputs(10, ts), edit.Params{Steps: steps, Guidance: 7.5, BatchSize: 4, Keyframes: keyframes.Middle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Run(context.Background())
+	var nf *tensor.NonFiniteError
+	if !errors.As(err, &nf) || !errors.Is(err, tensor.ErrNonFinite) {
+		t.Fatalf("Run = %v, want a *tensor.NonFiniteError", err)
+	}
+	if want := "edit step 3 of 4 (timestep 250) gave NaN or infinite latents (frame 5)"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if last := f.calls[len(f.calls)-1]; last != "t250 prop n=4 pivots=6,2 conv=false" {
+		t.Errorf("the last pass was %q: the loop went on after the NaN", last)
 	}
 }

@@ -40,6 +40,9 @@ type Params struct {
 //	1. eps = unet(z, t, cond)
 //	2. x0  = (z - sqrt(1 - a_prev) eps) / sqrt(a_prev)
 //	3. z   = sqrt(a_t) x0 + sqrt(1 - a_t) eps
+//
+// A step that gives NaN or infinite latents ends the inversion with a
+// *tensor.NonFiniteError naming the step, its timestep and the frame.
 func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0, cond tensor.Tensor, p Params) (map[int]tensor.Tensor, error) {
 	plan, err := s.PlanInversion(p.Steps, p.SaveSteps)
 	if err != nil {
@@ -66,6 +69,11 @@ func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0, cond tensor.
 				return nil, err
 			}
 			copy(x.Data, next)
+			// Cheap, on the host: a NaN would otherwise run through every
+			// later step and into the cache.
+			if err := tensor.CheckFinite(x, b.Start, "inversion", i, len(plan.Walk), t); err != nil {
+				return nil, err
+			}
 			done += b.Len()
 			if p.Progress != nil {
 				p.Progress(done, total)
@@ -102,6 +110,9 @@ func Reconstruct(ctx context.Context, d Denoiser, s *scheduler.DDIM, zT, cond te
 				return tensor.Tensor{}, err
 			}
 			copy(xb.Data, next)
+			if err := tensor.CheckFinite(xb, b.Start, "reconstruction", len(plan.Walk)-1-i, len(plan.Walk), t); err != nil {
+				return tensor.Tensor{}, err
+			}
 			done += b.Len()
 			if p.Progress != nil {
 				p.Progress(done, total)

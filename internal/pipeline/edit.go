@@ -83,7 +83,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 		bar.Finish()
 	}
 	if err != nil {
-		return nil, err
+		return nil, nonFinite(err, "nothing was written")
 	}
 	j.times["edit"] = time.Since(t)
 	j.times["edit keyframe passes"] = e.KeyframeTime

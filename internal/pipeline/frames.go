@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,7 +60,7 @@ func (j *job) encodeVideo(ctx context.Context) (tensor.Tensor, error) {
 			return tensor.Tensor{}, err
 		}
 		if bad := lat.Finite(); bad >= 0 {
-			return tensor.Tensor{}, fmt.Errorf("vae encoder: frame %d gives a NaN or infinite latent", len(z))
+			return tensor.Tensor{}, nonFinite(fmt.Errorf("the vae encoder gave %w in its latents (frame %d)", tensor.ErrNonFinite, len(z)), "nothing was stored")
 		}
 		z = append(z, lat)
 		bar.Set(len(z))
@@ -97,6 +98,11 @@ func (j *job) decodeEach(ctx context.Context, x tensor.Tensor, fn func(*video.En
 		if err != nil {
 			return err
 		}
+		// Finite latents can still decode to NaN (byte(NaN*255) is any
+		// pixel): never write a frame from them.
+		if img.Finite() >= 0 {
+			return nonFinite(fmt.Errorf("the vae decoder gave %w in its pixels (frame %d)", tensor.ErrNonFinite, i), "nothing was written")
+		}
 		if err := fn(enc, Frame(i, img)); err != nil {
 			return err
 		}
@@ -107,4 +113,15 @@ func (j *job) decodeEach(ctx context.Context, x tensor.Tensor, fn func(*video.En
 	}
 	j.times["vae decode+encode"] += time.Since(t)
 	return nil
+}
+
+// nonFinite completes a NaN/Inf error (tensor.ErrNonFinite) with what was
+// kept and what to do: sd runs every graph in float32, so "use fp32", the
+// usual advice for fp16 overflow, does not apply; broken weights are the
+// likely cause. Other errors are returned as they are.
+func nonFinite(err error, kept string) error {
+	if !errors.Is(err, tensor.ErrNonFinite) {
+		return err
+	}
+	return fmt.Errorf("%w: %s; the model already runs in float32, so this is not an fp16 overflow: its weights may be broken (try it freshly downloaded, or another model)", err, kept)
 }

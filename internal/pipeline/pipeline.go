@@ -60,8 +60,8 @@ type job struct {
 }
 
 // open loads ONNX Runtime and the model, checks the schedule against the
-// scheduler, probes and hashes the source, and makes sure the cache can be
-// written: everything before the first real work.
+// scheduler, probes and hashes the source, makes sure the cache can be
+// written, and identifies the model: everything before the first real work.
 func open(ctx context.Context, r *InvertRequest) (*job, error) {
 	j := &job{req: r, times: Timings{}, start: time.Now()}
 	j.ortRun, _ = ort.Stats()
@@ -76,7 +76,7 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 	if err := ort.InitDevice(r.ORTLib, r.Device); err != nil {
 		return nil, err
 	}
-	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log})
+	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log, CacheRoot: root})
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +94,14 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 		m.Close()
 		return nil, err
 	}
+	// Last, once every check has passed: the model's identity reads its
+	// weight files the first time (then remembered in the cache folder).
+	t := time.Now()
+	if j.key.ModelID, err = m.Identify(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	j.times["model identity"] = time.Since(t)
 	return j, nil
 }
 
@@ -125,7 +133,7 @@ func (j *job) plan() error {
 }
 
 // probe reads the source's metadata, resolves the frame range and size,
-// hashes the source and makes the cache key.
+// hashes the source and makes the cache key (but its ModelID).
 func (j *job) probe(ctx context.Context) error {
 	t := time.Now()
 	r := j.req
@@ -148,7 +156,7 @@ func (j *job) probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	j.key = cache.Key{VideoSHA256: sum, ModelID: j.model.ID(), Width: j.size.W, Height: j.size.H,
+	j.key = cache.Key{VideoSHA256: sum, Width: j.size.W, Height: j.size.H, // ModelID: open, last
 		Start: j.rng.Start, Count: j.rng.Count, Stride: j.rng.Stride,
 		InversionPrompt: r.InversionPrompt, InversionSteps: r.InversionSteps, SaveSteps: r.Steps}
 	if info.Folder {
@@ -216,7 +224,7 @@ func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *c
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, nonFinite(err, "nothing was stored")
 	}
 	j.times["inversion"] = time.Since(t)
 
@@ -289,7 +297,7 @@ func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.La
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
-		return err
+		return nonFinite(err, "no reconstruction was written")
 	}
 	if err := j.writeVideo(ctx, entry.ReconstructionPath(), x, true); err != nil {
 		return err

@@ -30,6 +30,11 @@ type Options struct {
 
 	// OriginalConfig is a single file's original inference YAML ("": detect).
 	OriginalConfig string
+
+	// CacheRoot is the cache folder (cache.Root): it remembers each weight
+	// file's content hash, so the model's identity reads the weights once
+	// ("" reads them on every Open).
+	CacheRoot string
 }
 
 // Model is an opened checkpoint with its ONNX Runtime sessions.
@@ -84,10 +89,23 @@ func Open(o Options) (*Model, error) {
 	if p.Scheduler, err = scheduler.New(cfg); err != nil {
 		return nil, err
 	}
-	if p.id, err = c.Identity(); err != nil {
-		return nil, err
-	}
 	return p, nil
+}
+
+// Identify computes the model's identity (models.Checkpoint.Identity),
+// once: the first time it reads every weight file, unless the cache root's
+// memo already knows them. Open does not, so that a run refused for
+// another reason reads and writes nothing for it.
+func (p *Model) Identify() (string, error) {
+	if p.id != "" {
+		return p.id, nil
+	}
+	id, err := p.Checkpoint.Identity(p.opts.CacheRoot)
+	if err != nil {
+		return "", err
+	}
+	p.id = id
+	return id, nil
 }
 
 // Close closes the sessions and the weight files.
@@ -105,8 +123,9 @@ func (p *Model) Close() error {
 }
 
 // ID identifies the model (models.Checkpoint.Identity): a hash of its
-// configs, tokenizer files and weight headers, or for a single file of its
-// content. Equal IDs compute the same functions.
+// configs, tokenizer files, weight headers and weight bytes, or for a
+// single file of its content. Equal IDs compute the same functions. It is
+// "" until Identify has run.
 func (p *Model) ID() string { return p.id }
 
 // Dir is the checkpoint folder (for a single file, the diffusers folder it

@@ -10,6 +10,7 @@
 package tensor
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -138,6 +139,35 @@ func Concat(ts ...Tensor) (Tensor, error) {
 
 // SameShape reports whether a and b have equal shapes.
 func SameShape(a, b Tensor) bool { return slices.Equal(a.Shape, b.Shape) }
+
+// ErrNonFinite marks a tensor (latents, pixels) that holds NaN or Inf.
+var ErrNonFinite = errors.New("NaN or infinite values")
+
+// NonFiniteError says which phase and step of a loop gave NaN or infinite
+// latents, and in which frame (the row along axis 0). It is ErrNonFinite.
+type NonFiniteError struct {
+	Phase    string // "inversion", "reconstruction", "edit"
+	Step     int    // 1-based
+	Steps    int
+	Timestep int
+	Frame    int // 0-based row
+}
+
+func (e *NonFiniteError) Error() string {
+	return fmt.Sprintf("%s step %d of %d (timestep %d) gave NaN or infinite latents (frame %d)", e.Phase, e.Step, e.Steps, e.Timestep, e.Frame)
+}
+
+func (e *NonFiniteError) Is(target error) bool { return target == ErrNonFinite }
+
+// CheckFinite returns a *NonFiniteError for phase, step (0-based i of
+// steps) and timestep t when x, rows from first on, holds a NaN or Inf.
+func CheckFinite(x Tensor, first int, phase string, i, steps, t int) error {
+	bad := x.Finite()
+	if bad < 0 {
+		return nil
+	}
+	return &NonFiniteError{Phase: phase, Step: i + 1, Steps: steps, Timestep: t, Frame: first + bad/max(x.RowSize(), 1)}
+}
 
 // Finite reports the index of the first NaN or Inf in t, or -1 if every
 // value is finite.

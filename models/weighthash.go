@@ -1,0 +1,153 @@
+package models
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
+)
+
+// A model's identity covers the bytes of its weight files (two fine-tunes
+// of one layout must not share inversions), but reading gigabytes on every
+// run is not acceptable: each weight file's SHA-256 is remembered in
+// <cache root>/weight-hashes.json, keyed by the file's resolved absolute
+// path, size, modification time and inode, so a checkpoint is read once.
+// Any change of those four (a rewrite, a copy over it, a touch) hashes the
+// file again. The memo is written under a temporary name and renamed into
+// place; one that cannot be read or parsed is ignored and rewritten, and
+// one that cannot be written costs only the next run's time.
+
+// weightMemoName is the memo's file name in the cache root.
+const weightMemoName = "weight-hashes.json"
+
+// weightMemoVersion is the memo's format; another is ignored.
+const weightMemoVersion = 1
+
+type weightMemo struct {
+	Version int                        `json:"version"`
+	Files   map[string]weightMemoEntry `json:"files"` // by resolved absolute path
+}
+
+type weightMemoEntry struct {
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime_ns"`
+	Inode   uint64 `json:"inode"`
+	SHA256  string `json:"sha256"`
+}
+
+// fileStamp is what must be unchanged for a remembered hash to hold.
+type fileStamp struct {
+	path    string // resolved, absolute
+	size    int64
+	modTime int64
+	inode   uint64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	p, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	if p, err = filepath.Abs(p); err != nil {
+		return fileStamp{}, err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{path: p, size: st.Size(), modTime: st.ModTime().UnixNano(), inode: inodeOf(st)}, nil
+}
+
+func (e weightMemoEntry) matches(s fileStamp) bool {
+	return e.Size == s.size && e.ModTime == s.modTime && e.Inode == s.inode && len(e.SHA256) == 64
+}
+
+// contentHash hashes a file's bytes; a variable so that tests can count
+// the reads.
+var contentHash = fileSHA256
+
+// memoMu serialises the memo's read-modify-write within the process;
+// between processes, the last rename wins and a lost entry is hashed again.
+var memoMu sync.Mutex
+
+// weightHashes returns the SHA-256 of each file, from the memo under root
+// when it holds the file unchanged, else by reading the file (and then
+// remembering it). root "" means no memo: every file is read.
+func weightHashes(root string, files []string) ([]string, error) {
+	memoMu.Lock()
+	defer memoMu.Unlock()
+	memo := readWeightMemo(root)
+	out := make([]string, len(files))
+	changed := false
+	for i, f := range files {
+		s, err := stampOf(f)
+		if err != nil {
+			return nil, fmt.Errorf("model identity: %w", err)
+		}
+		if e, ok := memo.Files[s.path]; ok && e.matches(s) {
+			out[i] = e.SHA256
+			continue
+		}
+		sum, err := contentHash(s.path)
+		if err != nil {
+			return nil, fmt.Errorf("model identity: %w", err)
+		}
+		// A file that changed while it was read gives no lasting answer:
+		// use it for this run, remember nothing.
+		if after, err := stampOf(f); err == nil && after == s {
+			memo.Files[s.path] = weightMemoEntry{Size: s.size, ModTime: s.modTime, Inode: s.inode, SHA256: sum}
+			changed = true
+		}
+		out[i] = sum
+	}
+	if changed && root != "" {
+		writeWeightMemo(root, memo)
+	}
+	return out, nil
+}
+
+// readWeightMemo reads the memo; a missing, unreadable or malformed one is
+// an empty memo (it will be rewritten).
+func readWeightMemo(root string) weightMemo {
+	empty := weightMemo{Version: weightMemoVersion, Files: map[string]weightMemoEntry{}}
+	if root == "" {
+		return empty
+	}
+	b, err := os.ReadFile(filepath.Join(root, weightMemoName))
+	if err != nil {
+		return empty
+	}
+	var m weightMemo
+	if json.Unmarshal(b, &m) != nil || m.Version != weightMemoVersion || m.Files == nil {
+		return empty
+	}
+	return m
+}
+
+// writeWeightMemo writes the memo atomically, best effort, dropping the
+// entries of files that are gone or changed.
+func writeWeightMemo(root string, m weightMemo) {
+	for p, e := range m.Files {
+		if s, err := stampOf(p); err != nil || s.path != p || !e.matches(s) {
+			delete(m.Files, p)
+		}
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return
+	}
+	f, err := atomicfile.Create(filepath.Join(root, weightMemoName))
+	if err != nil {
+		return
+	}
+	defer f.Abort()
+	if _, err := f.Write(append(b, '\n')); err == nil {
+		f.Commit() // best effort: a memo not written is hashed again next run
+	}
+}
