@@ -50,7 +50,7 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Frames, "frames", 0, "number of frames to use (default: all from --start)")
 	fs.IntVar(&o.Stride, "stride", 1, "use every n-th frame")
 	fs.StringVar(&o.FolderFPS, "fps", strconv.Itoa(video.DefaultFolderFPS.Num), "frame rate of an input folder of numbered frames")
-	fs.StringVar(&o.Device, "device", "cpu", "execution device: cpu or cuda (cuda: run `make deps-cuda`, or give a GPU build of ONNX Runtime with --ort-lib; see docs/gpu.md)")
+	fs.StringVar(&o.Device, "device", "cpu", "execution device: cpu or cuda (cuda: run make deps-cuda, or give a GPU build of ONNX Runtime with --ort-lib; see docs/gpu.md)")
 	fs.IntVar(&o.Threads, "threads", 0, "CPU threads for ONNX Runtime (default: all cores)")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "inversion cache folder (default: $TOKENFLOW_CACHE, else the user cache folder)")
 	fs.IntVar(&o.BatchSize, "batch-size", pipeline.DefaultBatchSize, "frames per batch")

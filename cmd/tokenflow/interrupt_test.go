@@ -95,7 +95,7 @@ func TestInvertInterrupted(t *testing.T) {
 	args := []string{"invert", "--model", model(t, "tiny-sd15"), "--size", "64x64", "--steps", "100", "--save-steps", "10",
 		"--cache-dir", cache, "--json", fixtureFrames(t, "tiny-sd15")}
 	r := interrupt(t, d, "vae encode:", args...)
-	checkInterrupted(t, r, "invert:")
+	checkInterrupted(t, r, "inversion:")
 	// No entry: the inversions folder holds nothing with an entry's name.
 	if ents, err := os.ReadDir(filepath.Join(cache, "inversions")); err == nil {
 		for _, e := range ents {

@@ -46,11 +46,7 @@ that folder: if the reconstruction does not look like the clip, edits will not
 either.
 
 The input is any video ffmpeg reads, or a folder of numbered frames
-(00000.png, 00001.png, ... or .jpg) played at --fps.
-
-The old spellings still work: --steps without --inversion-steps is read as
---inversion-steps (as 'invert --steps 500 --save-steps 50' meant), and
---save-steps is --steps; a note on stderr gives the new spelling.`,
+(00000.png, 00001.png, ... or .jpg) played at --fps.`,
 		Args: invertArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Input = args[0]

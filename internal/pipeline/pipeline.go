@@ -283,12 +283,20 @@ func (j *job) announce(entry *cache.Entry, forEdit bool) {
 		b := min(max(r.BatchSize, 1), n)
 		k := (n + b - 1) / b
 		total += int64(r.Steps * 3 * (k + n))
-		parts = append(parts, fmt.Sprintf("edit %d steps x 3 x (%d keyframes + %d frames)", r.Steps, k, n))
+		parts = append(parts, fmt.Sprintf("edit %d steps x 3 x (%s + %d frames)", r.Steps, plural(k, "keyframe"), n))
 	}
 	if total == 0 {
 		return
 	}
 	fmt.Fprintf(r.Log, "UNet frame evaluations: %d (%s)\n", total, strings.Join(parts, ", "))
+}
+
+// plural is "1 keyframe", "2 keyframes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // finish records the run's totals in the timings.
