@@ -7,8 +7,10 @@ package main
 // first progress tick.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -371,3 +373,47 @@ func TestTerminalProgressRate(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestInvertSchedule: invert's step flags, new and old spellings, resolve
+// to the inversion's steps and the editing schedule, and errors about them
+// name the flag as given.
+func TestInvertSchedule(t *testing.T) {
+	for _, c := range []struct {
+		args           []string
+		inv, steps     int
+		invFlag, sFlag string
+		note           string // a fragment; "" for none
+	}{
+		{nil, 500, 50, "--inversion-steps", "--steps", ""},
+		{[]string{"--inversion-steps", "10"}, 10, 10, "--inversion-steps", "--steps", ""}, // the schedule follows a shorter inversion
+		{[]string{"--inversion-steps", "100"}, 100, 50, "--inversion-steps", "--steps", ""},
+		{[]string{"--inversion-steps", "100", "--steps", "30"}, 100, 30, "--inversion-steps", "--steps", ""},
+		{[]string{"--steps", "30", "--inversion-steps", "10"}, 10, 30, "--inversion-steps", "--steps", ""},
+		// the old spellings
+		{[]string{"--steps", "10"}, 10, 10, "--steps", "--steps", "write --inversion-steps 10 ("},
+		{[]string{"--steps", "500"}, 500, 50, "--steps", "--steps", "write --inversion-steps 500 ("},
+		{[]string{"--steps", "100", "--save-steps", "10"}, 100, 10, "--steps", "--save-steps", "write --inversion-steps 100 --steps 10"},
+		{[]string{"--inversion-steps", "100", "--save-steps", "10"}, 100, 10, "--inversion-steps", "--save-steps", "write --steps 10"},
+		{[]string{"--save-steps", "10"}, 500, 10, "--inversion-steps", "--save-steps", "write --steps 10"},
+	} {
+		var got *InvertOptions
+		cmd := newCmdInvert(&globalOptions{}, func(_ context.Context, o *InvertOptions) error { got = o; return nil })
+		cmd.SetArgs(append(c.args, "in.mp4"))
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		inv, steps, names, note, err := got.schedule()
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if inv != c.inv || steps != c.steps || names.flag("inversion_steps") != c.invFlag || names.flag("steps") != c.sFlag {
+			t.Errorf("%v: inversion %d (%s), steps %d (%s); want %d (%s), %d (%s)", c.args, inv, names.flag("inversion_steps"), steps, names.flag("steps"),
+				c.inv, c.invFlag, c.steps, c.sFlag)
+		}
+		if (c.note == "") != (note == "") || !strings.Contains(note, c.note) {
+			t.Errorf("%v: note %q, want one with %q", c.args, note, c.note)
+		}
+	}
+}
