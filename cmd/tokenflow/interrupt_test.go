@@ -122,7 +122,7 @@ func TestEditInterrupted(t *testing.T) {
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := interrupt(t, d, "invert:", "edit", "--model", model(t, "tiny-sd15"), "--prompt", "a red cube",
+	r := interrupt(t, d, "inversion:", "edit", "--model", model(t, "tiny-sd15"), "--prompt", "a red cube",
 		"--size", "64x64", "--steps", "20", "--inversion-steps", "20", "--batch-size", "4",
 		"--cache-dir", filepath.Join(d, "cache"), "-o", filepath.Join(out, "edited.mp4"),
 		"--save-latents", filepath.Join(out, "latents.safetensors"), "--frames-dir", filepath.Join(out, "frames"),
