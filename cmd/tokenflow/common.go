@@ -50,7 +50,7 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Frames, "frames", 0, "number of frames to use (default: all from --start)")
 	fs.IntVar(&o.Stride, "stride", 1, "use every n-th frame")
 	fs.StringVar(&o.FolderFPS, "fps", strconv.Itoa(video.DefaultFolderFPS.Num), "frame rate of an input folder of numbered frames")
-	fs.StringVar(&o.Device, "device", "cpu", "execution device: cpu or cuda (cuda: run `make deps-cuda`, or give a GPU build of ONNX Runtime with --ort-lib; see docs/gpu.md)")
+	fs.StringVar(&o.Device, "device", "cpu", "execution device: cpu or cuda (cuda: run make deps-cuda, or give a GPU build of ONNX Runtime with --ort-lib; see docs/gpu.md)")
 	fs.IntVar(&o.Threads, "threads", 0, "CPU threads for ONNX Runtime (default: all cores)")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "inversion cache folder (default: $TOKENFLOW_CACHE, else the user cache folder)")
 	fs.IntVar(&o.BatchSize, "batch-size", pipeline.DefaultBatchSize, "frames per batch")
@@ -68,7 +68,7 @@ func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.Invert
 	r := pipeline.InvertRequest{
 		Source:    pipeline.Source{Input: input, Range: video.Range{Start: o.Start, Count: video.ToEnd, Stride: o.Stride}},
 		Runtime:   pipeline.Runtime{Model: o.Model, OriginalConfig: o.OriginalConfig, ORTLib: g.ORTLib, Threads: o.Threads},
-		BatchSize: o.BatchSize, CacheDir: o.CacheDir, Log: g.Err, Progress: g.Err,
+		BatchSize: o.BatchSize, CacheDir: o.CacheDir, Log: logWords{g.Err, sourceFlags}, Progress: g.Err,
 	}
 	if o.framesSet {
 		r.Range.Count = max(o.Frames, 0) // -1 given by hand is an error, not "all"
@@ -112,6 +112,27 @@ func (f flagNames) flag(setting string) string {
 // words is a library's text with every setting in braces ("pass {ort_lib}
 // a GPU build") named as the command's flag.
 func (f flagNames) words(text string) string { return param.Render(text, f.flag) }
+
+// logWords is a library's log with the settings it names in braces
+// ("{size} 320x240 keeps its own") put as the command's flags; other
+// braces are left as they are.
+type logWords struct {
+	w     io.Writer
+	names flagNames
+}
+
+func (l logWords) Write(p []byte) (int, error) {
+	text := param.Render(string(p), func(setting string) string {
+		if name, ok := l.names[setting]; ok {
+			return name
+		}
+		return "{" + setting + "}"
+	})
+	if _, err := io.WriteString(l.w, text); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
 
 // wordedError is a library error that names settings, with a method that
 // names them in a caller's terms: *param.Error, *ort.CUDAError and ort's

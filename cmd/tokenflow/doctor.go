@@ -5,34 +5,41 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 	"github.com/tokenflow/tokenflow/internal/version"
+	"github.com/tokenflow/tokenflow/models"
 )
 
 // DoctorOptions are doctor's inputs.
 type DoctorOptions struct {
 	*globalOptions
 	Device string
+	Model  string // the model edit and invert would open
 }
 
 func newCmdDoctor(g *globalOptions, runF func(context.Context, *DoctorOptions) error) *cobra.Command {
 	opts := &DoctorOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "doctor",
-		Short: "Show what tokenflow finds (ONNX Runtime, execution providers, ffmpeg, the CUDA stack) and what is missing",
+		Short: "Show what tokenflow finds (ONNX Runtime, execution providers, ffmpeg, the model, the CUDA stack) and what is missing",
 		Long: `Show what tokenflow finds and what is missing: the ONNX Runtime library and its
-execution providers, ffmpeg and ffprobe, and, line by line, the CUDA stack that
---device cuda needs (the CUDA build of ONNX Runtime from make deps-cuda, its
-provider libraries, each NVIDIA library the provider loads, the GPU) with the
-next step to take.
+execution providers, ffmpeg and ffprobe, the model edit and invert would use
+(--model, default $TOKENFLOW_MODEL, else stabilityai/stable-diffusion-2-1-base:
+its folder and family, or how to fetch it; no weights are loaded), and, line by
+line, the CUDA stack that --device cuda needs (the CUDA build of ONNX Runtime
+from make deps-cuda, its provider libraries, each NVIDIA library the provider
+loads, the GPU) with the next step to take.
 
 CUDA is optional: doctor exits 1 when something --device cpu (the default)
-needs is missing. With --device cuda it loads the CUDA build instead, probes
+needs is missing: ONNX Runtime, ffmpeg, ffprobe or the model. With --device cuda it loads the CUDA build instead, probes
 the provider as edit and invert do, and also exits 1 when the CUDA stack is
 incomplete.`,
 		Args: cobra.NoArgs,
@@ -46,12 +53,17 @@ incomplete.`,
 			return runDoctor(cmd.Context(), opts)
 		},
 	}
+	model := os.Getenv("TOKENFLOW_MODEL")
+	if model == "" {
+		model = pipeline.DefaultModel
+	}
+	cmd.Flags().StringVar(&opts.Model, "model", model, "check this model: diffusers folder, hub id in the local Hugging Face cache, or single-file .safetensors checkpoint ($TOKENFLOW_MODEL)")
 	cmd.Flags().StringVar(&opts.Device, "device", "cpu", "check for this execution device: cpu, or cuda (load the CUDA build and fail when its stack is incomplete)")
 	return cmd
 }
 
 // doctorFlags words the settings doctor's report names as its flags.
-var doctorFlags = flagNames{"device": "--device", "ort_lib": "--ort-lib"}
+var doctorFlags = flagNames{"device": "--device", "ort_lib": "--ort-lib", "model": "--model", "original_config": "--original-config"}
 
 // errMissing is returned by doctor when something is missing.
 var errMissing = errors.New("missing")
@@ -82,6 +94,9 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 		}
 		fmt.Fprintf(w, "%-13s %s\n", tool, v)
 	}
+	if m := checkModel(w, o.Model); m != "" {
+		missing = append(missing, m)
+	}
 	cudaErr := writeCUDAStack(w, o, dev, initErr)
 	if dev == ort.CUDA && cudaErr != nil && ort.LibraryPath() != "" {
 		missing = append(missing, doctorFlags.text(cudaErr))
@@ -90,6 +105,34 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 		return fmt.Errorf("%w: %s", errMissing, strings.Join(missing, "; "))
 	}
 	return nil
+}
+
+// checkModel writes the model's line of the report: found, with its
+// family and folder, or missing with what to do. It opens the model's
+// configs only (no weights) and returns what is missing ("" for nothing).
+func checkModel(w io.Writer, model string) string {
+	family := ""
+	c, err := models.OpenModel(model, models.OpenOptions{})
+	if err == nil {
+		var cfg *models.UNetConfig
+		if cfg, err = c.UNetConfig(); err == nil {
+			family = cfg.Family()
+		}
+	}
+	if err != nil {
+		text := doctorFlags.text(err)
+		fmt.Fprintf(w, "model         MISSING: %s\n", text)
+		if errors.Is(err, models.ErrModelNotFound) && !strings.HasPrefix(model, ".") && !filepath.IsAbs(model) && strings.Count(model, "/") == 1 {
+			return fmt.Sprintf("model %s (fetch it once with `huggingface-cli download %s`, or pass --model a diffusers folder)", model, model)
+		}
+		return text
+	}
+	where := c.Source()
+	if where != model {
+		where = model + ", " + where
+	}
+	fmt.Fprintf(w, "model         %s (%s)\n", family, where)
+	return ""
 }
 
 // writeCUDAStack writes the CUDA section of the report, one line per part

@@ -157,7 +157,7 @@ func TestDoctorCUDAStack(t *testing.T) {
 	if old := os.Getenv("LD_LIBRARY_PATH"); old != "" {
 		ldPath += ":" + old
 	}
-	r := tfMake(t, "", []string{"LD_LIBRARY_PATH=" + ldPath}, "doctor")
+	r := tfMake(t, "", []string{"LD_LIBRARY_PATH=" + ldPath}, "doctor", "--model", model(t, "tiny-sd21"))
 	if r.Code != 0 {
 		t.Fatalf("doctor exits %d with the CPU stack complete: the CUDA stack is optional\n%v", r.Code, r)
 	}
@@ -215,7 +215,7 @@ func TestDoctorCUDAStack(t *testing.T) {
 // one line naming every missing library, when the stack is incomplete.
 func TestDoctorDeviceCUDA(t *testing.T) {
 	root := ortRoot(t)
-	r := tfMake(t, "", nil, "doctor", "--device", "cuda")
+	r := tfMake(t, "", nil, "doctor", "--device", "cuda", "--model", model(t, "tiny-sd21"))
 	if l := reportLine(t, r.Stdout, "onnxruntime"); !strings.Contains(l, "1.29.0 ("+filepath.Join(root, "cuda", "libonnxruntime.so.1")+")") {
 		t.Errorf("onnxruntime line %q: want the CUDA build 1.29.0 from %s", l, filepath.Join(root, "cuda"))
 	}
@@ -429,7 +429,7 @@ func TestDoctorGPU(t *testing.T) {
 			"ready: --device cuda can run", "--device cuda"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := tfMake(t, "", append([]string{"LD_LIBRARY_PATH=" + ld}, c.env...), "doctor")
+			r := tfMake(t, "", append([]string{"LD_LIBRARY_PATH=" + ld}, c.env...), "doctor", "--model", model(t, "tiny-sd21"))
 			if r.Code != 0 {
 				t.Fatalf("doctor: %v", r)
 			}

@@ -86,7 +86,7 @@ Flags given on the command line override the file.`,
 	fs.StringVarP(&o.Prompt, "prompt", "p", "", "what the edited clip should show (required)")
 	fs.StringVar(&o.NegativePrompt, "negative-prompt", pipeline.DefaultNegativePrompt, "what it should not show")
 	fs.StringVar(&o.InversionPrompt, "inversion-prompt", "", "prompt describing the source clip, for the inversion (may be empty)")
-	fs.IntVar(&o.InversionSteps, "inversion-steps", pipeline.DefaultInversionSteps, "DDIM inversion steps (as 'tokenflow invert --steps')")
+	fs.IntVar(&o.InversionSteps, "inversion-steps", pipeline.DefaultInversionSteps, "DDIM inversion steps (as invert's --inversion-steps)")
 	fs.IntVar(&o.Steps, "steps", pipeline.DefaultSteps, "denoising steps of the edit")
 	fs.Float64Var(&o.Guidance, "guidance", pipeline.DefaultGuidance, "classifier-free guidance scale")
 	fs.Float64Var(&o.PnPAttn, "pnp-attn", pipeline.DefaultPnPAttn, "fraction of the steps with query/key injection, in [0,1]")

@@ -156,7 +156,7 @@ func TestDoctorMissingORT(t *testing.T) {
 // ONNX Runtime library it loaded.
 func TestDoctor(t *testing.T) {
 	lib := testenv.ORTLibrary(t)
-	r := tfOK(t, "", "doctor")
+	r := tfOK(t, "", "doctor", "--model", model(t, "tiny-sd21")) // doctor fails without a model
 	if !strings.Contains(r.Stdout, lib) {
 		t.Errorf("doctor does not report %s:\n%s", lib, r.Stdout)
 	}

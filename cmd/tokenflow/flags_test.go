@@ -50,7 +50,7 @@ type invertView struct {
 	Start, Frames, Stride, Threads, BatchSize       int
 	FramesSet, JSON                                 bool
 	InversionPrompt                                 string
-	Steps, SaveSteps                                int
+	InversionSteps, Steps, SaveSteps                int
 	Reconstruct, Force                              bool
 }
 
@@ -58,7 +58,7 @@ func viewInvert(o *InvertOptions) invertView {
 	return invertView{
 		Input: o.Input, Model: o.Model, Size: o.Size, FolderFPS: o.FolderFPS, Device: o.Device, CacheDir: o.CacheDir,
 		Start: o.Start, Frames: o.Frames, Stride: o.Stride, Threads: o.Threads, BatchSize: o.BatchSize,
-		FramesSet: o.framesSet, JSON: o.JSON, InversionPrompt: o.InversionPrompt, Steps: o.Steps, SaveSteps: o.SaveSteps,
+		FramesSet: o.framesSet, JSON: o.JSON, InversionPrompt: o.InversionPrompt, InversionSteps: o.InversionSteps, Steps: o.Steps, SaveSteps: o.SaveSteps,
 		Reconstruct: o.Reconstruct, Force: o.Force,
 	}
 }
@@ -125,7 +125,7 @@ var editDefaults = editView{
 
 var invertDefaults = invertView{
 	Model: pipeline.DefaultModel, FolderFPS: "10", Device: "cpu", Stride: 1, BatchSize: 8,
-	Steps: 500, SaveSteps: 50,
+	InversionSteps: 500, Steps: 50, SaveSteps: 50,
 }
 
 func TestEditFlags(t *testing.T) {
@@ -194,7 +194,7 @@ func TestInvertFlags(t *testing.T) {
 			"--threads", "1", "--cache-dir", "c", "--batch-size", "3", "--json", "dir"}, func(v *invertView) {
 			*v = invertView{Input: "dir", Model: "m", Size: "32x32", FolderFPS: "12", Device: "cpu", CacheDir: "c",
 				Start: 1, Frames: 4, Stride: 2, Threads: 1, BatchSize: 3, FramesSet: true, JSON: true,
-				InversionPrompt: "a ball", Steps: 10, SaveSteps: 5, Reconstruct: true, Force: true}
+				InversionPrompt: "a ball", InversionSteps: 500, Steps: 10, SaveSteps: 5, Reconstruct: true, Force: true}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

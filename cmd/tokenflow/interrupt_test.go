@@ -95,7 +95,7 @@ func TestInvertInterrupted(t *testing.T) {
 	args := []string{"invert", "--model", model(t, "tiny-sd15"), "--size", "64x64", "--steps", "100", "--save-steps", "10",
 		"--cache-dir", cache, "--json", fixtureFrames(t, "tiny-sd15")}
 	r := interrupt(t, d, "vae encode:", args...)
-	checkInterrupted(t, r, "invert:")
+	checkInterrupted(t, r, "inversion:")
 	// No entry: the inversions folder holds nothing with an entry's name.
 	if ents, err := os.ReadDir(filepath.Join(cache, "inversions")); err == nil {
 		for _, e := range ents {
@@ -122,7 +122,7 @@ func TestEditInterrupted(t *testing.T) {
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := interrupt(t, d, "invert:", "edit", "--model", model(t, "tiny-sd15"), "--prompt", "a red cube",
+	r := interrupt(t, d, "inversion:", "edit", "--model", model(t, "tiny-sd15"), "--prompt", "a red cube",
 		"--size", "64x64", "--steps", "20", "--inversion-steps", "20", "--batch-size", "4",
 		"--cache-dir", filepath.Join(d, "cache"), "-o", filepath.Join(out, "edited.mp4"),
 		"--save-latents", filepath.Join(out, "latents.safetensors"), "--frames-dir", filepath.Join(out, "frames"),

@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tokenflow/tokenflow/internal/cache"
@@ -25,8 +27,12 @@ import (
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
-// Timings are the seconds spent per phase ("decode", "inversion", "edit
-// keyframe passes", ..., "total", "in onnxruntime", "session creation").
+// Timings are the time spent per phase, named as the progress lines name
+// them: "probe+hash", "decode video", "vae encode", "inversion",
+// "reconstruction", "edit" (of which "edit keyframe passes" and "edit
+// propagation passes"), "vae decode", "write video"; and "session
+// creation", "in onnxruntime" and "total". "reconstruction" includes its
+// own vae decode and write video.
 type Timings map[string]time.Duration
 
 // InvertResult is what Invert did.
@@ -180,9 +186,10 @@ func (j *job) lockEntry(ctx context.Context) error {
 }
 
 // inversion finds the request's inversion in the cache or computes and
-// stores it, holding the entry's lock. With needLatents it returns the
-// latents even when reused.
-func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *cache.Latents, bool, error) {
+// stores it, holding the entry's lock. forEdit says an edit follows: the
+// latents are returned even when reused, and the work announced counts the
+// edit.
+func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache.Latents, bool, error) {
 	r := j.req
 	if err := j.lockEntry(ctx); err != nil {
 		return nil, nil, false, err
@@ -196,7 +203,8 @@ func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *c
 			fmt.Fprintf(r.Log, "inversion cache %s: %s; rebuilding\n", cache.Dir(j.root, j.key), reason)
 		}
 		if entry != nil {
-			if !needLatents && (!r.Reconstruct || exists(entry.ReconstructionPath())) {
+			j.announce(entry, forEdit)
+			if !forEdit && (!r.Reconstruct || exists(entry.ReconstructionPath())) {
 				return entry, nil, true, nil
 			}
 			lat, err := entry.Load()
@@ -204,22 +212,22 @@ func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *c
 		}
 	}
 
+	j.announce(nil, forEdit)
+
 	// 1. frames -> z0
-	t := time.Now()
 	z0, err := j.encodeVideo(ctx)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	j.model.Release("vae_encoder") // not needed again: free its memory for the UNet
-	j.times["decode+vae encode"] = time.Since(t)
 
 	// 2. DDIM inversion
-	t = time.Now()
+	t := time.Now()
 	cond, err := j.model.EncodeText(ctx, r.InversionPrompt)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	bar := progress.New(r.Progress, "invert", "frame-steps", j.walk*z0.N())
+	bar := progress.New(r.Progress, "inversion", "frame-steps", j.walk*z0.N())
 	noisy, err := inversion.Invert(ctx, j.model, j.model.Scheduler, z0, cond,
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
@@ -239,6 +247,64 @@ func (j *job) inversion(ctx context.Context, needLatents bool) (*cache.Entry, *c
 		return nil, nil, false, err
 	}
 	return entry, lat, false, nil
+}
+
+// announce says on the log, before the work, the working size (and that
+// it is not the video's) and how many UNet frame evaluations the call will
+// make; and which cached inversion it reuses (entry, nil when none).
+// Settings are named in braces ("{size}"), for the caller to word.
+func (j *job) announce(entry *cache.Entry, forEdit bool) {
+	r := j.req
+	if r.Log == nil {
+		return
+	}
+	src := j.info.DisplaySize()
+	switch {
+	case !r.Size.IsZero() || j.size == src:
+		fmt.Fprintf(r.Log, "working size %s (the video is %s)\n", j.size, src)
+	default:
+		way := "up"
+		if j.size.W*j.size.H < src.W*src.H {
+			way = "down"
+		}
+		m := video.SizeMultiple
+		own := video.Size{W: max(src.W/m*m, m), H: max(src.H/m*m, m)}
+		side := int(math.Sqrt(video.TargetArea))
+		fmt.Fprintf(r.Log, "working size %s: the video's %s scaled %s to about %dx%d pixels, the model's native size; {size} %s keeps its own\n",
+			j.size, src, way, side, side, own)
+	}
+	if entry != nil {
+		fmt.Fprintf(r.Log, "inversion: reusing the cached inversion in %s\n", entry.Dir)
+	}
+	n := j.rng.Count
+	var total int64
+	var parts []string
+	if entry == nil {
+		total += int64(j.walk * n)
+		parts = append(parts, fmt.Sprintf("inversion %d steps x %d frames", j.walk, n))
+	}
+	if r.Reconstruct && !forEdit && (entry == nil || !exists(entry.ReconstructionPath())) {
+		total += int64(j.walk * n)
+		parts = append(parts, fmt.Sprintf("reconstruction %d steps x %d frames", j.walk, n))
+	}
+	if forEdit {
+		b := min(max(r.BatchSize, 1), n)
+		k := (n + b - 1) / b
+		total += int64(r.Steps * 3 * (k + n))
+		parts = append(parts, fmt.Sprintf("edit %d steps x 3 x (%s + %d frames)", r.Steps, plural(k, "keyframe"), n))
+	}
+	if total == 0 {
+		return
+	}
+	fmt.Fprintf(r.Log, "UNet frame evaluations: %d (%s)\n", total, strings.Join(parts, ", "))
+}
+
+// plural is "1 keyframe", "2 keyframes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // finish records the run's totals in the timings.
@@ -292,7 +358,7 @@ func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.La
 		return err
 	}
 	zT := lat.Noisy[kept[len(kept)-1]]
-	bar := progress.New(r.Progress, "reconstruct", "frame-steps", j.walk*zT.N())
+	bar := progress.New(r.Progress, "reconstruction", "frame-steps", j.walk*zT.N())
 	x, err := inversion.Reconstruct(ctx, j.model, j.model.Scheduler, zT, cond,
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()

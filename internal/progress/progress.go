@@ -1,5 +1,9 @@
-// Package progress reports long work on stderr: a bar with ETA when stderr
-// is a terminal, plain periodic lines otherwise (logs, pipelines).
+// Package progress reports long work on stderr: a bar when stderr is a
+// terminal, plain periodic lines otherwise (logs, pipelines). A rate and
+// the time left are shown only once they mean something: measured from
+// the first report (units done before it, such as the first batch of a
+// reporter made at its first report, are not counted as done in no time)
+// over at least RateWindow.
 package progress
 
 import (
@@ -24,6 +28,10 @@ type Reporter interface {
 // Interval is how often plain lines are written.
 var Interval = 10 * time.Second
 
+// RateWindow is the least time, from the first report, over which a rate
+// is measured before it is shown.
+var RateWindow = time.Second
+
 // New starts a report of total units named label on w. A bar is drawn when
 // w is a terminal; otherwise a line is written at most every Interval, and
 // one when done. A nil w reports nothing.
@@ -32,18 +40,7 @@ func New(w io.Writer, label, unit string, total int) Reporter {
 		return nop{}
 	}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		bar := progressbar.NewOptions(total,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription(label),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetItsString(unit),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionFullWidth(),
-			progressbar.OptionClearOnFinish(),
-			progressbar.OptionThrottle(100*time.Millisecond),
-		)
-		return &barReporter{bar: bar}
+		return newBar(w, label, unit, total, time.Now)
 	}
 	return &lineReporter{w: w, label: label, unit: unit, total: total, start: time.Now(), last: time.Now()}
 }
@@ -53,13 +50,106 @@ type nop struct{}
 func (nop) Set(int) {}
 func (nop) Finish() {}
 
-type barReporter struct {
-	bar  *progressbar.ProgressBar
-	once sync.Once
+// speed measures units per second from the first report on.
+type speed struct {
+	started bool
+	t0      time.Time
+	d0      int
 }
 
-func (b *barReporter) Set(done int) { b.bar.Set(done) }
-func (b *barReporter) Finish()      { b.once.Do(func() { b.bar.Finish() }) }
+// rate is the units per second between the first report and (now, done),
+// and whether it means something yet: RateWindow has passed and some
+// units were done since.
+func (s *speed) rate(now time.Time, done int) (float64, bool) {
+	if !s.started {
+		s.started, s.t0, s.d0 = true, now, done
+		return 0, false
+	}
+	el := now.Sub(s.t0)
+	if el < RateWindow || done <= s.d0 {
+		return 0, false
+	}
+	return float64(done-s.d0) / el.Seconds(), true
+}
+
+// rateText is ", 12.5 frames/s, about 3m left" (empty until the rate
+// means something).
+func (s *speed) rateText(now time.Time, done, total int, unit string) string {
+	r, ok := s.rate(now, done)
+	if !ok {
+		return ""
+	}
+	text := ", " + formatRate(r, unit)
+	if done < total {
+		left := time.Duration(float64(total-done) / r * float64(time.Second))
+		text += fmt.Sprintf(", about %s left", left.Round(time.Second))
+	}
+	return text
+}
+
+// formatRate is r units per second, per minute when slower than one a
+// second.
+func formatRate(r float64, unit string) string {
+	switch {
+	case r >= 10:
+		return fmt.Sprintf("%.0f %s/s", r, unit)
+	case r >= 1:
+		return fmt.Sprintf("%.1f %s/s", r, unit)
+	}
+	return fmt.Sprintf("%.1f %s/min", 60*r, unit)
+}
+
+// barReporter draws progressbar's bar with the count; the rate and the
+// time left are ours, in its description (progressbar's own rate counts
+// the units done before its first draw as done in no time).
+type barReporter struct {
+	mu          sync.Mutex
+	bar         *progressbar.ProgressBar
+	label, unit string
+	total       int
+	now         func() time.Time
+	speed       speed
+	desc        string
+	described   time.Time
+	drawn       time.Time
+	once        sync.Once
+}
+
+func newBar(w io.Writer, label, unit string, total int, now func() time.Time) *barReporter {
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(label),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionFullWidth(),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionThrottle(0), // ours, below
+	)
+	return &barReporter{bar: bar, label: label, unit: unit, total: total, now: now, desc: label}
+}
+
+// Set draws at most every 100 ms (and the last unit), with the rate
+// updated at most once a second, so that it can be read.
+func (b *barReporter) Set(done int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if b.speed.started && now.Sub(b.drawn) < 100*time.Millisecond && done < b.total {
+		return
+	}
+	b.drawn = now
+	if !b.speed.started || now.Sub(b.described) >= time.Second {
+		b.described = now
+		if desc := b.label + b.speed.rateText(now, done, b.total, b.unit); desc != b.desc {
+			b.desc = desc
+			b.bar.Describe(desc)
+		}
+	}
+	b.bar.Set(done)
+}
+
+func (b *barReporter) Finish() { b.once.Do(func() { b.bar.Finish() }) }
 
 type lineReporter struct {
 	mu          sync.Mutex
@@ -67,6 +157,7 @@ type lineReporter struct {
 	label, unit string
 	total, done int
 	start, last time.Time
+	speed       speed
 	finished    bool
 }
 
@@ -74,7 +165,11 @@ func (l *lineReporter) Set(done int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.done = done
-	if now := time.Now(); now.Sub(l.last) >= Interval && done < l.total {
+	now := time.Now()
+	if !l.speed.started {
+		l.speed.rate(now, done)
+	}
+	if now.Sub(l.last) >= Interval && done < l.total {
 		l.last = now
 		l.line(now)
 	}
@@ -92,10 +187,6 @@ func (l *lineReporter) Finish() {
 
 func (l *lineReporter) line(now time.Time) {
 	el := now.Sub(l.start)
-	eta := ""
-	if l.done > 0 && l.done < l.total {
-		left := time.Duration(float64(el) * float64(l.total-l.done) / float64(l.done))
-		eta = fmt.Sprintf(", about %s left", left.Round(time.Second))
-	}
-	fmt.Fprintf(l.w, "%s: %d/%d %s (%d%%) in %s%s\n", l.label, l.done, l.total, l.unit, 100*l.done/l.total, el.Round(100*time.Millisecond), eta)
+	fmt.Fprintf(l.w, "%s: %d/%d %s (%d%%) in %s%s\n", l.label, l.done, l.total, l.unit, 100*l.done/l.total,
+		el.Round(100*time.Millisecond), l.speed.rateText(now, l.done, l.total, l.unit))
 }
