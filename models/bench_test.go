@@ -279,18 +279,7 @@ func benchUNetInputs(crossDim int) []ort.Tensor {
 // benchCheckFinite fails on NaN or Inf and returns the rms.
 func benchCheckFinite(tb testing.TB, out ort.Tensor) float64 {
 	tb.Helper()
-	y, err := ort.Data[float32](out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ss float64
-	for _, v := range y {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			tb.Fatalf("UNet output holds %g", v)
-		}
-		ss += float64(v) * float64(v)
-	}
-	return math.Sqrt(ss / float64(len(y)))
+	return testmodel.FiniteRMS(tb, "UNet output", testenv.Data[float32](tb, out))
 }
 
 // BenchmarkUNetEval is full-size UNet evaluations of one 32x32 latent on
@@ -303,15 +292,7 @@ func BenchmarkUNetEval(b *testing.B) {
 			m := benchFullModel(b)
 			testenv.ORT(b)
 			comp := benchComponents[0]
-			c, err := models.OpenCheckpoint(m.dir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			u, err := c.UNet(onnx.Float)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer u.Weights.Close()
+			u := testmodel.UNet(b, m.dir)
 			buf, err := benchMarshal(func() (*onnx.Graph, error) { return u.Graph(models.UNetGraphOptions{}) })
 			if err != nil {
 				b.Fatal(err)
@@ -446,19 +427,7 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 // beside it, in a temporary folder, and returns the file.
 func benchSaveUNet(b *testing.B, dir string) string {
 	b.Helper()
-	c, err := models.OpenCheckpoint(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer u.Weights.Close()
-	g, err := u.Graph(models.UNetGraphOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, g := testmodel.UNetGraph(b, dir)
 	m, err := g.Model("tokenflow-bench", "0")
 	if err != nil {
 		b.Fatal(err)

@@ -10,10 +10,10 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/models"
 )
 
@@ -201,29 +201,14 @@ func TestSelfAttentionLayersAtSizes(t *testing.T) {
 // keyframe pass at an odd latent size (9x13) gives every layer the token
 // count and width the registry says.
 func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
-	c, err := models.OpenCheckpoint(fixture.Model(t, "tiny-sd15"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Weights.Close() })
-	g, err := u.TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
-	if err != nil {
-		t.Fatal(err)
-	}
+	u, g := testmodel.TokenFlowGraph(t, fixture.Model(t, "tiny-sd15"), models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
 	const h, w = 9, 13
 	reg := registry(u.Config, h, w)
 
-	var inputs, outputs, order []string
-	for _, v := range g.Proto().Inputs {
-		inputs = append(inputs, v.Name)
-	}
-	for _, v := range g.Proto().Outputs {
-		outputs = append(outputs, v.Name)
-		if p, ok := strings.CutPrefix(v.Name, "tokens/"); ok {
+	inputs, outputs := testenv.Ports(g)
+	var order []string
+	for _, o := range outputs {
+		if p, ok := strings.CutPrefix(o, "tokens/"); ok {
 			order = append(order, p)
 		}
 	}
@@ -235,20 +220,7 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 		t.Fatalf("graph layer order mismatch (-want +got):\n-%v\n+%v", paths, order)
 	}
 
-	testenv.ORT(t)
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := onnx.Save(m, dir, "model.onnx", onnx.SaveOptions{DataFile: "weights.bin", InlineLimit: 1 << 16}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := ort.NewSessionFromFile(filepath.Join(dir, "model.onnx"), ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testenv.SavedSession(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 
 	// One keyframe: batch 3 = [source | uncond | cond].
 	r := rand.New(rand.NewPCG(9, 13))

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/internal/tokens"
 	"github.com/tokenflow/tokenflow/models"
 )
@@ -38,29 +39,15 @@ func nnMarginBound(C int) float64 { return float64(4*C+8) * 0x1p-24 }
 // its marshalled bytes.
 func nnSession(t *testing.T, C int) *ort.Session {
 	t.Helper()
-	testenv.ORT(t)
 	g, err := models.NearestGraph(int64(C), onnx.Float)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ort.NewSession(b, ort.SessionOptions{
+	return testenv.Session(t, g, ort.SessionOptions{
 		Inputs:  []string{models.NNInX, models.NNInKfTokens, models.NNInKfAttn, models.NNInPivots, models.NNInWeights},
 		Outputs: []string{models.NNOutIdx, models.NNOutAttn},
 		Threads: 2,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // nnCase is one random propagation problem: n frames of S tokens of C
@@ -342,39 +329,9 @@ func TestNNGraphMatchesHost(t *testing.T) {
 func TestNNPropagateOntoItself(t *testing.T) {
 	testenv.ORT(t)
 	const model = "tiny-sd15"
-	c, err := models.OpenCheckpoint(fixture.Model(t, model))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Weights.Close() })
-	g, err := u.TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := onnx.Save(m, dir, "model.onnx", onnx.SaveOptions{DataFile: "weights.bin", InlineLimit: 1 << 16}); err != nil {
-		t.Fatal(err)
-	}
-	var inputs, outputs []string
-	for _, v := range g.Proto().Inputs {
-		inputs = append(inputs, v.Name)
-	}
-	for _, v := range g.Proto().Outputs {
-		outputs = append(outputs, v.Name)
-	}
-	s, err := ort.NewSessionFromFile(dir+"/model.onnx", ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	u, g := testmodel.TokenFlowGraph(t, fixture.Model(t, model), models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
+	inputs, outputs := testenv.Ports(g)
+	s := testenv.SavedSession(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 	run := func(t *testing.T, in map[string]ort.Tensor) map[string]ort.Tensor {
 		t.Helper()
 		args := make([]ort.Tensor, len(inputs))

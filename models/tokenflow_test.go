@@ -1,7 +1,6 @@
 package models
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/propagate"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // tfSession opens the TokenFlow UNet with all its inputs and outputs.
@@ -22,8 +22,7 @@ type tfSession struct {
 
 func openTokenFlow(t *testing.T, model string) *tfSession {
 	t.Helper()
-	c := openCheckpoint(t, fixture.Model(t, model))
-	u, err := c.UNet(onnx.Float)
+	u, err := openCheckpoint(t, fixture.Model(t, model)).UNet(onnx.Float)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,12 +32,7 @@ func openTokenFlow(t *testing.T, model string) *tfSession {
 		t.Fatal(err)
 	}
 	ts := &tfSession{layers: u.Config.SelfAttentionLayers()}
-	for _, v := range g.Proto().Inputs {
-		ts.inputs = append(ts.inputs, v.Name)
-	}
-	for _, v := range g.Proto().Outputs {
-		ts.outputs = append(ts.outputs, v.Name)
-	}
+	ts.inputs, ts.outputs = testenv.Ports(g)
 	ts.s = session(t, g, ts.inputs, ts.outputs)
 	return ts
 }
@@ -53,10 +47,7 @@ func (ts *tfSession) run(t *testing.T, in map[string]ort.Tensor) map[string]ort.
 		}
 		args[i] = v
 	}
-	outs, err := ts.s.Run(context.Background(), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	outs := testenv.Run(t, ts.s, args...)
 	res := map[string]ort.Tensor{}
 	for i, name := range ts.outputs {
 		res[name] = outs[i]

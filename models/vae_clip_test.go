@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
 )
 
@@ -12,32 +11,7 @@ func TestVAEConformance(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
 			c := openCheckpoint(t, fixture.Model(t, model))
-			v, err := c.VAE(onnx.Float)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer v.Weights.Close()
-			exp := fixture.Open(t, fixture.Expected(t, model, "vae.safetensors"))
-
-			eg, err := v.EncoderGraph()
-			if err != nil {
-				t.Fatal(err)
-			}
-			enc := session(t, eg, []string{InImage}, []string{OutLatent})
-			x, xs := exp.F32("encode_input")
-			mean, _ := exp.F32("encode_mean")
-			got := runF32(t, enc, ort.New(xs, x))[0]
-			fixture.Close(t, model+" vae encoder posterior mean", got, mean, compRel, compAbs)
-
-			dg, err := v.DecoderGraph()
-			if err != nil {
-				t.Fatal(err)
-			}
-			dec := session(t, dg, []string{InLatent}, []string{OutImage})
-			z, zs := exp.F32("decode_input")
-			want, _ := exp.F32("decode_output")
-			got = runF32(t, dec, ort.New(zs, z))[0]
-			fixture.Close(t, model+" vae decoder", got, want, compRel, compAbs)
+			checkVAE(t, c, fixture.Open(t, fixture.Expected(t, model, "vae.safetensors")), model)
 		})
 	}
 }
@@ -45,17 +19,7 @@ func TestVAEConformance(t *testing.T) {
 func TestTextEncoderConformance(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
-			c := openCheckpoint(t, fixture.Model(t, model))
-			m, err := c.TextEncoder(onnx.Float)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Weights.Close()
-			g, err := m.Graph()
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := session(t, g, []string{InInputIDs}, []string{OutHiddenState, OutPoolerOutput})
+			s := textEncoderSession(t, openCheckpoint(t, fixture.Model(t, model)))
 			exp := fixture.Open(t, fixture.Expected(t, model, "text_encoder.safetensors"))
 			ids, shape := exp.I64("input_ids")
 			want, _ := exp.F32("last_hidden_state")
