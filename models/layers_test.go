@@ -1,7 +1,6 @@
 package models_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -246,21 +245,9 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 		in[models.InKeyTokens(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
 		in[models.InKeyAttn(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
 	}
-	args := make([]ort.Tensor, len(inputs))
-	for i, name := range inputs {
-		v, ok := in[name]
-		if !ok {
-			t.Fatalf("no value for input %s", name)
-		}
-		args[i] = v
-	}
-	outs, err := s.Run(context.Background(), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	shapes := map[string][]int64{}
-	for i, name := range outputs {
-		shapes[name] = outs[i].Shape
+	for name, out := range testenv.RunNamed(t, s, inputs, outputs, in) {
+		shapes[name] = out.Shape
 	}
 	for _, l := range reg {
 		S, C := int64(l.Tokens()), int64(l.Channels)

@@ -99,3 +99,24 @@ func RunF32(t testing.TB, s *ort.Session, inputs ...ort.Tensor) [][]float32 {
 	}
 	return res
 }
+
+// RunNamed evaluates s, whose inputs and outputs are the named ones in that
+// order, on the values in in, and returns its outputs by name. It fails t
+// when in lacks an input.
+func RunNamed(t testing.TB, s *ort.Session, inputs, outputs []string, in map[string]ort.Tensor) map[string]ort.Tensor {
+	t.Helper()
+	args := make([]ort.Tensor, len(inputs))
+	for i, name := range inputs {
+		v, ok := in[name]
+		if !ok {
+			t.Fatalf("no value for input %s", name)
+		}
+		args[i] = v
+	}
+	outs := Run(t, s, args...)
+	res := make(map[string]ort.Tensor, len(outs))
+	for i, name := range outputs {
+		res[name] = outs[i]
+	}
+	return res
+}
