@@ -35,6 +35,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/models"
 )
@@ -279,7 +280,7 @@ func benchUNetInputs(crossDim int) []ort.Tensor {
 // benchCheckFinite fails on NaN or Inf and returns the rms.
 func benchCheckFinite(tb testing.TB, out ort.Tensor) float64 {
 	tb.Helper()
-	return testmodel.FiniteRMS(tb, "UNet output", testenv.Data[float32](tb, out))
+	return testmodel.FiniteRMS(tb, "UNet output", ortsession.Data[float32](tb, out))
 }
 
 // BenchmarkUNetEval is full-size UNet evaluations of one 32x32 latent on

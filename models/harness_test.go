@@ -6,19 +6,19 @@ import (
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
-	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 )
 
 // session saves g into a temporary folder (weights linked next to it, as
 // `models export` does) and opens it in ONNX Runtime.
 func session(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session {
 	t.Helper()
-	return testenv.SavedSession(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
+	return ortsession.Saved(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 }
 
 func runF32(t testing.TB, s *ort.Session, inputs ...ort.Tensor) [][]float32 {
 	t.Helper()
-	return testenv.RunF32(t, s, inputs...)
+	return ortsession.RunF32(t, s, inputs...)
 }
 
 func openCheckpoint(t testing.TB, dir string) *Checkpoint {

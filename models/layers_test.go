@@ -11,7 +11,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
-	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/models"
 )
@@ -204,7 +204,7 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 	const h, w = 9, 13
 	reg := registry(u.Config, h, w)
 
-	inputs, outputs := testenv.Ports(g)
+	inputs, outputs := ortsession.Ports(g)
 	var order []string
 	for _, o := range outputs {
 		if p, ok := strings.CutPrefix(o, "tokens/"); ok {
@@ -219,7 +219,7 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 		t.Fatalf("graph layer order mismatch (-want +got):\n-%v\n+%v", paths, order)
 	}
 
-	s := testenv.SavedSession(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
+	s := ortsession.Saved(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 
 	// One keyframe: batch 3 = [source | uncond | cond].
 	r := rand.New(rand.NewPCG(9, 13))
@@ -246,7 +246,7 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 		in[models.InKeyAttn(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
 	}
 	shapes := map[string][]int64{}
-	for name, out := range testenv.RunNamed(t, s, inputs, outputs, in) {
+	for name, out := range ortsession.RunNamed(t, s, inputs, outputs, in) {
 		shapes[name] = out.Shape
 	}
 	for _, l := range reg {

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/internal/tokens"
 	"github.com/tokenflow/tokenflow/models"
@@ -43,7 +44,7 @@ func nnSession(t *testing.T, C int) *ort.Session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testenv.Session(t, g, ort.SessionOptions{
+	return ortsession.New(t, g, ort.SessionOptions{
 		Inputs:  []string{models.NNInX, models.NNInKfTokens, models.NNInKfAttn, models.NNInPivots, models.NNInWeights},
 		Outputs: []string{models.NNOutIdx, models.NNOutAttn},
 		Threads: 2,
@@ -330,13 +331,13 @@ func TestNNPropagateOntoItself(t *testing.T) {
 	testenv.ORT(t)
 	const model = "tiny-sd15"
 	u, g := testmodel.TokenFlowGraph(t, fixture.Model(t, model), models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
-	inputs, outputs := testenv.Ports(g)
-	s := testenv.SavedSession(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
+	inputs, outputs := ortsession.Ports(g)
+	s := ortsession.Saved(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 	run := func(t *testing.T, in map[string]ort.Tensor) map[string]ort.Tensor {
 		t.Helper()
-		return testenv.RunNamed(t, s, inputs, outputs, in)
+		return ortsession.RunNamed(t, s, inputs, outputs, in)
 	}
-	f32 := testenv.Data[float32]
+	f32 := ortsession.Data[float32]
 	layers := u.Config.SelfAttentionLayers()
 	exp := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "tokenflow.safetensors"))
 

@@ -9,7 +9,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/propagate"
-	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 )
 
 // tfSession opens the TokenFlow UNet with all its inputs and outputs.
@@ -32,19 +32,19 @@ func openTokenFlow(t *testing.T, model string) *tfSession {
 		t.Fatal(err)
 	}
 	ts := &tfSession{layers: u.Config.SelfAttentionLayers()}
-	ts.inputs, ts.outputs = testenv.Ports(g)
+	ts.inputs, ts.outputs = ortsession.Ports(g)
 	ts.s = session(t, g, ts.inputs, ts.outputs)
 	return ts
 }
 
 func (ts *tfSession) run(t *testing.T, in map[string]ort.Tensor) map[string]ort.Tensor {
 	t.Helper()
-	return testenv.RunNamed(t, ts.s, ts.inputs, ts.outputs, in)
+	return ortsession.RunNamed(t, ts.s, ts.inputs, ts.outputs, in)
 }
 
 func data(t *testing.T, x ort.Tensor) []float32 {
 	t.Helper()
-	return testenv.Data[float32](t, x)
+	return ortsession.Data[float32](t, x)
 }
 
 // frames picks frames idx of a [N,...] tensor.

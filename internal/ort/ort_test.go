@@ -10,6 +10,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 )
 
 // startORT loads the library for the package's tests. Init keeps its first
@@ -27,7 +28,7 @@ func startORT(t testing.TB) string {
 // newSession loads g with one intra-op thread; it is closed when t ends.
 func newSession(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session {
 	t.Helper()
-	return testenv.Session(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
+	return ortsession.New(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
 }
 
 // addGraph is y = a + b on float32 [n].
@@ -75,7 +76,7 @@ func TestCUDAOnCPUBuild(t *testing.T) {
 	if slices.Contains(ort.Providers(), "CUDAExecutionProvider") {
 		t.Skip("the library has a CUDA execution provider")
 	}
-	_, err := ort.NewSession(testenv.Marshal(t, addGraph()), ort.SessionOptions{Device: ort.CUDA, Inputs: []string{"a", "b"}, Outputs: []string{"y"}})
+	_, err := ort.NewSession(ortsession.Marshal(t, addGraph()), ort.SessionOptions{Device: ort.CUDA, Inputs: []string{"a", "b"}, Outputs: []string{"y"}})
 	if !errors.Is(err, ort.ErrNoCUDA) {
 		t.Fatalf("NewSession with CUDA on a CPU build: %v, want ErrNoCUDA", err)
 	}
@@ -117,7 +118,7 @@ func TestParseDevice(t *testing.T) {
 
 func TestNewSessionErrors(t *testing.T) {
 	startORT(t)
-	good := testenv.Marshal(t, addGraph())
+	good := ortsession.Marshal(t, addGraph())
 	cases := []struct {
 		name  string
 		model []byte

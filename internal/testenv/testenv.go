@@ -110,3 +110,17 @@ func UnwritableDir(t testing.TB) string {
 	t.Skip("no unwritable folder available (running as root without sysfs)")
 	return ""
 }
+
+// DirNames lists the names in dir, sorted, failing t when it cannot be read.
+func DirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}

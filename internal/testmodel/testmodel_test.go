@@ -13,6 +13,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 	"github.com/tokenflow/tokenflow/models"
 )
 
@@ -286,15 +287,15 @@ func TestRandomUNetRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := testenv.Session(t, g, ort.SessionOptions{Threads: 1,
+	s := ortsession.New(t, g, ort.SessionOptions{Threads: 1,
 		Inputs:  []string{models.InSample, models.InTimestep, models.InTextEmbeds},
 		Outputs: []string{models.OutSample},
 		Config:  map[string]string{"session.model_external_initializers_file_folder_path": data}})
 	x := normal(1, 4*16*16)
 	e := normal(2, 77*int(u.Config.CrossDims[0]))
-	out := testenv.Run(t, s, ort.New([]int64{1, 4, 16, 16}, x), ort.Scalar(int64(500)),
+	out := ortsession.Run(t, s, ort.New([]int64{1, 4, 16, 16}, x), ort.Scalar(int64(500)),
 		ort.New([]int64{1, 77, int64(u.Config.CrossDims[0])}, e))
-	rms := FiniteRMS(t, "UNet output", testenv.Data[float32](t, out[0]))
+	rms := FiniteRMS(t, "UNet output", ortsession.Data[float32](t, out[0]))
 	t.Logf("random tiny UNet: output rms %.3g", rms)
 	if rms < 1e-3 || rms > 1e3 {
 		t.Errorf("output rms %g: activations far from unit scale", rms)

@@ -1,4 +1,7 @@
-package testenv
+// Package ortsession opens small ONNX graphs in ONNX Runtime for tests and
+// runs them, failing the test on any error. It is apart from testenv because
+// it imports onnx, whose own dependencies' tests use testenv.
+package ortsession
 
 import (
 	"context"
@@ -7,6 +10,7 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // Marshal builds g into a model's bytes, failing t on construction errors.
@@ -23,11 +27,11 @@ func Marshal(t testing.TB, g *onnx.Graph) []byte {
 	return b
 }
 
-// Session loads ONNX Runtime and opens g from its marshalled bytes with
+// New loads ONNX Runtime and opens g from its marshalled bytes with
 // opts; the session is closed when t ends.
-func Session(t testing.TB, g *onnx.Graph, opts ort.SessionOptions) *ort.Session {
+func New(t testing.TB, g *onnx.Graph, opts ort.SessionOptions) *ort.Session {
 	t.Helper()
-	ORT(t)
+	testenv.ORT(t)
 	s, err := ort.NewSession(Marshal(t, g), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -36,12 +40,12 @@ func Session(t testing.TB, g *onnx.Graph, opts ort.SessionOptions) *ort.Session 
 	return s
 }
 
-// SavedSession saves g into a temporary folder (weights linked next to it
+// Saved saves g into a temporary folder (weights linked next to it
 // in weights.bin, as `models export` does) and opens model.onnx from there
 // with opts; the session is closed when t ends.
-func SavedSession(t testing.TB, g *onnx.Graph, opts ort.SessionOptions) *ort.Session {
+func Saved(t testing.TB, g *onnx.Graph, opts ort.SessionOptions) *ort.Session {
 	t.Helper()
-	ORT(t)
+	testenv.ORT(t)
 	m, err := g.Model("tokenflow-test", "0")
 	if err != nil {
 		t.Fatal(err)
