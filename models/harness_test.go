@@ -53,16 +53,15 @@ func unetSession(t testing.TB, g *onnx.Graph) *ort.Session {
 }
 
 // checkUNetCase runs case cs ("a", "b", ...) of an expected unet.safetensors
-// through s and compares the noise prediction within the conformance
-// tolerance.
-func checkUNetCase(t testing.TB, s *ort.Session, exp *fixture.File, what, cs string) {
+// through s and compares the noise prediction within rel*max|ref| + abs.
+func checkUNetCase(t testing.TB, s *ort.Session, exp *fixture.File, what, cs string, rel, abs float64) {
 	t.Helper()
 	x, xs := exp.F32(cs + ".sample")
 	ts, _ := exp.I64(cs + ".timestep")
 	e, es := exp.F32(cs + ".encoder_hidden_states")
 	want, _ := exp.F32(cs + ".noise_pred")
 	out := runF32(t, s, ort.New(xs, x), ort.Scalar(ts[0]), ort.New(es, e))
-	fixture.Close(t, what+" case "+cs, out[0], want, compRel, compAbs)
+	fixture.Close(t, what+" case "+cs, out[0], want, rel, abs)
 }
 
 // textEncoderSession opens c's float32 text encoder graph; the weights are
@@ -78,18 +77,42 @@ func textEncoderSession(t testing.TB, c *Checkpoint) *ort.Session {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return textSession(t, g)
+}
+
+// textSession opens a text encoder graph with its ids input and both outputs.
+func textSession(t testing.TB, g *onnx.Graph) *ort.Session {
+	t.Helper()
 	return session(t, g, []string{InInputIDs}, []string{OutHiddenState, OutPoolerOutput})
 }
 
-// checkVAE compares c's float32 VAE encoder (posterior mean) and decoder
-// with an expected vae.safetensors within the conformance tolerance.
-func checkVAE(t testing.TB, c *Checkpoint, exp *fixture.File, model string) {
+// checkTextEncoder runs the ids of an expected text_encoder.safetensors
+// through s and compares last_hidden_state within rel*max|ref| + abs. It
+// returns the outputs and the ids with their shape.
+func checkTextEncoder(t testing.TB, s *ort.Session, exp *fixture.File, what string, rel, abs float64) (out [][]float32, ids, shape []int64) {
+	t.Helper()
+	ids, shape = exp.I64("input_ids")
+	want, _ := exp.F32("last_hidden_state")
+	out = runF32(t, s, ort.New(shape, ids))
+	fixture.Close(t, what+" text encoder last_hidden_state", out[0], want, rel, abs)
+	return out, ids, shape
+}
+
+// floatVAE opens c's float32 VAE; its weights are closed when t ends.
+func floatVAE(t testing.TB, c *Checkpoint) *VAE {
 	t.Helper()
 	v, err := c.VAE(onnx.Float)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Weights.Close() })
+	return v
+}
+
+// checkVAE compares v's encoder (posterior mean) and decoder with an
+// expected vae.safetensors within rel*max|ref| + abs.
+func checkVAE(t testing.TB, v *VAE, exp *fixture.File, what string, rel, abs float64) {
+	t.Helper()
 	eg, err := v.EncoderGraph()
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +120,7 @@ func checkVAE(t testing.TB, c *Checkpoint, exp *fixture.File, model string) {
 	x, xs := exp.F32("encode_input")
 	mean, _ := exp.F32("encode_mean")
 	got := runF32(t, session(t, eg, []string{InImage}, []string{OutLatent}), ort.New(xs, x))[0]
-	fixture.Close(t, model+" vae encoder posterior mean", got, mean, compRel, compAbs)
+	fixture.Close(t, what+" vae encoder posterior mean", got, mean, rel, abs)
 	dg, err := v.DecoderGraph()
 	if err != nil {
 		t.Fatal(err)
@@ -105,5 +128,5 @@ func checkVAE(t testing.TB, c *Checkpoint, exp *fixture.File, model string) {
 	z, zs := exp.F32("decode_input")
 	want, _ := exp.F32("decode_output")
 	got = runF32(t, session(t, dg, []string{InLatent}, []string{OutImage}), ort.New(zs, z))[0]
-	fixture.Close(t, model+" vae decoder", got, want, compRel, compAbs)
+	fixture.Close(t, what+" vae decoder", got, want, rel, abs)
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
@@ -49,12 +48,10 @@ func TestSingleFileConformance(t *testing.T) {
 			t.Run("text_encoder", func(t *testing.T) {
 				s := textEncoderSession(t, c)
 				exp := fixture.Open(t, singleExpected(t, model, "text_encoder.safetensors"))
-				ids, shape := exp.I64("input_ids")
-				want, _ := exp.F32("last_hidden_state")
-				fixture.Close(t, model+" text encoder last_hidden_state", runF32(t, s, ort.New(shape, ids))[0], want, compRel, compAbs)
+				checkTextEncoder(t, s, exp, model, compRel, compAbs)
 			})
 			t.Run("vae", func(t *testing.T) {
-				checkVAE(t, c, fixture.Open(t, singleExpected(t, model, "vae.safetensors")), model)
+				checkVAE(t, floatVAE(t, c), fixture.Open(t, singleExpected(t, model, "vae.safetensors")), model, compRel, compAbs)
 			})
 			t.Run("unet", func(t *testing.T) {
 				_, g := unetGraph(t, c)
@@ -69,7 +66,7 @@ func TestSingleFileConformance(t *testing.T) {
 				s := unetSession(t, g)
 				exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
 				for _, cs := range []string{"a", "b", "c"} {
-					checkUNetCase(t, s, exp, model+" unet", cs)
+					checkUNetCase(t, s, exp, model+" unet", cs, compRel, compAbs)
 				}
 			})
 		})
@@ -237,7 +234,7 @@ func TestSingleFileSD1WithoutYAML(t *testing.T) {
 	}
 	_, g := unetGraph(t, c)
 	exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
-	checkUNetCase(t, unetSession(t, g), exp, model+" unet (no YAML)", "a")
+	checkUNetCase(t, unetSession(t, g), exp, model+" unet (no YAML)", "a", compRel, compAbs)
 }
 
 // TestSingleFileIdentity: the identity follows the content, not the path;

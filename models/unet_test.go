@@ -19,7 +19,7 @@ func TestUNetConformance(t *testing.T) {
 			s := unetSession(t, g)
 			exp := fixture.Open(t, fixture.Expected(t, model, "unet.safetensors"))
 			for _, cs := range []string{"a", "b", "c"} {
-				checkUNetCase(t, s, exp, model+" unet", cs)
+				checkUNetCase(t, s, exp, model+" unet", cs, compRel, compAbs)
 			}
 		})
 	}

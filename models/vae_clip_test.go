@@ -4,14 +4,13 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/ort"
 )
 
 func TestVAEConformance(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
 			c := openCheckpoint(t, fixture.Model(t, model))
-			checkVAE(t, c, fixture.Open(t, fixture.Expected(t, model, "vae.safetensors")), model)
+			checkVAE(t, floatVAE(t, c), fixture.Open(t, fixture.Expected(t, model, "vae.safetensors")), model, compRel, compAbs)
 		})
 	}
 }
@@ -21,13 +20,10 @@ func TestTextEncoderConformance(t *testing.T) {
 		t.Run(model, func(t *testing.T) {
 			s := textEncoderSession(t, openCheckpoint(t, fixture.Model(t, model)))
 			exp := fixture.Open(t, fixture.Expected(t, model, "text_encoder.safetensors"))
-			ids, shape := exp.I64("input_ids")
-			want, _ := exp.F32("last_hidden_state")
-			out := runF32(t, s, ort.New(shape, ids))
-			fixture.Close(t, model+" text encoder last_hidden_state", out[0], want, compRel, compAbs)
+			out, ids, shape := checkTextEncoder(t, s, exp, model, compRel, compAbs)
 			// pooler_output is the hidden state at each row's end token
 			// (the first position of the highest id).
-			C := len(want) / len(ids)
+			C := len(out[0]) / len(ids)
 			S := int(shape[1])
 			var wantPool []float32
 			for b := 0; b < int(shape[0]); b++ {
