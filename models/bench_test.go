@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,14 +261,7 @@ func benchSessionOptions(tb testing.TB, w *models.Weights, comp benchComponent, 
 // benchUNetInputs is one 32x32 latent (a 256x256 frame), a mid timestep and a
 // text embedding of the UNet's width, all N(0,1).
 func benchUNetInputs(crossDim int) []ort.Tensor {
-	r := rand.New(rand.NewPCG(1, 2))
-	randn := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	randn := testmodel.Randn(1, 2)
 	return []ort.Tensor{
 		ort.New([]int64{1, 4, 32, 32}, randn(4*32*32)),
 		ort.Scalar(int64(501)),

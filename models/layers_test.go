@@ -2,7 +2,6 @@ package models_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,14 +221,7 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 	s := ortsession.Saved(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 
 	// One keyframe: batch 3 = [source | uncond | cond].
-	r := rand.New(rand.NewPCG(9, 13))
-	randn := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	randn := testmodel.Randn(9, 13)
 	cross := int64(u.Config.CrossDims[0])
 	in := map[string]ort.Tensor{
 		models.InSample:       ort.New([]int64{3, 4, h, w}, randn(3*4*h*w)),

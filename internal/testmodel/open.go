@@ -2,6 +2,7 @@ package testmodel
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -64,4 +65,17 @@ func FiniteRMS(t testing.TB, what string, y []float32) float64 {
 		ss += float64(v) * float64(v)
 	}
 	return math.Sqrt(ss / float64(len(y)))
+}
+
+// Randn is a source of N(0,1) values drawn from a PCG seeded with (seed1,
+// seed2): each call returns the next n.
+func Randn(seed1, seed2 uint64) func(n int) []float32 {
+	r := rand.New(rand.NewPCG(seed1, seed2))
+	return func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
 }
