@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +34,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/models"
 )
@@ -261,14 +261,7 @@ func benchSessionOptions(tb testing.TB, w *models.Weights, comp benchComponent, 
 // benchUNetInputs is one 32x32 latent (a 256x256 frame), a mid timestep and a
 // text embedding of the UNet's width, all N(0,1).
 func benchUNetInputs(crossDim int) []ort.Tensor {
-	r := rand.New(rand.NewPCG(1, 2))
-	randn := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	randn := testmodel.Randn(1, 2)
 	return []ort.Tensor{
 		ort.New([]int64{1, 4, 32, 32}, randn(4*32*32)),
 		ort.Scalar(int64(501)),
@@ -279,18 +272,7 @@ func benchUNetInputs(crossDim int) []ort.Tensor {
 // benchCheckFinite fails on NaN or Inf and returns the rms.
 func benchCheckFinite(tb testing.TB, out ort.Tensor) float64 {
 	tb.Helper()
-	y, err := ort.Data[float32](out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ss float64
-	for _, v := range y {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			tb.Fatalf("UNet output holds %g", v)
-		}
-		ss += float64(v) * float64(v)
-	}
-	return math.Sqrt(ss / float64(len(y)))
+	return testmodel.FiniteRMS(tb, "UNet output", ortsession.Data[float32](tb, out))
 }
 
 // BenchmarkUNetEval is full-size UNet evaluations of one 32x32 latent on
@@ -303,15 +285,7 @@ func BenchmarkUNetEval(b *testing.B) {
 			m := benchFullModel(b)
 			testenv.ORT(b)
 			comp := benchComponents[0]
-			c, err := models.OpenCheckpoint(m.dir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			u, err := c.UNet(onnx.Float)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer u.Weights.Close()
+			u := testmodel.UNet(b, m.dir)
 			buf, err := benchMarshal(func() (*onnx.Graph, error) { return u.Graph(models.UNetGraphOptions{}) })
 			if err != nil {
 				b.Fatal(err)
@@ -446,19 +420,7 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 // beside it, in a temporary folder, and returns the file.
 func benchSaveUNet(b *testing.B, dir string) string {
 	b.Helper()
-	c, err := models.OpenCheckpoint(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer u.Weights.Close()
-	g, err := u.Graph(models.UNetGraphOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, g := testmodel.UNetGraph(b, dir)
 	m, err := g.Model("tokenflow-bench", "0")
 	if err != nil {
 		b.Fatal(err)

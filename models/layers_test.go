@@ -1,19 +1,17 @@
 package models_test
 
 import (
-	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
-	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
+	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/models"
 )
 
@@ -201,29 +199,14 @@ func TestSelfAttentionLayersAtSizes(t *testing.T) {
 // keyframe pass at an odd latent size (9x13) gives every layer the token
 // count and width the registry says.
 func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
-	c, err := models.OpenCheckpoint(fixture.Model(t, "tiny-sd15"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Weights.Close() })
-	g, err := u.TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
-	if err != nil {
-		t.Fatal(err)
-	}
+	u, g := testmodel.TokenFlowGraph(t, fixture.Model(t, "tiny-sd15"), models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
 	const h, w = 9, 13
 	reg := registry(u.Config, h, w)
 
-	var inputs, outputs, order []string
-	for _, v := range g.Proto().Inputs {
-		inputs = append(inputs, v.Name)
-	}
-	for _, v := range g.Proto().Outputs {
-		outputs = append(outputs, v.Name)
-		if p, ok := strings.CutPrefix(v.Name, "tokens/"); ok {
+	inputs, outputs := ortsession.Ports(g)
+	var order []string
+	for _, o := range outputs {
+		if p, ok := strings.CutPrefix(o, "tokens/"); ok {
 			order = append(order, p)
 		}
 	}
@@ -235,30 +218,10 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 		t.Fatalf("graph layer order mismatch (-want +got):\n-%v\n+%v", paths, order)
 	}
 
-	testenv.ORT(t)
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := onnx.Save(m, dir, "model.onnx", onnx.SaveOptions{DataFile: "weights.bin", InlineLimit: 1 << 16}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := ort.NewSessionFromFile(filepath.Join(dir, "model.onnx"), ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := ortsession.Saved(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 
 	// One keyframe: batch 3 = [source | uncond | cond].
-	r := rand.New(rand.NewPCG(9, 13))
-	randn := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	randn := testmodel.Randn(9, 13)
 	cross := int64(u.Config.CrossDims[0])
 	in := map[string]ort.Tensor{
 		models.InSample:       ort.New([]int64{3, 4, h, w}, randn(3*4*h*w)),
@@ -274,21 +237,9 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 		in[models.InKeyTokens(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
 		in[models.InKeyAttn(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
 	}
-	args := make([]ort.Tensor, len(inputs))
-	for i, name := range inputs {
-		v, ok := in[name]
-		if !ok {
-			t.Fatalf("no value for input %s", name)
-		}
-		args[i] = v
-	}
-	outs, err := s.Run(context.Background(), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	shapes := map[string][]int64{}
-	for i, name := range outputs {
-		shapes[name] = outs[i].Shape
+	for name, out := range ortsession.RunNamed(t, s, inputs, outputs, in) {
+		shapes[name] = out.Shape
 	}
 	for _, l := range reg {
 		S, C := int64(l.Tokens()), int64(l.Channels)

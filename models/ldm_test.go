@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 )
@@ -258,15 +259,8 @@ func TestSingleFileEMA(t *testing.T) {
 	if !strings.Contains(log.String(), "EMA") {
 		t.Errorf("log %q does not mention the EMA weights", log.String())
 	}
-	f, err := safetensors.Open(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	got, err := f.Float32("conv_in.weight")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := fixture.Open(t, files[0])
+	got, _ := f.F32("conv_in.weight")
 	for i := range got {
 		if got[i] != orig[i]/2 {
 			t.Fatalf("conv_in.weight[%d] = %g, want the EMA copy's %g (the plain weight is %g)", i, got[i], orig[i]/2, orig[i])

@@ -16,6 +16,8 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
+	"github.com/tokenflow/tokenflow/internal/testmodel"
 	"github.com/tokenflow/tokenflow/internal/tokens"
 	"github.com/tokenflow/tokenflow/models"
 )
@@ -38,29 +40,15 @@ func nnMarginBound(C int) float64 { return float64(4*C+8) * 0x1p-24 }
 // its marshalled bytes.
 func nnSession(t *testing.T, C int) *ort.Session {
 	t.Helper()
-	testenv.ORT(t)
 	g, err := models.NearestGraph(int64(C), onnx.Float)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ort.NewSession(b, ort.SessionOptions{
+	return ortsession.New(t, g, ort.SessionOptions{
 		Inputs:  []string{models.NNInX, models.NNInKfTokens, models.NNInKfAttn, models.NNInPivots, models.NNInWeights},
 		Outputs: []string{models.NNOutIdx, models.NNOutAttn},
 		Threads: 2,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // nnCase is one random propagation problem: n frames of S tokens of C
@@ -342,67 +330,14 @@ func TestNNGraphMatchesHost(t *testing.T) {
 func TestNNPropagateOntoItself(t *testing.T) {
 	testenv.ORT(t)
 	const model = "tiny-sd15"
-	c, err := models.OpenCheckpoint(fixture.Model(t, model))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Weights.Close() })
-	g, err := u.TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := onnx.Save(m, dir, "model.onnx", onnx.SaveOptions{DataFile: "weights.bin", InlineLimit: 1 << 16}); err != nil {
-		t.Fatal(err)
-	}
-	var inputs, outputs []string
-	for _, v := range g.Proto().Inputs {
-		inputs = append(inputs, v.Name)
-	}
-	for _, v := range g.Proto().Outputs {
-		outputs = append(outputs, v.Name)
-	}
-	s, err := ort.NewSessionFromFile(dir+"/model.onnx", ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	u, g := testmodel.TokenFlowGraph(t, fixture.Model(t, model), models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
+	inputs, outputs := ortsession.Ports(g)
+	s := ortsession.Saved(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 2})
 	run := func(t *testing.T, in map[string]ort.Tensor) map[string]ort.Tensor {
 		t.Helper()
-		args := make([]ort.Tensor, len(inputs))
-		for i, name := range inputs {
-			v, ok := in[name]
-			if !ok {
-				t.Fatalf("no value for input %s", name)
-			}
-			args[i] = v
-		}
-		outs, err := s.Run(context.Background(), args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res := map[string]ort.Tensor{}
-		for i, name := range outputs {
-			res[name] = outs[i]
-		}
-		return res
+		return ortsession.RunNamed(t, s, inputs, outputs, in)
 	}
-	f32 := func(t *testing.T, x ort.Tensor) []float32 {
-		t.Helper()
-		d, err := ort.Data[float32](x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	f32 := ortsession.Data[float32]
 	layers := u.Config.SelfAttentionLayers()
 	exp := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "tokenflow.safetensors"))
 
@@ -420,7 +355,7 @@ func TestNNPropagateOntoItself(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("frames%v_pivots%v_w%v", tc.frames, tc.pivots, tc.weights), func(t *testing.T) {
 			K := len(tc.frames)
-			sample, text := nnStep0Batch(t, exp, tc.frames)
+			sample, text := models.Step0Batch(t, exp, tc.frames)
 			in := map[string]ort.Tensor{
 				models.InSample: sample, models.InTimestep: ort.Scalar(int64(901)), models.InTextEmbeds: text,
 				models.InAttnMode: ort.New([]int64{1}, []int64{models.ModeKeyframe}), models.InQKInject: ort.New([]int64{1}, []bool{true}),
@@ -481,37 +416,6 @@ func TestNNPropagateOntoItself(t *testing.T) {
 			fixture.Close(t, "cond third of out_sample", got[2*third:], want[2*third:], 0, 0)
 		})
 	}
-}
-
-// nnStep0Batch is the UNet input of a pass over frames idx at step 0 of
-// the reference run: latents [inverted z_t | x | x], text [source |
-// negative | prompt], each repeated len(idx) times.
-func nnStep0Batch(t *testing.T, exp *fixture.File, idx []int) (ort.Tensor, ort.Tensor) {
-	t.Helper()
-	pick := func(v []float32, shape []int64) []float32 {
-		per := len(v) / int(shape[0])
-		var out []float32
-		for _, i := range idx {
-			out = append(out, v[i*per:(i+1)*per]...)
-		}
-		return out
-	}
-	src, shape := exp.F32("preprocess.inverted_latents.t0901")
-	x, _ := exp.F32("edit.noisy_latents_init")
-	a, b := pick(src, shape), pick(x, shape)
-	lat := append(append(append([]float32(nil), a...), b...), b...)
-	s := append([]int64{int64(3 * len(idx))}, shape[1:]...)
-	pg, _ := exp.F32("edit.pnp_guidance_embeds")
-	te, _ := exp.F32("edit.text_embeds")
-	half := len(te) / 2
-	var text []float32
-	for _, part := range [][]float32{pg, te[:half], te[half:]} {
-		for range idx {
-			text = append(text, part...)
-		}
-	}
-	C := int64(len(pg) / 77)
-	return ort.New(s, lat), ort.New([]int64{int64(3 * len(idx)), 77, C}, text)
 }
 
 // nnCos is the cosine similarity of a and b in float64.

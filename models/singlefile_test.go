@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/onnx"
-	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
@@ -48,55 +46,15 @@ func TestSingleFileConformance(t *testing.T) {
 		t.Run(model, func(t *testing.T) {
 			c := openSingle(t, model)
 			t.Run("text_encoder", func(t *testing.T) {
-				m, err := c.TextEncoder(onnx.Float)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer m.Weights.Close()
-				g, err := m.Graph()
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := session(t, g, []string{InInputIDs}, []string{OutHiddenState, OutPoolerOutput})
+				s := textEncoderSession(t, c)
 				exp := fixture.Open(t, singleExpected(t, model, "text_encoder.safetensors"))
-				ids, shape := exp.I64("input_ids")
-				want, _ := exp.F32("last_hidden_state")
-				fixture.Close(t, model+" text encoder last_hidden_state", runF32(t, s, ort.New(shape, ids))[0], want, compRel, compAbs)
+				checkTextEncoder(t, s, exp, model, compRel, compAbs)
 			})
 			t.Run("vae", func(t *testing.T) {
-				v, err := c.VAE(onnx.Float)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer v.Weights.Close()
-				exp := fixture.Open(t, singleExpected(t, model, "vae.safetensors"))
-				eg, err := v.EncoderGraph()
-				if err != nil {
-					t.Fatal(err)
-				}
-				x, xs := exp.F32("encode_input")
-				mean, _ := exp.F32("encode_mean")
-				got := runF32(t, session(t, eg, []string{InImage}, []string{OutLatent}), ort.New(xs, x))[0]
-				fixture.Close(t, model+" vae encoder posterior mean", got, mean, compRel, compAbs)
-				dg, err := v.DecoderGraph()
-				if err != nil {
-					t.Fatal(err)
-				}
-				z, zs := exp.F32("decode_input")
-				img, _ := exp.F32("decode_output")
-				got = runF32(t, session(t, dg, []string{InLatent}, []string{OutImage}), ort.New(zs, z))[0]
-				fixture.Close(t, model+" vae decoder", got, img, compRel, compAbs)
+				checkVAE(t, floatVAE(t, c), fixture.Open(t, singleExpected(t, model, "vae.safetensors")), model, compRel, compAbs)
 			})
 			t.Run("unet", func(t *testing.T) {
-				u, err := c.UNet(onnx.Float)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer u.Weights.Close()
-				g, err := u.Graph(UNetGraphOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, g := unetGraph(t, c)
 				// Converted weights stay external: the graph holds none
 				// of them inline (protobuf's 2 GiB cap).
 				for _, init := range g.Proto().Initializers {
@@ -105,15 +63,10 @@ func TestSingleFileConformance(t *testing.T) {
 						break
 					}
 				}
-				s := session(t, g, []string{InSample, InTimestep, InTextEmbeds}, []string{OutSample})
+				s := unetSession(t, g)
 				exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
 				for _, cs := range []string{"a", "b", "c"} {
-					x, xs := exp.F32(cs + ".sample")
-					ts, _ := exp.I64(cs + ".timestep")
-					e, es := exp.F32(cs + ".encoder_hidden_states")
-					want, _ := exp.F32(cs + ".noise_pred")
-					out := runF32(t, s, ort.New(xs, x), ort.Scalar(ts[0]), ort.New(es, e))
-					fixture.Close(t, model+" unet case "+cs, out[0], want, compRel, compAbs)
+					checkUNetCase(t, s, exp, model+" unet", cs, compRel, compAbs)
 				}
 			})
 		})
@@ -279,22 +232,9 @@ func TestSingleFileSD1WithoutYAML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Weights.Close()
-	g, err := u.Graph(UNetGraphOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := session(t, g, []string{InSample, InTimestep, InTextEmbeds}, []string{OutSample})
+	_, g := unetGraph(t, c)
 	exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
-	x, xs := exp.F32("a.sample")
-	ts, _ := exp.I64("a.timestep")
-	e, es := exp.F32("a.encoder_hidden_states")
-	want, _ := exp.F32("a.noise_pred")
-	fixture.Close(t, model+" unet (no YAML) case a", runF32(t, s, ort.New(xs, x), ort.Scalar(ts[0]), ort.New(es, e))[0], want, compRel, compAbs)
+	checkUNetCase(t, unetSession(t, g), exp, model+" unet (no YAML)", "a", compRel, compAbs)
 }
 
 // TestSingleFileIdentity: the identity follows the content, not the path;

@@ -1,7 +1,6 @@
 package models
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/propagate"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 )
 
 // tfSession opens the TokenFlow UNet with all its inputs and outputs.
@@ -22,8 +22,7 @@ type tfSession struct {
 
 func openTokenFlow(t *testing.T, model string) *tfSession {
 	t.Helper()
-	c := openCheckpoint(t, fixture.Model(t, model))
-	u, err := c.UNet(onnx.Float)
+	u, err := openCheckpoint(t, fixture.Model(t, model)).UNet(onnx.Float)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,44 +32,19 @@ func openTokenFlow(t *testing.T, model string) *tfSession {
 		t.Fatal(err)
 	}
 	ts := &tfSession{layers: u.Config.SelfAttentionLayers()}
-	for _, v := range g.Proto().Inputs {
-		ts.inputs = append(ts.inputs, v.Name)
-	}
-	for _, v := range g.Proto().Outputs {
-		ts.outputs = append(ts.outputs, v.Name)
-	}
+	ts.inputs, ts.outputs = ortsession.Ports(g)
 	ts.s = session(t, g, ts.inputs, ts.outputs)
 	return ts
 }
 
 func (ts *tfSession) run(t *testing.T, in map[string]ort.Tensor) map[string]ort.Tensor {
 	t.Helper()
-	args := make([]ort.Tensor, len(ts.inputs))
-	for i, name := range ts.inputs {
-		v, ok := in[name]
-		if !ok {
-			t.Fatalf("no value for input %s", name)
-		}
-		args[i] = v
-	}
-	outs, err := ts.s.Run(context.Background(), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := map[string]ort.Tensor{}
-	for i, name := range ts.outputs {
-		res[name] = outs[i]
-	}
-	return res
+	return ortsession.RunNamed(t, ts.s, ts.inputs, ts.outputs, in)
 }
 
 func data(t *testing.T, x ort.Tensor) []float32 {
 	t.Helper()
-	d, err := ort.Data[float32](x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return ortsession.Data[float32](t, x)
 }
 
 // frames picks frames idx of a [N,...] tensor.
@@ -84,10 +58,11 @@ func frames(v []float32, shape []int64, idx []int) ([]float32, []int64) {
 	return out, s
 }
 
-// tfBatch builds the UNet inputs of one pass of the official run at step
-// 0: latents [inverted z_t | x | x] of frames idx, text [source | negative
-// | prompt] each repeated len(idx) times.
-func tfBatch(t *testing.T, exp *fixture.File, idx []int) (ort.Tensor, ort.Tensor) {
+// Step0Batch builds the UNet inputs of one pass of the official run at
+// step 0: latents [inverted z_t | x | x] of frames idx, text [source |
+// negative | prompt] each repeated len(idx) times. It is exported for the
+// external tests (nn_test.go).
+func Step0Batch(t *testing.T, exp *fixture.File, idx []int) (ort.Tensor, ort.Tensor) {
 	src, shape := exp.F32("preprocess.inverted_latents.t0901")
 	x, _ := exp.F32("edit.noisy_latents_init")
 	a, s := frames(src, shape, idx)
@@ -119,7 +94,7 @@ func TestTokenFlowGraphStep0(t *testing.T) {
 			exp := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "tokenflow.safetensors"))
 			lay := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "layers.safetensors"))
 			kf := []int{2, 6}
-			sample, text := tfBatch(t, exp, kf)
+			sample, text := Step0Batch(t, exp, kf)
 			in := map[string]ort.Tensor{
 				InSample: sample, InTimestep: ort.Scalar(int64(901)), InTextEmbeds: text,
 				InAttnMode: ort.New([]int64{1}, []int64{ModeKeyframe}), InQKInject: ort.New([]int64{1}, []bool{true}),
@@ -154,7 +129,7 @@ func TestTokenFlowGraphStep0(t *testing.T) {
 				for f := pb.Start; f < pb.End; f++ {
 					idx = append(idx, f)
 				}
-				sample, text := tfBatch(t, exp, idx)
+				sample, text := Step0Batch(t, exp, idx)
 				pv := []int64{int64(pb.PivotSlots[0]), int64(pb.PivotSlots[0])}
 				if len(pb.PivotSlots) == 2 {
 					pv[1] = int64(pb.PivotSlots[1])

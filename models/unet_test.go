@@ -4,8 +4,6 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/onnx"
-	"github.com/tokenflow/tokenflow/internal/ort"
 )
 
 // Conformance tolerance for component graphs: the issue's
@@ -17,25 +15,11 @@ const compRel, compAbs = 1e-4, 1e-5
 func TestUNetConformance(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
-			c := openCheckpoint(t, fixture.Model(t, model))
-			u, err := c.UNet(onnx.Float)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Weights.Close()
-			g, err := u.Graph(UNetGraphOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := session(t, g, []string{InSample, InTimestep, InTextEmbeds}, []string{OutSample})
+			_, g := unetGraph(t, openCheckpoint(t, fixture.Model(t, model)))
+			s := unetSession(t, g)
 			exp := fixture.Open(t, fixture.Expected(t, model, "unet.safetensors"))
 			for _, cs := range []string{"a", "b", "c"} {
-				x, xs := exp.F32(cs + ".sample")
-				ts, _ := exp.I64(cs + ".timestep")
-				e, es := exp.F32(cs + ".encoder_hidden_states")
-				want, _ := exp.F32(cs + ".noise_pred")
-				out := runF32(t, s, ort.New(xs, x), ort.Scalar(ts[0]), ort.New(es, e))
-				fixture.Close(t, model+" unet case "+cs, out[0], want, compRel, compAbs)
+				checkUNetCase(t, s, exp, model+" unet", cs, compRel, compAbs)
 			}
 		})
 	}

@@ -12,20 +12,6 @@ import (
 	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
-// entries lists dir's names, sorted.
-func entries(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestFile(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -86,7 +72,7 @@ func TestFile(t *testing.T) {
 			if tt.wantFinal != "" {
 				want = []string{"out.mp4"}
 			}
-			if got := entries(t, dir); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			if got := testenv.DirNames(t, dir); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 				t.Errorf("folder holds %v, want %v", got, want)
 			}
 		})
@@ -117,7 +103,7 @@ func TestNoClobberCommitRace(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "theirs" {
 		t.Errorf("existing file now holds %q", got)
 	}
-	if got := entries(t, dir); !slices.Equal(got, []string{"out.mp4"}) {
+	if got := testenv.DirNames(t, dir); !slices.Equal(got, []string{"out.mp4"}) {
 		t.Errorf("folder holds %v, want only out.mp4", got)
 	}
 }
@@ -177,7 +163,7 @@ func TestWriteFile(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "two" {
 		t.Errorf("file holds %q after refused write, want %q", got, "two")
 	}
-	if got := entries(t, dir); !slices.Equal(got, []string{"manifest.json"}) {
+	if got := testenv.DirNames(t, dir); !slices.Equal(got, []string{"manifest.json"}) {
 		t.Errorf("folder holds %v", got)
 	}
 }
@@ -282,7 +268,7 @@ func TestDir(t *testing.T) {
 			if tt.wantFile != "" {
 				want = []string{"cache-1"}
 			}
-			if got := entries(t, parent); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			if got := testenv.DirNames(t, parent); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 				t.Errorf("parent holds %v, want %v", got, want)
 			}
 		})

@@ -1,7 +1,6 @@
 package onnx_test
 
 import (
-	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -9,18 +8,13 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
-	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 )
 
 // run builds g with the given inputs and outputs and evaluates it.
 func run(t testing.TB, g *onnx.Graph, inputs []string, outputs []string, vals ...ort.Tensor) []ort.Tensor {
 	t.Helper()
-	s := session(t, g, inputs, outputs)
-	out, err := s.Run(context.Background(), vals...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return ortsession.Run(t, session(t, g, inputs, outputs), vals...)
 }
 
 // closeTo reports the worst element of got against want with tolerance
@@ -48,11 +42,7 @@ func closeTo(t testing.TB, what string, got, want []float32, atol, rtol float64)
 // data is x's elements, failing t when they are not of type T.
 func data[T ort.Elem](t testing.TB, x ort.Tensor) []T {
 	t.Helper()
-	d, err := ort.Data[T](x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return ortsession.Data[T](t, x)
 }
 
 func TestSmokeAdd(t *testing.T) {
@@ -68,21 +58,7 @@ func TestSmokeAdd(t *testing.T) {
 // session builds g into a session for several runs; it is closed when t ends.
 func session(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session {
 	t.Helper()
-	testenv.ORT(t)
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ort.NewSession(b, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return ortsession.New(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
 }
 
 // sameInts fails t when got differs from want, showing both (-want +got).

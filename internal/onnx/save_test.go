@@ -95,15 +95,10 @@ func checkLinear(t *testing.T, path string, lw linearWeights) {
 // dirNames lists dir, failing t on leftovers of atomic writes.
 func dirNames(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-		if strings.Contains(e.Name(), ".tmp") {
-			t.Errorf("temporary file %s left in %s", e.Name(), dir)
+	names := testenv.DirNames(t, dir)
+	for _, n := range names {
+		if strings.Contains(n, ".tmp") {
+			t.Errorf("temporary file %s left in %s", n, dir)
 		}
 	}
 	return names

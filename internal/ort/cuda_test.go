@@ -1,7 +1,6 @@
 package ort_test
 
 import (
-	"bufio"
 	"errors"
 	"os"
 	"os/exec"
@@ -39,34 +38,10 @@ func installedCUDA(t *testing.T) string {
 }
 
 // loaderFinds says, without dlopen, whether the dynamic loader's search
-// finds name: in $LD_LIBRARY_PATH, the ldconfig cache or the default
-// folders. It is the test's own answer to compare InspectCUDA's with.
+// finds name: the test's own answer to compare InspectCUDA's with.
 func loaderFinds(t *testing.T, name string) bool {
 	t.Helper()
-	dirs := filepath.SplitList(os.Getenv("LD_LIBRARY_PATH"))
-	dirs = append(dirs, "/lib", "/usr/lib", "/lib64", "/usr/lib64")
-	for _, d := range dirs {
-		if d != "" {
-			if _, err := os.Stat(filepath.Join(d, name)); err == nil {
-				return true
-			}
-		}
-	}
-	ldconfig, err := exec.LookPath("ldconfig")
-	if err != nil {
-		ldconfig = "/sbin/ldconfig"
-	}
-	out, err := exec.Command(ldconfig, "-p").Output()
-	if err != nil {
-		t.Skipf("ldconfig -p: %v: cannot tell independently what the loader finds", err)
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] == name {
-			return true
-		}
-	}
-	return false
+	return testenv.LoaderFinds(t, os.Getenv("LD_LIBRARY_PATH"), name)
 }
 
 // readelfNeeds is the provider's NEEDED entries as binutils' readelf reads

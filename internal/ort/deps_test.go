@@ -160,14 +160,7 @@ func TestDepsCUDAInstall(t *testing.T) {
 	}
 	t.Logf("deps.sh --cuda:\n%s", stderr)
 	cudaDir := filepath.Join(ortDir, "cuda")
-	entries, err := os.ReadDir(cudaDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range entries {
-		got = append(got, e.Name())
-	}
+	got := testenv.DirNames(t, cudaDir)
 	if want := append(slices.Clone(cudaFiles), "VERSION"); !sameSet(got, want) {
 		t.Errorf("%s holds %v, want %v (nothing left under a temporary name)", cudaDir, got, want)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 )
 
 // startORT loads the library for the package's tests. Init keeps its first
@@ -24,30 +25,10 @@ func startORT(t testing.TB) string {
 	return lib
 }
 
-// model marshals g, failing t on construction errors.
-func model(t testing.TB, g *onnx.Graph) []byte {
-	t.Helper()
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // newSession loads g with one intra-op thread; it is closed when t ends.
 func newSession(t testing.TB, g *onnx.Graph, inputs, outputs []string) *ort.Session {
 	t.Helper()
-	startORT(t)
-	s, err := ort.NewSession(model(t, g), ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return ortsession.New(t, g, ort.SessionOptions{Inputs: inputs, Outputs: outputs, Threads: 1})
 }
 
 // addGraph is y = a + b on float32 [n].
@@ -95,7 +76,7 @@ func TestCUDAOnCPUBuild(t *testing.T) {
 	if slices.Contains(ort.Providers(), "CUDAExecutionProvider") {
 		t.Skip("the library has a CUDA execution provider")
 	}
-	_, err := ort.NewSession(model(t, addGraph()), ort.SessionOptions{Device: ort.CUDA, Inputs: []string{"a", "b"}, Outputs: []string{"y"}})
+	_, err := ort.NewSession(ortsession.Marshal(t, addGraph()), ort.SessionOptions{Device: ort.CUDA, Inputs: []string{"a", "b"}, Outputs: []string{"y"}})
 	if !errors.Is(err, ort.ErrNoCUDA) {
 		t.Fatalf("NewSession with CUDA on a CPU build: %v, want ErrNoCUDA", err)
 	}
@@ -137,7 +118,7 @@ func TestParseDevice(t *testing.T) {
 
 func TestNewSessionErrors(t *testing.T) {
 	startORT(t)
-	good := model(t, addGraph())
+	good := ortsession.Marshal(t, addGraph())
 	cases := []struct {
 		name  string
 		model []byte

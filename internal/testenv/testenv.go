@@ -5,11 +5,13 @@
 package testenv
 
 import (
+	"bufio"
 	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/ort"
@@ -109,4 +111,48 @@ func UnwritableDir(t testing.TB) string {
 	}
 	t.Skip("no unwritable folder available (running as root without sysfs)")
 	return ""
+}
+
+// DirNames lists the names in dir, sorted, failing t when it cannot be read.
+func DirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// LoaderFinds says, without dlopen, whether the dynamic loader's search
+// finds name with ldPath as $LD_LIBRARY_PATH: in those folders, the
+// default ones or the ldconfig cache. Tests compare it with what the code
+// under test reports; it skips t when ldconfig cannot be asked.
+func LoaderFinds(t testing.TB, ldPath, name string) bool {
+	t.Helper()
+	for _, d := range append(filepath.SplitList(ldPath), "/lib", "/usr/lib", "/lib64", "/usr/lib64") {
+		if d != "" {
+			if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+				return true
+			}
+		}
+	}
+	ldconfig, err := exec.LookPath("ldconfig")
+	if err != nil {
+		ldconfig = "/sbin/ldconfig"
+	}
+	out, err := exec.Command(ldconfig, "-p").Output()
+	if err != nil {
+		t.Skipf("ldconfig -p: %v: cannot tell independently what the loader finds", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] == name {
+			return true
+		}
+	}
+	return false
 }

@@ -240,44 +240,44 @@ func Count(shapes map[string][]int64) int64 {
 	return n
 }
 
-func unetShapes(cfgPath string) (map[string][]int64, error) {
-	cfg, err := models.LoadUNetConfig(cfgPath)
+// recorded loads a component's config with load and builds its graphs with
+// build on weights that only record what they are asked for: the shapes of
+// the component's parameters.
+func recorded[C any](component, cfgPath string, load func(string) (C, error), build func(C, *models.Weights) error) (map[string][]int64, error) {
+	cfg, err := load(cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	rec := models.RecordShapes("unet")
-	if _, err := (&models.UNet{Config: cfg, Weights: rec}).Graph(models.UNetGraphOptions{}); err != nil {
+	rec := models.RecordShapes(component)
+	if err := build(cfg, rec); err != nil {
 		return nil, err
 	}
 	return rec.Recorded(), nil
+}
+
+func unetShapes(cfgPath string) (map[string][]int64, error) {
+	return recorded("unet", cfgPath, models.LoadUNetConfig, func(cfg *models.UNetConfig, w *models.Weights) error {
+		_, err := (&models.UNet{Config: cfg, Weights: w}).Graph(models.UNetGraphOptions{})
+		return err
+	})
 }
 
 func vaeShapes(cfgPath string) (map[string][]int64, error) {
-	cfg, err := models.LoadVAEConfig(cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	rec := models.RecordShapes("vae")
-	v := &models.VAE{Config: cfg, Weights: rec}
-	if _, err := v.EncoderGraph(); err != nil {
-		return nil, err
-	}
-	if _, err := v.DecoderGraph(); err != nil {
-		return nil, err
-	}
-	return rec.Recorded(), nil
+	return recorded("vae", cfgPath, models.LoadVAEConfig, func(cfg *models.VAEConfig, w *models.Weights) error {
+		v := &models.VAE{Config: cfg, Weights: w}
+		if _, err := v.EncoderGraph(); err != nil {
+			return err
+		}
+		_, err := v.DecoderGraph()
+		return err
+	})
 }
 
 func textEncoderShapes(cfgPath string) (map[string][]int64, error) {
-	cfg, err := models.LoadCLIPTextConfig(cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	rec := models.RecordShapes("text_encoder")
-	if _, err := (&models.CLIPText{Config: cfg, Weights: rec}).Graph(); err != nil {
-		return nil, err
-	}
-	return rec.Recorded(), nil
+	return recorded("text_encoder", cfgPath, models.LoadCLIPTextConfig, func(cfg *models.CLIPTextConfig, w *models.Weights) error {
+		_, err := (&models.CLIPText{Config: cfg, Weights: w}).Graph()
+		return err
+	})
 }
 
 // writeJSON writes v as indented JSON (keys sorted, as diffusers'

@@ -2,7 +2,6 @@ package testmodel
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/testenv/ortsession"
 	"github.com/tokenflow/tokenflow/models"
 )
 
@@ -89,18 +89,8 @@ func TestWriteReadsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := models.OpenCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Weights.Close()
-	if _, err := u.Graph(models.UNetGraphOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	UNetGraph(t, dir)
+	c := Open(t, dir)
 	v, err := c.VAE(onnx.Float)
 	if err != nil {
 		t.Fatal(err)
@@ -286,67 +276,26 @@ func TestDefaultCacheDir(t *testing.T) {
 // The random UNet computes finite numbers of moderate size: what the
 // initialisation is for.
 func TestRandomUNetRuns(t *testing.T) {
-	lib := testenv.ORTLibrary(t)
-	if err := ort.Init(lib); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ORT(t)
 	spec, assets := tinySpec(t)
 	dir := t.TempDir()
 	if _, err := Write(dir, assets, spec, 5); err != nil {
 		t.Fatal(err)
 	}
-	c, err := models.OpenCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Weights.Close()
-	g, err := u.Graph(models.UNetGraphOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := g.Model("tokenflow-test", "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	u, g := UNetGraph(t, dir)
 	data, err := u.Weights.DataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ort.NewSession(b, ort.SessionOptions{Threads: 1,
+	s := ortsession.New(t, g, ort.SessionOptions{Threads: 1,
 		Inputs:  []string{models.InSample, models.InTimestep, models.InTextEmbeds},
 		Outputs: []string{models.OutSample},
 		Config:  map[string]string{"session.model_external_initializers_file_folder_path": data}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	x := normal(1, 4*16*16)
 	e := normal(2, 77*int(u.Config.CrossDims[0]))
-	out, err := s.Run(context.Background(), ort.New([]int64{1, 4, 16, 16}, x), ort.Scalar(int64(500)),
+	out := ortsession.Run(t, s, ort.New([]int64{1, 4, 16, 16}, x), ort.Scalar(int64(500)),
 		ort.New([]int64{1, 77, int64(u.Config.CrossDims[0])}, e))
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := ort.Data[float32](out[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ss float64
-	for _, v := range y {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			t.Fatalf("UNet output has %g", v)
-		}
-		ss += float64(v) * float64(v)
-	}
-	rms := math.Sqrt(ss / float64(len(y)))
+	rms := FiniteRMS(t, "UNet output", ortsession.Data[float32](t, out[0]))
 	t.Logf("random tiny UNet: output rms %.3g", rms)
 	if rms < 1e-3 || rms > 1e3 {
 		t.Errorf("output rms %g: activations far from unit scale", rms)

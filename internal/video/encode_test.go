@@ -13,20 +13,6 @@ import (
 	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
-// names lists dir's entries.
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 func within(got, want, tol time.Duration) bool { return got >= want-tol && got <= want+tol }
 
 // A 3-second 25 fps clip with a sine track, decoded at a new size and
@@ -71,7 +57,7 @@ func TestRoundTrip(t *testing.T) {
 			if !got.HasAudio || !within(got.AudioDuration, tt.wantDur, frame) {
 				t.Errorf("audio %v lasting %v, want %v within %v", got.HasAudio, got.AudioDuration, tt.wantDur, frame)
 			}
-			if n := names(t, dir); slices.ContainsFunc(n, func(s string) bool { return s[0] == '.' }) {
+			if n := testenv.DirNames(t, dir); slices.ContainsFunc(n, func(s string) bool { return s[0] == '.' }) {
 				t.Errorf("temporary files left: %v", n)
 			}
 		})
@@ -149,7 +135,7 @@ func TestEncodeCancel(t *testing.T) {
 		t.Errorf("after cancel: %v, want context.Canceled", err)
 	}
 	oneLine(t, err, "out.mp4")
-	if n := names(t, dir); len(n) != 0 {
+	if n := testenv.DirNames(t, dir); len(n) != 0 {
 		t.Errorf("left behind: %v", n)
 	}
 }
@@ -166,7 +152,7 @@ func TestEncodeFailureLeavesNothing(t *testing.T) {
 		t.Errorf("err = %v, want ErrFFmpeg", err)
 	}
 	oneLine(t, err, out, "ffmpeg")
-	if n := names(t, filepath.Dir(out)); len(n) != 0 {
+	if n := testenv.DirNames(t, filepath.Dir(out)); len(n) != 0 {
 		t.Errorf("left behind: %v", n)
 	}
 }
@@ -191,7 +177,7 @@ func TestEncodeNoClobber(t *testing.T) {
 	if err := encodeClip(context.Background(), out, clip, EncodeOptions{}); err != nil {
 		t.Fatalf("replacing without NoClobber: %v", err)
 	}
-	if n := names(t, dir); !slices.Equal(n, []string{"out.mp4"}) {
+	if n := testenv.DirNames(t, dir); !slices.Equal(n, []string{"out.mp4"}) {
 		t.Errorf("folder holds %v", n)
 	}
 }
@@ -203,7 +189,7 @@ func TestWritePNGFolder(t *testing.T) {
 	if err := writePNGs(dir, frames, PNGOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if n := names(t, dir); !slices.Equal(n, []string{"00000.png", "00001.png", "00002.png"}) {
+	if n := testenv.DirNames(t, dir); !slices.Equal(n, []string{"00000.png", "00001.png", "00002.png"}) {
 		t.Errorf("folder holds %v", n)
 	}
 	// Read back as a source: the same pixels.

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/fixture"
 )
 
 // TestBuiltin: the tokenizer carried in the binary, with SD 1's and SD 2's
@@ -38,15 +38,7 @@ func TestBuiltin(t *testing.T) {
 			if err := json.Unmarshal(b, &pf); err != nil {
 				t.Fatal(err)
 			}
-			f, err := safetensors.Open(filepath.Join(dir, "tokenizer.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			want, err := f.Int64("input_ids")
-			if err != nil {
-				t.Fatal(err)
-			}
+			want, _ := fixture.Open(t, filepath.Join(dir, "tokenizer.safetensors")).I64("input_ids")
 			var prompts []string
 			for _, p := range pf.Prompts {
 				prompts = append(prompts, p.Prompt)

@@ -228,13 +228,7 @@ func TestLoadSpecialTokens(t *testing.T) {
 				t.Errorf("Tokenize(\"abc!ab\") %s", d)
 			}
 			for _, e := range tt.encode {
-				ids, truncated := tok.Encode(e.in)
-				if d := diff(e.ids, ids); d != "" {
-					t.Errorf("Encode(%q) %s", e.in, d)
-				}
-				if truncated != e.truncated {
-					t.Errorf("Encode(%q) truncated = %v, want %v", e.in, truncated, e.truncated)
-				}
+				checkEncode(t, tok, e.in, e.ids, e.truncated)
 			}
 		})
 	}

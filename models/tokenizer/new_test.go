@@ -47,13 +47,7 @@ func TestNewConformance(t *testing.T) {
 				t.Errorf("bos, eos, pad, max length %s", d)
 			}
 			for _, p := range pf.Prompts {
-				ids, truncated := tok.Encode(p.Prompt)
-				if d := diff(p.InputIDs, ids); d != "" {
-					t.Errorf("Encode(%q) %s", p.Prompt, d)
-				}
-				if truncated != p.Truncated {
-					t.Errorf("Encode(%q) truncated = %v, want %v", p.Prompt, truncated, p.Truncated)
-				}
+				checkEncode(t, tok, p.Prompt, p.InputIDs, p.Truncated)
 			}
 		})
 	}

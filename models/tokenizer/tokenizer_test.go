@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/fixture"
 )
 
 // The conformance fixtures are testdata/conformance/<model>/: the
@@ -59,6 +59,19 @@ func loadConformance(t testing.TB, model string) (*Tokenizer, *promptsFile) {
 
 // diff describes how got differs from want, "" when equal, in the
 // (-want +got) style: lengths, then the first differing element.
+// checkEncode fails t unless tok.Encode(prompt) gives ids, truncated or not
+// as said.
+func checkEncode(t *testing.T, tok *Tokenizer, prompt string, ids []int64, truncated bool) {
+	t.Helper()
+	got, gotTrunc := tok.Encode(prompt)
+	if d := diff(ids, got); d != "" {
+		t.Errorf("Encode(%q) %s", prompt, d)
+	}
+	if gotTrunc != truncated {
+		t.Errorf("Encode(%q) truncated = %v, want %v", prompt, gotTrunc, truncated)
+	}
+}
+
 func diff[T comparable](want, got []T) string {
 	n := min(len(want), len(got))
 	for i := 0; i < n; i++ {
@@ -103,13 +116,7 @@ func TestConformancePrompts(t *testing.T) {
 					if d := diff(wantIDs, tok.Tokenize(p.Prompt)); d != "" {
 						t.Errorf("Tokenize(%q) %s", p.Prompt, d)
 					}
-					got, truncated := tok.Encode(p.Prompt)
-					if d := diff(p.InputIDs, got); d != "" {
-						t.Errorf("Encode(%q) %s", p.Prompt, d)
-					}
-					if truncated != p.Truncated {
-						t.Errorf("Encode(%q) truncated = %v, want %v", p.Prompt, truncated, p.Truncated)
-					}
+					checkEncode(t, tok, p.Prompt, p.InputIDs, p.Truncated)
 				})
 			}
 		})
@@ -122,21 +129,9 @@ func TestConformanceSafetensors(t *testing.T) {
 	for _, model := range conformanceModels {
 		t.Run(model, func(t *testing.T) {
 			tok, pf := loadConformance(t, model)
-			f, err := safetensors.Open(filepath.Join(conformanceDir, model, "expected", "tokenizer.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			info, err := f.Info("input_ids")
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := f.Int64("input_ids")
-			if err != nil {
-				t.Fatal(err)
-			}
+			want, shape := fixture.Open(t, filepath.Join(conformanceDir, model, "expected", "tokenizer.safetensors")).I64("input_ids")
 			wantShape := []int64{int64(len(pf.Prompts)), int64(tok.MaxLength())}
-			if d := diff(wantShape, info.Shape); d != "" {
+			if d := diff(wantShape, shape); d != "" {
 				t.Fatalf("input_ids shape %s", d)
 			}
 			prompts := make([]string, len(pf.Prompts))
