@@ -8,10 +8,10 @@ package main
 // TestEditCUDAMatchesCPU, which is skipped without a complete CUDA stack.
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -45,7 +45,7 @@ func ortRoot(t *testing.T) string {
 	}
 	for _, f := range cudaFiles {
 		if _, err := os.Stat(filepath.Join(root, "cuda", f)); err != nil {
-			t.Skipf("the CUDA build of ONNX Runtime is not installed (%s): run `make deps-cuda` (about 290 MB, not part of make test)", filepath.Join(root, "cuda", f))
+			testenv.Missing(t, fmt.Sprintf("the CUDA build of ONNX Runtime (%s; `make deps-cuda` installs it)", filepath.Join(root, "cuda", f)))
 		}
 	}
 	return root
@@ -102,34 +102,6 @@ func tfMake(t *testing.T, dir string, env []string, args ...string) runResult {
 	return r
 }
 
-// loaderFinds says, without dlopen, whether the dynamic loader's search
-// finds name with ldPath as $LD_LIBRARY_PATH: the test's own answer to
-// compare doctor's with.
-func loaderFinds(t *testing.T, ldPath, name string) bool {
-	t.Helper()
-	for _, d := range append(filepath.SplitList(ldPath), "/lib", "/usr/lib", "/lib64", "/usr/lib64") {
-		if d != "" {
-			if _, err := os.Stat(filepath.Join(d, name)); err == nil {
-				return true
-			}
-		}
-	}
-	ldconfig, err := exec.LookPath("ldconfig")
-	if err != nil {
-		ldconfig = "/sbin/ldconfig"
-	}
-	out, err := exec.Command(ldconfig, "-p").Output()
-	if err != nil {
-		t.Skipf("ldconfig -p: %v: cannot tell independently what the loader finds", err)
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] == name {
-			return true
-		}
-	}
-	return false
-}
 
 // reportLine is the line of doctor's report that starts with prefix
 // (after the indent), failing t when there is none.
@@ -179,7 +151,7 @@ func TestDoctorCUDAStack(t *testing.T) {
 	var missing []string
 	for _, lib := range cudaNeeds {
 		l := reportLine(t, out, "needs       "+lib)
-		finds := loaderFinds(t, ldPath, lib)
+		finds := testenv.LoaderFinds(t, ldPath, lib)
 		switch {
 		case finds && strings.Contains(l, "MISSING"):
 			t.Errorf("%s: the loader's search finds it, doctor says %q", lib, l)
@@ -221,7 +193,7 @@ func TestDoctorDeviceCUDA(t *testing.T) {
 	}
 	var missing []string
 	for _, lib := range cudaNeeds {
-		if !loaderFinds(t, os.Getenv("LD_LIBRARY_PATH"), lib) {
+		if !testenv.LoaderFinds(t, os.Getenv("LD_LIBRARY_PATH"), lib) {
 			missing = append(missing, lib)
 		}
 	}
@@ -244,7 +216,7 @@ func TestEditCUDAFailsEarly(t *testing.T) {
 	ortRoot(t)
 	var missing []string
 	for _, lib := range cudaNeeds {
-		if !loaderFinds(t, os.Getenv("LD_LIBRARY_PATH"), lib) {
+		if !testenv.LoaderFinds(t, os.Getenv("LD_LIBRARY_PATH"), lib) {
 			missing = append(missing, lib)
 		}
 	}
