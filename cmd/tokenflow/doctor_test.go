@@ -102,7 +102,6 @@ func tfMake(t *testing.T, dir string, env []string, args ...string) runResult {
 	return r
 }
 
-
 // reportLine is the line of doctor's report that starts with prefix
 // (after the indent), failing t when there is none.
 func reportLine(t *testing.T, report, prefix string) string {
