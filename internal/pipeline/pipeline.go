@@ -111,6 +111,21 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 	return j, nil
 }
 
+// memory estimates the run's peak and checks it against the machine.
+func (j *job) memory(forEdit bool) error {
+	weights, err := j.model.WeightBytes()
+	if err != nil {
+		return err
+	}
+	layers := j.model.UNetConfig.SelfAttentionLayers()
+	heads := 1
+	if len(layers) > 0 {
+		heads = int(layers[0].Heads)
+	}
+	kept := j.req.Steps + 1
+	return j.checkMemory(estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, forEdit))
+}
+
 func (j *job) close() {
 	j.lock.Release()
 	j.model.Close()
@@ -191,6 +206,9 @@ func (j *job) lockEntry(ctx context.Context) error {
 // edit.
 func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache.Latents, bool, error) {
 	r := j.req
+	if err := j.memory(forEdit); err != nil {
+		return nil, nil, false, err
+	}
 	if err := j.lockEntry(ctx); err != nil {
 		return nil, nil, false, err
 	}

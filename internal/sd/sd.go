@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -135,6 +136,26 @@ func (p *Model) Dir() string { return p.Checkpoint.Dir }
 // UNetFrames counts the frames the UNet has evaluated (a pass over a batch
 // of n latents counts n).
 func (p *Model) UNetFrames() int64 { return p.unetFrames.Load() }
+
+// WeightBytes is the size of the weight files of the UNet, VAE and text
+// encoder: what the sessions hold in memory (for float32 files).
+func (p *Model) WeightBytes() (int64, error) {
+	var n int64
+	for _, comp := range []string{"unet", "vae", "text_encoder"} {
+		files, err := p.Checkpoint.WeightFiles(comp)
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range files {
+			st, err := os.Stat(f)
+			if err != nil {
+				return 0, err
+			}
+			n += st.Size()
+		}
+	}
+	return n, nil
+}
 
 // componentWeights opens (once) a component's weights.
 func (p *Model) componentWeights(comp string) (*models.Weights, error) {
