@@ -87,6 +87,10 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 		return nil, err
 	}
 	j.model, j.unet0 = m, m.UNetFrames()
+	if p := m.Scheduler.Config().PredictionType; p != "epsilon" {
+		m.Close()
+		return nil, param.Errorf("model", r.Model, "predicts %s (its scheduler's prediction_type): TokenFlow's inversion assumes noise (epsilon) prediction, so only epsilon models are supported for now (SD 1.x, the SD 2.x base models)", p)
+	}
 	if err := j.plan(); err != nil {
 		m.Close()
 		return nil, err
