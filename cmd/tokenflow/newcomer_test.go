@@ -220,7 +220,7 @@ func TestDoctorModel(t *testing.T) {
 
 // timingVocabulary are the names of the phases: JSON "seconds" keys and
 // progress labels alike.
-var timingVocabulary = []string{"probe+hash", "decode video", "vae encode", "inversion", "reconstruction", "edit",
+var timingVocabulary = []string{"probe+hash", "model identity", "decode video", "vae encode", "inversion", "reconstruction", "edit",
 	"edit keyframe passes", "edit propagation passes", "vae decode", "write video", "session creation", "in onnxruntime", "total"}
 
 // checkVocabulary checks that the JSON's timings and the progress lines
