@@ -150,6 +150,11 @@ func (r *EditRequest) Validate() error {
 			return err
 		}
 	}
+	if r.FramesDir != "" {
+		if st, err := os.Stat(filepath.Dir(r.FramesDir)); err != nil || !st.IsDir() {
+			return param.Errorf("frames_dir", r.FramesDir, "folder %s does not exist", filepath.Dir(r.FramesDir))
+		}
+	}
 	if r.FramesDir != "" && !r.Overwrite {
 		if pngs, _ := filepath.Glob(filepath.Join(r.FramesDir, "*.png")); len(pngs) > 0 {
 			return param.Errorf("frames_dir", r.FramesDir, "holds PNG files: %w", ErrExists)
