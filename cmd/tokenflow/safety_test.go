@@ -7,9 +7,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestOutputIsInput: an output that is the input, by name, through a
@@ -89,5 +92,69 @@ func TestOutputIsInput(t *testing.T) {
 				t.Errorf("the input changed")
 			}
 		})
+	}
+}
+
+// TestStaleTempsSwept: a run killed with SIGKILL leaves the temporary
+// names of its outputs (nothing can remove them); the next run writing the
+// same outputs removes them, and only them: a name of ours for another
+// output, and a name that only looks like ours, stay.
+func TestStaleTempsSwept(t *testing.T) {
+	d := t.TempDir()
+	out := filepath.Join(d, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	keep := []string{".other.mp4.tmp-0123456789abcdef", ".edited.mp4.tmp-notours", ".edited.mp4.tmp-0123456789ABCDEF"}
+	for _, name := range keep {
+		if err := os.WriteFile(filepath.Join(out, name), []byte("not this run's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outputs := []string{"-o", filepath.Join(out, "edited.mp4"),
+		"--save-latents", filepath.Join(out, "latents.safetensors"), "--frames-dir", filepath.Join(out, "frames")}
+	args := append([]string{"edit", "--model", model(t, "tiny-sd15"), "--prompt", "a red cube", "--cache-dir", filepath.Join(d, "cache")}, outputs...)
+	frames := fixtureFrames(t, "tiny-sd15")
+
+	r := start(t, tfCommand(t, d, append(args, "--size", "64x64", "--steps", "20", "--inversion-steps", "20", "--batch-size", "4", frames)...))
+	if !r.lines.waitFor("invert:", 2*time.Minute) {
+		r.cmd.Process.Kill()
+		t.Fatalf("no progress before the run ended:\n%s", r.lines.wait())
+	}
+	r.signal(syscall.SIGKILL)
+	if _, ok := r.exited(time.Minute); !ok {
+		t.Fatal("still running after SIGKILL")
+	}
+	ours := regexp.MustCompile(`^\.(edited\.mp4|latents\.safetensors|frames)\.tmp-[0-9a-f]{16}$`)
+	stale := func() []string {
+		ents, err := os.ReadDir(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range ents {
+			if ours.MatchString(e.Name()) {
+				names = append(names, e.Name())
+			}
+		}
+		return names
+	}
+	if got := stale(); len(got) != 3 {
+		t.Fatalf("after SIGKILL the output folder holds %q: want the three outputs' temporary names", listTree(t, out))
+	}
+
+	res, _ := tfJSON[editResult](t, d, append(args, "--size", "32x32", "--steps", "2", "--inversion-steps", "2", "--json", frames)...)
+	if got := stale(); len(got) != 0 {
+		t.Errorf("the next run left the killed run's temporary names: %q", got)
+	}
+	for _, p := range []string{res.Output, res.Latents, filepath.Join(res.FramesDir, "00007.png")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("next run: %v", err)
+		}
+	}
+	for _, name := range keep {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("the sweep removed %s, which is not a temporary name of this output", name)
+		}
 	}
 }
