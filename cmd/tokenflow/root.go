@@ -7,11 +7,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/version"
 )
@@ -21,8 +26,13 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
-	exitInterrupted = 130
+	exitInterrupted = 130 // SIGINT: 128+2, as a shell reports it
+	exitTerminated  = 143 // SIGTERM: 128+15
 )
+
+// testPanicEnv, set to 1, makes Main panic on purpose: it exists only for
+// the test of the top-level recover (TestPanicIsOneLine); users never set it.
+const testPanicEnv = "TOKENFLOW_TEST_PANIC"
 
 // errUsage marks a bad flag, argument or setting: Main maps it to exit
 // status 2. Errors match it through usageError.
@@ -49,9 +59,49 @@ type globalOptions struct {
 
 // Main runs the command line and returns the exit status. Errors are printed
 // as one line on stderr; this is the one place that maps errors to statuses.
-func Main(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+//
+// Signals: the first SIGINT or SIGTERM cancels the run, which stops at the
+// next check, removes its temporary files and exits 130 or 143. A second
+// one ends the process at once (for a phase that cannot be cancelled, such
+// as ONNX Runtime building a session): the temporary files the pipeline
+// holds are removed, then it exits. A panic becomes one line and a file
+// holding the stack trace.
+func Main(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if v := recover(); v != nil {
+			code = panicked(v, debug.Stack(), stderr)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan os.Signal, 2)
+	signal.Notify(got, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(got)
+	var first atomic.Value // the os.Signal that cancelled ctx
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case sig := <-got:
+			first.Store(sig)
+			fmt.Fprintln(stderr, "stopping: a second signal stops at once")
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-got:
+			atomicfile.RemoveClaimed()
+			word, code := signalExit(sig)
+			fmt.Fprintf(stderr, "tokenflow: %s\n", word)
+			os.Exit(code)
+		case <-done:
+		}
+	}()
+	if os.Getenv(testPanicEnv) == "1" {
+		panic("the test panic asked for by " + testPanicEnv)
+	}
+
 	root := newRootCmd(&globalOptions{Out: stdout, Err: stderr})
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -63,12 +113,34 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	msg, code := err.Error(), exitError
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, ort.ErrCanceled):
-		msg, code = "interrupted", exitInterrupted
+		sig, _ := first.Load().(os.Signal)
+		msg, code = signalExit(sig)
 	case errors.Is(err, errUsage):
 		code = exitUsage
 	}
 	fmt.Fprintf(stderr, "tokenflow: %s\n", firstLine(msg))
 	return code
+}
+
+// signalExit is what a run stopped by sig says and its exit status.
+func signalExit(sig os.Signal) (string, int) {
+	if sig == syscall.SIGTERM {
+		return "terminated", exitTerminated
+	}
+	return "interrupted", exitInterrupted
+}
+
+// panicked reports a panic as one line naming a file that holds the stack
+// trace (in the temporary folder), and returns the exit status.
+func panicked(v any, stack []byte, stderr io.Writer) int {
+	name := filepath.Join(os.TempDir(), "tokenflow-panic-"+time.Now().UTC().Format("20060102-150405.000000000")+".txt")
+	report := fmt.Sprintf("tokenflow %s: panic: %v\n\n%s", version.Version, v, stack)
+	where := "the stack trace is in " + name
+	if err := os.WriteFile(name, []byte(report), 0o644); err != nil {
+		where = "the stack trace could not be saved: " + err.Error()
+	}
+	fmt.Fprintf(stderr, "tokenflow: internal error: %s; %s; please report it\n", firstLine(fmt.Sprint(v)), where)
+	return exitError
 }
 
 func firstLine(s string) string {
@@ -91,8 +163,9 @@ model and keeps the edit consistent from frame to frame (TokenFlow, ICLR 2024).
   tokenflow doctor
 
 Results go to stdout (a path, or JSON with --json); progress and errors go to
-stderr. The exit status is 0 on success, 1 on failure, 2 on bad usage and 130
-when interrupted.`,
+stderr. The exit status is 0 on success, 1 on failure, 2 on bad usage, 130
+when interrupted (SIGINT) and 143 when terminated (SIGTERM); a second signal
+stops at once.`,
 		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -132,6 +132,13 @@ func (r *EditRequest) Validate() error {
 	if err := r.InvertRequest.Validate(); err != nil {
 		return err
 	}
+	// The input is never an output, --force or not: checked before
+	// "exists", whose message suggests overwriting.
+	for _, o := range []struct{ name, path string }{{"out", r.Out}, {"save_latents", r.SaveLatents}, {"frames_dir", r.FramesDir}} {
+		if err := notInput(o.name, o.path, r.Input); err != nil {
+			return err
+		}
+	}
 	if err := checkNew("out", r.Out, r.Overwrite); err != nil {
 		return err
 	}
@@ -143,12 +150,54 @@ func (r *EditRequest) Validate() error {
 			return err
 		}
 	}
+	if r.FramesDir != "" {
+		if st, err := os.Stat(filepath.Dir(r.FramesDir)); err != nil || !st.IsDir() {
+			return param.Errorf("frames_dir", r.FramesDir, "folder %s does not exist", filepath.Dir(r.FramesDir))
+		}
+	}
 	if r.FramesDir != "" && !r.Overwrite {
 		if pngs, _ := filepath.Glob(filepath.Join(r.FramesDir, "*.png")); len(pngs) > 0 {
 			return param.Errorf("frames_dir", r.FramesDir, "holds PNG files: %w", ErrExists)
 		}
 	}
 	return nil
+}
+
+// ErrIsInput marks an output setting that names the input (the same file,
+// through a link too, or a place inside the input's frame folder).
+var ErrIsInput = errors.New("is the input")
+
+// notInput refuses an output path that would write over the input: the
+// same file (os.SameFile, so symbolic and hard links are seen through),
+// or, for a frame folder input, the folder itself or a path inside it.
+func notInput(name, out, input string) error {
+	if out == "" {
+		return nil
+	}
+	in, err := os.Stat(input)
+	if err != nil {
+		return nil // Validate has said the input is missing
+	}
+	if st, err := os.Stat(out); err == nil && os.SameFile(st, in) {
+		return param.Kindf(ErrIsInput, name, out, "is the input %s: the edit would replace it; give another path", input)
+	}
+	if !in.IsDir() {
+		return nil
+	}
+	// out's folders, innermost first, compared by identity with the input
+	// folder (links and ".." resolved by the file system, not by text).
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return nil
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil && os.SameFile(st, in) {
+			return param.Kindf(ErrIsInput, name, out, "is inside the input folder %s: give a path outside it", input)
+		}
+		if dir == filepath.Dir(dir) {
+			return nil
+		}
+	}
 }
 
 func firstErr(errs []error) error {
