@@ -25,6 +25,7 @@ package cache
 // entry to use.
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -369,6 +370,12 @@ func (e *Entry) ReconstructionPath() string {
 //
 // Lookup reads latents.safetensors once in full to check its CRC.
 func Lookup(root string, k Key) (*Entry, string, error) {
+	return LookupContext(context.Background(), root, k)
+}
+
+// LookupContext is Lookup whose read of the latents (gigabytes for a long
+// video) stops when ctx ends, with ctx's error.
+func LookupContext(ctx context.Context, root string, k Key) (*Entry, string, error) {
 	dir := Dir(root, k)
 	st, err := os.Stat(dir)
 	switch {
@@ -386,7 +393,7 @@ func Lookup(root string, k Key) (*Entry, string, error) {
 	if reason := m.check(k); reason != "" {
 		return nil, reason, nil
 	}
-	reason, err = checkLatents(filepath.Join(dir, latentsName), m)
+	reason, err = checkLatents(ctx, filepath.Join(dir, latentsName), m)
 	if err != nil || reason != "" {
 		return nil, reason, err
 	}
@@ -415,7 +422,7 @@ func readManifest(dir string) (*Manifest, string, error) {
 
 // checkLatents checks the file at path against m: size, CRC, then the
 // tensor header.
-func checkLatents(path string, m *Manifest) (string, error) {
+func checkLatents(ctx context.Context, path string, m *Manifest) (string, error) {
 	fh, err := os.Open(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -436,7 +443,10 @@ func checkLatents(path string, m *Manifest) (string, error) {
 	}
 	h := crc32.New(crcTable)
 	scan := &finiteScan{bad: -1}
-	n, err := io.Copy(io.MultiWriter(h, scan), fh)
+	n, err := io.Copy(io.MultiWriter(h, scan), ctxReader{ctx, fh})
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
 	if err != nil {
 		return "", fmt.Errorf("inversion cache: read %s: %w", path, err)
 	}
@@ -836,6 +846,19 @@ func oneLine(s string) string {
 		s = s[:i]
 	}
 	return s
+}
+
+// ctxReader stops reading when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // Prepare makes root's inversions folder, so that a cache that cannot be

@@ -881,3 +881,18 @@ func TestRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheLookupCancelled: the full read of the latents stops with the
+// context (a first Ctrl-C during a long CRC read).
+func TestCacheLookupCancelled(t *testing.T) {
+	root := t.TempDir()
+	testStore(t, root, testManifest(), testLatents(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if e, _, err := LookupContext(ctx, root, testKey()); e != nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("LookupContext after cancel = (%v, %v), want context.Canceled", e, err)
+	}
+	if e, _, err := LookupContext(context.Background(), root, testKey()); e == nil || err != nil {
+		t.Errorf("LookupContext = (%v, %v), want the entry", e, err)
+	}
+}

@@ -217,7 +217,7 @@ func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache
 		return nil, nil, false, err
 	}
 	if !r.Force {
-		entry, reason, err := cache.Lookup(j.root, j.key)
+		entry, reason, err := cache.LookupContext(ctx, j.root, j.key)
 		if err != nil {
 			return nil, nil, false, err
 		}
