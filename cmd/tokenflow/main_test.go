@@ -129,29 +129,12 @@ func tfJSON[T any](t *testing.T, dir string, args ...string) (T, runResult) {
 	return v, r
 }
 
-// editResult and invertResult are the parts of the --json outputs the
-// tests look at.
-type editResult struct {
-	Output          string `json:"output"`
-	CacheDir        string `json:"cache_dir"`
-	InversionReused bool   `json:"inversion_reused"`
-	Frames          int    `json:"frames"`
-	Size            string `json:"size"`
-	FPS             string `json:"fps"`
-	Keyframes       string `json:"keyframes"`
-	UNetFrames      int64  `json:"unet_frame_evaluations"`
-	Latents         string `json:"latents"`
-	FramesDir       string `json:"frames_dir"`
-}
-
-type invertResult struct {
-	CacheDir      string `json:"cache_dir"`
-	Reused        bool   `json:"reused"`
-	Frames        int    `json:"frames"`
-	Size          string `json:"size"`
-	KeptTimesteps []int  `json:"kept_timesteps"`
-	UNetFrames    int64  `json:"unet_frame_evaluations"`
-}
+// editResult and invertResult are the --json outputs, as the commands
+// write them.
+type (
+	editResult   = editJSON
+	invertResult = invertJSON
+)
 
 // model is a tiny conformance model's folder; frames the fixture clip of 8
 // PNGs at 64x64.

@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
+	"github.com/tokenflow/tokenflow/internal/ctxio"
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/tensor"
@@ -443,7 +444,7 @@ func checkLatents(ctx context.Context, path string, m *Manifest) (string, error)
 	}
 	h := crc32.New(crcTable)
 	scan := &finiteScan{bad: -1}
-	n, err := io.Copy(io.MultiWriter(h, scan), ctxReader{ctx, fh})
+	n, err := io.Copy(io.MultiWriter(h, scan), ctxio.Reader(ctx, fh))
 	if ctx.Err() != nil {
 		return "", ctx.Err()
 	}
@@ -846,19 +847,6 @@ func oneLine(s string) string {
 		s = s[:i]
 	}
 	return s
-}
-
-// ctxReader stops reading when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Prepare makes root's inversions folder, so that a cache that cannot be

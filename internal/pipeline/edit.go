@@ -328,21 +328,8 @@ func writeLatents(f *atomicfile.File, x tensor.Tensor) error {
 	if err := safetensors.Write(f, []safetensors.Tensor{safetensors.FromFloat32("latents", x.Shape, x.Data)}, nil); err != nil {
 		return writeErr(f.Path(), err)
 	}
-	if err := syncFile(f.Name()); err != nil {
+	if err := atomicfile.Sync(f.Name()); err != nil {
 		return writeErr(f.Path(), err)
 	}
 	return nil
-}
-
-// syncFile flushes a file written through another descriptor to disk.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tokenflow/tokenflow/internal/ctxio"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
@@ -32,24 +33,11 @@ func hashInput(ctx context.Context, path string, folder bool) (string, error) {
 		if folder {
 			fmt.Fprintf(h, "%s\n", filepath.Base(f))
 		}
-		_, err = io.Copy(h, ctxReader{ctx, in})
+		_, err = io.Copy(h, ctxio.Reader(ctx, in))
 		in.Close()
 		if err != nil {
 			return "", fmt.Errorf("read %s: %w", f, err)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// ctxReader stops reading when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
