@@ -611,6 +611,12 @@ func (e *Entry) Load() (*Latents, error) {
 // partial is ever visible under the final name. Store also removes the
 // temporary folders that interrupted runs left.
 func Store(root string, m Manifest, l *Latents, replace bool) (*Entry, error) {
+	return StoreContext(context.Background(), root, m, l, replace)
+}
+
+// StoreContext is Store whose writing stops when ctx ends, with ctx's
+// error; nothing of it stays.
+func StoreContext(ctx context.Context, root string, m Manifest, l *Latents, replace bool) (*Entry, error) {
 	if l == nil {
 		return nil, errors.New("inversion cache: store: no latents")
 	}
@@ -634,7 +640,10 @@ func Store(root string, m Manifest, l *Latents, replace bool) (*Entry, error) {
 		return nil, writeError(root, err)
 	}
 	defer d.Abort()
-	if err := writeFiles(d.Name(), &m, l); err != nil {
+	if err := writeFiles(ctx, d.Name(), &m, l); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, writeError(root, err)
 	}
 	// The new entry is complete: move what is there out of the way (renamed,
@@ -710,7 +719,7 @@ func fillManifest(m *Manifest, l *Latents) error {
 
 // writeFiles writes latents.safetensors, then manifest.json (with the
 // latents' CRC and size) into tmp.
-func writeFiles(tmp string, m *Manifest, l *Latents) error {
+func writeFiles(ctx context.Context, tmp string, m *Manifest, l *Latents) error {
 	shape := m.Latent[:]
 	tensors := []safetensors.Tensor{safetensors.FromFloat32(z0Tensor, shape, l.Z0.Data)}
 	for _, t := range m.Kept {
@@ -723,7 +732,7 @@ func writeFiles(tmp string, m *Manifest, l *Latents) error {
 		return err
 	}
 	h := crc32.New(crcTable)
-	cw := &countingWriter{w: io.MultiWriter(f, h)}
+	cw := &countingWriter{ctx: ctx, w: io.MultiWriter(f, h)}
 	err = safetensors.Write(cw, tensors, meta)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -741,12 +750,17 @@ func writeFiles(tmp string, m *Manifest, l *Latents) error {
 	return os.WriteFile(filepath.Join(tmp, manifestName), append(data, '\n'), 0o666)
 }
 
+// countingWriter counts what it writes, and stops when ctx ends.
 type countingWriter struct {
-	w io.Writer
-	n int64
+	ctx context.Context
+	w   io.Writer
+	n   int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err

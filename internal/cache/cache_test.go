@@ -896,3 +896,17 @@ func TestCacheLookupCancelled(t *testing.T) {
 		t.Errorf("LookupContext = (%v, %v), want the entry", e, err)
 	}
 }
+
+// TestCacheStoreCancelled: a store stops with its context and leaves
+// nothing, not even a temporary folder.
+func TestCacheStoreCancelled(t *testing.T) {
+	root := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if e, err := StoreContext(ctx, root, testManifest(), testLatents(1), false); e != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("StoreContext after cancel = (%v, %v), want context.Canceled", e, err)
+	}
+	if names := testListing(t, root); len(names) != 0 {
+		t.Errorf("the cancelled store left %q", names)
+	}
+}

@@ -264,7 +264,7 @@ func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache
 		Video: cache.VideoInfo{Path: r.Input, FPS: j.info.FPS.String(), Frames: j.info.Frames, Width: j.info.DisplayWidth, Height: j.info.DisplayHeight, HasAudio: j.info.HasAudio},
 		Model: cache.ModelInfo{Ref: r.Model, Dir: j.model.Dir(), ID: j.model.ID()}}
 	// Force replaces a valid entry, once the new one is complete.
-	entry, err := cache.Store(j.root, m, lat, r.Force)
+	entry, err := cache.StoreContext(ctx, j.root, m, lat, r.Force)
 	if err != nil {
 		return nil, nil, false, err
 	}
