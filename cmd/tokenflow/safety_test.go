@@ -117,7 +117,7 @@ func TestStaleTempsSwept(t *testing.T) {
 	frames := fixtureFrames(t, "tiny-sd15")
 
 	r := start(t, tfCommand(t, d, append(args, "--size", "64x64", "--steps", "20", "--inversion-steps", "20", "--batch-size", "4", frames)...))
-	if !r.lines.waitFor("invert:", 2*time.Minute) {
+	if !r.lines.waitFor("inversion:", 2*time.Minute) {
 		r.cmd.Process.Kill()
 		t.Fatalf("no progress before the run ended:\n%s", r.lines.wait())
 	}

@@ -89,7 +89,7 @@ func TestSIGTERM(t *testing.T) {
 		"--cache-dir", filepath.Join(d, "cache"), "-o", filepath.Join(out, "edited.mp4"),
 		"--save-latents", filepath.Join(out, "latents.safetensors"), "--frames-dir", filepath.Join(out, "frames"),
 		fixtureFrames(t, "tiny-sd15")))
-	if !r.lines.waitFor("invert:", 2*time.Minute) {
+	if !r.lines.waitFor("inversion:", 2*time.Minute) {
 		r.cmd.Process.Kill()
 		t.Fatalf("no progress before the run ended:\n%s", r.lines.wait())
 	}
