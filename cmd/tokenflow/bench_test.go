@@ -125,7 +125,7 @@ func benchWorkloadRun(b *testing.B, w benchWorkload) {
 	// --reconstruct, then edit reusing the inversion
 	dir = b.TempDir()
 	cache := filepath.Join(dir, "cache")
-	inv := benchTF(b, append([]string{"invert", "--steps", "10", "--save-steps", "10", "--reconstruct", "--cache-dir", cache}, append(common, w.input)...)...)
+	inv := benchTF(b, append([]string{"invert", "--inversion-steps", "10", "--steps", "10", "--reconstruct", "--cache-dir", cache}, append(common, w.input)...)...)
 	e2 := benchTF(b, append(editArgs, "--cache-dir", cache, "--out", filepath.Join(dir, "out.mp4"), w.input)...)
 	withRecon := inv.Seconds["total"] + e2.Seconds["total"]
 	b.ReportMetric(withRecon, "with-recon-s")
