@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -92,30 +94,15 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return Config{}, &ConfigError{Msg: "not a JSON object: " + err.Error()}
 	}
-	fields := map[string]any{
-		"num_train_timesteps":    &cfg.NumTrainTimesteps,
-		"beta_start":             &cfg.BetaStart,
-		"beta_end":               &cfg.BetaEnd,
-		"beta_schedule":          &cfg.BetaSchedule,
-		"trained_betas":          &cfg.TrainedBetas,
-		"clip_sample":            &cfg.ClipSample,
-		"clip_sample_range":      &cfg.ClipSampleRange,
-		"set_alpha_to_one":       &cfg.SetAlphaToOne,
-		"steps_offset":           &cfg.StepsOffset,
-		"prediction_type":        &cfg.PredictionType,
-		"timestep_spacing":       &cfg.TimestepSpacing,
-		"thresholding":           &cfg.Thresholding,
-		"rescale_betas_zero_snr": &cfg.RescaleBetasZeroSNR,
-	}
-	for key, dst := range fields {
+	// Every field of Config is read under its JSON key.
+	fields := reflect.ValueOf(&cfg).Elem()
+	for i := range fields.NumField() {
+		key := fields.Type().Field(i).Tag.Get("json")
 		v, ok := raw[key]
-		if !ok {
-			continue
+		if !ok || (string(v) == "null" && key != "trained_betas") {
+			continue // null: diffusers would pass None; keep the default
 		}
-		if string(v) == "null" && key != "trained_betas" {
-			continue // diffusers would pass None; keep the default
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
+		if err := json.Unmarshal(v, fields.Field(i).Addr().Interface()); err != nil {
 			return Config{}, &ConfigError{Field: key, Msg: fmt.Sprintf("cannot read %s: %v", shorten(string(v)), typeMsg(err))}
 		}
 	}
@@ -164,28 +151,23 @@ func (c Config) Validate() error {
 			}
 		}
 	} else {
-		switch c.BetaSchedule {
-		case "linear", "scaled_linear":
+		if err := oneOf("beta_schedule", c.BetaSchedule, "linear", "scaled_linear", "squaredcos_cap_v2"); err != nil {
+			return err
+		}
+		if c.BetaSchedule != "squaredcos_cap_v2" {
 			if !(c.BetaStart >= 0 && c.BetaStart < 1) {
 				return bad("beta_start", "%g is out of range [0, 1)", c.BetaStart)
 			}
 			if !(c.BetaEnd >= 0 && c.BetaEnd < 1) {
 				return bad("beta_end", "%g is out of range [0, 1)", c.BetaEnd)
 			}
-		case "squaredcos_cap_v2":
-		default:
-			return bad("beta_schedule", "%q is not supported (linear, scaled_linear, squaredcos_cap_v2)", c.BetaSchedule)
 		}
 	}
-	switch c.PredictionType {
-	case "epsilon", "v_prediction", "sample":
-	default:
-		return bad("prediction_type", "%q is not supported (epsilon, v_prediction, sample)", c.PredictionType)
+	if err := oneOf("prediction_type", c.PredictionType, "epsilon", "v_prediction", "sample"); err != nil {
+		return err
 	}
-	switch c.TimestepSpacing {
-	case "leading", "trailing", "linspace":
-	default:
-		return bad("timestep_spacing", "%q is not supported (leading, trailing, linspace)", c.TimestepSpacing)
+	if err := oneOf("timestep_spacing", c.TimestepSpacing, "leading", "trailing", "linspace"); err != nil {
+		return err
 	}
 	if c.StepsOffset < 0 || c.StepsOffset >= c.NumTrainTimesteps {
 		return bad("steps_offset", "%d is out of range [0, %d)", c.StepsOffset, c.NumTrainTimesteps)
@@ -200,6 +182,14 @@ func (c Config) Validate() error {
 		return bad("rescale_betas_zero_snr", "zero-terminal-SNR rescaling is not implemented; set it to false")
 	}
 	return nil
+}
+
+// oneOf checks that field's value v is one of the supported values.
+func oneOf(field, v string, supported ...string) error {
+	if slices.Contains(supported, v) {
+		return nil
+	}
+	return &ConfigError{Field: field, Msg: fmt.Sprintf("%q is not supported (%s)", v, strings.Join(supported, ", "))}
 }
 
 func typeMsg(err error) string {
