@@ -33,10 +33,12 @@ package keyframes
 
 import (
 	"fmt"
-
-	"github.com/tokenflow/tokenflow/internal/param"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
+
+	"github.com/tokenflow/tokenflow/internal/param"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 )
 
 // Policy chooses the keyframe of each batch.
@@ -52,24 +54,20 @@ const (
 	Middle
 )
 
+var policyNames = []string{Random: "random", Middle: "middle"}
+
 // String returns the policy's flag value ("random" or "middle").
 func (p Policy) String() string {
-	switch p {
-	case Random:
-		return "random"
-	case Middle:
-		return "middle"
+	if p >= 0 && int(p) < len(policyNames) {
+		return policyNames[p]
 	}
 	return fmt.Sprintf("Policy(%d)", int(p))
 }
 
 // ParsePolicy parses a policy's name ("random" or "middle").
 func ParsePolicy(s string) (Policy, error) {
-	switch s {
-	case "random":
-		return Random, nil
-	case "middle":
-		return Middle, nil
+	if i := slices.Index(policyNames, s); i >= 0 {
+		return Policy(i), nil
 	}
 	return 0, param.Errorf("keyframes", s, "unknown policy: want random or middle")
 }
@@ -111,33 +109,19 @@ func Schedule(policy Policy, seed uint64, steps, n, batch int) ([][]int, error) 
 	batch = min(batch, n)
 
 	// 2. Batch layout.
-	m := (n + batch - 1) / batch
-	start := make([]int, m)
-	length := make([]int, m)
-	for b := range m {
-		start[b] = b * batch
-		length[b] = min(batch, n-start[b])
-	}
+	spans := tensor.Batches(n, batch)
 
 	// 3. Keyframes per timestep.
+	src := rand.NewPCG(seed, streamID)
 	out := make([][]int, steps)
-	switch policy {
-	case Middle:
-		for i := range out {
-			ks := make([]int, m)
-			for b := range m {
-				ks[b] = start[b] + length[b]/2
+	for i := range out {
+		out[i] = make([]int, len(spans))
+		for b, sp := range spans {
+			if policy == Middle {
+				out[i][b] = sp.Start + sp.Len()/2
+			} else {
+				out[i][b] = sp.Start + int(uniform(src, uint64(sp.Len())))
 			}
-			out[i] = ks
-		}
-	case Random:
-		src := rand.NewPCG(seed, streamID)
-		for i := range out {
-			ks := make([]int, m)
-			for b := range m {
-				ks[b] = start[b] + int(uniform(src, uint64(length[b])))
-			}
-			out[i] = ks
 		}
 	}
 	return out, nil
