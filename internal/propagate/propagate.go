@@ -54,6 +54,8 @@ package propagate
 import (
 	"fmt"
 	"math"
+
+	"github.com/tokenflow/tokenflow/internal/tensor"
 )
 
 // Batch is the plan of one propagation pass.
@@ -91,29 +93,25 @@ func Plan(n, batch int, keyframes []int) ([]Batch, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("propagate: batch size must be at least 1, got %d", batch)
 	}
-	batch = min(batch, n)
-	m := (n + batch - 1) / batch
-	if len(keyframes) != m {
+	spans := tensor.Batches(n, min(batch, n))
+	if len(keyframes) != len(spans) {
 		return nil, fmt.Errorf("propagate: %d keyframes for %d batches (%d frames, batch size %d)",
-			len(keyframes), m, n, batch)
+			len(keyframes), len(spans), n, min(batch, n))
 	}
 	for b, k := range keyframes {
-		lo, hi := b*batch, min((b+1)*batch, n)
-		if k < lo || k >= hi {
-			return nil, fmt.Errorf("propagate: keyframe of batch %d is frame %d, outside the batch [%d, %d)", b, k, lo, hi)
+		if sp := spans[b]; k < sp.Start || k >= sp.End {
+			return nil, fmt.Errorf("propagate: keyframe of batch %d is frame %d, outside the batch [%d, %d)", b, k, sp.Start, sp.End)
 		}
 	}
 
-	plan := make([]Batch, m)
-	for b := range plan {
+	plan := make([]Batch, len(spans))
+	for b, sp := range spans {
 		// 2. Frames of the batch.
-		start, end := b*batch, min((b+1)*batch, n)
-		p := Batch{Start: start, End: end, Weights: make([]float32, end-start)}
+		p := Batch{Start: sp.Start, End: sp.End, Weights: make([]float32, sp.Len())}
 
 		// 3. First batch: one pivot.
 		if b == 0 {
-			p.Pivots = []int{keyframes[0]}
-			p.PivotSlots = []int{0}
+			p.Pivots, p.PivotSlots = []int{keyframes[0]}, []int{0}
 			for i := range p.Weights {
 				p.Weights[i] = 1
 			}
@@ -122,23 +120,20 @@ func Plan(n, batch int, keyframes []int) ([]Batch, error) {
 		}
 
 		// 4. Two pivots, weights by distance to the two batch centres.
-		p.Pivots = []int{keyframes[b], keyframes[b-1]}
-		p.PivotSlots = []int{b, b - 1}
-		cur := centre(start, end)
-		prev := centre(start-batch, start)
-		for s := start; s < end; s++ {
-			d1 := abs(s - cur)
-			d2 := abs(s - prev)
+		p.Pivots, p.PivotSlots = []int{keyframes[b], keyframes[b-1]}, []int{b, b - 1}
+		cur, prev := centre(sp), centre(spans[b-1])
+		for s := sp.Start; s < sp.End; s++ {
+			d1, d2 := abs(s-cur), abs(s-prev)
 			r := float32(d2) / float32(d1+d2)
-			p.Weights[s-start] = float32(1 / (1 + math.Exp(-float64(r))))
+			p.Weights[s-sp.Start] = float32(1 / (1 + math.Exp(-float64(r))))
 		}
 		plan[b] = p
 	}
 	return plan, nil
 }
 
-// centre is c_b for the batch of frames [start, end): start + len_b/2.
-func centre(start, end int) int { return start + (end-start)/2 }
+// centre is c_b for the batch of frames sp: start_b + len_b/2.
+func centre(sp tensor.Span) int { return sp.Start + sp.Len()/2 }
 
 func abs(x int) int {
 	if x < 0 {
