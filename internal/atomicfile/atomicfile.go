@@ -203,7 +203,7 @@ func (d *Dir) Commit() error {
 	if err := os.Rename(d.tmp, d.path); err != nil {
 		os.RemoveAll(d.tmp)
 		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
-			return &Error{Path: d.path, Msg: "already exists (not replaced)", Err: ErrExist}
+			return existsError(d.path)
 		}
 		return moveError(d.path, err)
 	}
@@ -243,7 +243,7 @@ func checkDest(path string, noClobber bool) error {
 	}
 	if noClobber {
 		if _, err := os.Lstat(path); err == nil {
-			return &Error{Path: path, Msg: "already exists (not replaced)", Err: ErrExist}
+			return existsError(path)
 		}
 	}
 	return nil
@@ -268,32 +268,31 @@ func tempName(path string, create func(string) error) (string, error) {
 // move puts tmp at path: rename, or for noClobber a hard link (which fails
 // with EEXIST if path exists, without touching it) followed by removing tmp.
 func move(tmp, path string, noClobber bool) error {
-	if !noClobber {
-		if err := os.Rename(tmp, path); err != nil {
+	if noClobber {
+		err := os.Link(tmp, path)
+		switch {
+		case err == nil:
+			os.Remove(tmp)
+			return nil
+		case errors.Is(err, fs.ErrExist):
+			return existsError(path)
+		case !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.ENOTSUP) && !errors.Is(err, syscall.EOPNOTSUPP) && !errors.Is(err, syscall.ENOSYS):
 			return moveError(path, err)
 		}
-		return nil
-	}
-	err := os.Link(tmp, path)
-	if err == nil {
-		os.Remove(tmp)
-		return nil
-	}
-	if errors.Is(err, fs.ErrExist) {
-		return &Error{Path: path, Msg: "already exists (not replaced)", Err: ErrExist}
-	}
-	// File systems without hard links (some FUSE and network mounts, FAT):
-	// check, then rename. Not race-free, but the best such a system allows.
-	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+		// File systems without hard links (some FUSE and network mounts, FAT):
+		// check, then rename. Not race-free, but the best such a system allows.
 		if _, serr := os.Lstat(path); serr == nil {
-			return &Error{Path: path, Msg: "already exists (not replaced)", Err: ErrExist}
+			return existsError(path)
 		}
-		if err := os.Rename(tmp, path); err != nil {
-			return moveError(path, err)
-		}
-		return nil
 	}
-	return moveError(path, err)
+	if err := os.Rename(tmp, path); err != nil {
+		return moveError(path, err)
+	}
+	return nil
+}
+
+func existsError(path string) error {
+	return &Error{Path: path, Msg: "already exists (not replaced)", Err: ErrExist}
 }
 
 // createError turns the failure to make a temporary name next to path into
@@ -302,19 +301,20 @@ func createError(path string, err error) error {
 	dir := filepath.Dir(path)
 	var errno syscall.Errno
 	errors.As(err, &errno)
+	msg := "cannot create: " + CauseText(err)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: folder %s does not exist", dir), Err: err}
+		msg = fmt.Sprintf("cannot create: folder %s does not exist", dir)
 	case errno == syscall.ENOTDIR:
-		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: %s is not a folder", dir), Err: err}
+		msg = fmt.Sprintf("cannot create: %s is not a folder", dir)
 	case errno == syscall.EROFS:
-		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: folder %s is on a read-only file system", dir), Err: err}
+		msg = fmt.Sprintf("cannot create: folder %s is on a read-only file system", dir)
 	case errors.Is(err, fs.ErrPermission):
-		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: folder %s is not writable", dir), Err: err}
+		msg = fmt.Sprintf("cannot create: folder %s is not writable", dir)
 	case errno == syscall.ENOSPC:
-		return &Error{Path: path, Msg: fmt.Sprintf("cannot create: no space left in folder %s", dir), Err: err}
+		msg = fmt.Sprintf("cannot create: no space left in folder %s", dir)
 	}
-	return &Error{Path: path, Msg: "cannot create: " + CauseText(err), Err: err}
+	return &Error{Path: path, Msg: msg, Err: err}
 }
 
 func moveError(path string, err error) error {
@@ -366,9 +366,4 @@ func Sync(path string) error {
 
 // syncDir makes a rename in dir durable; failures are ignored (some file
 // systems cannot fsync a folder, and the rename itself already happened).
-func syncDir(dir string) {
-	if f, err := os.Open(dir); err == nil {
-		f.Sync()
-		f.Close()
-	}
-}
+func syncDir(dir string) { Sync(dir) }
