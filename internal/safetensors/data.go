@@ -53,26 +53,25 @@ func (f *File) Float32(name string) ([]float32, error) {
 		return nil, err
 	}
 	out := make([]float32, t.NumElements())
-	le := binary.LittleEndian
-	switch t.DType {
-	case F32:
-		for i := range out {
-			out[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-		}
-	case F16:
-		for i := range out {
-			out[i] = Float16ToFloat32(le.Uint16(b[2*i:]))
-		}
-	case BF16:
-		for i := range out {
-			out[i] = BFloat16ToFloat32(le.Uint16(b[2*i:]))
-		}
-	case F64:
-		for i := range out {
-			out[i] = float32(math.Float64frombits(le.Uint64(b[8*i:])))
-		}
+	for i := range out {
+		out[i] = float32At(t.DType, b, i)
 	}
 	return out, nil
+}
+
+// float32At is element i of the floating-point data b of type dt, as
+// Float32 reads it.
+func float32At(dt DType, b []byte, i int) float32 {
+	le := binary.LittleEndian
+	switch dt {
+	case F16:
+		return Float16ToFloat32(le.Uint16(b[2*i:]))
+	case BF16:
+		return BFloat16ToFloat32(le.Uint16(b[2*i:]))
+	case F64:
+		return float32(math.Float64frombits(le.Uint64(b[8*i:])))
+	}
+	return math.Float32frombits(le.Uint32(b[4*i:]))
 }
 
 // Float16 reads a floating-point tensor as IEEE binary16 bit patterns, for
@@ -85,22 +84,14 @@ func (f *File) Float16(name string) ([]uint16, error) {
 	}
 	out := make([]uint16, t.NumElements())
 	le := binary.LittleEndian
-	switch t.DType {
-	case F16:
-		for i := range out {
+	for i := range out {
+		switch t.DType {
+		case F16:
 			out[i] = le.Uint16(b[2*i:])
-		}
-	case F32:
-		for i := range out {
-			out[i] = Float32ToFloat16(math.Float32frombits(le.Uint32(b[4*i:])))
-		}
-	case BF16:
-		for i := range out {
-			out[i] = Float32ToFloat16(BFloat16ToFloat32(le.Uint16(b[2*i:])))
-		}
-	case F64:
-		for i := range out {
+		case F64: // rounded once, from the float64
 			out[i] = Float64ToFloat16(math.Float64frombits(le.Uint64(b[8*i:])))
+		default: // F32, and BF16 widened exactly to float32
+			out[i] = Float32ToFloat16(float32At(t.DType, b, i))
 		}
 	}
 	return out, nil

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -365,13 +366,7 @@ func objectMembers(data []byte) (members []member, end int, err error) {
 	return members, int(dec.InputOffset()), nil
 }
 
-func fmtShape(shape []int64) string {
-	parts := make([]string, len(shape))
-	for i, d := range shape {
-		parts[i] = fmt.Sprint(d)
-	}
-	return "[" + strings.Join(parts, ",") + "]"
-}
+func fmtShape(shape []int64) string { return strings.ReplaceAll(fmt.Sprint(shape), " ", ",") }
 
 func clip(b []byte) string {
 	if len(b) > 16 {
@@ -440,8 +435,6 @@ func (f *File) Info(name string) (TensorInfo, error) {
 // Metadata returns a copy of the __metadata__ map (empty if none).
 func (f *File) Metadata() map[string]string {
 	md := make(map[string]string, len(f.metadata))
-	for k, v := range f.metadata {
-		md[k] = v
-	}
+	maps.Copy(md, f.metadata)
 	return md
 }

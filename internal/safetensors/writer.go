@@ -62,8 +62,7 @@ func FromInt64(name string, shape []int64, v []int64) Tensor {
 // aligned to its element size (8-byte tensors all come first), and the file
 // still passes the reference reader's "no holes" check.
 func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
-	order := make([]Tensor, len(tensors))
-	copy(order, tensors)
+	order := slices.Clone(tensors)
 	for k, v := range metadata {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return fmt.Errorf("safetensors: write: %s entry %q is not valid UTF-8", metadataKey, k)
