@@ -327,14 +327,15 @@ func moveError(path string, err error) error {
 
 // CauseText is the innermost message of err, without the temporary path a
 // *PathError would repeat.
-func CauseText(err error) string {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err.Error()
-		}
+func CauseText(err error) string { return Cause(err).Error() }
+
+// Cause is the innermost error of err (e.g. syscall.EACCES, which errors.Is
+// still matches against fs.ErrPermission).
+func Cause(err error) error {
+	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
 		err = u
 	}
+	return err
 }
 
 // syncTree fsyncs every regular file and folder under dir.

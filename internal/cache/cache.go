@@ -564,37 +564,25 @@ func (e *Entry) Load() (*Latents, error) {
 	if reason := checkTensors(f, m); reason != "" {
 		return fail("%s", reason)
 	}
-	read := func(name string) (tensor.Tensor, error) {
+	l := &Latents{Noisy: make(map[int]tensor.Tensor, len(m.Kept))}
+	for i, name := range tensorNames(m.Kept) {
 		v, err := f.Float32(name)
 		if err != nil {
-			return tensor.Tensor{}, err
+			return fail("%s", oneLine(err.Error()))
 		}
 		x, err := tensor.New(m.Latent[:], v)
 		if err != nil {
-			return tensor.Tensor{}, err
+			return fail("%s", oneLine(err.Error()))
 		}
 		// Lookup checked this, but the file may have changed since.
 		if bad := x.Finite(); bad >= 0 {
-			return tensor.Tensor{}, fmt.Errorf("tensor %q holds %w (frame %d): delete the entry's folder to rebuild it", name, tensor.ErrNonFinite, bad/x.RowSize())
+			return nil, fmt.Errorf("inversion cache %s: tensor %q holds %w (frame %d): delete the entry's folder to rebuild it", e.Dir, name, tensor.ErrNonFinite, bad/x.RowSize())
 		}
-		return x, nil
-	}
-	readFail := func(err error) (*Latents, error) {
-		if errors.Is(err, tensor.ErrNonFinite) {
-			return nil, fmt.Errorf("inversion cache %s: %w", e.Dir, err)
+		if i == 0 {
+			l.Z0 = x
+		} else {
+			l.Noisy[m.Kept[i-1]] = x
 		}
-		return fail("%s", oneLine(err.Error()))
-	}
-	l := &Latents{Noisy: make(map[int]tensor.Tensor, len(m.Kept))}
-	if l.Z0, err = read(z0Tensor); err != nil {
-		return readFail(err)
-	}
-	for _, t := range m.Kept {
-		v, err := read(noisyName(t))
-		if err != nil {
-			return readFail(err)
-		}
-		l.Noisy[t] = v
 	}
 	return l, nil
 }
@@ -697,21 +685,22 @@ func fillManifest(m *Manifest, l *Latents) error {
 		return fmt.Errorf("inversion cache: store: %s", strings.Replace(reason, "manifest.json", "the manifest", 1))
 	}
 	n := int(m.Latent[0] * m.Latent[1] * m.Latent[2] * m.Latent[3]) // bounded by check
-	if len(l.Z0.Data) != n {
-		return fmt.Errorf("inversion cache: store: z0 has %d values, shape %v needs %d", len(l.Z0.Data), m.Latent, n)
-	}
-	for _, t := range kept {
-		if z := l.Noisy[t]; len(z.Data) != n || !tensor.SameShape(z, l.Z0) {
-			return fmt.Errorf("inversion cache: store: z_%d has %d values of shape %v, want %v", t, len(z.Data), z.Shape, m.Latent)
-		}
-	}
 	// Latents that went NaN or infinite are a failed run, never an entry.
-	if bad := l.Z0.Finite(); bad >= 0 {
-		return fmt.Errorf("inversion cache: store: z0 holds %w (frame %d): not stored", tensor.ErrNonFinite, bad/l.Z0.RowSize())
+	check := func(name string, z tensor.Tensor) error {
+		if len(z.Data) != n || !tensor.SameShape(z, l.Z0) {
+			return fmt.Errorf("inversion cache: store: %s has %d values of shape %v, want %d of shape %v", name, len(z.Data), z.Shape, n, m.Latent)
+		}
+		if bad := z.Finite(); bad >= 0 {
+			return fmt.Errorf("inversion cache: store: %s holds %w (frame %d): not stored", name, tensor.ErrNonFinite, bad/z.RowSize())
+		}
+		return nil
+	}
+	if err := check("z0", l.Z0); err != nil {
+		return err
 	}
 	for _, t := range kept {
-		if z := l.Noisy[t]; z.Finite() >= 0 {
-			return fmt.Errorf("inversion cache: store: z_%d holds %w (frame %d): not stored", t, tensor.ErrNonFinite, z.Finite()/z.RowSize())
+		if err := check(fmt.Sprintf("z_%d", t), l.Noisy[t]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -810,7 +799,7 @@ func cleanTemps(dir, id string, now time.Time) {
 // writeError turns a failure to write under root into one line naming
 // the folder and what to do. The cause stays wrapped for errors.Is.
 func writeError(root string, err error) error {
-	cause := rootCause(err)
+	cause := atomicfile.Cause(err)
 	var errno syscall.Errno
 	errors.As(err, &errno)
 	switch {
@@ -840,18 +829,6 @@ func failedPath(err error, root string) string {
 		return le.New
 	}
 	return root
-}
-
-// rootCause is the innermost error of err (e.g. syscall.EACCES, which
-// errors.Is still matches against fs.ErrPermission).
-func rootCause(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
-	}
 }
 
 // oneLine keeps a message on one line.
