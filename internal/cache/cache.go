@@ -88,10 +88,14 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// idPattern is what a Key.ID looks like; crcPattern a LatentsCRC.
+// idPattern is what a Key.ID looks like; crcPattern a LatentsCRC;
+// tempPattern a temporary folder of ours: an interrupted entry
+// (".<id>.tmp-<random>", atomicfile's naming) or a replaced one being
+// removed (".<id>.old-<random>").
 var (
-	idPattern  = regexp.MustCompile(`^[0-9a-f]{24}$`)
-	crcPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
+	idPattern   = regexp.MustCompile(`^[0-9a-f]{24}$`)
+	crcPattern  = regexp.MustCompile(`^[0-9a-f]{8}$`)
+	tempPattern = regexp.MustCompile(`^\.[0-9a-f]{24}\.(tmp|old)-`)
 )
 
 // Key identifies an inversion: equal keys mean the cached latents can be
@@ -755,23 +759,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// isTemp reports whether name is a temporary folder of ours: an
-// interrupted entry (".<id>.tmp-<random>", atomicfile's naming) or a replaced
-// one being removed (".<id>.old-<random>").
-func isTemp(name string) (temp, old bool) {
-	rest, ok := strings.CutPrefix(name, ".")
-	if !ok || len(rest) < 25 || !idPattern.MatchString(rest[:24]) {
-		return false, false
-	}
-	switch {
-	case strings.HasPrefix(rest[24:], ".tmp-"):
-		return true, false
-	case strings.HasPrefix(rest[24:], ".old-"):
-		return true, true
-	}
-	return false, false
-}
-
 // cleanTemps removes, best effort, from dir: replaced entries of any age,
 // the temporary folders of entry id (whose lock the caller holds, so no
 // live run is filling them), and other entries' temporary folders older
@@ -782,11 +769,11 @@ func cleanTemps(dir, id string, now time.Time) {
 		return
 	}
 	for _, e := range ents {
-		temp, old := isTemp(e.Name())
-		if !temp {
+		m := tempPattern.FindStringSubmatch(e.Name())
+		if m == nil {
 			continue
 		}
-		if !old && !strings.HasPrefix(e.Name(), "."+id+".") {
+		if m[1] == "tmp" && !strings.HasPrefix(e.Name(), "."+id+".") {
 			info, err := e.Info()
 			if err != nil || now.Sub(info.ModTime()) < tempMaxAge {
 				continue
