@@ -25,6 +25,7 @@ package cache
 // entry to use.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -243,10 +244,7 @@ func (m *Manifest) check(k Key) string {
 		return fmt.Sprintf("manifest.json has format %d, want %d", m.Format, Format)
 	}
 	if m.Numerics != Numerics {
-		tool := m.Tool
-		if tool == "" {
-			tool = "(version not recorded)"
-		}
+		tool := cmp.Or(m.Tool, "(version not recorded)")
 		return fmt.Sprintf("it was made by tokenflow %s with other numerics (%d, want %d)", oneLine(tool), m.Numerics, Numerics)
 	}
 	if d := keyDiff(m.Key, k); d != "" {
@@ -338,11 +336,8 @@ type Latents struct {
 // live under <root>/inversions/<id>/. The folder is not created here; Store
 // does that.
 func Root(dir string) (string, error) {
-	if dir != "" {
+	if dir := cmp.Or(dir, os.Getenv("TOKENFLOW_CACHE")); dir != "" {
 		return filepath.Clean(dir), nil
-	}
-	if env := os.Getenv("TOKENFLOW_CACHE"); env != "" {
-		return filepath.Clean(env), nil
 	}
 	user, err := os.UserCacheDir()
 	if err != nil {

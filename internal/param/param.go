@@ -5,6 +5,7 @@
 package param
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
@@ -53,11 +54,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // empty value shows as "") and a formatted reason. A %w in format wraps its operand as Err.
 func Errorf(name string, v any, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
-	value := fmt.Sprint(v)
-	if value == "" {
-		value = `""`
-	}
-	return &Error{Name: name, Value: value, Reason: err.Error(), Err: errors.Unwrap(err)}
+	return &Error{Name: name, Value: cmp.Or(fmt.Sprint(v), `""`), Reason: err.Error(), Err: errors.Unwrap(err)}
 }
 
 // Kindf is Errorf with Err set to kind, a sentinel for errors.Is, whose

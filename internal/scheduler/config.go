@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,10 +73,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	file := e.File
-	if file == "" {
-		file = "scheduler config"
-	}
+	file := cmp.Or(e.File, "scheduler config")
 	if e.Field == "" {
 		return fmt.Sprintf("%s: %s", file, e.Msg)
 	}
