@@ -158,7 +158,7 @@ type lineReporter struct {
 	total, done int
 	start, last time.Time
 	speed       speed
-	finished    bool
+	once        sync.Once
 }
 
 func (l *lineReporter) Set(done int) {
@@ -176,13 +176,11 @@ func (l *lineReporter) Set(done int) {
 }
 
 func (l *lineReporter) Finish() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.finished {
-		return
-	}
-	l.finished = true
-	l.line(time.Now())
+	l.once.Do(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.line(time.Now())
+	})
 }
 
 func (l *lineReporter) line(now time.Time) {
