@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -560,18 +561,8 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 }
 
 func sameSet(a, b []int) bool {
-	in := map[int]bool{}
-	for _, v := range a {
-		in[v] = true
-	}
-	out := map[int]bool{}
-	for _, v := range b {
-		if !in[v] {
-			return false
-		}
-		out[v] = true
-	}
-	return len(in) == len(out)
+	set := func(s []int) []int { return slices.Compact(slices.Sorted(slices.Values(s))) }
+	return slices.Equal(set(a), set(b))
 }
 
 // blockHeads is the UNet's head count per level; an error when the head

@@ -7,9 +7,9 @@ package models
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
@@ -159,7 +159,7 @@ func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int
 		return w.placeholder(g, key, t, shape)
 	}
 	info := f.Tensor(name)
-	if !sameShape(info.Shape, shape) {
+	if !slices.Equal(info.Shape, shape) {
 		w.fail(fmt.Errorf("%s: tensor %q has shape %v, the config implies %v", f.Path(), name, info.Shape, shape))
 		return w.placeholder(g, key, t, shape)
 	}
@@ -216,18 +216,6 @@ func (w *Weights) remember(g *onnx.Graph, key string, v onnx.Value) {
 	w.added[g][key] = v
 }
 
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Scope is a position in the module tree: weight names come from it, never
 // from string glue in architecture code (STYLE.md 2).
 type Scope struct {
@@ -272,8 +260,3 @@ func (s Scope) ParamF32(g *onnx.Graph, tensor string, shape ...int64) onnx.Value
 
 // Weights is the scope's weight set.
 func (s Scope) Weights() *Weights { return s.w }
-
-// trimPrefix strips a "prefix." from a module path.
-func trimPrefix(path, prefix string) string {
-	return strings.TrimPrefix(strings.TrimPrefix(path, prefix), ".")
-}
