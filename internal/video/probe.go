@@ -447,4 +447,3 @@ func decodeConfig(path string) (image.Config, string, error) {
 	defer f.Close()
 	return image.DecodeConfig(f)
 }
-
