@@ -103,6 +103,8 @@ func empty(g *onnx.Graph, x onnx.Value) onnx.Value {
 	return g.Slice(x, []int64{0}, []int64{0}, []int64{0})
 }
 
+// fromDT casts v from dt to float32, toDT from float32 to dt (no node when
+// dt is float32).
 func fromDT(g *onnx.Graph, v onnx.Value, dt onnx.DataType) onnx.Value {
 	if dt == onnx.Float {
 		return v
