@@ -172,11 +172,9 @@ func writeCUDAStack(w io.Writer, o *DoctorOptions, dev ort.Device, initErr error
 		fmt.Fprintf(w, "  needs       %s\n", libLine(l, 18))
 	}
 	fmt.Fprintf(w, "  gpu         %s\n", gpuLine(s))
-	if probeErr != nil {
-		fmt.Fprintf(w, "  onnxruntime MISSING: %s\n", doctorFlags.text(probeErr))
-	}
 	step := s.Step()
 	if probeErr != nil {
+		fmt.Fprintf(w, "  onnxruntime MISSING: %s\n", doctorFlags.text(probeErr))
 		var ce *ort.CUDAError
 		if errors.As(probeErr, &ce) {
 			step = ce.Step
