@@ -50,11 +50,7 @@ func (v IntOrList) PerBlock(n int) ([]int, bool) {
 	if v.List != nil {
 		return v.List, len(v.List) == n
 	}
-	out := make([]int, n)
-	for i := range out {
-		out[i] = v.One
-	}
-	return out, true
+	return slices.Repeat([]int{v.One}, n), true
 }
 
 // readConfig parses path into v, with errors naming the file.
