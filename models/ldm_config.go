@@ -595,23 +595,15 @@ func (a *ldmArch) diffusersConfigs(file string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := len(a.ChannelMult)
 	var blockOut, vaeOut []int
-	var down, up []string
+	var down, up []string // up blocks from the lowest level
 	for i, m := range a.ChannelMult {
 		blockOut = append(blockOut, a.ModelChannels*m)
+		kind := ""
 		if a.AttnLevels[i] {
-			down = append(down, "CrossAttnDownBlock2D")
-		} else {
-			down = append(down, "DownBlock2D")
+			kind = "CrossAttn"
 		}
-	}
-	for i := n - 1; i >= 0; i-- {
-		if a.AttnLevels[i] {
-			up = append(up, "CrossAttnUpBlock2D")
-		} else {
-			up = append(up, "UpBlock2D")
-		}
+		down, up = append(down, kind+"DownBlock2D"), slices.Insert(up, 0, kind+"UpBlock2D")
 	}
 	// diffusers (<= 0.20) reads attention_head_dim as the head count: SD 1.x
 	// gives one number, SD 2.x a list per block.

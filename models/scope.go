@@ -6,9 +6,9 @@ package models
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -129,12 +129,7 @@ func (w *Weights) Info(name string) (safetensors.TensorInfo, bool) {
 
 // Names lists every tensor name, sorted.
 func (w *Weights) Names() []string {
-	names := make([]string, 0, len(w.owner))
-	for n := range w.owner {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(w.owner))
 }
 
 // param adds tensor name to g as an initializer of element type t (Float or
