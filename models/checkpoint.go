@@ -282,9 +282,7 @@ func (c *Checkpoint) Identity(cacheRoot string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		names := w.Names()
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range w.Names() { // sorted
 			t, _ := w.Info(n)
 			fmt.Fprintf(h, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
 		}

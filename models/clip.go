@@ -109,9 +109,7 @@ func (m *CLIPText) Graph() (*onnx.Graph, error) {
 		g.Pop()
 	}
 	h = layerNorm(g, s.Sub("final_layer_norm"), h, C, eps)
-	if dt != onnx.Float {
-		h = g.Cast(h, onnx.Float)
-	}
+	h = fromDT(g, h, dt)
 
 	// 3. pooler: h[b, argmax(ids[b])]
 	// idx [B] -> [B,1,1] -> [B,1,C]; GatherElements on the sequence axis

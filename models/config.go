@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 )
 
 // ErrUnsupported marks a checkpoint whose architecture the builders do not
@@ -49,11 +50,7 @@ func (v IntOrList) PerBlock(n int) ([]int, bool) {
 	if v.List != nil {
 		return v.List, len(v.List) == n
 	}
-	out := make([]int, n)
-	for i := range out {
-		out[i] = v.One
-	}
-	return out, true
+	return slices.Repeat([]int{v.One}, n), true
 }
 
 // readConfig parses path into v, with errors naming the file.
@@ -67,7 +64,7 @@ func readConfig(path string, v any) error {
 		return fmt.Errorf("%s: not a valid config.json: %v", path, err)
 	}
 	// Decode field by field so that a bad value names its field.
-	for _, k := range sortedKeys(fields) {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		one, _ := json.Marshal(map[string]json.RawMessage{k: fields[k]})
 		if err := json.Unmarshal(one, v); err != nil {
 			var te *json.UnmarshalTypeError
@@ -103,13 +100,4 @@ func allPositive(path, field string, vs []int) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

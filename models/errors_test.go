@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -342,7 +343,7 @@ func TestUNetOddLatent(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%dx%d: %v", h, w, err)
 		}
-		if got, want := outs[0].Shape, []int64{2, 4, h, w}; !sameShape(got, want) {
+		if got, want := outs[0].Shape, []int64{2, 4, h, w}; !slices.Equal(got, want) {
 			t.Fatalf("%dx%d: out shape %v, want %v", h, w, got, want)
 		}
 		d, _ := ort.Data[float32](outs[0])

@@ -36,19 +36,9 @@ func conv2d(g *onnx.Graph, s Scope, x onnx.Value, in, out, kernel, stride, pad i
 }
 
 // toF32 and fromF32 bracket a float32 island in an fp16 graph.
-func toF32(g *onnx.Graph, s Scope, x onnx.Value) onnx.Value {
-	if s.w.Type == onnx.Float {
-		return x
-	}
-	return g.Cast(x, onnx.Float)
-}
+func toF32(g *onnx.Graph, s Scope, x onnx.Value) onnx.Value { return fromDT(g, x, s.w.Type) }
 
-func fromF32(g *onnx.Graph, s Scope, x onnx.Value) onnx.Value {
-	if s.w.Type == onnx.Float {
-		return x
-	}
-	return g.Cast(x, s.w.Type)
-}
+func fromF32(g *onnx.Graph, s Scope, x onnx.Value) onnx.Value { return toDT(g, x, s.w.Type) }
 
 // groupNorm is torch.nn.GroupNorm(groups, channels, eps) with affine weights.
 func groupNorm(g *onnx.Graph, s Scope, x onnx.Value, groups, channels int64, eps float32) onnx.Value {

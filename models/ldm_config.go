@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -560,18 +561,8 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 }
 
 func sameSet(a, b []int) bool {
-	in := map[int]bool{}
-	for _, v := range a {
-		in[v] = true
-	}
-	out := map[int]bool{}
-	for _, v := range b {
-		if !in[v] {
-			return false
-		}
-		out[v] = true
-	}
-	return len(in) == len(out)
+	set := func(s []int) []int { return slices.Compact(slices.Sorted(slices.Values(s))) }
+	return slices.Equal(set(a), set(b))
 }
 
 // blockHeads is the UNet's head count per level; an error when the head
@@ -604,23 +595,15 @@ func (a *ldmArch) diffusersConfigs(file string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := len(a.ChannelMult)
 	var blockOut, vaeOut []int
-	var down, up []string
+	var down, up []string // up blocks from the lowest level
 	for i, m := range a.ChannelMult {
 		blockOut = append(blockOut, a.ModelChannels*m)
+		kind := ""
 		if a.AttnLevels[i] {
-			down = append(down, "CrossAttnDownBlock2D")
-		} else {
-			down = append(down, "DownBlock2D")
+			kind = "CrossAttn"
 		}
-	}
-	for i := n - 1; i >= 0; i-- {
-		if a.AttnLevels[i] {
-			up = append(up, "CrossAttnUpBlock2D")
-		} else {
-			up = append(up, "UpBlock2D")
-		}
+		down, up = append(down, kind+"DownBlock2D"), slices.Insert(up, 0, kind+"UpBlock2D")
 	}
 	// diffusers (<= 0.20) reads attention_head_dim as the head count: SD 1.x
 	// gives one number, SD 2.x a list per block.

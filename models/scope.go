@@ -6,10 +6,10 @@ package models
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
@@ -129,12 +129,7 @@ func (w *Weights) Info(name string) (safetensors.TensorInfo, bool) {
 
 // Names lists every tensor name, sorted.
 func (w *Weights) Names() []string {
-	names := make([]string, 0, len(w.owner))
-	for n := range w.owner {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(w.owner))
 }
 
 // param adds tensor name to g as an initializer of element type t (Float or
@@ -159,7 +154,7 @@ func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int
 		return w.placeholder(g, key, t, shape)
 	}
 	info := f.Tensor(name)
-	if !sameShape(info.Shape, shape) {
+	if !slices.Equal(info.Shape, shape) {
 		w.fail(fmt.Errorf("%s: tensor %q has shape %v, the config implies %v", f.Path(), name, info.Shape, shape))
 		return w.placeholder(g, key, t, shape)
 	}
@@ -216,18 +211,6 @@ func (w *Weights) remember(g *onnx.Graph, key string, v onnx.Value) {
 	w.added[g][key] = v
 }
 
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Scope is a position in the module tree: weight names come from it, never
 // from string glue in architecture code (STYLE.md 2).
 type Scope struct {
@@ -272,8 +255,3 @@ func (s Scope) ParamF32(g *onnx.Graph, tensor string, shape ...int64) onnx.Value
 
 // Weights is the scope's weight set.
 func (s Scope) Weights() *Weights { return s.w }
-
-// trimPrefix strips a "prefix." from a module path.
-func trimPrefix(path, prefix string) string {
-	return strings.TrimPrefix(strings.TrimPrefix(path, prefix), ".")
-}

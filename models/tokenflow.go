@@ -35,12 +35,10 @@ const (
 
 // Per-layer TokenFlow I/O names: keyframe-pass outputs, and the same
 // tensors fed back to propagation passes.
-func OutTokens(layer string) string { return "tokens/" + layer } // [K,S,C] source-branch tokens (norm1 output)
-func OutAttn(layer string) string   { return "attn/" + layer }   // [3K,S,C] attn1 outputs of all branches
-func InKeyTokens(layer string) string {
-	return "kf_tokens/" + layer
-}
-func InKeyAttn(layer string) string { return "kf_attn/" + layer }
+func OutTokens(layer string) string   { return "tokens/" + layer } // [K,S,C] source-branch tokens (norm1 output)
+func OutAttn(layer string) string     { return "attn/" + layer }   // [3K,S,C] attn1 outputs of all branches
+func InKeyTokens(layer string) string { return "kf_tokens/" + layer }
+func InKeyAttn(layer string) string   { return "kf_attn/" + layer }
 
 // tokenflowState holds the graph inputs every TokenFlow processor shares.
 type tokenflowState struct {
@@ -48,8 +46,6 @@ type tokenflowState struct {
 	isKey, isProp   onnx.Value
 	qk, conv        onnx.Value
 	pivots, weights onnx.Value
-	layers          []string
-	dt              onnx.DataType
 }
 
 func (st *tokenflowState) init(g *onnx.Graph) {
@@ -103,6 +99,8 @@ func empty(g *onnx.Graph, x onnx.Value) onnx.Value {
 	return g.Slice(x, []int64{0}, []int64{0}, []int64{0})
 }
 
+// fromDT casts v from dt to float32, toDT from float32 to dt (no node when
+// dt is float32).
 func fromDT(g *onnx.Graph, v onnx.Value, dt onnx.DataType) onnx.Value {
 	if dt == onnx.Float {
 		return v

@@ -52,17 +52,13 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	tIn := g.Input(InTimestep, onnx.Int64)
 	ctxIn := g.Input(InTextEmbeds, onnx.Float, onnx.P("batch"), onnx.P("sequence"), onnx.D(int64(c.CrossDims[0])))
 	sample, ctx := sampleIn, ctxIn
-	if dt != onnx.Float {
-		sample, ctx = g.Cast(sample, dt), g.Cast(ctx, dt)
-	}
+	sample, ctx = toDT(g, sample, dt), toDT(g, ctx, dt)
 
 	// 1. time: the timestep broadcast to the batch, sinusoidal features,
 	// then the embedding MLP. [] or [B] -> [B]
 	t := g.Expand(g.Cast(g.Reshape(tIn, -1), onnx.Float), g.ShapeRange(sampleIn, 0, 1))
 	tf := Timesteps{Channels: ch(0), FlipSinToCos: c.FlipSinToCos, FreqShift: c.FreqShift}.Build(g, t)
-	if dt != onnx.Float {
-		tf = g.Cast(tf, dt)
-	}
+	tf = toDT(g, tf, dt)
 	temb := TimestepEmbedding{In: ch(0), Out: int64(c.TimeEmbedDim())}.Build(g, s.Sub("time_embedding"), tf)
 
 	env := &unetEnv{cfg: c, temb: temb, ctx: ctx, procs: &o.Processors, hooks: o.ResnetHooks, used: map[string]bool{}}
@@ -118,9 +114,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	// 6. post-process
 	x = g.SiLU(groupNorm(g, s.Sub("conv_norm_out"), x, int64(c.NormNumGroups), ch(0), float32(c.NormEps)))
 	x = conv2d(g, s.Sub("conv_out"), x, ch(0), int64(c.OutChannels), 3, 1, 1)
-	if dt != onnx.Float {
-		x = g.Cast(x, onnx.Float)
-	}
+	x = fromDT(g, x, dt)
 	g.Output(OutSample, x, onnx.Float, onnx.P("batch"), onnx.D(int64(c.OutChannels)), onnx.P("height"), onnx.P("width"))
 
 	if err := u.Weights.Err(); err != nil {

@@ -2,7 +2,7 @@ package models
 
 import (
 	"encoding/json"
-	"fmt"
+	"strings"
 )
 
 // UNetConfig is unet/config.json of a UNet2DConditionModel
@@ -247,20 +247,9 @@ func (c *UNetConfig) Validate() error {
 		}
 	default:
 		b, _ := json.Marshal(v)
-		if string(b) != fmt.Sprint("[", repeatFalse(n), "]") {
+		if string(b) != "["+strings.TrimSuffix(strings.Repeat("false,", n), ",")+"]" {
 			return unsupported(p, "only_cross_attention", "%s is not implemented", b)
 		}
 	}
 	return nil
-}
-
-func repeatFalse(n int) string {
-	s := ""
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			s += ","
-		}
-		s += "false"
-	}
-	return s
 }

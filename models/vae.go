@@ -168,9 +168,7 @@ func (v *VAE) EncoderGraph() (*onnx.Graph, error) {
 	ch := func(i int) int64 { return int64(c.BlockOutChannels[i]) }
 	in := g.Input(InImage, onnx.Float, onnx.P("batch"), onnx.D(int64(c.InChannels)), onnx.P("height"), onnx.P("width"))
 	x := in
-	if dt != onnx.Float {
-		x = g.Cast(x, dt)
-	}
+	x = toDT(g, x, dt)
 	x = conv2d(g, s.Sub("conv_in"), x, int64(c.InChannels), ch(0), 3, 1, 1)
 	prev := ch(0)
 	for i := 0; i < n; i++ {
@@ -190,9 +188,7 @@ func (v *VAE) EncoderGraph() (*onnx.Graph, error) {
 	x = conv2d(g, root.Sub("quant_conv"), x, 2*lat, 2*lat, 1, 1, 0)
 	// moments [B,2L,h,w] -> mean [B,L,h,w]
 	mean := g.Slice(x, []int64{1}, []int64{0}, []int64{lat})
-	if dt != onnx.Float {
-		mean = g.Cast(mean, onnx.Float)
-	}
+	mean = fromDT(g, mean, dt)
 	g.Output(OutLatent, mean, onnx.Float, onnx.P("batch"), onnx.D(lat), onnx.P("latent_height"), onnx.P("latent_width"))
 	return finish(g, v.Weights)
 }
@@ -210,9 +206,7 @@ func (v *VAE) DecoderGraph() (*onnx.Graph, error) {
 	lat := int64(c.LatentChannels)
 	in := g.Input(InLatent, onnx.Float, onnx.P("batch"), onnx.D(lat), onnx.P("latent_height"), onnx.P("latent_width"))
 	x := in
-	if dt != onnx.Float {
-		x = g.Cast(x, dt)
-	}
+	x = toDT(g, x, dt)
 	x = conv2d(g, root.Sub("post_quant_conv"), x, lat, lat, 1, 1, 0)
 	x = conv2d(g, s.Sub("conv_in"), x, lat, ch(n-1), 3, 1, 1)
 	x = v.midBlock(g, s.Sub("mid_block"), x, ch(n-1))
@@ -230,9 +224,7 @@ func (v *VAE) DecoderGraph() (*onnx.Graph, error) {
 	}
 	x = g.SiLU(groupNorm(g, s.Sub("conv_norm_out"), x, int64(c.NormNumGroups), ch(0), vaeNormEps))
 	x = conv2d(g, s.Sub("conv_out"), x, ch(0), int64(c.OutChannels), 3, 1, 1)
-	if dt != onnx.Float {
-		x = g.Cast(x, onnx.Float)
-	}
+	x = fromDT(g, x, dt)
 	g.Output(OutImage, x, onnx.Float, onnx.P("batch"), onnx.D(int64(c.OutChannels)), onnx.P("height"), onnx.P("width"))
 	return finish(g, v.Weights)
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -39,10 +41,7 @@ type sourceOptions struct {
 }
 
 func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
-	model := os.Getenv("TOKENFLOW_MODEL")
-	if model == "" {
-		model = pipeline.DefaultModel
-	}
+	model := cmp.Or(os.Getenv("TOKENFLOW_MODEL"), pipeline.DefaultModel)
 	fs.StringVar(&o.Model, "model", model, "diffusers folder, hub id in the local Hugging Face cache, or single-file .safetensors checkpoint ($TOKENFLOW_MODEL)")
 	fs.StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file --model (v1-inference.yaml, v2-inference.yaml; default: detect from the tensors)")
 	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the video's aspect ratio at about 512x512 pixels)")
@@ -170,11 +169,8 @@ var checkedByUse = map[string]bool{"cache_dir": true, "model": true, "original_c
 
 func (f flagNames) with(more flagNames) flagNames {
 	out := flagNames{}
-	for _, m := range []flagNames{f, more} {
-		for k, v := range m {
-			out[k] = v
-		}
-	}
+	maps.Copy(out, f)
+	maps.Copy(out, more)
 	return out
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,10 +54,7 @@ incomplete.`,
 			return runDoctor(cmd.Context(), opts)
 		},
 	}
-	model := os.Getenv("TOKENFLOW_MODEL")
-	if model == "" {
-		model = pipeline.DefaultModel
-	}
+	model := cmp.Or(os.Getenv("TOKENFLOW_MODEL"), pipeline.DefaultModel)
 	cmd.Flags().StringVar(&opts.Model, "model", model, "check this model: diffusers folder, hub id in the local Hugging Face cache, or single-file .safetensors checkpoint ($TOKENFLOW_MODEL)")
 	cmd.Flags().StringVar(&opts.Device, "device", "cpu", "check for this execution device: cpu, or cuda (load the CUDA build and fail when its stack is incomplete)")
 	return cmd
@@ -174,11 +172,9 @@ func writeCUDAStack(w io.Writer, o *DoctorOptions, dev ort.Device, initErr error
 		fmt.Fprintf(w, "  needs       %s\n", libLine(l, 18))
 	}
 	fmt.Fprintf(w, "  gpu         %s\n", gpuLine(s))
-	if probeErr != nil {
-		fmt.Fprintf(w, "  onnxruntime MISSING: %s\n", doctorFlags.text(probeErr))
-	}
 	step := s.Step()
 	if probeErr != nil {
+		fmt.Fprintf(w, "  onnxruntime MISSING: %s\n", doctorFlags.text(probeErr))
 		var ce *ort.CUDAError
 		if errors.As(probeErr, &ce) {
 			step = ce.Step

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -192,9 +191,7 @@ func runModelsInfo(o *InfoOptions) error {
 	}
 	out := o.Out
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(info)
+		return printJSON(out, info)
 	}
 	fmt.Fprintf(out, "model       %s\nfamily      %s\n", info.Path, info.Family)
 	for _, comp := range []string{"unet", "vae", "text_encoder"} {

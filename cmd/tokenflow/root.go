@@ -144,9 +144,7 @@ func panicked(v any, stack []byte, stderr io.Writer) int {
 }
 
 func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
+	s, _, _ = strings.Cut(s, "\n")
 	return s
 }
 

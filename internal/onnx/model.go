@@ -181,9 +181,7 @@ func writeGraph(e *enc, g *GraphProto) error {
 
 func writeNode(e *enc, n *Node) error {
 	for _, in := range n.Inputs {
-		e.tag(nodeInput, wireBytes)
-		e.varint(uint64(len(in)))
-		e.b = append(e.b, in...)
+		e.bytes(nodeInput, []byte(in)) // "" too: it marks an omitted input
 	}
 	for _, out := range n.Outputs {
 		e.bytes(nodeOutput, []byte(out))

@@ -96,13 +96,11 @@ func (e *enc) bytes(field int, v []byte) {
 	e.b = append(e.b, v...)
 }
 
+// str omits empty strings, proto3's default.
 func (e *enc) str(field int, v string) {
-	if v == "" {
-		return
+	if v != "" {
+		e.bytes(field, []byte(v))
 	}
-	e.tag(field, wireBytes)
-	e.varint(uint64(len(v)))
-	e.b = append(e.b, v...)
 }
 
 // msg writes a nested message produced by f.

@@ -275,12 +275,7 @@ func (s CUDAStack) Missing() []string {
 	if s.LibraryErr != nil {
 		out = append(out, "libonnxruntime.so.1 (CUDA build)")
 	}
-	for _, l := range append(slices.Clone(s.Providers), s.Needs...) {
-		if l.Err != nil {
-			out = append(out, l.Name)
-		}
-	}
-	return out
+	return append(out, missingNames(append(slices.Clone(s.Providers), s.Needs...))...)
 }
 
 // DriverTooOld reports whether the driver supports an older CUDA than the

@@ -252,9 +252,6 @@ func cudaAvailable() error {
 
 // oneLine keeps the first line of an error from the C library.
 func oneLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
 	return strings.TrimSpace(s)
 }

@@ -90,10 +90,7 @@ func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.Dyn
 	}
 	defer so.Destroy()
 	if o.Threads > 0 {
-		if err := so.SetIntraOpNumThreads(o.Threads); err != nil {
-			return nil, fmt.Errorf("set threads: %s", oneLine(err))
-		}
-		if err := so.SetInterOpNumThreads(1); err != nil {
+		if err := errors.Join(so.SetIntraOpNumThreads(o.Threads), so.SetInterOpNumThreads(1)); err != nil {
 			return nil, fmt.Errorf("set threads: %s", oneLine(err))
 		}
 	}

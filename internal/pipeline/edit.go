@@ -36,7 +36,7 @@ type EditResult struct {
 // edit, decoding and writing. The output appears only when complete.
 func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	if req.Out == "" {
-		req.Out = defaultOut(req.Input)
+		req.Out = DefaultOut(req.Input)
 	}
 	if err := req.Validate(); err != nil {
 		return nil, err

@@ -68,7 +68,7 @@ type job struct {
 // open loads ONNX Runtime and the model, checks the schedule against the
 // scheduler, probes and hashes the source, makes sure the cache can be
 // written, and identifies the model: everything before the first real work.
-func open(ctx context.Context, r *InvertRequest) (*job, error) {
+func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 	j := &job{req: r, times: Timings{}, start: time.Now()}
 	j.ortRun, _ = ort.Stats()
 	j.ortNew = ort.CreateTime()
@@ -87,28 +87,28 @@ func open(ctx context.Context, r *InvertRequest) (*job, error) {
 		return nil, err
 	}
 	j.model, j.unet0 = m, m.UNetFrames()
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
 	if p := m.Scheduler.Config().PredictionType; p != "epsilon" {
-		m.Close()
 		return nil, param.Errorf("model", r.Model, "predicts %s (its scheduler's prediction_type): TokenFlow's inversion assumes noise (epsilon) prediction, so only epsilon models are supported for now (SD 1.x, the SD 2.x base models)", p)
 	}
 	if err := j.plan(); err != nil {
-		m.Close()
 		return nil, err
 	}
 	if err := j.probe(ctx); err != nil {
-		m.Close()
 		return nil, err
 	}
 	// The cache must be writable before any work is done for it.
 	if err := cache.Prepare(root); err != nil {
-		m.Close()
 		return nil, err
 	}
 	// Last, once every check has passed: the model's identity reads its
 	// weight files the first time (then remembered in the cache folder).
 	t := time.Now()
 	if j.key.ModelID, err = m.Identify(); err != nil {
-		m.Close()
 		return nil, err
 	}
 	j.times["model identity"] = time.Since(t)
@@ -399,11 +399,9 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// defaultOut is <input>.tokenflow.mp4 next to the input.
-func defaultOut(input string) string {
+// DefaultOut is where Edit writes when the request names no Out:
+// <input>.tokenflow.mp4 next to the input.
+func DefaultOut(input string) string {
 	clean := filepath.Clean(input)
 	return clean[:len(clean)-len(filepath.Ext(clean))] + ".tokenflow.mp4"
 }
-
-// DefaultOut is where Edit writes when the request names no Out.
-func DefaultOut(input string) string { return defaultOut(input) }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"math"
@@ -104,7 +105,7 @@ func (r *InvertRequest) Validate() error {
 	if f := r.FolderFPS; f.Num != 0 && !f.Valid() {
 		checks = append(checks, param.Errorf("fps", f, "want a positive frame rate"))
 	}
-	if err := firstErr(checks); err != nil {
+	if err := cmp.Or(checks...); err != nil {
 		return err
 	}
 	if _, err := os.Stat(r.Input); err != nil {
@@ -126,7 +127,7 @@ func (r *EditRequest) Validate() error {
 	if !(r.Guidance >= 0) || math.IsInf(r.Guidance, 0) {
 		checks = append(checks, param.Errorf("guidance", r.Guidance, "must be a number, not negative"))
 	}
-	if err := firstErr(checks); err != nil {
+	if err := cmp.Or(checks...); err != nil {
 		return err
 	}
 	if err := r.InvertRequest.Validate(); err != nil {
@@ -154,9 +155,7 @@ func (r *EditRequest) Validate() error {
 		if st, err := os.Stat(filepath.Dir(r.FramesDir)); err != nil || !st.IsDir() {
 			return param.Errorf("frames_dir", r.FramesDir, "folder %s does not exist", filepath.Dir(r.FramesDir))
 		}
-	}
-	if r.FramesDir != "" && !r.Overwrite {
-		if pngs, _ := filepath.Glob(filepath.Join(r.FramesDir, "*.png")); len(pngs) > 0 {
+		if pngs, _ := filepath.Glob(filepath.Join(r.FramesDir, "*.png")); len(pngs) > 0 && !r.Overwrite {
 			return param.Errorf("frames_dir", r.FramesDir, "holds PNG files: %w", ErrExists)
 		}
 	}
@@ -198,15 +197,6 @@ func notInput(name, out, input string) error {
 			return nil
 		}
 	}
-}
-
-func firstErr(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // checkNew checks, before any work, that path can be written: its folder

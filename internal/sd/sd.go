@@ -234,12 +234,10 @@ func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Gr
 func (p *Model) Release(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s, ok := p.sessions[name]
-	if !ok {
-		return
+	if s, ok := p.sessions[name]; ok {
+		s.Close()
+		delete(p.sessions, name)
 	}
-	s.Close()
-	delete(p.sessions, name)
 }
 
 // run is Session + Run with float32 outputs.

@@ -41,14 +41,13 @@ func (p *Model) callUNet(ctx context.Context, x tensor.Tensor, t int, text tenso
 	c[models.InTimestep] = ort.Scalar(int64(t))
 	c[models.InTextEmbeds] = ort.New(text.Shape, text.Data)
 	c[models.InAttnMode] = ort.New([]int64{1}, []int64{mode})
-	off := ort.New([]int64{1}, []bool{false})
 	args := make([]ort.Tensor, len(s.Inputs()))
 	for i, name := range s.Inputs() {
 		v, ok := c[name]
 		switch {
 		case ok:
 		case name == models.InQKInject || name == models.InConvInject:
-			v = off
+			v = flag(false)
 		case name == models.InPivots:
 			v = ort.New([]int64{2}, []int64{0, 0})
 		case name == models.InPivotWeights:

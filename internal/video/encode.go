@@ -130,25 +130,22 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 		return nil, err
 	}
 
-	rate := opts.FPS
-	v := (*ffmpeg.Stream)(nil)
+	rate, tk := opts.FPS, []int64(nil)
 	if t := opts.Times; t != nil {
 		// See timing.go: frames timed on a 90 kHz clock by setpts; the
 		// nominal input rate gives the last frame its duration.
-		tk := make([]int64, len(t))
+		tk = make([]int64, len(t))
 		for i := range t {
 			tk[i] = ticks(t[i])
 		}
 		rate = Rational{timeBase, int(tk[len(tk)-1] - tk[len(tk)-2])}.reduce()
-		v = ffmpeg.Input("pipe:0", ffmpeg.KwArgs{
-			"f": "rawvideo", "pix_fmt": "rgb24", "video_size": size.String(), "framerate": rate.String(),
-		}).Get("v:0").
-			Filter("settb", ffmpeg.Args{fmt.Sprintf("1/%d", timeBase)}).
+	}
+	v := ffmpeg.Input("pipe:0", ffmpeg.KwArgs{
+		"f": "rawvideo", "pix_fmt": "rgb24", "video_size": size.String(), "framerate": rate.String(),
+	}).Get("v:0")
+	if tk != nil {
+		v = v.Filter("settb", ffmpeg.Args{fmt.Sprintf("1/%d", timeBase)}).
 			Filter("setpts", ffmpeg.Args{ptsExpr(tk[:len(tk)-1])})
-	} else {
-		v = ffmpeg.Input("pipe:0", ffmpeg.KwArgs{
-			"f": "rawvideo", "pix_fmt": "rgb24", "video_size": size.String(), "framerate": rate.String(),
-		}).Get("v:0")
 	}
 	outArgs := ffmpeg.KwArgs{"f": format.Muxer, "c:v": format.Video, "fps_mode": "passthrough"}
 	if opts.Times != nil {
@@ -310,9 +307,6 @@ func (e *Encoder) fail(err error) error {
 	if cerr := ctxErr(e.ctx, "encode "+e.path); cerr != nil {
 		return cerr
 	}
-	detail := e.stderr.Summary(e.out.Name())
-	if detail == "" {
-		detail = atomicfile.CauseText(err)
-	}
+	detail := cmp.Or(e.stderr.Summary(e.out.Name()), atomicfile.CauseText(err))
 	return newError(ErrFFmpeg, err, "encode %s: ffmpeg failed after %d frames: %s", e.path, e.n, detail)
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -143,7 +144,8 @@ func summarize(stderr string, paths ...string) string {
 				line = strings.TrimPrefix(line, p+": ")
 			}
 		}
-		if line == "" || isGeneric(line) {
+		generic := func(g string) bool { return strings.HasPrefix(line, g) }
+		if line == "" || slices.ContainsFunc(genericLines, generic) {
 			continue
 		}
 		if len(msgs) > 0 && msgs[len(msgs)-1] == line {
@@ -160,15 +162,6 @@ func summarize(stderr string, paths ...string) string {
 		s = "..." + s[len(s)-maxLen+3:]
 	}
 	return s
-}
-
-func isGeneric(line string) bool {
-	for _, g := range genericLines {
-		if strings.HasPrefix(line, g) {
-			return true
-		}
-	}
-	return false
 }
 
 // withSummary appends " (ffmpeg: summary)" when there is one.

@@ -2,6 +2,7 @@ package video
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -29,10 +30,8 @@ var formats = []Format{
 func OutputFormat(path string) (Format, error) {
 	ext := filepath.Ext(path)
 	name := strings.ToLower(strings.TrimPrefix(ext, "."))
-	for _, f := range formats {
-		if f.Name == name {
-			return f, nil
-		}
+	if i := slices.IndexFunc(formats, func(f Format) bool { return f.Name == name }); i >= 0 {
+		return formats[i], nil
 	}
 	var names []string
 	for _, f := range formats {

@@ -105,13 +105,13 @@ func listFrames(dir string) (frameList, error) {
 		}
 	}
 
-	digitRuns := 0
-	for _, r := range ref.runs {
+	lastDigits := -1
+	for i, r := range ref.runs {
 		if isDigits(r) {
-			digitRuns++
+			lastDigits = i
 		}
 	}
-	if digitRuns == 0 {
+	if lastDigits < 0 {
 		return frameList{}, newError(ErrNoFrames, nil, "%s: %s has no frame number; name frames like 00000.png, 00001.png or frame_001.png", dir, ref.name)
 	}
 
@@ -133,11 +133,7 @@ func listFrames(dir string) (frameList, error) {
 		}
 	}
 	if num < 0 {
-		for i, r := range ref.runs {
-			if isDigits(r) {
-				num = i
-			}
-		}
+		num = lastDigits
 	}
 	for i := range files {
 		f := &files[i]

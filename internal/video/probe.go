@@ -149,7 +149,8 @@ func parseProbe(path string, data []byte) (in Info, index, claimed int, err erro
 	if n, err := strconv.Atoi(v.NbFrames); err == nil && n > 0 {
 		claimed = n
 	}
-	in.VideoStart = -parseSignedSeconds(p.Format.StartTime) // made relative below, once the first frame is known
+	start, _ := parseTime(p.Format.StartTime)
+	in.VideoStart = -start // made relative below, once the first frame is known
 	return in, v.Index, claimed, nil
 }
 
@@ -173,7 +174,7 @@ func ffprobe(ctx context.Context, path string, args ffmpeg.KwArgs) ([]byte, erro
 		}
 		return nil, newError(ErrUnreadable, err,
 			"%s: not a video ffmpeg can read (%s); give a complete video file or a folder of numbered frames",
-			path, orText(stderr.Summary(ffmpegInput(path)), err.Error()))
+			path, cmp.Or(stderr.Summary(ffmpegInput(path)), err.Error()))
 	}
 	return stdout.Bytes(), nil
 }
@@ -312,11 +313,6 @@ func parseTime(s string) (time.Duration, bool) {
 	return time.Duration(math.Round(f * float64(time.Second))), true
 }
 
-func parseSignedSeconds(s string) time.Duration {
-	d, _ := parseTime(s)
-	return d
-}
-
 // frameRate prefers r_frame_rate (the exact base rate, e.g. 30000/1001) when
 // it agrees with the average rate, else the average (variable frame rate).
 func frameRate(s *probeStream) Rational {
@@ -450,11 +446,4 @@ func decodeConfig(path string) (image.Config, string, error) {
 	}
 	defer f.Close()
 	return image.DecodeConfig(f)
-}
-
-func orText(s, alt string) string {
-	if s != "" {
-		return s
-	}
-	return alt
 }
