@@ -280,7 +280,9 @@ func detectText(v tensorView, a *ldmArch) error {
 	if a.TextVocab, ok = v.dim(tok, 0); !ok {
 		return v.missing("text token embedding", tok)
 	}
-	a.TextHidden, _ = v.dim(tok, 1)
+	if a.TextHidden, ok = v.dim(tok, 1); !ok || a.TextHidden == 0 {
+		return v.missing("text token embedding's width", tok)
+	}
 	if a.TextPositions, ok = v.dim(pos, 0); !ok {
 		return v.missing("text position embedding", pos)
 	}

@@ -102,26 +102,6 @@ func TestLDMRenameTables(t *testing.T) {
 	}
 }
 
-// writeFake writes a safetensors file of zero tensors with these shapes.
-func writeFake(t *testing.T, path string, shapes map[string][]int64) {
-	t.Helper()
-	var ts []safetensors.Tensor
-	for name, s := range shapes {
-		n := int64(1)
-		for _, d := range s {
-			n *= d
-		}
-		ts = append(ts, safetensors.FromFloat16(name, s, make([]uint16, n)))
-	}
-	var b bytes.Buffer
-	if err := safetensors.Write(&b, ts, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestSingleFileBadFiles: each bad single file is refused with one line
 // saying what is wrong.
 func TestSingleFileBadFiles(t *testing.T) {
@@ -143,7 +123,7 @@ func TestSingleFileBadFiles(t *testing.T) {
 	}
 	fake := func(name string, shapes map[string][]int64) string {
 		p := filepath.Join(d, name)
-		writeFake(t, p, shapes)
+		fixture.WriteZeros(t, p, shapes)
 		return p
 	}
 	textEnc := map[string][]int64{"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": {49408, 64}}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/safetensors"
 )
 
 // singleFile is a single-file fixture (testdata/conformance/single-file/)
@@ -144,19 +143,7 @@ func TestSingleFileErrors(t *testing.T) {
 		return p
 	}
 	fake := func(name string, shapes map[string][]int64) string {
-		var ts []safetensors.Tensor
-		for n, s := range shapes {
-			k := int64(1)
-			for _, v := range s {
-				k *= v
-			}
-			ts = append(ts, safetensors.FromFloat16(n, s, make([]uint16, k)))
-		}
-		var b bytes.Buffer
-		if err := safetensors.Write(&b, ts, nil); err != nil {
-			t.Fatal(err)
-		}
-		return write(name, b.Bytes())
+		return fixture.WriteZeros(t, filepath.Join(d, name), shapes)
 	}
 	text := "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 	tests := []struct {

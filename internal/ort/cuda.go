@@ -21,6 +21,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"github.com/tokenflow/tokenflow/internal/param"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -115,7 +116,7 @@ type CUDAError struct {
 	Step     string   // what to do, naming settings in braces ({ort_lib}, {device})
 }
 
-func (e *CUDAError) Error() string { return e.Words(plainName) }
+func (e *CUDAError) Error() string { return e.Words(param.Plain) }
 
 // Words is the message with every setting named by name(setting).
 func (e *CUDAError) Words(name func(string) string) string {
@@ -143,7 +144,7 @@ func (e *CUDAError) Words(name func(string) string) string {
 	default:
 		what = "not available"
 	}
-	return "CUDA: " + what + ": " + words(e.Step, name)
+	return "CUDA: " + what + ": " + param.Render(e.Step, name)
 }
 
 func (e *CUDAError) Unwrap() []error {

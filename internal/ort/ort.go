@@ -150,15 +150,9 @@ func libraryErrorf(format string, a ...any) error {
 	return &libraryError{ErrNoLibrary.Error() + fmt.Sprintf(format, a...)}
 }
 
-func (e *libraryError) Error() string                         { return words(e.text, plainName) }
-func (e *libraryError) Words(name func(string) string) string { return words(e.text, name) }
+func (e *libraryError) Error() string                         { return param.Render(e.text, param.Plain) }
+func (e *libraryError) Words(name func(string) string) string { return param.Render(e.text, name) }
 func (e *libraryError) Unwrap() error                         { return ErrNoLibrary }
-
-// words is text with each setting in braces named by name(setting).
-func words(text string, name func(string) string) string { return param.Render(text, name) }
-
-// plainName names a setting by itself, for Error.
-var plainName = param.Plain
 
 func firstLib(dir string) (string, bool) {
 	for _, name := range libNames {

@@ -98,9 +98,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	j.times["edit"] = time.Since(t)
 	j.times["edit keyframe passes"] = e.KeyframeTime
 	j.times["edit propagation passes"] = e.PropagateTime
-	if bad := x.Finite(); bad >= 0 {
-		return nil, fmt.Errorf("the edit gave a NaN or infinite latent (frame %d): nothing was written", bad/x.RowSize())
-	}
+	// Every step checked its latents (tensor.CheckFinite): x is finite.
 
 	// 3. decode and write, each output under its temporary name
 	if out.latents != nil {
@@ -198,10 +196,7 @@ func stageErr(name, path string, err error) error {
 // naming the file and the system's reason ("file too large", "no space
 // left on device"), without the temporary name.
 func writeErr(path string, err error) error {
-	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
-		err = u
-	}
-	return fmt.Errorf("write %s: %w", path, err)
+	return fmt.Errorf("write %s: %w", path, atomicfile.Cause(err))
 }
 
 // unstage is err with the outputs' temporary names replaced by their
