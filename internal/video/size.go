@@ -34,16 +34,6 @@ const (
 	MaxPixels = 4096 * 4096
 )
 
-// CheckSize reports whether s is a usable working size: both sides
-// positive multiples of SizeMultiple, at most MaxSide, and at most
-// MaxPixels in all. The error does not name a flag (see ParseSize).
-func CheckSize(s Size) error {
-	if msg := sizeProblem(s.W, s.H, true); msg != "" {
-		return newError(ErrSize, nil, "frame size %s: %s", s, msg)
-	}
-	return nil
-}
-
 // sizeProblem says what is wrong with a w x h size, or "": out of bounds,
 // or, when multiple is set, not made of multiples of SizeMultiple.
 func sizeProblem(w, h int, multiple bool) string {
@@ -71,24 +61,6 @@ func sizeProblem(w, h int, multiple bool) string {
 	return ""
 }
 
-// FrameBytes is the memory one decoded rgb24 frame of size s takes.
-func FrameBytes(s Size) int64 {
-	if s.W <= 0 || s.H <= 0 {
-		return 0
-	}
-	return int64(s.W) * int64(s.H) * 3
-}
-
-// ClipBytes is the memory n decoded rgb24 frames of size s take, held in
-// memory together: what a caller compares with the machine's memory
-// before a run (the model's own tensors come on top).
-func ClipBytes(s Size, n int) int64 {
-	if n <= 0 {
-		return 0
-	}
-	return FrameBytes(s) * int64(n)
-}
-
 // DefaultSize is the working size for frames displayed at d: the same aspect
 // ratio, about TargetArea pixels, each side rounded to the nearest multiple of
 // SizeMultiple (at least SizeMultiple, at most MaxSide). 1280x720 gives 680x384, 720x1280 gives
@@ -107,7 +79,7 @@ func DefaultSize(d Size) Size {
 
 // ParseSize reads an explicit --size WxH. Both sides must be positive
 // multiples of SizeMultiple within MaxSide, and the whole within MaxPixels
-// (see CheckSize); errors name the flag and its value.
+// (see MaxPixels); errors name the flag and its value.
 func ParseSize(s string) (Size, error) {
 	bad := func(format string, args ...any) (Size, error) {
 		return Size{}, param.Kindf(ErrSize, "size", s, "%s", fmt.Sprintf(format, args...))

@@ -12,7 +12,6 @@
 //	info, err := video.Probe(ctx, "in.mp4")              // frames and their times, size, rotation, audio
 //	size := video.DefaultSize(info.DisplaySize())        // or video.ParseSize(flag)
 //	r, err := video.Whole().Resolve(info)                // or Range{Start, Count, Stride}
-//	need := video.ClipBytes(size, r.Count)               // memory the decoded frames take
 //	for f, err := range video.Frames(ctx, info, video.DecodeOptions{Size: size, Range: r}) { ... } // rgb24 frames
 //	enc, err := video.NewEncoder(ctx, "out.webm", size, video.EncodeOptions{
 //		FPS: info.RangeFPS(r), Times: info.RangeTimes(r), Audio: info.AudioFor(r)})

@@ -68,33 +68,6 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-func TestCheckSizeAndBytes(t *testing.T) {
-	for _, tt := range []struct {
-		s       Size
-		wantErr string
-	}{
-		{Size{512, 512}, ""},
-		{Size{16777216, 16777216}, "frame size 16777216x16777216: width 16777216 is over the limit of 8192"},
-		{Size{8192, 4096}, "frame size 8192x4096: 33554432 pixels is over the limit of 16777216 (4096x4096); give a smaller size"},
-		{Size{500, 512}, "frame size 500x512: width 500 is not a multiple of 8; try 496 or 504"},
-		{Size{}, "frame size 0x0: width 0 must be positive"},
-	} {
-		err := CheckSize(tt.s)
-		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr || !errors.Is(err, ErrSize)) {
-			t.Errorf("CheckSize(%v) = %v, want %q", tt.s, err, tt.wantErr)
-		}
-	}
-	if got := FrameBytes(Size{512, 512}); got != 786432 {
-		t.Errorf("FrameBytes(512x512) = %d, want 786432", got)
-	}
-	if got := ClipBytes(Size{4096, 4096}, 1000); got != 50331648000 {
-		t.Errorf("ClipBytes(4096x4096, 1000) = %d, want 50331648000", got)
-	}
-	if FrameBytes(Size{-1, 5}) != 0 || ClipBytes(Size{8, 8}, -3) != 0 {
-		t.Error("FrameBytes or ClipBytes of nothing is not 0")
-	}
-}
-
 func TestParseRational(t *testing.T) {
 	tests := []struct {
 		in   string
