@@ -108,7 +108,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	}
 	write := func(enc *video.Encoder, f video.Frame) error {
 		if out.frames != nil {
-			if err := video.WritePNG(filepath.Join(out.frames.Name(), video.FrameFileName(f.Index)), f, video.PNGOptions{}); err != nil {
+			if err := video.WritePNG(filepath.Join(out.frames.Name(), video.FrameFileName(f.Index)), f); err != nil {
 				return err
 			}
 		}

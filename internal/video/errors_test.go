@@ -112,7 +112,7 @@ func TestUnwritableOutput(t *testing.T) {
 	}
 	oneLine(t, err, out, "folder "+ro+" is not writable")
 
-	err = writePNGs(ro, []Frame{frame}, PNGOptions{})
+	err = writePNGs(ro, []Frame{frame})
 	if !errors.Is(err, fs.ErrPermission) {
 		t.Errorf("writePNGs: %v, want a permission error", err)
 	}

@@ -169,12 +169,12 @@ func encodeClip(ctx context.Context, path string, clip *decoded, opts EncodeOpti
 
 // writePNGs writes frames into dir (made if missing) as FrameFileName(0),
 // FrameFileName(1), ..., the way the pipeline writes a frames folder.
-func writePNGs(dir string, frames []Frame, opts PNGOptions) error {
+func writePNGs(dir string, frames []Frame) error {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
 	for i, f := range frames {
-		if err := WritePNG(filepath.Join(dir, FrameFileName(i)), f, opts); err != nil {
+		if err := WritePNG(filepath.Join(dir, FrameFileName(i)), f); err != nil {
 			return err
 		}
 	}

@@ -8,18 +8,13 @@ import (
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
 
-// PNGOptions says how WritePNG writes.
-type PNGOptions struct {
-	NoClobber bool // refuse to replace existing files (atomicfile.ErrExist)
-}
-
 // FrameFileName is the name of the i-th frame in a frames folder:
 // 00000.png, 00001.png, ..., as the official TokenFlow data folders name
 // them, so such a folder can be read back as a source.
 func FrameFileName(i int) string { return fmt.Sprintf("%05d.png", i) }
 
 // WritePNG writes f as an 8-bit RGB PNG at path, atomically.
-func WritePNG(path string, f Frame, opts PNGOptions) error {
+func WritePNG(path string, f Frame) error {
 	if len(f.Pix) != f.Width*f.Height*3 || f.Width <= 0 || f.Height <= 0 {
 		return newError(ErrSize, nil, "write %s: frame %d is %dx%d with %d bytes, not rgb24", path, f.Index, f.Width, f.Height, len(f.Pix))
 	}
@@ -27,9 +22,5 @@ func WritePNG(path string, f Frame, opts PNGOptions) error {
 	if err := png.Encode(&buf, f.RGBA()); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	var aopts []atomicfile.Option
-	if opts.NoClobber {
-		aopts = append(aopts, atomicfile.NoClobber())
-	}
-	return atomicfile.WriteFile(path, buf.Bytes(), 0o666, aopts...)
+	return atomicfile.WriteFile(path, buf.Bytes(), 0o666)
 }
