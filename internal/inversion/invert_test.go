@@ -20,7 +20,7 @@ func fixturePixels(t testing.TB, model string) tensor.Tensor {
 	t.Helper()
 	testenv.FFmpeg(t)
 	ctx := context.Background()
-	in, err := video.Probe(ctx, fixture.Expected(t, model, "tokenflow_inv10", "input_frames"))
+	in, err := video.Probe(ctx, fixture.Expected(t, model, "tokenflow_inv10", "input_frames"), video.Rational{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,7 +166,7 @@ func (j *job) probe(ctx context.Context) error {
 	if fps.Num == 0 {
 		fps = video.DefaultFolderFPS
 	}
-	info, err := video.Probe(ctx, r.Input, video.FolderFPS(fps))
+	info, err := video.Probe(ctx, r.Input, fps)
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func TestProbeFile(t *testing.T) {
 func TestProbeFolder(t *testing.T) {
 	t.Parallel()
 	dir, _ := pngFolder(t, 8, 24, 16)
-	in := probe(t, dir, FolderFPS(Rational{12, 1}))
+	in := probe(t, dir, Rational{12, 1})
 	want := Info{Path: dir, Folder: true, FPS: Rational{12, 1}, Frames: 8, Width: 24, Height: 16,
 		DisplayWidth: 24, DisplayHeight: 16, Duration: Rational{12, 1}.FrameTime(8), Codec: "png"}
 	in.Pattern, in.FirstNumber = "", 0

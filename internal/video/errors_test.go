@@ -43,11 +43,11 @@ func TestBadInputs(t *testing.T) {
 	os.Remove(filepath.Join(gapDir, "00002.png"))
 
 	probeErr := func(path string) func() error {
-		return func() error { _, err := Probe(ctx, path); return err }
+		return func() error { _, err := Probe(ctx, path, Rational{}); return err }
 	}
 	decodeErr := func(path string, r Range) func() error {
 		return func() error {
-			in, err := Probe(ctx, path)
+			in, err := Probe(ctx, path, Rational{})
 			if err != nil {
 				return err
 			}

@@ -98,10 +98,15 @@ func pngFrames(t testing.TB, n, w, h int) []Frame {
 	return frames
 }
 
-func probe(t testing.TB, path string, opts ...ProbeOption) Info {
+// probe is Probe, failing t on error; folderFPS is at most one rate.
+func probe(t testing.TB, path string, folderFPS ...Rational) Info {
 	t.Helper()
 	testenv.FFmpeg(t)
-	in, err := Probe(context.Background(), path, opts...)
+	var fps Rational
+	if len(folderFPS) > 0 {
+		fps = folderFPS[0]
+	}
+	in, err := Probe(context.Background(), path, fps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,33 +23,16 @@ import (
 	ffmpeg "github.com/u2takey/ffmpeg-go"
 )
 
-// DefaultFolderFPS is the frame rate of a folder of frames unless
-// FolderFPS says otherwise.
+// DefaultFolderFPS is the frame rate of a folder of frames unless Probe
+// is given another.
 var DefaultFolderFPS = Rational{10, 1}
 
-// ProbeOption changes what Probe assumes.
-type ProbeOption func(*probeOptions)
-
-type probeOptions struct {
-	folderFPS Rational
-}
-
-// FolderFPS sets the frame rate of a folder of frames (default 10); it has
-// no effect on a media file, whose rate is in the file.
-func FolderFPS(r Rational) ProbeOption {
-	return func(o *probeOptions) {
-		if r.Valid() {
-			o.folderFPS = r
-		}
-	}
-}
-
 // Probe describes the source at path: a media file ffprobe reads, or a
-// folder of numbered frames.
-func Probe(ctx context.Context, path string, opts ...ProbeOption) (Info, error) {
-	o := probeOptions{folderFPS: DefaultFolderFPS}
-	for _, opt := range opts {
-		opt(&o)
+// folder of numbered frames, whose frame rate is folderFPS (DefaultFolderFPS
+// when folderFPS is not a valid rate; a media file's rate is in the file).
+func Probe(ctx context.Context, path string, folderFPS Rational) (Info, error) {
+	if !folderFPS.Valid() {
+		folderFPS = DefaultFolderFPS
 	}
 	st, err := os.Stat(path)
 	switch {
@@ -58,7 +41,7 @@ func Probe(ctx context.Context, path string, opts ...ProbeOption) (Info, error) 
 	case err != nil:
 		return Info{}, newError(ErrUnreadable, err, "%s: cannot read: %v", path, atomicfile.CauseText(err))
 	case st.IsDir():
-		return probeFolder(path, o.folderFPS)
+		return probeFolder(path, folderFPS)
 	}
 	return probeFile(ctx, path)
 }

@@ -9,7 +9,7 @@
 // variable-frame-rate clip keeps its timing. The flow is:
 //
 //	if err := video.CheckOutputFormat("out.webm"); err != nil { ... } // before any work
-//	info, err := video.Probe(ctx, "in.mp4")              // frames and their times, size, rotation, audio
+//	info, err := video.Probe(ctx, "in.mp4", video.DefaultFolderFPS) // frames and their times, size, rotation, audio
 //	size := video.DefaultSize(info.DisplaySize())        // or video.ParseSize(flag)
 //	r, err := video.Whole().Resolve(info)                // or Range{Start, Count, Stride}
 //	for f, err := range video.Frames(ctx, info, video.DecodeOptions{Size: size, Range: r}) { ... } // rgb24 frames
