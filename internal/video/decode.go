@@ -39,15 +39,29 @@ func Frames(ctx context.Context, in Info, opts DecodeOptions) iter.Seq2[Frame, e
 			return
 		}
 		defer d.close()
-		for {
-			f, err := d.next()
-			if err == io.EOF {
+		for d.got < d.r.Count {
+			// Frames may still sit in the pipe when ctx ends; stop at once
+			// regardless.
+			if d.ctx.Err() != nil {
+				yield(Frame{}, d.finish(false))
 				return
 			}
-			if !yield(f, err) || err != nil {
+			f := Frame{
+				Index:  d.r.Start + d.got*d.r.Stride,
+				Width:  d.size.W,
+				Height: d.size.H,
+				Pix:    make([]byte, d.size.W*d.size.H*3),
+			}
+			if _, err := io.ReadFull(d.stdout, f.Pix); err != nil {
+				yield(Frame{}, d.finish(false))
+				return
+			}
+			d.got++
+			if !yield(f, nil) {
 				return
 			}
 		}
+		d.finish(true)
 	}
 }
 
@@ -63,7 +77,6 @@ type decoder struct {
 	stderr *tailBuffer
 	got    int
 	done   bool
-	err    error
 }
 
 func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, error) {
@@ -106,7 +119,7 @@ func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, er
 	out := v.Output("pipe:1", ffmpeg.KwArgs{"f": "rawvideo", "fps_mode": "passthrough", "frames:v": r.Count})
 
 	ctx, cancel := context.WithCancel(ctx)
-	cmd, stderr, err := command(ctx, out)
+	cmd, stderr, err := command(ctx, "ffmpeg", ffmpegArgs(out)...)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -137,40 +150,9 @@ func selectExpr(start, stride int) string {
 	return fmt.Sprintf("gte(n,%d)*not(mod(n-%d,%d))", start, start, stride)
 }
 
-// next returns the next frame, or io.EOF after the last.
-func (d *decoder) next() (Frame, error) {
-	if d.done {
-		if d.err != nil {
-			return Frame{}, d.err
-		}
-		return Frame{}, io.EOF
-	}
-	if d.ctx.Err() != nil {
-		// Frames may still sit in the pipe; stop at once regardless.
-		d.finish(false)
-		return d.next()
-	}
-	if d.got == d.r.Count {
-		d.finish(true)
-		return d.next()
-	}
-	f := Frame{
-		Index:  d.r.Start + d.got*d.r.Stride,
-		Width:  d.size.W,
-		Height: d.size.H,
-		Pix:    make([]byte, d.size.W*d.size.H*3),
-	}
-	if _, err := io.ReadFull(d.stdout, f.Pix); err != nil {
-		d.finish(false)
-		return Frame{}, d.err
-	}
-	d.got++
-	return f, nil
-}
-
-// finish waits for ffmpeg and records the outcome: complete when every
-// frame was read (ffmpeg's exit status then does not matter), else an error.
-func (d *decoder) finish(complete bool) {
+// finish waits for ffmpeg and returns the outcome: nil when every frame
+// was read (ffmpeg's exit status then does not matter), else an error.
+func (d *decoder) finish(complete bool) error {
 	d.done = true
 	if complete {
 		io.Copy(io.Discard, d.stdout)
@@ -180,14 +162,15 @@ func (d *decoder) finish(complete bool) {
 	d.cancel()
 	switch {
 	case complete:
+		return nil
 	case cerr != nil:
-		d.err = cerr
-	default:
-		summary := d.stderr.Summary(ffmpegInput(d.in.Path), d.in.Pattern)
-		d.err = newError(ErrTruncated, werr, "%s", withSummary(fmt.Sprintf(
-			"%s: could decode only %d of the %d frames asked for; the file may be truncated or damaged",
-			d.in.Path, d.got, d.r.Count), summary))
+		return cerr
 	}
+	msg := fmt.Sprintf("%s: could decode only %d of the %d frames asked for; the file may be truncated or damaged", d.in.Path, d.got, d.r.Count)
+	if summary := d.stderr.Summary(ffmpegInput(d.in.Path), d.in.Pattern); summary != "" {
+		msg += " (ffmpeg: " + summary + ")"
+	}
+	return newError(ErrTruncated, werr, "%s", msg)
 }
 
 // close stops ffmpeg if it is still running and waits for it.

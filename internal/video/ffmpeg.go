@@ -20,22 +20,13 @@ import (
 // banner, no interaction on the terminal, no progress, errors only.
 var commonArgs = []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error"}
 
-// lookTool finds ffmpeg or ffprobe on PATH.
-func lookTool(name string) (string, error) {
-	p, err := exec.LookPath(name)
+// command makes the exec.Cmd running tool (ffmpeg or ffprobe, found on
+// PATH) with args, killed when ctx ends; its stderr is kept for messages.
+func command(ctx context.Context, tool string, args ...string) (*exec.Cmd, *tailBuffer, error) {
+	bin, err := exec.LookPath(tool)
 	if err != nil {
-		return "", newError(ErrFFmpegMissing, err, "%s not found on PATH; install ffmpeg (e.g. apt install ffmpeg)", name)
+		return nil, nil, newError(ErrFFmpegMissing, err, "%s not found on PATH; install ffmpeg (e.g. apt install ffmpeg)", tool)
 	}
-	return p, nil
-}
-
-// command makes the exec.Cmd for an ffmpeg-go graph, killed when ctx ends.
-func command(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailBuffer, error) {
-	bin, err := lookTool("ffmpeg")
-	if err != nil {
-		return nil, nil, err
-	}
-	args := append(append([]string{}, commonArgs...), s.GetArgs()...)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	stderr := &tailBuffer{}
 	cmd.Stderr = stderr
@@ -44,16 +35,21 @@ func command(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailBuffer, err
 	return cmd, stderr, nil
 }
 
+// ffmpegArgs is the command line of an ffmpeg-go graph, after commonArgs.
+func ffmpegArgs(s *ffmpeg.Stream) []string {
+	return append(slices.Clone(commonArgs), s.GetArgs()...)
+}
+
 // maxFilterArg is the longest filter graph passed on the command line;
 // Linux refuses single arguments over 128 KiB (MAX_ARG_STRLEN).
 const maxFilterArg = 64 << 10
 
-// commandWithScript is command, but a filter graph too long for the
+// commandWithScript is command for the ffmpeg-go graph s, but a filter graph too long for the
 // command line (frame times of a long variable-rate clip) goes to ffmpeg in
 // a temporary file (-filter_complex_script) whose path it returns for the
 // caller to remove once ffmpeg has ended ("" when none was made).
 func commandWithScript(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailBuffer, string, error) {
-	cmd, stderr, err := command(ctx, s)
+	cmd, stderr, err := command(ctx, "ffmpeg", ffmpegArgs(s)...)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -108,17 +104,13 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
-
 // Summary is the gist of ffmpeg's stderr in one short line: the last two
 // distinct messages, without "[demuxer @ 0x...]" prefixes, the file name
 // ffmpeg puts in front, or generic closing lines.
 func (t *tailBuffer) Summary(paths ...string) string {
-	return summarize(t.String(), paths...)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return summarize(string(t.buf), paths...)
 }
 
 var (
@@ -162,14 +154,6 @@ func summarize(stderr string, paths ...string) string {
 		s = "..." + s[len(s)-maxLen+3:]
 	}
 	return s
-}
-
-// withSummary appends " (ffmpeg: summary)" when there is one.
-func withSummary(msg, summary string) string {
-	if summary == "" {
-		return msg
-	}
-	return msg + " (ffmpeg: " + summary + ")"
 }
 
 // ctxErr is the error to report when a command ended because ctx did.

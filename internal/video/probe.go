@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -140,18 +139,13 @@ func parseProbe(path string, data []byte) (in Info, index, claimed int, err erro
 // ffprobe runs ffprobe with args (built like ffmpeg-go's Probe) on path and
 // returns its standard output.
 func ffprobe(ctx context.Context, path string, args ffmpeg.KwArgs) ([]byte, error) {
-	bin, err := lookTool("ffprobe")
+	args["v"] = "error"
+	cmd, stderr, err := command(ctx, "ffprobe", append(ffmpeg.ConvertKwargsToCmdLineArgs(args), ffmpegInput(path))...)
 	if err != nil {
 		return nil, err
 	}
-	args["v"] = "error"
-	argv := append(ffmpeg.ConvertKwargsToCmdLineArgs(args), ffmpegInput(path))
-	cmd := exec.CommandContext(ctx, bin, argv...)
-	var stdout bytes.Buffer
-	stderr := &tailBuffer{}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	out, err := cmd.Output()
+	if err != nil {
 		if cerr := ctxErr(ctx, "probe "+path); cerr != nil {
 			return nil, cerr
 		}
@@ -159,7 +153,7 @@ func ffprobe(ctx context.Context, path string, args ffmpeg.KwArgs) ([]byte, erro
 			"%s: not a video ffmpeg can read (%s); give a complete video file or a folder of numbered frames",
 			path, cmp.Or(stderr.Summary(ffmpegInput(path)), err.Error()))
 	}
-	return stdout.Bytes(), nil
+	return out, nil
 }
 
 func probeFile(ctx context.Context, path string) (Info, error) {
@@ -299,20 +293,12 @@ func parseTime(s string) (time.Duration, bool) {
 // frameRate prefers r_frame_rate (the exact base rate, e.g. 30000/1001) when
 // it agrees with the average rate, else the average (variable frame rate).
 func frameRate(s *probeStream) Rational {
-	r, rerr := ParseRational(s.RFrameRate)
+	r, rerr := ParseRational(s.RFrameRate) // Rational{} on error
 	a, aerr := ParseRational(s.AvgFrameRate)
-	switch {
-	case rerr == nil && aerr == nil:
-		if math.Abs(r.Float64()-a.Float64()) <= 0.01*a.Float64() {
-			return r
-		}
-		return a
-	case aerr == nil:
-		return a
-	case rerr == nil:
+	if aerr != nil || (rerr == nil && math.Abs(r.Float64()-a.Float64()) <= 0.01*a.Float64()) {
 		return r
 	}
-	return Rational{}
+	return a
 }
 
 // rotation is the clockwise turn, in degrees 0, 90, 180 or 270, that displays
@@ -357,26 +343,23 @@ func streamDuration(s *probeStream, fallback time.Duration) time.Duration {
 	return fallback
 }
 
+// parseSeconds is parseTime for a positive duration, 0 when s is none.
 func parseSeconds(s string) time.Duration {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0
+	if d, ok := parseTime(s); ok && d > 0 {
+		return d
 	}
-	return time.Duration(math.Round(f * float64(time.Second)))
+	return 0
 }
 
+// parseClock reads Matroska's "00:00:03.000000000", 0 when s is not one.
 func parseClock(s string) time.Duration {
-	parts := strings.Split(s, ":")
-	if len(parts) != 3 {
+	h, rest, ok1 := strings.Cut(s, ":")
+	m, sec, ok2 := strings.Cut(rest, ":")
+	d, err := time.ParseDuration(h + "h" + m + "m" + sec + "s")
+	if !ok1 || !ok2 || err != nil {
 		return 0
 	}
-	h, err1 := strconv.Atoi(parts[0])
-	m, err2 := strconv.Atoi(parts[1])
-	sec, err3 := strconv.ParseFloat(parts[2], 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return 0
-	}
-	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(math.Round(sec*float64(time.Second)))
+	return d
 }
 
 // probeFolder describes a folder of numbered frames: their count, the size
