@@ -122,7 +122,7 @@ func TestEditConformance(t *testing.T) {
 			if err := os.RemoveAll(res.CacheDir); err != nil {
 				t.Fatal(err)
 			}
-			e, err := cache.Store(cacheDir, cache.Manifest{Key: m.Key, Video: m.Video, Model: m.Model}, ref, false)
+			e, err := cache.StoreContext(t.Context(), cacheDir, cache.Manifest{Key: m.Key, Video: m.Video, Model: m.Model}, ref, false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,16 +11,16 @@ package cache
 // An entry is made in a temporary folder next to its final place
 // (".<id>.tmp-<random>", the atomicfile naming) and renamed into place when
 // complete, so a reader sees a whole entry or none; an interrupted run leaves
-// only a temporary folder, which Lookup never looks at (its name is not an
-// id) and the next Store of that entry removes. A run holds the entry's
+// only a temporary folder, which LookupContext never looks at (its name is not
+// an id) and the next StoreContext of that entry removes. A run holds the entry's
 // lock (".<id>.lock", see Acquire) from its lookup to its store, so two runs
 // on one video do not both compute it: the second waits, then reuses.
 //
-// Lookup trusts nothing it reads: the manifest must parse, have our format,
+// LookupContext trusts nothing it reads: the manifest must parse, have our format,
 // carry exactly the key it is filed under, and describe a consistent latent
 // tensor set; latents.safetensors must have the manifest's size and CRC-32C
 // and hold exactly the tensors the manifest names, with the right dtype and
-// shape, and only finite values (checked in the same read as the CRC; Store
+// shape, and only finite values (checked in the same read as the CRC; StoreContext
 // refuses NaN and Inf too). Anything else is a reason to rebuild, never an
 // entry to use.
 
@@ -79,7 +79,7 @@ const (
 	subdir             = "inversions"
 	z0Tensor           = "latents"
 	noisyPrefix        = "noisy_latents_"
-	// tempMaxAge is how old a temporary folder must be before Store
+	// tempMaxAge is how old a temporary folder must be before StoreContext
 	// removes it: old enough that no live run is still filling it.
 	tempMaxAge = 24 * time.Hour
 	// maxElements bounds a manifest's latent shape, so that an edited
@@ -333,7 +333,7 @@ type Latents struct {
 
 // Root is the cache's root folder: dir when given, else $TOKENFLOW_CACHE,
 // else "tokenflow" in the user cache folder (os.UserCacheDir). Inversions
-// live under <root>/inversions/<id>/. The folder is not created here; Store
+// live under <root>/inversions/<id>/. The folder is not created here; StoreContext
 // does that.
 func Root(dir string) (string, error) {
 	if dir := cmp.Or(dir, os.Getenv("TOKENFLOW_CACHE")); dir != "" {
@@ -362,19 +362,15 @@ func (e *Entry) ReconstructionPath() string {
 	return filepath.Join(e.Dir, reconstructionName)
 }
 
-// Lookup returns the entry for k when one exists and is valid. When there is
-// none, it returns (nil, "", nil). When one exists but cannot be used, it
-// returns (nil, reason, nil) with a one-line reason, for the caller to print
-// as "inversion cache <dir>: <reason>; rebuilding". Only I/O errors other
-// than not-exist are returned as err.
+// LookupContext returns the entry for k when one exists and is valid. When
+// there is none, it returns (nil, "", nil). When one exists but cannot be
+// used, it returns (nil, reason, nil) with a one-line reason, for the caller
+// to print as "inversion cache <dir>: <reason>; rebuilding". Only I/O errors
+// other than not-exist are returned as err.
 //
-// Lookup reads latents.safetensors once in full to check its CRC.
-func Lookup(root string, k Key) (*Entry, string, error) {
-	return LookupContext(context.Background(), root, k)
-}
-
-// LookupContext is Lookup whose read of the latents (gigabytes for a long
-// video) stops when ctx ends, with ctx's error.
+// LookupContext reads latents.safetensors once in full to check its CRC;
+// that read (gigabytes for a long video) stops when ctx ends, with ctx's
+// error.
 func LookupContext(ctx context.Context, root string, k Key) (*Entry, string, error) {
 	dir := Dir(root, k)
 	st, err := os.Stat(dir)
@@ -542,7 +538,7 @@ func nonFiniteReason(f *safetensors.File, m *Manifest, off int64) string {
 }
 
 // Load reads the entry's latents, checking every tensor's name, dtype and
-// shape against the manifest. (Lookup has checked the file's CRC.)
+// shape against the manifest. (LookupContext has checked the file's CRC.)
 func (e *Entry) Load() (*Latents, error) {
 	path := filepath.Join(e.Dir, latentsName)
 	fail := func(format string, args ...any) (*Latents, error) {
@@ -573,7 +569,7 @@ func (e *Entry) Load() (*Latents, error) {
 		if err != nil {
 			return fail("%s", oneLine(err.Error()))
 		}
-		// Lookup checked this, but the file may have changed since.
+		// LookupContext checked this, but the file may have changed since.
 		if bad := x.Finite(); bad >= 0 {
 			return nil, fmt.Errorf("inversion cache %s: tensor %q holds %w (frame %d): delete the entry's folder to rebuild it", e.Dir, name, tensor.ErrNonFinite, bad/x.RowSize())
 		}
@@ -586,23 +582,18 @@ func (e *Entry) Load() (*Latents, error) {
 	return l, nil
 }
 
-// Store writes a new entry for m.Key holding l, atomically: a temporary
-// folder next to the final one receives latents.safetensors, then
-// manifest.json, and is renamed into place. Store fills in m's Format, Kept
-// (from l.Noisy; a Kept already set must agree), Latent (l.Z0's shape), Tool and
-// Created (when zero), LatentsCRC and LatentsSize.
+// StoreContext writes a new entry for m.Key holding l, atomically: a
+// temporary folder next to the final one receives latents.safetensors, then
+// manifest.json, and is renamed into place. It fills in m's Format, Kept
+// (from l.Noisy; a Kept already set must agree), Latent (l.Z0's shape), Tool
+// and Created (when zero), LatentsCRC and LatentsSize.
 //
 // The caller holds the entry's Lock. A valid entry already there is kept
 // and returned, unless replace; an invalid one, or the one replaced, is
 // moved aside only once the new one is complete, then removed. Nothing
-// partial is ever visible under the final name. Store also removes the
-// temporary folders that interrupted runs left.
-func Store(root string, m Manifest, l *Latents, replace bool) (*Entry, error) {
-	return StoreContext(context.Background(), root, m, l, replace)
-}
-
-// StoreContext is Store whose writing stops when ctx ends, with ctx's
-// error; nothing of it stays.
+// partial is ever visible under the final name. StoreContext also removes the
+// temporary folders that interrupted runs left. Writing stops when ctx
+// ends, with ctx's error; nothing of it stays.
 func StoreContext(ctx context.Context, root string, m Manifest, l *Latents, replace bool) (*Entry, error) {
 	if l == nil {
 		return nil, errors.New("inversion cache: store: no latents")
@@ -617,7 +608,7 @@ func StoreContext(ctx context.Context, root string, m Manifest, l *Latents, repl
 	}
 	cleanTemps(parent, m.Key.ID(), time.Now())
 	if !replace {
-		if e, _, err := Lookup(root, m.Key); err != nil || e != nil {
+		if e, _, err := LookupContext(ctx, root, m.Key); err != nil || e != nil {
 			return e, err
 		}
 	}
@@ -644,7 +635,7 @@ func StoreContext(ctx context.Context, root string, m Manifest, l *Latents, repl
 		os.Rename(old, dir) // put back what was there
 		return nil, writeError(root, err)
 	}
-	os.RemoveAll(old) // best effort: a leftover is removed by a later Store
+	os.RemoveAll(old) // best effort: a leftover is removed by a later StoreContext
 	return &Entry{Dir: dir, Manifest: m}, nil
 }
 
@@ -675,7 +666,7 @@ func fillManifest(m *Manifest, l *Latents) error {
 		m.Created = time.Now()
 	}
 	// As it reads back from manifest.json, so the returned Entry is equal to
-	// what a later Lookup gives.
+	// what a later LookupContext gives.
 	m.Created = m.Created.UTC().Truncate(time.Second)
 	// Placeholders so that check can judge everything else now; the
 	// real values come when the file is written.

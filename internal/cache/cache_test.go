@@ -105,7 +105,7 @@ func testSameLatents(t *testing.T, got, want *Latents) {
 
 func testStore(t *testing.T, root string, m Manifest, l *Latents) *Entry {
 	t.Helper()
-	e, err := Store(root, m, l, false)
+	e, err := StoreContext(context.Background(), root, m, l, false)
 	if err != nil {
 		t.Fatalf("Store: %v", err)
 	}
@@ -115,7 +115,7 @@ func testStore(t *testing.T, root string, m Manifest, l *Latents) *Entry {
 // testMustHit looks k up and fails unless a valid entry comes back.
 func testMustHit(t *testing.T, root string, k Key) *Entry {
 	t.Helper()
-	e, reason, err := Lookup(root, k)
+	e, reason, err := LookupContext(context.Background(), root, k)
 	if err != nil || reason != "" || e == nil {
 		t.Fatalf("Lookup = (%v, %q, %v), want a valid entry", e, reason, err)
 	}
@@ -227,7 +227,7 @@ func TestCacheRoundTrip(t *testing.T) {
 
 func TestCacheMissWithoutEntry(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "never-made")
-	e, reason, err := Lookup(root, testKey())
+	e, reason, err := LookupContext(context.Background(), root, testKey())
 	if e != nil || reason != "" || err != nil {
 		t.Errorf("Lookup in an empty root = (%v, %q, %v), want a plain miss", e, reason, err)
 	}
@@ -271,7 +271,7 @@ func TestCacheKeyFields(t *testing.T) {
 				t.Fatalf("ID %s is the same as for %s", id, other)
 			}
 			seen[id] = c.field
-			if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
+			if e, reason, err := LookupContext(context.Background(), root, k); e != nil || reason != "" || err != nil {
 				t.Errorf("Lookup = (%v, %q, %v), want a miss", e, reason, err)
 			}
 		})
@@ -403,7 +403,7 @@ func TestCacheInvalidEntries(t *testing.T) {
 			stored := testStore(t, root, testManifest(), testLatents(1))
 			c.damage(t, stored.Dir)
 
-			e, reason, err := Lookup(root, k)
+			e, reason, err := LookupContext(context.Background(), root, k)
 			if err != nil {
 				t.Fatalf("Lookup error: %v", err)
 			}
@@ -420,7 +420,7 @@ func TestCacheInvalidEntries(t *testing.T) {
 
 			// The rebuild replaces the damaged entry and leaves nothing else.
 			want := testLatents(2)
-			if _, err := Store(root, testManifest(), want, false); err != nil {
+			if _, err := StoreContext(context.Background(), root, testManifest(), want, false); err != nil {
 				t.Fatalf("Store over the damaged entry: %v", err)
 			}
 			got, err := testMustHit(t, root, k).Load()
@@ -475,19 +475,19 @@ func TestCacheNumerics(t *testing.T) {
 	testMustHit(t, root, k)
 
 	testEditManifest(t, e.Dir, func(m map[string]any) { m["numerics"] = Numerics + 1 })
-	got, reason, err := Lookup(root, k)
+	got, reason, err := LookupContext(context.Background(), root, k)
 	want := fmt.Sprintf("it was made by tokenflow v0.0.1-other with other numerics (%d, want %d)", Numerics+1, Numerics)
 	if err != nil || got != nil || reason != want {
 		t.Fatalf("Lookup = (%v, %q, %v), want (nil, %q, nil)", got, reason, err, want)
 	}
 	// A manifest from before numerics were recorded is rebuilt too.
 	testEditManifest(t, e.Dir, func(m map[string]any) { delete(m, "numerics"); delete(m, "tool_version") })
-	_, reason, _ = Lookup(root, k)
+	_, reason, _ = LookupContext(context.Background(), root, k)
 	if want := fmt.Sprintf("it was made by tokenflow (version not recorded) with other numerics (0, want %d)", Numerics); reason != want {
 		t.Errorf("reason %q, want %q", reason, want)
 	}
 	// The rebuild replaces it.
-	if _, err := Store(root, testManifest(), testLatents(2), false); err != nil {
+	if _, err := StoreContext(context.Background(), root, testManifest(), testLatents(2), false); err != nil {
 		t.Fatal(err)
 	}
 	if e := testMustHit(t, root, k); e.Manifest.Numerics != Numerics {
@@ -574,7 +574,7 @@ func TestCacheLeftoverTemp(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
+	if e, reason, err := LookupContext(context.Background(), root, k); e != nil || reason != "" || err != nil {
 		t.Fatalf("Lookup with only temporary folders = (%v, %q, %v), want a miss", e, reason, err)
 	}
 
@@ -589,7 +589,7 @@ func TestCacheLeftoverTemp(t *testing.T) {
 	if got := testListing(t, root); !slices.Equal(got, want) {
 		t.Errorf("inversions/ holds %q, want %q", got, want)
 	}
-	if e, reason, err := Lookup(root, k); e != nil || reason != "" || err != nil {
+	if e, reason, err := LookupContext(context.Background(), root, k); e != nil || reason != "" || err != nil {
 		t.Errorf("Lookup = (%v, %q, %v), want a miss", e, reason, err)
 	}
 	// The key's own Store (under its lock) removes its young leftover too.
@@ -636,10 +636,10 @@ func TestCacheConcurrentRuns(t *testing.T) {
 				return
 			}
 			defer lock.Release()
-			e, _, err := Lookup(root, k)
+			e, _, err := LookupContext(context.Background(), root, k)
 			if err == nil && e == nil {
 				stored.Add(1)
-				e, err = Store(root, testManifest(), testLatents(float32(i)), false)
+				e, err = StoreContext(context.Background(), root, testManifest(), testLatents(float32(i)), false)
 			}
 			if err == nil {
 				_, err = e.Load()
@@ -723,7 +723,7 @@ func TestCacheStoreReplace(t *testing.T) {
 	testStore(t, root, testManifest(), testLatents(1))
 	bad := testManifest()
 	bad.Key.Count = 3 // disagrees with the latents: refused before any write
-	if _, err := Store(root, bad, testLatents(2), true); err == nil {
+	if _, err := StoreContext(context.Background(), root, bad, testLatents(2), true); err == nil {
 		t.Fatal("an inconsistent replacement was stored")
 	}
 	got, err := testMustHit(t, root, testKey()).Load()
@@ -731,7 +731,7 @@ func TestCacheStoreReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	testSameLatents(t, got, testLatents(1))
-	e, err := Store(root, testManifest(), testLatents(2), true)
+	e, err := StoreContext(context.Background(), root, testManifest(), testLatents(2), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -766,7 +766,7 @@ func TestCacheStoreRejectsInconsistentInput(t *testing.T) {
 			root := t.TempDir()
 			m, l := testManifest(), testLatents(1)
 			c.edit(&m, l)
-			_, err := Store(root, m, l, false)
+			_, err := StoreContext(context.Background(), root, m, l, false)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Store = %v, want an error containing %q", err, c.want)
 			}
@@ -825,7 +825,7 @@ func TestCacheUnwritableRoot(t *testing.T) {
 			}
 			phrase, is := testBlock(t, c.block(root))
 
-			_, err := Store(root, testManifest(), testLatents(1), false)
+			_, err := StoreContext(context.Background(), root, testManifest(), testLatents(1), false)
 			if err == nil {
 				t.Fatal("Store into a blocked cache succeeded")
 			}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,7 +18,7 @@ import (
 func FuzzManifest(f *testing.F) {
 	root := f.TempDir()
 	want := testLatents(1)
-	stored, err := Store(root, testManifest(), want, false)
+	stored, err := StoreContext(context.Background(), root, testManifest(), want, false)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func FuzzManifest(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, manifestName), manifest, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		e, reason, err := Lookup(root, testKey())
+		e, reason, err := LookupContext(context.Background(), root, testKey())
 		switch {
 		case err != nil:
 			t.Fatalf("Lookup failed with an error: %v", err)
