@@ -317,7 +317,7 @@ func (s *singleFile) convert(dir, compName string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("cache for %s: %w", s.path, err)
 	}
-	out, err := atomicfile.Create(dst)
+	out, err := atomicfile.Create(dst, 0o666, false)
 	if err != nil {
 		return fmt.Errorf("cache for %s: %w", s.path, err)
 	}

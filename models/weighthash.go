@@ -142,7 +142,7 @@ func writeWeightMemo(root string, m weightMemo) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return
 	}
-	f, err := atomicfile.Create(filepath.Join(root, weightMemoName))
+	f, err := atomicfile.Create(filepath.Join(root, weightMemoName), 0o666, false)
 	if err != nil {
 		return
 	}

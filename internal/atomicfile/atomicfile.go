@@ -5,7 +5,7 @@
 //
 // The idiom:
 //
-//	f, err := atomicfile.Create(path)
+//	f, err := atomicfile.Create(path, 0o666, false)
 //	if err != nil {
 //		return err
 //	}
@@ -15,7 +15,7 @@
 //	}
 //	return f.Commit()
 //
-// With NoClobber, Commit refuses to replace an existing path, race-free: the
+// With noClobber, Commit refuses to replace an existing path, race-free: the
 // temporary file is hard-linked to the final name, which fails if anything is
 // already there. The command line uses it for "never overwrite without --force".
 package atomicfile
@@ -36,33 +36,6 @@ import (
 // fs.ErrExist) works too.
 var ErrExist = fs.ErrExist
 
-// Option changes how Create, CreateDir and WriteFile behave.
-type Option func(*options)
-
-type options struct {
-	noClobber bool
-	perm      fs.FileMode
-	permSet   bool
-}
-
-// NoClobber makes Create fail early, and Commit fail race-free, when the
-// destination already exists; the existing file is left as it was.
-func NoClobber() Option { return func(o *options) { o.noClobber = true } }
-
-// Perm sets the permission bits of the new file or folder before the umask
-// (default 0666 for files, 0777 for folders, as os.Create and os.Mkdir).
-func Perm(perm fs.FileMode) Option {
-	return func(o *options) { o.perm, o.permSet = perm.Perm(), true }
-}
-
-func collect(opts []Option, defaultPerm fs.FileMode) options {
-	o := options{perm: defaultPerm}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
-}
-
 // File is a file being written under a temporary name. It is not safe for
 // concurrent use.
 type File struct {
@@ -73,32 +46,28 @@ type File struct {
 }
 
 // Create opens a new temporary file next to path (".<name>.tmp-<random>" in
-// the same folder) for writing. Nothing appears at path until Commit.
-func Create(path string, opts ...Option) (*File, error) {
-	o := collect(opts, 0o666)
-	if err := checkDest(path, o.noClobber); err != nil {
+// the same folder) for writing, with permission bits perm before the umask
+// (0o666 is what os.Create gives). Nothing appears at path until Commit.
+// With noClobber, Create fails early, and Commit fails race-free, when path
+// already exists; the existing file is left as it was.
+func Create(path string, perm fs.FileMode, noClobber bool) (*File, error) {
+	if err := checkDest(path, noClobber); err != nil {
 		return nil, err
 	}
 	var f *os.File
 	tmp, err := tempName(path, func(name string) error {
 		var err error
-		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, o.perm)
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm.Perm())
 		return err
 	})
 	if err != nil {
 		return nil, createError(path, err)
 	}
-	return &File{f: f, path: path, tmp: tmp, noClobber: o.noClobber}, nil
+	return &File{f: f, path: path, tmp: tmp, noClobber: noClobber}, nil
 }
 
 // Write writes to the temporary file.
 func (f *File) Write(p []byte) (int, error) { return f.f.Write(p) }
-
-// WriteAt writes at an offset of the temporary file.
-func (f *File) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
-
-// Seek moves the write offset of the temporary file.
-func (f *File) Seek(offset int64, whence int) (int64, error) { return f.f.Seek(offset, whence) }
 
 // Name is the temporary file's path, for a writer that needs a path rather
 // than an io.Writer (such as ffmpeg). Whatever that writer does must leave the
@@ -124,7 +93,7 @@ func (f *File) Commit() error {
 		os.Remove(f.tmp)
 		return &Error{Path: f.path, Msg: "cannot write: " + CauseText(err), Err: err}
 	}
-	if err := move(f.tmp, f.path, f.noClobber); err != nil {
+	if err := Rename(f.tmp, f.path, f.noClobber); err != nil {
 		os.Remove(f.tmp)
 		return err
 	}
@@ -148,9 +117,9 @@ func (f *File) Abort() error {
 
 // WriteFile writes data to path atomically: readers see the old content or
 // the new, never a mix. perm is the permission before the umask (as
-// os.WriteFile); a Perm option overrides it.
-func WriteFile(path string, data []byte, perm fs.FileMode, opts ...Option) error {
-	f, err := Create(path, append([]Option{Perm(perm)}, opts...)...)
+// os.WriteFile).
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	f, err := Create(path, perm, false)
 	if err != nil {
 		return err
 	}
@@ -173,12 +142,11 @@ type Dir struct {
 // Commit never replaces a folder that has something in it (rename(2) refuses,
 // and Commit reports ErrExist, e.g. when another process finished the same
 // cache entry first); an empty folder at path is replaced.
-func CreateDir(path string, opts ...Option) (*Dir, error) {
-	o := collect(opts, 0o777)
-	if err := checkDest(path, o.noClobber); err != nil {
+func CreateDir(path string) (*Dir, error) {
+	if err := checkDest(path, false); err != nil {
 		return nil, err
 	}
-	tmp, err := tempName(path, func(name string) error { return os.Mkdir(name, o.perm) })
+	tmp, err := tempName(path, func(name string) error { return os.Mkdir(name, 0o777) })
 	if err != nil {
 		return nil, createError(path, err)
 	}
@@ -265,9 +233,11 @@ func tempName(path string, create func(string) error) (string, error) {
 	return "", err
 }
 
-// move puts tmp at path: rename, or for noClobber a hard link (which fails
-// with EEXIST if path exists, without touching it) followed by removing tmp.
-func move(tmp, path string, noClobber bool) error {
+// Rename moves tmp, a finished file, to path: rename(2), or for noClobber a
+// hard link (which fails with ErrExist, race-free, if path exists, without
+// touching it) followed by removing tmp. It leaves tmp in place on any
+// failure. It is Commit for a file written through its name.
+func Rename(tmp, path string, noClobber bool) error {
 	if noClobber {
 		err := os.Link(tmp, path)
 		switch {

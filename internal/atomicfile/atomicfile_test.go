@@ -16,7 +16,7 @@ func TestFile(t *testing.T) {
 	tests := []struct {
 		name      string
 		existing  string // content already at the path, "" for none
-		opts      []Option
+		noClobber bool
 		commit    bool
 		wantErr   error  // from Create or Commit
 		wantFinal string // content at the path afterwards, "" for no file
@@ -25,8 +25,8 @@ func TestFile(t *testing.T) {
 		{name: "commit replaces", existing: "old", commit: true, wantFinal: "new"},
 		{name: "abort leaves nothing", commit: false},
 		{name: "abort keeps the old file", existing: "old", commit: false, wantFinal: "old"},
-		{name: "no-clobber new", opts: []Option{NoClobber()}, commit: true, wantFinal: "new"},
-		{name: "no-clobber refuses existing", existing: "old", opts: []Option{NoClobber()}, commit: true, wantErr: fs.ErrExist, wantFinal: "old"},
+		{name: "no-clobber new", noClobber: true, commit: true, wantFinal: "new"},
+		{name: "no-clobber refuses existing", existing: "old", noClobber: true, commit: true, wantErr: fs.ErrExist, wantFinal: "old"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +38,7 @@ func TestFile(t *testing.T) {
 				}
 			}
 			err := func() error {
-				f, err := Create(path, tt.opts...)
+				f, err := Create(path, 0o666, tt.noClobber)
 				if err != nil {
 					return err
 				}
@@ -84,7 +84,7 @@ func TestNoClobberCommitRace(t *testing.T) {
 	// leave the newcomer alone.
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.mp4")
-	f, err := Create(path, NoClobber())
+	f, err := Create(path, 0o666, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestNoClobberCommitRace(t *testing.T) {
 
 func TestCommitTwice(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x")
-	f, err := Create(path)
+	f, err := Create(path, 0o666, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,13 +156,6 @@ func TestWriteFile(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "two" {
 		t.Errorf("file holds %q, want %q", got, "two")
 	}
-	err := WriteFile(path, []byte("three"), 0o644, NoClobber())
-	if !errors.Is(err, fs.ErrExist) {
-		t.Errorf("no-clobber WriteFile over an existing file = %v, want ErrExist", err)
-	}
-	if got, _ := os.ReadFile(path); string(got) != "two" {
-		t.Errorf("file holds %q after refused write, want %q", got, "two")
-	}
 	if got := testenv.DirNames(t, dir); !slices.Equal(got, []string{"manifest.json"}) {
 		t.Errorf("folder holds %v", got)
 	}
@@ -194,7 +187,7 @@ func TestCreateErrors(t *testing.T) {
 				kind string
 				fn   func(string) error
 			}{
-				{"file", func(p string) error { _, err := Create(p); return err }},
+				{"file", func(p string) error { _, err := Create(p, 0o666, false); return err }},
 				{"dir", func(p string) error { _, err := CreateDir(p); return err }},
 				{"WriteFile", func(p string) error { return WriteFile(p, []byte("x"), 0o644) }},
 			} {

@@ -69,11 +69,6 @@ func RemoveClaimed() {
 	}
 }
 
-// Rename moves tmp, a finished file, to path; with noClobber it fails with
-// ErrExist, race-free, when path exists, and leaves tmp in place on any
-// failure. It is Commit for a file written through its name.
-func Rename(tmp, path string, noClobber bool) error { return move(tmp, path, noClobber) }
-
 var tempSuffix = regexp.MustCompile(`^\.tmp-[0-9a-f]{16}$`)
 
 // Sweep removes the temporary files and folders Create and CreateDir left

@@ -13,7 +13,7 @@ import (
 func TestSweep(t *testing.T) {
 	d := t.TempDir()
 	path := filepath.Join(d, "out.mp4")
-	f, err := Create(path)
+	f, err := Create(path, 0o666, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,7 +217,7 @@ func spill(g *GraphProto, dir string, opts SaveOptions) (*GraphProto, error) {
 
 // writeAtomic writes path through a temporary file renamed when complete.
 func writeAtomic(path string, fill func(io.Writer) error) error {
-	f, err := atomicfile.Create(path, atomicfile.Perm(0o644))
+	f, err := atomicfile.Create(path, 0o644, false)
 	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}

@@ -163,7 +163,7 @@ func stageOutputs(req *EditRequest) (o *outputs, err error) {
 	// The same base name, so that the encoder picks the same format.
 	o.videoTmp = filepath.Join(o.video.Name(), filepath.Base(req.Out))
 	if req.SaveLatents != "" {
-		if o.latents, err = atomicfile.Create(req.SaveLatents); err != nil {
+		if o.latents, err = atomicfile.Create(req.SaveLatents, 0o666, false); err != nil {
 			return nil, stageErr("save_latents", req.SaveLatents, err)
 		}
 		if err := o.claim(o.latents.Name()); err != nil {

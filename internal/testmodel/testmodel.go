@@ -320,7 +320,7 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("copy test model assets: %w", err)
 	}
 	defer in.Close()
-	out, err := atomicfile.Create(dst, atomicfile.Perm(0o644))
+	out, err := atomicfile.Create(dst, 0o644, false)
 	if err != nil {
 		return err
 	}

@@ -164,7 +164,7 @@ func writeRandomSafetensors(file string, shapes map[string][]int64, seed uint64)
 		hdr.WriteString(strings.Repeat(" ", 8-r))
 	}
 
-	f, err := atomicfile.Create(file, atomicfile.Perm(0o644))
+	f, err := atomicfile.Create(file, 0o644, false)
 	if err != nil {
 		return 0, 0, err
 	}

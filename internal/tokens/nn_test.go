@@ -379,7 +379,7 @@ func writeNNFixture(t *testing.T, src, dst string) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, err := atomicfile.Create(dst, atomicfile.Perm(0o644))
+	f, err := atomicfile.Create(dst, 0o644, false)
 	if err != nil {
 		t.Fatal(err)
 	}

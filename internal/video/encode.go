@@ -121,11 +121,7 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 		}
 	}
 
-	var aopts []atomicfile.Option
-	if opts.NoClobber {
-		aopts = append(aopts, atomicfile.NoClobber())
-	}
-	out, err := atomicfile.Create(path, aopts...)
+	out, err := atomicfile.Create(path, 0o666, opts.NoClobber)
 	if err != nil {
 		return nil, err
 	}
