@@ -93,7 +93,7 @@ func benchFullModel(b *testing.B) benchModel {
 			return
 		}
 		start := time.Now()
-		s, err := testmodel.CachedSD21Base(root, assets, benchSeed)
+		s, err := testmodel.Cached(root, assets, testmodel.SD21Base(), benchSeed)
 		if err != nil {
 			benchFull.err = err
 			return

@@ -67,7 +67,7 @@ func BenchmarkPipeline(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := testmodel.CachedSD21Base(root, fixture.Model(b, "tiny-sd21"), 1)
+		s, err := testmodel.Cached(root, fixture.Model(b, "tiny-sd21"), testmodel.SD21Base(), 1)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -85,11 +85,6 @@ func Cached(root, assets string, spec Spec, seed uint64) (*Summary, error) {
 	return s, nil
 }
 
-// CachedSD21Base is Cached for SD21Base.
-func CachedSD21Base(root, assets string, seed uint64) (*Summary, error) {
-	return Cached(root, assets, SD21Base(), seed)
-}
-
 func readMarker(dir string) (*Summary, error) {
 	b, err := os.ReadFile(filepath.Join(dir, markerFile))
 	if err != nil {

@@ -141,14 +141,6 @@ func (s *Summary) Component(name string) (Component, bool) {
 	return Component{}, false
 }
 
-// WriteSD21Base writes a Stable Diffusion 2.1-base checkpoint with random
-// weights into dir (created if needed). assets is a diffusers folder whose
-// tokenizer/ and scheduler/ are copied (testdata/conformance/tiny-sd21 has
-// SD 2.1's). The same seed gives the same bytes.
-func WriteSD21Base(dir, assets string, seed uint64) (*Summary, error) {
-	return Write(dir, assets, SD21Base(), seed)
-}
-
 // Write writes the checkpoint spec describes, with random weights, into
 // dir: the config.json files and model_index.json, weights as F32
 // safetensors streamed to disk (a 3.5 GB UNet never sits in memory), and
@@ -171,28 +163,10 @@ func Write(dir, assets string, spec Spec, seed uint64) (*Summary, error) {
 		}
 	}
 	sum := &Summary{Dir: dir, Seed: seed}
-	comps := []struct {
-		name, file string
-		config     map[string]any
-		shapes     func(configPath string) (map[string][]int64, error)
-	}{
-		{"unet", "diffusion_pytorch_model.safetensors", spec.UNet, unetShapes},
-		{"vae", "diffusion_pytorch_model.safetensors", spec.VAE, vaeShapes},
-		{"text_encoder", "model.safetensors", spec.TextEncoder, textEncoderShapes},
-	}
-	for _, c := range comps {
-		cfgPath := filepath.Join(dir, c.name, "config.json")
-		if err := os.MkdirAll(filepath.Dir(cfgPath), 0o755); err != nil {
-			return nil, fmt.Errorf("write test model: %w", err)
-		}
-		if err := writeJSON(cfgPath, c.config); err != nil {
-			return nil, err
-		}
-		// The config is read back the way a checkpoint is, so defaults
-		// and validation are the builders' own.
-		shapes, err := c.shapes(cfgPath)
+	for _, c := range spec.components() {
+		shapes, err := c.writeConfig(filepath.Join(dir, c.name, "config.json"))
 		if err != nil {
-			return nil, fmt.Errorf("test model %s: %w", c.name, err)
+			return nil, err
 		}
 		rel := filepath.Join(c.name, c.file)
 		n, size, err := writeRandomSafetensors(filepath.Join(dir, rel), shapes, seed)
@@ -213,22 +187,45 @@ func Shapes(spec Spec) (map[string]map[string][]int64, error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := map[string]map[string][]int64{}
-	for _, c := range []struct {
-		name   string
-		config map[string]any
-		shapes func(string) (map[string][]int64, error)
-	}{{"unet", spec.UNet, unetShapes}, {"vae", spec.VAE, vaeShapes}, {"text_encoder", spec.TextEncoder, textEncoderShapes}} {
-		p := filepath.Join(tmp, c.name+".json")
-		if err := writeJSON(p, c.config); err != nil {
+	for _, c := range spec.components() {
+		if out[c.name], err = c.writeConfig(filepath.Join(tmp, c.name, "config.json")); err != nil {
 			return nil, err
 		}
-		s, err := c.shapes(p)
-		if err != nil {
-			return nil, fmt.Errorf("test model %s: %w", c.name, err)
-		}
-		out[c.name] = s
 	}
 	return out, nil
+}
+
+// component is one weight file of a spec: its folder and file name, its
+// config, and how its parameter list is recorded from a config file.
+type component struct {
+	name, file string
+	config     map[string]any
+	shapes     func(configPath string) (map[string][]int64, error)
+}
+
+func (spec Spec) components() []component {
+	return []component{
+		{"unet", "diffusion_pytorch_model.safetensors", spec.UNet, unetShapes},
+		{"vae", "diffusion_pytorch_model.safetensors", spec.VAE, vaeShapes},
+		{"text_encoder", "model.safetensors", spec.TextEncoder, textEncoderShapes},
+	}
+}
+
+// writeConfig writes c's config.json at cfgPath and returns c's parameter
+// list, read back from that file the way a checkpoint is read, so that
+// defaults and validation are the builders' own.
+func (c component) writeConfig(cfgPath string) (map[string][]int64, error) {
+	if err := os.MkdirAll(filepath.Dir(cfgPath), 0o755); err != nil {
+		return nil, fmt.Errorf("write test model: %w", err)
+	}
+	if err := writeJSON(cfgPath, c.config); err != nil {
+		return nil, err
+	}
+	shapes, err := c.shapes(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("test model %s: %w", c.name, err)
+	}
+	return shapes, nil
 }
 
 // Count is the number of parameters in a parameter list.
