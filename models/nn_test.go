@@ -213,7 +213,7 @@ func TestNNGraphMatchesHost(t *testing.T) {
 			for p := range 2 {
 				k := int(c.pivots[p])
 				pivot := d.kfTokens[k*S*C : (k+1)*S*C]
-				want, margin := tokens.NearestCosineMargins(src, rows, pivot, S, C)
+				want, margin := tokens.NearestCosine(src, rows, pivot, S, C)
 				got := idx[p*rows : (p+1)*rows]
 				for i := range rows {
 					if got[i] < 0 || got[i] >= int64(S) {
@@ -378,7 +378,7 @@ func TestNNPropagateOntoItself(t *testing.T) {
 				worst := math.Inf(1)
 				for f := range K {
 					fr := v[f*S*C : (f+1)*S*C]
-					idx, margin := tokens.NearestCosineMargins(fr, S, fr, S, C)
+					idx, margin := tokens.NearestCosine(fr, S, fr, S, C)
 					for i := range S {
 						if idx[i] != i || margin[i] < nnMarginBound(C) {
 							t.Fatalf("%s frame %d token %d: nearest own token %d, margin %.3g: not an identity case", l.Path, f, i, idx[i], margin[i])
@@ -441,6 +441,6 @@ func nnTieMargin(x, pivot []float32, best, C int) float64 {
 			rest = append(rest, r...)
 		}
 	}
-	_, margin := tokens.NearestCosineMargins(x, 1, rest, len(rest)/C, C)
+	_, margin := tokens.NearestCosine(x, 1, rest, len(rest)/C, C)
 	return margin[0]
 }

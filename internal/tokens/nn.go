@@ -27,7 +27,7 @@ import "math"
 
 // NearestCosine returns, for each of the rows rows of x, the index of the
 // row of pivot with the largest cosine similarity (the first one on ties).
-// x holds rows*dim values and pivot prows*dim, row-major. It returns nil if
+// x holds rows*dim values and pivot prows*dim, row-major. It returns nils if
 // the lengths do not match those shapes, or dim < 1, or prows < 1.
 //
 // Zero rows behave as in the reference, which has no eps: a zero row
@@ -40,17 +40,13 @@ import "math"
 //
 // The same holds for rows containing NaN or ±Inf. Norm1 tokens (LayerNorm
 // outputs with an affine shift) are not zero in practice.
-func NearestCosine(x []float32, rows int, pivot []float32, prows int, dim int) []int {
-	idx, _ := NearestCosineMargins(x, rows, pivot, prows, dim)
-	return idx
-}
-
-// NearestCosineMargins is NearestCosine that also returns, per row of x, the
-// margin c_best - c_second between the best and the second-best similarity.
-// A test comparing another implementation's indices against these should
-// skip rows whose margin is below that implementation's rounding noise.
-// The margin is +Inf when prows == 1 (nothing to confuse), 0 on an exact tie,
-// and 0 when the match is decided by a NaN (a zero row, see NearestCosine).
+//
+// It also returns, per row of x, the margin c_best - c_second between the
+// best and the second-best similarity. A test comparing another
+// implementation's indices against these should skip rows whose margin is
+// below that implementation's rounding noise. The margin is +Inf when
+// prows == 1 (nothing to confuse), 0 on an exact tie, and 0 when the match
+// is decided by a NaN (a zero row, see above).
 //
 // Steps, for each row i of x:
 //  1. u = x_i / ‖x_i‖ in float64 (pivot rows likewise, once: q_j = p_j/‖p_j‖).
@@ -58,7 +54,7 @@ func NearestCosine(x []float32, rows int, pivot []float32, prows int, dim int) [
 //  3. idx_i = the first j whose c_ij is NaN if any; otherwise the first j
 //     with the largest c_ij.
 //  4. margin_i = c_best - c_second as defined above.
-func NearestCosineMargins(x []float32, rows int, pivot []float32, prows int, dim int) ([]int, []float64) {
+func NearestCosine(x []float32, rows int, pivot []float32, prows int, dim int) ([]int, []float64) {
 	if dim < 1 || rows < 0 || prows < 1 || len(x) != rows*dim || len(pivot) != prows*dim {
 		return nil, nil
 	}

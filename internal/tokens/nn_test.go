@@ -96,7 +96,7 @@ func TestNearestCosine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rows, prows := len(tt.x)/tt.dim, len(tt.pivot)/tt.dim
-			got, margin := NearestCosineMargins(tt.x, rows, tt.pivot, prows, tt.dim)
+			got, margin := NearestCosine(tt.x, rows, tt.pivot, prows, tt.dim)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("indices mismatch (-want +got):\n-%v\n+%v", tt.want, got)
 			}
@@ -109,7 +109,7 @@ func TestNearestCosine(t *testing.T) {
 					t.Errorf("margins mismatch (-want +got):\n-%v\n+%v\nrow %d: want %.17g got %.17g (tol 1e-12)", tt.wantMargin, margin, i, w, g)
 				}
 			}
-			if idx := NearestCosine(tt.x, rows, tt.pivot, prows, tt.dim); !reflect.DeepEqual(idx, tt.want) {
+			if idx, _ := NearestCosine(tt.x, rows, tt.pivot, prows, tt.dim); !reflect.DeepEqual(idx, tt.want) {
 				t.Errorf("NearestCosine mismatch (-want +got):\n-%v\n+%v", tt.want, idx)
 			}
 		})
@@ -132,7 +132,7 @@ func TestNearestCosineBadShapes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			idx, margin := NearestCosineMargins(tt.x, tt.rows, tt.pivot, tt.prows, tt.dim)
+			idx, margin := NearestCosine(tt.x, tt.rows, tt.pivot, tt.prows, tt.dim)
 			if idx != nil || margin != nil {
 				t.Errorf("got %v, %v; want nil, nil", idx, margin)
 			}
@@ -192,7 +192,7 @@ func TestNearestCosineRandom(t *testing.T) {
 			for i := range p {
 				p[i] = float32(r.NormFloat64()*2 + 0.3)
 			}
-			got, margin := NearestCosineMargins(x, c.rows, p, c.prows, c.dim)
+			got, margin := NearestCosine(x, c.rows, p, c.prows, c.dim)
 			want, wantMargin := naiveNearest(x, c.rows, p, c.prows, c.dim)
 			skipped := 0
 			for i := range want {
@@ -267,7 +267,7 @@ func TestNearestCosineConformance(t *testing.T) {
 			for _, c := range cases {
 				want, _ := ts.I64(pass + c.key)
 				pivot := pivots[c.slot*S*C : (c.slot+1)*S*C]
-				got, margin := NearestCosineMargins(x, rows, pivot, S, C)
+				got, margin := NearestCosine(x, rows, pivot, S, C)
 				if len(got) != len(want) {
 					t.Fatalf("%s %s: %d indices, want %d", pass, c.name, len(got), len(want))
 				}
