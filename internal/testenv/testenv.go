@@ -5,7 +5,6 @@
 package testenv
 
 import (
-	"bufio"
 	"errors"
 	"io/fs"
 	"os"
@@ -148,9 +147,8 @@ func LoaderFinds(t testing.TB, ldPath, name string) bool {
 	if err != nil {
 		t.Skipf("ldconfig -p: %v: cannot tell independently what the loader finds", err)
 	}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] == name {
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
 			return true
 		}
 	}
