@@ -111,13 +111,12 @@ type Injection struct {
 	Conv bool // feature injection in the ConvLayers
 }
 
-// At is the injection at timestep t.
-func (s Schedule) At(t int) Injection { return Injection{QK: s.QK(t), Conv: s.Conv(t)} }
-
-// QK reports whether query/key injection is on at timestep t in the layers of
-// QKLayers: t is in QKSteps, or t == 1000.
-func (s Schedule) QK(t int) bool { return t == AlwaysOn || slices.Contains(s.QKSteps, t) }
-
-// Conv reports whether feature injection is on at timestep t in the layers of
-// ConvLayers: t is in ConvSteps, or t == 1000.
-func (s Schedule) Conv(t int) bool { return t == AlwaysOn || slices.Contains(s.ConvSteps, t) }
+// At is the injection at timestep t: query/key injection in the layers of
+// QKLayers when t is in QKSteps, feature injection in the layers of
+// ConvLayers when t is in ConvSteps, and both when t == 1000.
+func (s Schedule) At(t int) Injection {
+	return Injection{
+		QK:   t == AlwaysOn || slices.Contains(s.QKSteps, t),
+		Conv: t == AlwaysOn || slices.Contains(s.ConvSteps, t),
+	}
+}

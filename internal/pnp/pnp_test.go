@@ -110,18 +110,18 @@ func TestScheduleSwitches(t *testing.T) {
 		{t: 0, wantQK: false, wantCv: false},
 	}
 	for _, tt := range tests {
-		if got := s.QK(tt.t); got != tt.wantQK {
+		if got := s.At(tt.t).QK; got != tt.wantQK {
 			t.Errorf("QK(%d) mismatch (-want +got):\n-%v\n+%v", tt.t, tt.wantQK, got)
 		}
-		if got := s.Conv(tt.t); got != tt.wantCv {
+		if got := s.At(tt.t).Conv; got != tt.wantCv {
 			t.Errorf("Conv(%d) mismatch (-want +got):\n-%v\n+%v", tt.t, tt.wantCv, got)
 		}
 	}
 	var off Schedule
-	if off.QK(901) || off.Conv(901) {
+	if off.At(901).QK || off.At(901).Conv {
 		t.Errorf("zero Schedule injects at 901")
 	}
-	if !off.QK(1000) || !off.Conv(1000) {
+	if !off.At(1000).QK || !off.At(1000).Conv {
 		t.Errorf("zero Schedule does not inject at 1000")
 	}
 }
