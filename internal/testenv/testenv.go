@@ -20,13 +20,10 @@ import (
 // into failures.
 const RequireVar = "TOKENFLOW_REQUIRE_RUNTIME"
 
-// Required reports whether missing runtimes must fail tests.
-func Required() bool { return os.Getenv(RequireVar) == "1" }
-
 // Missing skips t, or fails it when the runtime is required.
 func Missing(t testing.TB, what string) {
 	t.Helper()
-	if Required() {
+	if os.Getenv(RequireVar) == "1" {
 		t.Fatalf("%s is missing and %s=1: `make test` installs it", what, RequireVar)
 	}
 	t.Skipf("%s is missing (run `make test` to install it)", what)
