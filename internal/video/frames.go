@@ -29,8 +29,12 @@ import (
 // frameExts are the accepted frame extensions, lower case.
 var frameExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true}
 
-// nameRuns splits a name into alternating runs of digits and non-digits.
-var nameRuns = regexp.MustCompile(`[0-9]+|[^0-9]+`)
+// nameRuns splits a name into alternating runs of digits and non-digits;
+// digitRuns finds the runs of digits.
+var (
+	nameRuns  = regexp.MustCompile(`[0-9]+|[^0-9]+`)
+	digitRuns = regexp.MustCompile(`[0-9]+`)
+)
 
 // frameList is a folder's accepted frames in order.
 type frameList struct {
@@ -60,6 +64,10 @@ type frameName struct {
 	runs  []string // alternating digit / non-digit runs of the name, extension included
 	n     int      // the frame number, once known
 	digit string   // its digits as written
+	// shape is the name, extension included, with every run of digits
+	// made "0": names of one shape have the same non-digit runs and
+	// extension, and digits in the same places.
+	shape string
 }
 
 func listFrames(dir string) (frameList, error) {
@@ -83,7 +91,8 @@ func listFrames(dir string) (frameList, error) {
 			}
 		}
 		exts[strings.ToLower(ext)] = true
-		files = append(files, frameName{name: name, runs: nameRuns.FindAllString(strings.TrimSuffix(name, ext), -1)})
+		files = append(files, frameName{name: name, runs: nameRuns.FindAllString(strings.TrimSuffix(name, ext), -1),
+			shape: digitRuns.ReplaceAllString(strings.TrimSuffix(name, ext), "0") + ext})
 	}
 	if len(files) == 0 {
 		return frameList{}, newError(ErrNoFrames, nil, "%s: no numbered frames (00000.png, 00001.png, ... or .jpg) in this folder", dir)
@@ -99,41 +108,30 @@ func listFrames(dir string) (frameList, error) {
 	ref := files[0]
 	ext := filepath.Ext(ref.name)
 	for _, f := range files[1:] {
-		if !sameShape(ref, f) {
+		if f.shape != ref.shape {
 			return frameList{}, newError(ErrUnreadable, nil,
 				"%s: frame names follow no single pattern (%s, %s); keep one numbered sequence, named alike, per folder", dir, ref.name, f.name)
 		}
 	}
 
-	lastDigits := -1
-	for i, r := range ref.runs {
-		if isDigits(r) {
-			lastDigits = i
-		}
-	}
-	if lastDigits < 0 {
-		return frameList{}, newError(ErrNoFrames, nil, "%s: %s has no frame number; name frames like 00000.png, 00001.png or frame_001.png", dir, ref.name)
-	}
-
-	// The frame number is the one digit run that varies (the last one when
-	// there is a single frame).
+	// The frame number is the one digit run that varies (the first one when
+	// there is a single frame). Names are unique and of one shape, so two
+	// or more always differ in some digit run.
 	num := -1
 	for i, r := range ref.runs {
 		if !isDigits(r) {
 			continue
 		}
-		varies := slices.ContainsFunc(files, func(f frameName) bool { return f.runs[i] != r })
-		switch {
-		case varies && num >= 0:
-			other := slices.IndexFunc(files, func(f frameName) bool { return f.runs[i] != r })
+		switch other := slices.IndexFunc(files, func(f frameName) bool { return f.runs[i] != r }); {
+		case other >= 0 && num >= 0:
 			return frameList{}, newError(ErrUnreadable, nil,
 				"%s: frame names differ in two numbers (%s, %s); keep one numbered sequence per folder", dir, ref.name, files[other].name)
-		case varies || (num < 0 && len(files) == 1):
+		case other >= 0 || (num < 0 && len(files) == 1):
 			num = i
 		}
 	}
 	if num < 0 {
-		num = lastDigits
+		return frameList{}, newError(ErrNoFrames, nil, "%s: %s has no frame number; name frames like 00000.png, 00001.png or frame_001.png", dir, ref.name)
 	}
 	for i := range files {
 		f := &files[i]
@@ -193,19 +191,6 @@ func listFrames(dir string) (frameList, error) {
 	}
 	l.pattern = filepath.Join(esc(ffmpegInput(dir)), pat.String())
 	return l, nil
-}
-
-func sameShape(a, b frameName) bool {
-	if len(a.runs) != len(b.runs) || filepath.Ext(a.name) != filepath.Ext(b.name) {
-		return false
-	}
-	for i := range a.runs {
-		da, db := isDigits(a.runs[i]), isDigits(b.runs[i])
-		if da != db || (!da && a.runs[i] != b.runs[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 func isDigits(s string) bool { return s != "" && s[0] >= '0' && s[0] <= '9' }
