@@ -105,7 +105,7 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 		return nil, newError(nil, nil, "encode %s: CRF %d: must be between 1 and %d", path, opts.CRF, maxCRF)
 	}
 	if opts.Times != nil {
-		if msg := checkTimes(opts.Times, len(opts.Times)-1); msg != "" {
+		if msg := checkTimes(opts.Times); msg != "" {
 			return nil, newError(nil, nil, "encode %s: frame times: %s", path, msg)
 		}
 	}

@@ -191,3 +191,30 @@ func TestPtsExpr(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeBadTimes: frame times that cannot time a clip are refused in
+// one line before ffmpeg starts (fewer than two used to panic).
+func TestEncodeBadTimes(t *testing.T) {
+	t.Parallel()
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		times []time.Duration
+		want  string
+	}{
+		{[]time.Duration{}, "frame times: 0 times; want one per frame and the end of the last"},
+		{[]time.Duration{0}, "frame times: 1 times; want one per frame and the end of the last"},
+		{[]time.Duration{5 * ms, 40 * ms}, "frame times: the first frame starts at 5ms; want 0"},
+		{[]time.Duration{0, 40 * ms, 40 * ms}, "frame times: time 40ms of frame 2 is not after 40ms of the one before (at 1/90000 s)"},
+	} {
+		out := filepath.Join(t.TempDir(), "out.mp4")
+		enc, err := NewEncoder(context.Background(), out, Size{8, 8}, EncodeOptions{Times: tt.times})
+		if err == nil {
+			enc.Abort()
+			t.Errorf("times %v: no error", tt.times)
+			continue
+		}
+		if want := "encode " + out + ": " + tt.want; err.Error() != want {
+			t.Errorf("times %v:\n got %v\nwant %s", tt.times, err, want)
+		}
+	}
+}
