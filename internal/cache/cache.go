@@ -438,8 +438,7 @@ func checkLatents(ctx context.Context, path string, m *Manifest) (string, error)
 		return fmt.Sprintf("latents.safetensors has %d bytes, manifest says %d", size, m.LatentsSize), nil
 	}
 	h := crc32.New(crcTable)
-	scan := &finiteScan{bad: -1}
-	n, err := io.Copy(io.MultiWriter(h, scan), ctxio.Reader(ctx, fh))
+	bad, n, err := firstNonFinite(io.TeeReader(ctxio.Reader(ctx, fh), h))
 	if ctx.Err() != nil {
 		return "", ctx.Err()
 	}
@@ -459,70 +458,43 @@ func checkLatents(ctx context.Context, path string, m *Manifest) (string, error)
 	if reason := checkTensors(f, m); reason != "" {
 		return reason, nil
 	}
-	if scan.bad >= 0 {
-		return nonFiniteReason(f, m, scan.bad), nil
+	if bad >= 0 {
+		return nonFiniteReason(f, m, bad), nil
 	}
 	return "", nil
 }
 
-// finiteScan watches a safetensors file go by (alongside its CRC, so at no
-// extra read) and records where its data holds the first float32 NaN or
-// Inf: all-ones exponent bits. Every tensor of an entry is F32 (checked
-// separately), so the data section is a run of float32 words.
-type finiteScan struct {
-	pos   int64 // bytes seen
-	start int64 // where the data begins, once the header length is known
-	hdr   [8]byte
-	word  [4]byte
-	nw    int
-	bad   int64 // file offset of the first non-finite value; -1 if none
-}
-
-func (s *finiteScan) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		switch {
-		case s.pos < 8:
-			c := copy(s.hdr[s.pos:], p)
-			s.pos, p = s.pos+int64(c), p[c:]
-			if s.pos == 8 {
-				hl := binary.LittleEndian.Uint64(s.hdr[:])
-				s.start = 8 + int64(min(hl, uint64(maxElements)))
+// firstNonFinite reads a safetensors file from r to its end (alongside
+// its CRC, so at no extra read) and returns the file offset of the first
+// float32 NaN or Inf in its data (all-ones exponent bits; -1 if none) and
+// the bytes read. Every tensor of an entry is F32 (checked separately), so
+// the data section is a run of float32 words. A file too short for its
+// header is read to its end without a scan.
+func firstNonFinite(r io.Reader) (bad, n int64, err error) {
+	bad = -1
+	var hdr [8]byte
+	k, err := io.ReadFull(r, hdr[:])
+	n = int64(k)
+	if err == nil {
+		var skipped int64
+		skipped, err = io.CopyN(io.Discard, r, int64(min(binary.LittleEndian.Uint64(hdr[:]), uint64(maxElements))))
+		n += skipped
+	}
+	// The data, in chunks of whole words from its start.
+	buf := make([]byte, 1<<20)
+	for err == nil {
+		k, err = io.ReadFull(r, buf)
+		for i := 0; i+4 <= k && bad < 0; i += 4 {
+			if binary.LittleEndian.Uint32(buf[i:])&0x7f800000 == 0x7f800000 {
+				bad = n + int64(i)
 			}
-		case s.pos < s.start:
-			c := min(int64(len(p)), s.start-s.pos)
-			s.pos, p = s.pos+c, p[c:]
-		case s.nw > 0 || len(p) < 4:
-			c := copy(s.word[s.nw:], p)
-			s.nw, s.pos, p = s.nw+c, s.pos+int64(c), p[c:]
-			if s.nw == 4 {
-				s.check(s.word[:], s.pos-4)
-				s.nw = 0
-			}
-		default:
-			m := len(p) &^ 3
-			if s.bad < 0 {
-				for i := 0; i < m; i += 4 {
-					if s.check(p[i:i+4], s.pos+int64(i)) {
-						break
-					}
-				}
-			}
-			s.pos, p = s.pos+int64(m), p[m:]
 		}
+		n += int64(k)
 	}
-	return n, nil
-}
-
-// check records the float32 at offset off when it is the first NaN or Inf.
-func (s *finiteScan) check(w []byte, off int64) bool {
-	if binary.LittleEndian.Uint32(w)&0x7f800000 != 0x7f800000 {
-		return false
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
 	}
-	if s.bad < 0 {
-		s.bad = off
-	}
-	return true
+	return bad, n, err
 }
 
 // nonFiniteReason names the tensor and frame holding the NaN or Inf at

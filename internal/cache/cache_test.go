@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -510,9 +511,9 @@ func TestCacheLoadRefusesNonFinite(t *testing.T) {
 	}
 }
 
-// TestFiniteScanSplitWrites: the scan finds the same first NaN however the
-// file is cut into writes (io.Copy's buffers split float32 words).
-func TestFiniteScanSplitWrites(t *testing.T) {
+// TestFiniteScanSplitReads: the scan finds the same first NaN however the
+// file is cut into reads (short reads split float32 words).
+func TestFiniteScanSplitReads(t *testing.T) {
 	l := testLatents(1)
 	l.Noisy[21].Data[13] = float32(math.NaN())
 	l.Noisy[41].Data[2] = float32(math.Inf(1))
@@ -526,16 +527,26 @@ func TestFiniteScanSplitWrites(t *testing.T) {
 	}
 	want := f.Tensor("noisy_latents_21").Offset + 13*4
 	for _, chunk := range []int{1, 3, 5, 7, 4096} {
-		s := &finiteScan{bad: -1}
-		for b := buf.Bytes(); len(b) > 0; {
-			n := min(chunk, len(b))
-			s.Write(b[:n])
-			b = b[n:]
-		}
-		if s.bad != want {
-			t.Errorf("writes of %d bytes: first non-finite at %d, want %d", chunk, s.bad, want)
+		bad, n, err := firstNonFinite(&chunkReader{b: buf.Bytes(), chunk: chunk})
+		if bad != want || n != int64(buf.Len()) || err != nil {
+			t.Errorf("reads of %d bytes: first non-finite at %d after %d bytes (%v), want %d after %d", chunk, bad, n, err, want, buf.Len())
 		}
 	}
+}
+
+// chunkReader reads b at most chunk bytes at a time.
+type chunkReader struct {
+	b     []byte
+	chunk int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.chunk)], r.b)
+	r.b = r.b[n:]
+	return n, nil
 }
 
 func testMustSize(t *testing.T, path string) int64 {
