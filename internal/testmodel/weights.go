@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
@@ -133,11 +134,7 @@ const chunkBytes = 1 << 20
 // the data generated chunk by chunk. It returns the number of parameters
 // and the file size.
 func writeRandomSafetensors(file string, shapes map[string][]int64, seed uint64) (params, size int64, err error) {
-	names := make([]string, 0, len(shapes))
-	for n := range shapes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(shapes))
 
 	var hdr strings.Builder
 	hdr.WriteString(`{"__metadata__":{"format":"pt"}`)
