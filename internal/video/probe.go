@@ -224,13 +224,7 @@ func parsePackets(data []byte) packets {
 	var ps []pkt
 	var p packets
 	timed := true
-	for len(data) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
-		}
+	for line := range bytes.Lines(data) {
 		f := strings.Split(strings.TrimSpace(string(line)), ",")
 		if len(f) != 3 {
 			continue
@@ -306,26 +300,18 @@ func frameRate(s *probeStream) Rational {
 // counterclockwise (ffmpeg turns frames by its negation); the legacy "rotate"
 // tag is already clockwise.
 func rotation(s *probeStream) int {
-	deg, found := 0.0, false
+	deg, err := strconv.ParseFloat(s.Tags["rotate"], 64)
+	if err != nil {
+		deg = 0
+	}
 	for _, sd := range s.SideData {
-		if sd.Rotation == "" {
-			continue
-		}
 		if f, err := sd.Rotation.Float64(); err == nil {
-			deg, found = -f, true
+			deg = -f // the display matrix wins over the tag
 			break
 		}
 	}
-	if !found {
-		if f, err := strconv.ParseFloat(s.Tags["rotate"], 64); err == nil {
-			deg = f
-		}
-	}
-	r := int(math.Round(deg/90)) * 90 % 360
-	if r < 0 {
-		r += 360
-	}
-	return r
+	// The nearest quarter turn, as 0, 90, 180 or 270.
+	return (int(math.Round(deg/90))%4 + 4) % 4 * 90
 }
 
 func streamDuration(s *probeStream, fallback time.Duration) time.Duration {
