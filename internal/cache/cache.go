@@ -37,6 +37,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -616,11 +617,7 @@ func fillManifest(m *Manifest, l *Latents) error {
 	if reason := m.Key.checkKey(); reason != "" {
 		return fmt.Errorf("inversion cache: store: %s", reason)
 	}
-	kept := make([]int, 0, len(l.Noisy))
-	for t := range l.Noisy {
-		kept = append(kept, t)
-	}
-	slices.Sort(kept)
+	kept := slices.Sorted(maps.Keys(l.Noisy))
 	if m.Kept != nil && !slices.Equal(m.Kept, kept) {
 		return fmt.Errorf("inversion cache: store: manifest keeps timesteps %v, the latents have %v", m.Kept, kept)
 	}
