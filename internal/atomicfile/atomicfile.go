@@ -21,6 +21,7 @@
 package atomicfile
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -85,11 +86,7 @@ func (f *File) Commit() error {
 		return fmt.Errorf("commit %s: already committed or aborted", f.path)
 	}
 	f.done = true
-	err := f.f.Sync()
-	if cerr := f.f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := cmp.Or(f.f.Sync(), f.f.Close()); err != nil { // the first error; both run
 		os.Remove(f.tmp)
 		return &Error{Path: f.path, Msg: "cannot write: " + CauseText(err), Err: err}
 	}
@@ -328,11 +325,7 @@ func Sync(path string) error {
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return cmp.Or(f.Sync(), f.Close()) // the first error; both run
 }
 
 // syncDir makes a rename in dir durable; failures are ignored (some file

@@ -681,11 +681,7 @@ func writeFiles(ctx context.Context, tmp string, m *Manifest, l *Latents) error 
 	}
 	h := crc32.New(crcTable)
 	cw := &countingWriter{ctx: ctx, w: io.MultiWriter(f, h)}
-	err = safetensors.Write(cw, tensors, meta)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := cmp.Or(safetensors.Write(cw, tensors, meta), f.Close()); err != nil { // the first error; both run
 		return err
 	}
 	m.LatentsCRC = fmt.Sprintf("%08x", h.Sum32())

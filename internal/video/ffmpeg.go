@@ -1,6 +1,7 @@
 package video
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -62,10 +63,7 @@ func commandWithScript(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailB
 			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script: %v", atomicfile.CauseText(err))
 		}
 		_, err = f.WriteString(cmd.Args[i+1])
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err = cmp.Or(err, f.Close()); err != nil {
 			os.Remove(f.Name())
 			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script %s: %v", f.Name(), atomicfile.CauseText(err))
 		}
