@@ -71,7 +71,6 @@ type decoder struct {
 	size   Size
 	r      Range
 	ctx    context.Context
-	cancel context.CancelFunc
 	cmd    *exec.Cmd
 	stdout io.ReadCloser
 	stderr *tailBuffer
@@ -118,22 +117,18 @@ func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, er
 		Filter("format", ffmpeg.Args{"rgb24"})
 	out := v.Output("pipe:1", ffmpeg.KwArgs{"f": "rawvideo", "fps_mode": "passthrough", "frames:v": r.Count})
 
-	ctx, cancel := context.WithCancel(ctx)
 	cmd, stderr, err := command(ctx, "ffmpeg", ffmpegArgs(out)...)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		cancel()
 		return nil, newError(ErrFFmpeg, err, "decode %s: %v", in.Path, err)
 	}
 	if err := cmd.Start(); err != nil {
-		cancel()
 		return nil, newError(ErrFFmpeg, err, "decode %s: cannot start ffmpeg: %v", in.Path, err)
 	}
-	return &decoder{in: in, size: size, r: r, ctx: ctx, cancel: cancel, cmd: cmd, stdout: stdout, stderr: stderr}, nil
+	return &decoder{in: in, size: size, r: r, ctx: ctx, cmd: cmd, stdout: stdout, stderr: stderr}, nil
 }
 
 // selectExpr is the select filter expression keeping frames start,
@@ -158,8 +153,7 @@ func (d *decoder) finish(complete bool) error {
 		io.Copy(io.Discard, d.stdout)
 	}
 	werr := d.cmd.Wait()
-	cerr := ctxErr(d.ctx, "decode "+d.in.Path) // before cancel, which would set it
-	d.cancel()
+	cerr := ctxErr(d.ctx, "decode "+d.in.Path)
 	switch {
 	case complete:
 		return nil
@@ -179,6 +173,6 @@ func (d *decoder) close() {
 		return
 	}
 	d.done = true
-	d.cancel()
+	d.cmd.Process.Kill()
 	d.cmd.Wait()
 }
