@@ -183,12 +183,7 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 		}
 		// Every audio stream ("a"), not just the first.
 		streams = append(streams, ffmpeg.Input(ffmpegInput(a.Path), in).Get("a"))
-		outArgs["c:a"] = format.Audio
-		if format.Audio == "aac" {
-			outArgs["b:a"] = "192k"
-		} else {
-			outArgs["b:a"] = "128k"
-		}
+		outArgs["c:a"], outArgs["b:a"] = format.Audio, format.AudioRate
 	}
 	// The temporary file exists (atomicfile made it), hence -y.
 	cmdStream := ffmpeg.Output(streams, out.Name(), outArgs).OverWriteOutput()

@@ -135,14 +135,11 @@ func summarize(stderr string, paths ...string) string {
 			}
 		}
 		generic := func(g string) bool { return strings.HasPrefix(line, g) }
-		if line == "" || slices.ContainsFunc(genericLines, generic) {
-			continue
+		if line != "" && !slices.ContainsFunc(genericLines, generic) {
+			msgs = append(msgs, line)
 		}
-		if len(msgs) > 0 && msgs[len(msgs)-1] == line {
-			continue
-		}
-		msgs = append(msgs, line)
 	}
+	msgs = slices.Compact(msgs) // a message repeated line after line counts once
 	if len(msgs) > 2 {
 		msgs = msgs[len(msgs)-2:]
 	}

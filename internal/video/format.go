@@ -13,14 +13,16 @@ type Format struct {
 	Muxer string // ffmpeg's -f
 	Video string // ffmpeg video encoder
 	Audio string // ffmpeg audio encoder; "" when the container holds no audio
+	// AudioRate is the audio bit rate (ffmpeg's -b:a).
+	AudioRate string
 }
 
 // formats are the output formats, in the order error messages list them.
 var formats = []Format{
-	{Name: "mp4", Muxer: "mp4", Video: "libx264", Audio: "aac"},
-	{Name: "mov", Muxer: "mov", Video: "libx264", Audio: "aac"},
-	{Name: "mkv", Muxer: "matroska", Video: "libx264", Audio: "aac"},
-	{Name: "webm", Muxer: "webm", Video: "libvpx-vp9", Audio: "libopus"},
+	{Name: "mp4", Muxer: "mp4", Video: "libx264", Audio: "aac", AudioRate: "192k"},
+	{Name: "mov", Muxer: "mov", Video: "libx264", Audio: "aac", AudioRate: "192k"},
+	{Name: "mkv", Muxer: "matroska", Video: "libx264", Audio: "aac", AudioRate: "192k"},
+	{Name: "webm", Muxer: "webm", Video: "libvpx-vp9", Audio: "libopus", AudioRate: "128k"},
 	{Name: "gif", Muxer: "gif", Video: "gif"},
 }
 
