@@ -146,11 +146,8 @@ func listFrames(dir string) (frameList, error) {
 
 	// One printf pattern must name every frame: zero-padded to the first
 	// name's width (%05d), or unpadded (%d); no gaps, no repeats.
-	nameOf := func(digits string) string {
-		runs := slices.Clone(ref.runs)
-		runs[num] = digits
-		return strings.Join(runs, "") + ext
-	}
+	before, after := strings.Join(ref.runs[:num], ""), strings.Join(ref.runs[num+1:], "")+ext
+	nameOf := func(digits string) string { return before + digits + after }
 	width := len(files[0].digit)
 	padded, plain := true, true
 	for i, f := range files {
@@ -176,20 +173,11 @@ func listFrames(dir string) (frameList, error) {
 	}
 
 	esc := func(s string) string { return strings.ReplaceAll(s, "%", "%%") }
-	var pat strings.Builder
-	for i, r := range ref.runs {
-		if i == num {
-			pat.WriteString(verb)
-		} else {
-			pat.WriteString(esc(r))
-		}
-	}
-	pat.WriteString(esc(ext))
-	l := frameList{first: files[0].n, ext: ext, names: make([]string, len(files))}
+	l := frameList{first: files[0].n, ext: ext, names: make([]string, len(files)),
+		pattern: filepath.Join(esc(ffmpegInput(dir)), esc(before)+verb+esc(after))}
 	for i, f := range files {
 		l.names[i] = f.name
 	}
-	l.pattern = filepath.Join(esc(ffmpegInput(dir)), pat.String())
 	return l, nil
 }
 
