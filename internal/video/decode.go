@@ -122,10 +122,10 @@ func openDecoder(ctx context.Context, in Info, opts DecodeOptions) (*decoder, er
 		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, newError(ErrFFmpeg, err, "decode %s: %v", in.Path, err)
+	if err == nil {
+		err = cmd.Start()
 	}
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		return nil, newError(ErrFFmpeg, err, "decode %s: cannot start ffmpeg: %v", in.Path, err)
 	}
 	return &decoder{in: in, size: size, r: r, ctx: ctx, cmd: cmd, stdout: stdout, stderr: stderr}, nil

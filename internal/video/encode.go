@@ -194,14 +194,10 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 		return nil, err
 	}
 	e := &Encoder{ctx: ctx, path: path, size: size, times: opts.Times, out: out, cmd: cmd, stderr: stderr, script: script}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		e.cmd = nil
-		e.Abort()
-		return nil, newError(ErrFFmpeg, err, "encode %s: %v", path, err)
+	if e.stdin, err = cmd.StdinPipe(); err == nil {
+		err = cmd.Start()
 	}
-	e.stdin = stdin
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		e.cmd = nil
 		e.Abort()
 		return nil, newError(ErrFFmpeg, err, "encode %s: cannot start ffmpeg: %v", path, err)
@@ -288,10 +284,9 @@ func (e *Encoder) Abort() error {
 
 // fail stops everything after err and explains it in one line.
 func (e *Encoder) fail(err error) error {
-	cmd := e.cmd
-	if cmd != nil {
+	if e.cmd != nil {
 		e.stdin.Close()
-		cmd.Wait() // ffmpeg exits once its input is closed, or was killed
+		e.cmd.Wait() // ffmpeg exits once its input is closed, or was killed
 		e.cmd = nil
 	}
 	e.Abort()
