@@ -40,15 +40,12 @@ func Claim(tmp string) (release func(), err error) {
 	claims.Lock()
 	claims.m[tmp] = fd
 	claims.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			claims.Lock()
-			delete(claims.m, tmp)
-			claims.Unlock()
-			syscall.Close(fd)
-		})
-	}, nil
+	return sync.OnceFunc(func() {
+		claims.Lock()
+		delete(claims.m, tmp)
+		claims.Unlock()
+		syscall.Close(fd)
+	}), nil
 }
 
 var claims = struct {

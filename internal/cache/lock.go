@@ -33,8 +33,7 @@ func Acquire(ctx context.Context, root string, k Key, waiting func(path string))
 	if err != nil {
 		return nil, writeError(root, err)
 	}
-	told := false
-	for {
+	for try := 0; ; try++ {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			return &Lock{f: f}, nil
@@ -43,9 +42,8 @@ func Acquire(ctx context.Context, root string, k Key, waiting func(path string))
 			f.Close()
 			return nil, fmt.Errorf("inversion cache: lock %s: %w", path, err)
 		}
-		if !told && waiting != nil {
+		if try == 0 && waiting != nil {
 			waiting(path)
-			told = true
 		}
 		select {
 		case <-ctx.Done():
