@@ -304,13 +304,10 @@ func TestRandomUNetRuns(t *testing.T) {
 
 // normal is deterministic N(0,1)-ish test input.
 func normal(seed uint64, n int) []float32 {
-	f := newFiller("input", []int64{int64(n)}, seed)
-	f.kind, f.scale = kindEmbedding, float32(1/math.Sqrt(4.0/3.0)/(1<<31))
-	b := make([]byte, 4*n)
-	f.fill(b)
+	next := sumOf4(tensorSource("input", seed), 1)
 	out := make([]float32, n)
 	for i := range out {
-		out[i] = math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
+		out[i] = next()
 	}
 	return out
 }

@@ -62,56 +62,48 @@ func kindOf(name string, shape []int64) kind {
 	}
 }
 
-// filler writes one tensor's values, deterministically from the seed and
-// the tensor's name (so the order tensors are written in does not matter).
-type filler struct {
-	kind  kind
-	scale float32
-	src   *rand.PCG
+// newValues returns a tensor's values, one per call, deterministically from
+// the seed and the tensor's name (so the order tensors are written in does
+// not matter).
+func newValues(name string, shape []int64, seed uint64) func() float32 {
+	src := tensorSource(name, seed)
+	switch kindOf(name, shape) {
+	case kindZero:
+		return func() float32 { return 0 }
+	case kindOne:
+		return func() float32 { return 1 }
+	case kindEmbedding:
+		return sumOf4(src, embeddingStd)
+	}
+	// kindFanIn: U(-a, a), two values from each 64-bit draw, low half first.
+	scale := float32(math.Sqrt(3/float64(numElements(shape[1:]))) / (1 << 31))
+	var hi uint32
+	var have bool
+	return func() float32 {
+		if have {
+			have = false
+			return float32(int32(hi)) * scale
+		}
+		r := src.Uint64()
+		hi, have = uint32(r>>32), true
+		return float32(int32(r)) * scale
+	}
 }
 
-func newFiller(name string, shape []int64, seed uint64) *filler {
+// tensorSource is the random source of the tensor name with seed.
+func tensorSource(name string, seed uint64) *rand.PCG {
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	f := &filler{kind: kindOf(name, shape), src: rand.NewPCG(seed, h.Sum64())}
-	switch f.kind {
-	case kindEmbedding:
-		// The sum of 4 U(-1,1) has variance 4/3.
-		f.scale = float32(embeddingStd / math.Sqrt(4.0/3.0) / (1 << 31))
-	case kindFanIn:
-		fanIn := numElements(shape[1:])
-		f.scale = float32(math.Sqrt(3/float64(fanIn)) / (1 << 31))
-	}
-	return f
+	return rand.NewPCG(seed, h.Sum64())
 }
 
-// fill writes the next len(b)/4 values into b as little-endian float32.
-func (f *filler) fill(b []byte) {
-	le := binary.LittleEndian
-	n := len(b) / 4
-	switch f.kind {
-	case kindZero:
-		clear(b)
-	case kindOne:
-		for i := 0; i < n; i++ {
-			le.PutUint32(b[4*i:], math.Float32bits(1))
-		}
-	case kindEmbedding:
-		for i := 0; i < n; i++ {
-			r1, r2 := f.src.Uint64(), f.src.Uint64()
-			s := float32(int32(r1)) + float32(int32(r1>>32)) + float32(int32(r2)) + float32(int32(r2>>32))
-			le.PutUint32(b[4*i:], math.Float32bits(s*f.scale))
-		}
-	case kindFanIn:
-		i := 0
-		for ; i+1 < n; i += 2 {
-			r := f.src.Uint64()
-			le.PutUint32(b[4*i:], math.Float32bits(float32(int32(r))*f.scale))
-			le.PutUint32(b[4*i+4:], math.Float32bits(float32(int32(r>>32))*f.scale))
-		}
-		if i < n {
-			le.PutUint32(b[4*i:], math.Float32bits(float32(int32(f.src.Uint64()))*f.scale))
-		}
+// sumOf4 draws values ≈ N(0, std²) from src, each the sum of 4 U(-1,1)
+// (variance 4/3) scaled to std.
+func sumOf4(src *rand.PCG, std float64) func() float32 {
+	scale := float32(std / math.Sqrt(4.0/3.0) / (1 << 31))
+	return func() float32 {
+		r1, r2 := src.Uint64(), src.Uint64()
+		return (float32(int32(r1)) + float32(int32(r1>>32)) + float32(int32(r2)) + float32(int32(r2>>32))) * scale
 	}
 }
 
@@ -123,15 +115,12 @@ func numElements(shape []int64) int64 {
 	return n
 }
 
-// chunkBytes is how much of a tensor is generated before it is written.
-const chunkBytes = 1 << 20
-
 // writeRandomSafetensors streams an F32 safetensors file with random
 // values for the given shapes, laid out as internal/safetensors.Write lays
 // out F32 tensors (by name, no gaps, a {"format":"pt"} __metadata__ entry
 // first, the header padded with spaces to a multiple of 8). That writer
 // takes every tensor's bytes in memory, so the header is written here and
-// the data generated chunk by chunk. It returns the number of parameters
+// the data generated value by value. It returns the number of parameters
 // and the file size.
 func writeRandomSafetensors(file string, shapes map[string][]int64, seed uint64) (params, size int64, err error) {
 	names := slices.Sorted(maps.Keys(shapes))
@@ -166,21 +155,18 @@ func writeRandomSafetensors(file string, shapes map[string][]int64, seed uint64)
 		return 0, 0, err
 	}
 	defer f.Abort()
-	w := bufio.NewWriterSize(f, chunkBytes)
+	w := bufio.NewWriterSize(f, 1<<20)
 	var lenBuf [8]byte
 	binary.LittleEndian.PutUint64(lenBuf[:], uint64(hdr.Len()))
 	w.Write(lenBuf[:])
 	w.WriteString(hdr.String())
-	buf := make([]byte, chunkBytes)
+	var word [4]byte
 	for _, n := range names {
-		fl := newFiller(n, shapes[n], seed)
-		for left := 4 * numElements(shapes[n]); left > 0; {
-			c := min(left, int64(len(buf)))
-			fl.fill(buf[:c])
-			if _, err := w.Write(buf[:c]); err != nil {
+		next := newValues(n, shapes[n], seed)
+		for range numElements(shapes[n]) {
+			if _, err := w.Write(binary.LittleEndian.AppendUint32(word[:0], math.Float32bits(next()))); err != nil {
 				return 0, 0, fmt.Errorf("write %s: %w", file, err)
 			}
-			left -= c
 		}
 	}
 	if err := w.Flush(); err != nil {
