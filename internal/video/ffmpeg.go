@@ -54,23 +54,21 @@ func commandWithScript(ctx context.Context, s *ffmpeg.Stream) (*exec.Cmd, *tailB
 	if err != nil {
 		return nil, nil, "", err
 	}
-	for i, a := range cmd.Args {
-		if a != "-filter_complex" || i+1 >= len(cmd.Args) || len(cmd.Args[i+1]) <= maxFilterArg {
-			continue
-		}
-		f, err := os.CreateTemp("", "tokenflow-filter-*.txt")
-		if err != nil {
-			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script: %v", atomicfile.CauseText(err))
-		}
-		_, err = f.WriteString(cmd.Args[i+1])
-		if err = cmp.Or(err, f.Close()); err != nil {
-			os.Remove(f.Name())
-			return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script %s: %v", f.Name(), atomicfile.CauseText(err))
-		}
-		cmd.Args[i], cmd.Args[i+1] = "-filter_complex_script", f.Name()
-		return cmd, stderr, f.Name(), nil
+	i := slices.Index(cmd.Args, "-filter_complex")
+	if i < 0 || i+1 >= len(cmd.Args) || len(cmd.Args[i+1]) <= maxFilterArg {
+		return cmd, stderr, "", nil
 	}
-	return cmd, stderr, "", nil
+	f, err := os.CreateTemp("", "tokenflow-filter-*.txt")
+	if err != nil {
+		return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script: %v", atomicfile.CauseText(err))
+	}
+	_, err = f.WriteString(cmd.Args[i+1])
+	if err = cmp.Or(err, f.Close()); err != nil {
+		os.Remove(f.Name())
+		return nil, nil, "", newError(ErrFFmpeg, err, "write ffmpeg's filter script %s: %v", f.Name(), atomicfile.CauseText(err))
+	}
+	cmd.Args[i], cmd.Args[i+1] = "-filter_complex_script", f.Name()
+	return cmd, stderr, f.Name(), nil
 }
 
 // ffmpegInput is how a path goes to ffmpeg: absolute, so that a name
