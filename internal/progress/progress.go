@@ -57,28 +57,20 @@ type speed struct {
 	d0      int
 }
 
-// rate is the units per second between the first report and (now, done),
-// and whether it means something yet: RateWindow has passed and some
-// units were done since.
-func (s *speed) rate(now time.Time, done int) (float64, bool) {
+// rateText is ", 12.5 frames/s, about 3m left": the units per second
+// between the first report and (now, done). It is empty until the rate
+// means something (RateWindow has passed and some units were done since),
+// and at the first report, which it records.
+func (s *speed) rateText(now time.Time, done, total int, unit string) string {
 	if !s.started {
 		s.started, s.t0, s.d0 = true, now, done
-		return 0, false
+		return ""
 	}
 	el := now.Sub(s.t0)
 	if el < RateWindow || done <= s.d0 {
-		return 0, false
-	}
-	return float64(done-s.d0) / el.Seconds(), true
-}
-
-// rateText is ", 12.5 frames/s, about 3m left" (empty until the rate
-// means something).
-func (s *speed) rateText(now time.Time, done, total int, unit string) string {
-	r, ok := s.rate(now, done)
-	if !ok {
 		return ""
 	}
+	r := float64(done-s.d0) / el.Seconds()
 	text := ", " + formatRate(r, unit)
 	if done < total {
 		left := time.Duration(float64(total-done) / r * float64(time.Second))
@@ -167,7 +159,7 @@ func (l *lineReporter) Set(done int) {
 	l.done = done
 	now := time.Now()
 	if !l.speed.started {
-		l.speed.rate(now, done)
+		l.speed.rateText(now, done, l.total, l.unit) // records the start
 	}
 	if now.Sub(l.last) >= Interval && done < l.total {
 		l.last = now
