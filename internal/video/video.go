@@ -104,10 +104,7 @@ func ParseRational(s string) (Rational, error) {
 	if err != nil || !(f > 0) || math.IsInf(f, 0) {
 		return Rational{}, fmt.Errorf("frame rate %q: want a positive number like 25 or 30000/1001", s)
 	}
-	if f == math.Trunc(f) && f < 1e9 {
-		return Rational{int(f), 1}, nil
-	}
-	// Up to 6 decimals, reduced.
+	// Up to 6 decimals, reduced (25 gives 25/1).
 	return Rational{int(math.Round(f * 1e6)), 1_000_000}.reduce(), nil
 }
 
