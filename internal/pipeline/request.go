@@ -143,7 +143,7 @@ func (r *EditRequest) Validate() error {
 	if err := checkNew("out", r.Out, r.Overwrite); err != nil {
 		return err
 	}
-	if err := video.CheckOutputFormat(r.Out); err != nil {
+	if _, err := video.OutputFormat(r.Out); err != nil {
 		return &param.Error{Name: "out", Value: r.Out, Reason: strings.TrimPrefix(err.Error(), r.Out+": "), Err: err}
 	}
 	if r.SaveLatents != "" {

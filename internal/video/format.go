@@ -28,7 +28,8 @@ var formats = []Format{
 
 // OutputFormat is the format the extension of path names (in any case):
 // .mp4, .mov and .mkv get H.264 and AAC, .webm VP9 and Opus, .gif a
-// palette GIF without audio. Other extensions are refused with ErrFormat.
+// palette GIF without audio. Other extensions are refused with ErrFormat,
+// which a caller may check for before any work.
 func OutputFormat(path string) (Format, error) {
 	ext := filepath.Ext(path)
 	name := strings.ToLower(strings.TrimPrefix(ext, "."))
@@ -44,13 +45,6 @@ func OutputFormat(path string) (Format, error) {
 		return Format{}, newError(ErrFormat, nil, "%s: no extension to tell the output format; name it %s", path, list)
 	}
 	return Format{}, newError(ErrFormat, nil, "%s: cannot write %s files; name the output %s", path, ext, list)
-}
-
-// CheckOutputFormat refuses an output path whose extension names no
-// format an Encoder writes, so a caller can refuse before any work.
-func CheckOutputFormat(path string) error {
-	_, err := OutputFormat(path)
-	return err
 }
 
 // HasAudio reports whether the format can hold audio.

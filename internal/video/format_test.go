@@ -28,12 +28,9 @@ func TestOutputFormat(t *testing.T) {
 			if err == nil || err.Error() != tt.wantErr || !errors.Is(err, ErrFormat) {
 				t.Errorf("OutputFormat(%q) error\n got %v\nwant %s (ErrFormat)", tt.path, err, tt.wantErr)
 			}
-			if cerr := CheckOutputFormat(tt.path); cerr == nil || cerr.Error() != tt.wantErr {
-				t.Errorf("CheckOutputFormat(%q) = %v", tt.path, cerr)
-			}
 			continue
 		}
-		if err != nil || f.Name != tt.want || CheckOutputFormat(tt.path) != nil {
+		if err != nil || f.Name != tt.want {
 			t.Errorf("OutputFormat(%q) = %+v, %v; want %s", tt.path, f, err, tt.want)
 		}
 	}

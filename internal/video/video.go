@@ -8,7 +8,7 @@
 // come from the stream's packets, not from what a header claims, so a
 // variable-frame-rate clip keeps its timing. The flow is:
 //
-//	if err := video.CheckOutputFormat("out.webm"); err != nil { ... } // before any work
+//	if _, err := video.OutputFormat("out.webm"); err != nil { ... } // before any work
 //	info, err := video.Probe(ctx, "in.mp4", video.DefaultFolderFPS) // frames and their times, size, rotation, audio
 //	size := video.DefaultSize(info.DisplaySize())        // or video.ParseSize(flag)
 //	r, err := video.Whole().Resolve(info)                // or Range{Start, Count, Stride}
