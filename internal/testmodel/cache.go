@@ -51,10 +51,8 @@ func Cached(root, assets string, spec Spec, seed uint64) (*Summary, error) {
 	}
 	// A folder without its marker is a leftover (e.g. written by hand);
 	// it would block the rename.
-	if _, err := os.Stat(dir); err == nil {
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("test model cache: remove incomplete %s: %w", dir, err)
-		}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("test model cache: remove incomplete %s: %w", dir, err)
 	}
 	tmp, err := atomicfile.CreateDir(dir)
 	if err != nil {

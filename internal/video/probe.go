@@ -355,13 +355,12 @@ func probeFolder(dir string, fps Rational) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	ext := l.ext
 	var first image.Config
 	var codec string
 	for i, name := range l.names {
 		cfg, format, err := decodeConfig(filepath.Join(dir, name))
 		if err != nil {
-			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, name), strings.ToUpper(ext[1:]), atomicfile.CauseText(err))
+			return Info{}, newError(ErrUnreadable, err, "%s: not a readable %s image (%v)", filepath.Join(dir, name), strings.ToUpper(l.ext[1:]), atomicfile.CauseText(err))
 		}
 		if i == 0 {
 			first, codec = cfg, format
