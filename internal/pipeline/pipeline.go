@@ -261,7 +261,7 @@ func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache
 	// 3. store
 	lat := &cache.Latents{Z0: z0, Noisy: noisy}
 	m := cache.Manifest{Key: j.key, Tool: version.Version,
-		Video: cache.VideoInfo{Path: r.Input, FPS: j.info.FPS.String(), Frames: j.info.Frames, Width: j.info.DisplayWidth, Height: j.info.DisplayHeight, HasAudio: j.info.HasAudio},
+		Video: cache.VideoInfo{Path: r.Input, FPS: j.info.FPS.String(), Frames: j.info.Frames, Width: j.info.DisplaySize().W, Height: j.info.DisplaySize().H, HasAudio: j.info.HasAudio},
 		Model: cache.ModelInfo{Ref: r.Model, Dir: j.model.Dir(), ID: j.model.ID()}}
 	// Force replaces a valid entry, once the new one is complete.
 	entry, err := cache.StoreContext(ctx, j.root, m, lat, r.Force)

@@ -87,7 +87,7 @@ func TestProbeFolder(t *testing.T) {
 	dir, _ := pngFolder(t, 8, 24, 16)
 	in := probe(t, dir, Rational{12, 1})
 	want := Info{Path: dir, Folder: true, FPS: Rational{12, 1}, Frames: 8, Width: 24, Height: 16,
-		DisplayWidth: 24, DisplayHeight: 16, Duration: Rational{12, 1}.FrameTime(8), Codec: "png"}
+		Duration: Rational{12, 1}.FrameTime(8), Codec: "png"}
 	in.Pattern, in.FirstNumber = "", 0
 	if !reflect.DeepEqual(in, want) {
 		t.Errorf("Probe = %+v\nwant %+v", in, want)

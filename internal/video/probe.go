@@ -123,10 +123,6 @@ func parseProbe(path string, data []byte) (in Info, index, claimed int, err erro
 	}
 	in.Duration = streamDuration(v, formatDur)
 	in.Rotation = rotation(v)
-	in.DisplayWidth, in.DisplayHeight = in.Width, in.Height
-	if in.Rotation == 90 || in.Rotation == 270 {
-		in.DisplayWidth, in.DisplayHeight = in.Height, in.Width
-	}
 	in.FPS = frameRate(v)
 	if n, err := strconv.Atoi(v.NbFrames); err == nil && n > 0 {
 		claimed = n
@@ -375,18 +371,16 @@ func probeFolder(dir string, fps Rational) (Info, error) {
 		codec = "mjpeg"
 	}
 	return Info{
-		Path:          dir,
-		Folder:        true,
-		FPS:           fps,
-		Frames:        len(l.names),
-		Width:         first.Width,
-		Height:        first.Height,
-		DisplayWidth:  first.Width,
-		DisplayHeight: first.Height,
-		Duration:      fps.FrameTime(len(l.names)),
-		Codec:         codec,
-		Pattern:       l.pattern,
-		FirstNumber:   l.first,
+		Path:        dir,
+		Folder:      true,
+		FPS:         fps,
+		Frames:      len(l.names),
+		Width:       first.Width,
+		Height:      first.Height,
+		Duration:    fps.FrameTime(len(l.names)),
+		Codec:       codec,
+		Pattern:     l.pattern,
+		FirstNumber: l.first,
 	}, nil
 }
 

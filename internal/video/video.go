@@ -156,13 +156,12 @@ type Info struct {
 	Frames int      // number of frames
 	// Width and Height are the stored frame size; Rotation is how many
 	// degrees clockwise (0, 90, 180 or 270) the frames must turn to display
-	// upright, from the display matrix or the legacy "rotate" tag; Display*
-	// is the size after that turn, which is what decoding produces.
-	Width, Height               int
-	Rotation                    int
-	DisplayWidth, DisplayHeight int
-	Duration                    time.Duration // of the video stream
-	Codec                       string        // e.g. "h264", "png"
+	// upright, from the display matrix or the legacy "rotate" tag (see
+	// DisplaySize).
+	Width, Height int
+	Rotation      int
+	Duration      time.Duration // of the video stream
+	Codec         string        // e.g. "h264", "png"
 
 	HasAudio      bool
 	AudioStreams  int           // how many audio streams; an Encoder keeps them all
@@ -183,8 +182,14 @@ type Info struct {
 	FirstNumber int
 }
 
-// DisplaySize is the size of the frames as displayed, after rotation.
-func (in Info) DisplaySize() Size { return Size{in.DisplayWidth, in.DisplayHeight} }
+// DisplaySize is the size of the frames as displayed, after rotation:
+// what decoding produces.
+func (in Info) DisplaySize() Size {
+	if in.Rotation == 90 || in.Rotation == 270 {
+		return Size{in.Height, in.Width}
+	}
+	return Size{in.Width, in.Height}
+}
 
 // RangeFPS is the frame rate of the clip that r selects: the source's rate
 // divided by the stride, so the clip lasts as long as the source span. For
