@@ -40,6 +40,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -90,12 +91,11 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// idPattern is what a Key.ID looks like; crcPattern a LatentsCRC;
-// tempPattern a temporary folder of ours: an interrupted entry
+// crcPattern is what a LatentsCRC looks like; tempPattern a temporary
+// folder of ours: an interrupted entry
 // (".<id>.tmp-<random>", atomicfile's naming) or a replaced one being
 // removed (".<id>.old-<random>").
 var (
-	idPattern   = regexp.MustCompile(`^[0-9a-f]{24}$`)
 	crcPattern  = regexp.MustCompile(`^[0-9a-f]{8}$`)
 	tempPattern = regexp.MustCompile(`^\.[0-9a-f]{24}\.(tmp|old)-`)
 )
@@ -135,24 +135,21 @@ func (k Key) ID() string {
 	return hex.EncodeToString(h[:])[:24]
 }
 
-// canonical is the encoding ID hashes: one "name value" line per field,
-// strings quoted (so no value can run into the next line), in a fixed order.
+// canonical is the encoding ID hashes: one "name value" line per field, in
+// the struct's order, named by its JSON key, strings quoted (so no value can
+// run into the next line). A field added to Key is hashed with the rest.
 func (k Key) canonical() string {
 	var b strings.Builder
 	b.WriteString(keyVersion + "\n")
-	str := func(name, v string) { b.WriteString(name + " " + strconv.Quote(v) + "\n") }
-	num := func(name string, v int) { b.WriteString(name + " " + strconv.Itoa(v) + "\n") }
-	str("video_sha256", k.VideoSHA256)
-	str("model_id", k.ModelID)
-	num("width", k.Width)
-	num("height", k.Height)
-	num("start", k.Start)
-	num("count", k.Count)
-	num("stride", k.Stride)
-	str("inversion_prompt", k.InversionPrompt)
-	num("inversion_steps", k.InversionSteps)
-	num("save_steps", k.SaveSteps)
-	str("folder_fps", k.FolderFPS)
+	v := reflect.ValueOf(k)
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		val := fmt.Sprint(v.Field(i).Interface())
+		if v.Field(i).Kind() == reflect.String {
+			val = strconv.Quote(val)
+		}
+		b.WriteString(name + " " + val + "\n")
+	}
 	return b.String()
 }
 
