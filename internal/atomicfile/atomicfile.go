@@ -94,7 +94,7 @@ func (f *File) Commit() error {
 		os.Remove(f.tmp)
 		return err
 	}
-	syncDir(filepath.Dir(f.path))
+	Sync(filepath.Dir(f.path)) // makes the rename durable; best effort, see Sync
 	return nil
 }
 
@@ -172,7 +172,7 @@ func (d *Dir) Commit() error {
 		}
 		return moveError(d.path, err)
 	}
-	syncDir(filepath.Dir(d.path))
+	Sync(filepath.Dir(d.path)) // makes the rename durable; best effort, see Sync
 	return nil
 }
 
@@ -319,7 +319,9 @@ func syncTree(dir string) error {
 }
 
 // Sync flushes a file or folder written through another descriptor to
-// disk.
+// disk. Syncing a folder makes a rename in it durable; Commit ignores a
+// failure to (some file systems cannot fsync a folder, and the rename
+// itself already happened).
 func Sync(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -327,7 +329,3 @@ func Sync(path string) error {
 	}
 	return cmp.Or(f.Sync(), f.Close()) // the first error; both run
 }
-
-// syncDir makes a rename in dir durable; failures are ignored (some file
-// systems cannot fsync a folder, and the rename itself already happened).
-func syncDir(dir string) { Sync(dir) }
