@@ -193,15 +193,15 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 		out.Abort()
 		return nil, err
 	}
-	e := &Encoder{ctx: ctx, path: path, size: size, times: opts.Times, out: out, cmd: cmd, stderr: stderr, script: script}
+	e := &Encoder{ctx: ctx, path: path, size: size, times: opts.Times, out: out, stderr: stderr, script: script}
 	if e.stdin, err = cmd.StdinPipe(); err == nil {
 		err = cmd.Start()
 	}
 	if err != nil {
-		e.cmd = nil
 		e.Abort()
 		return nil, newError(ErrFFmpeg, err, "encode %s: cannot start ffmpeg: %v", path, err)
 	}
+	e.cmd = cmd
 	return e, nil
 }
 
@@ -253,15 +253,8 @@ func (e *Encoder) Commit() error {
 		return e.fail(err)
 	}
 	e.done = true
-	e.removeScript()
+	os.Remove(e.script) // the filter script, if any ("" names no file)
 	return e.out.Commit()
-}
-
-func (e *Encoder) removeScript() {
-	if e.script != "" {
-		os.Remove(e.script)
-		e.script = ""
-	}
 }
 
 // Abort kills ffmpeg and removes the temporary file. It does nothing after
@@ -271,12 +264,11 @@ func (e *Encoder) Abort() error {
 		return nil
 	}
 	e.done = true
-	defer e.removeScript()
+	defer os.Remove(e.script) // the filter script, if any ("" names no file)
+	// e.cmd is nil until ffmpeg runs, and once it has been waited for.
 	if e.cmd != nil {
 		e.stdin.Close()
-		if e.cmd.Process != nil {
-			e.cmd.Process.Kill()
-		}
+		e.cmd.Process.Kill()
 		e.cmd.Wait()
 	}
 	return e.out.Abort()
