@@ -90,8 +90,7 @@ func parseProbe(path string, data []byte) (in Info, index, claimed int, err erro
 		return Info{}, 0, 0, newError(ErrUnreadable, err, "%s: cannot parse ffprobe's description: %v", path, err)
 	}
 	in = Info{Path: path}
-	var v *probeStream
-	var audio *probeStream
+	var v, audio *probeStream
 	for i := range p.Streams {
 		s := &p.Streams[i]
 		switch {
