@@ -38,7 +38,12 @@ func Frames(ctx context.Context, in Info, opts DecodeOptions) iter.Seq2[Frame, e
 			yield(Frame{}, err)
 			return
 		}
-		defer d.close()
+		defer func() {
+			if !d.done { // the caller stopped early: stop ffmpeg
+				d.cmd.Process.Kill()
+				d.cmd.Wait()
+			}
+		}()
 		for d.got < d.r.Count {
 			// Frames may still sit in the pipe when ctx ends; stop at once
 			// regardless.
@@ -165,14 +170,4 @@ func (d *decoder) finish(complete bool) error {
 		msg += " (ffmpeg: " + summary + ")"
 	}
 	return newError(ErrTruncated, werr, "%s", msg)
-}
-
-// close stops ffmpeg if it is still running and waits for it.
-func (d *decoder) close() {
-	if d.done {
-		return
-	}
-	d.done = true
-	d.cmd.Process.Kill()
-	d.cmd.Wait()
 }
