@@ -113,7 +113,7 @@ func NewEncoder(ctx context.Context, path string, size Size, opts EncodeOptions)
 		if _, err := os.Stat(opts.Audio.Path); err != nil {
 			return nil, newError(ErrNotFound, err, "encode %s: audio source %s: no such file", path, opts.Audio.Path)
 		}
-		if !format.HasAudio() {
+		if format.Audio == "" { // the container holds no audio
 			if opts.Notice != nil {
 				opts.Notice(fmt.Sprintf("%s: %s files hold no audio; the audio of %s is dropped", path, strings.ToUpper(format.Name), opts.Audio.Path))
 			}

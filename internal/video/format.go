@@ -46,6 +46,3 @@ func OutputFormat(path string) (Format, error) {
 	}
 	return Format{}, newError(ErrFormat, nil, "%s: cannot write %s files; name the output %s", path, ext, list)
 }
-
-// HasAudio reports whether the format can hold audio.
-func (f Format) HasAudio() bool { return f.Audio != "" }
