@@ -280,9 +280,6 @@ type Range struct {
 // Whole is the range of every frame.
 func Whole() Range { return Range{Start: 0, Count: ToEnd, Stride: 1} }
 
-// Last is the last source frame r selects.
-func (r Range) Last() int { return r.Start + (r.Count-1)*max(r.Stride, 1) }
-
 // Resolve checks r against the source and returns it with Count and Stride
 // made concrete. Errors about the range are *param.Error naming the
 // setting (start, frames, stride) and wrapping ErrRange.
@@ -317,7 +314,7 @@ func (r Range) Resolve(in Info) (Range, error) {
 			by += fmt.Sprintf(" and {stride} %d", r.Stride)
 		}
 		return r, param.Kindf(ErrRange, "frames", r.Count, "with %s that needs frames up to %d, but %s has %d frames (0 to %d); give {frames} %d or fewer",
-			by, r.Last(), in.Path, n, n-1, avail)
+			by, r.Start+(r.Count-1)*r.Stride, in.Path, n, n-1, avail)
 	}
 	return r, nil
 }
