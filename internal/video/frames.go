@@ -119,7 +119,7 @@ func listFrames(dir string) (frameList, error) {
 	// or more always differ in some digit run.
 	num := -1
 	for i, r := range ref.runs {
-		if !isDigits(r) {
+		if !digitRuns.MatchString(r) {
 			continue
 		}
 		switch other := slices.IndexFunc(files, func(f frameName) bool { return f.runs[i] != r }); {
@@ -180,5 +180,3 @@ func listFrames(dir string) (frameList, error) {
 	}
 	return l, nil
 }
-
-func isDigits(s string) bool { return s != "" && s[0] >= '0' && s[0] <= '9' }
