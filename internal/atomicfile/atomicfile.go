@@ -266,27 +266,24 @@ func existsError(path string) error {
 // one line naming path and its folder.
 func createError(path string, err error) error {
 	dir := filepath.Dir(path)
-	var errno syscall.Errno
-	errors.As(err, &errno)
 	msg := "cannot create: " + CauseText(err)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		msg = fmt.Sprintf("cannot create: folder %s does not exist", dir)
-	case errno == syscall.ENOTDIR:
+	case errors.Is(err, syscall.ENOTDIR):
 		msg = fmt.Sprintf("cannot create: %s is not a folder", dir)
-	case errno == syscall.EROFS:
+	case errors.Is(err, syscall.EROFS):
 		msg = fmt.Sprintf("cannot create: folder %s is on a read-only file system", dir)
 	case errors.Is(err, fs.ErrPermission):
 		msg = fmt.Sprintf("cannot create: folder %s is not writable", dir)
-	case errno == syscall.ENOSPC:
+	case errors.Is(err, syscall.ENOSPC):
 		msg = fmt.Sprintf("cannot create: no space left in folder %s", dir)
 	}
 	return &Error{Path: path, Msg: msg, Err: err}
 }
 
 func moveError(path string, err error) error {
-	var errno syscall.Errno
-	if errors.As(err, &errno) && errno == syscall.EISDIR {
+	if errors.Is(err, syscall.EISDIR) {
 		return &Error{Path: path, Msg: "cannot replace: it is a folder", Err: err}
 	}
 	return &Error{Path: path, Msg: "cannot move into place: " + CauseText(err), Err: err}

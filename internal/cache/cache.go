@@ -735,14 +735,12 @@ func cleanTemps(dir, id string, now time.Time) {
 // the folder and what to do. The cause stays wrapped for errors.Is.
 func writeError(root string, err error) error {
 	cause := atomicfile.Cause(err)
-	var errno syscall.Errno
-	errors.As(err, &errno)
 	switch {
-	case errors.Is(err, fs.ErrPermission) || errno == syscall.EROFS:
+	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS):
 		return param.Errorf("cache_dir", root, "is not writable (%s: %w): use another", failedPath(err, root), cause)
-	case errno == syscall.ENOSPC:
+	case errors.Is(err, syscall.ENOSPC):
 		return param.Errorf("cache_dir", root, "is full (%w): free some space or use another", cause)
-	case errno == syscall.ENOTDIR:
+	case errors.Is(err, syscall.ENOTDIR):
 		return param.Errorf("cache_dir", root, "is not usable (%s: %w): use another", failedPath(err, root), cause)
 	}
 	return param.Errorf("cache_dir", root, "%s: %w", failedPath(err, root), cause)
