@@ -92,8 +92,12 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 			m.Close()
 		}
 	}()
-	if p := m.Scheduler.Config().PredictionType; p != "epsilon" {
-		return nil, param.Errorf("model", r.Model, "predicts %s (its scheduler's prediction_type): TokenFlow's inversion assumes noise (epsilon) prediction, so only epsilon models are supported for now (SD 1.x, the SD 2.x base models)", p)
+	// Noise (SD 1.x, SD 2.x-base) and v (SD 2.x 768) prediction are
+	// converted to noise where the inversion and the edit need it; no Stable
+	// Diffusion checkpoint predicts the sample itself, and that path is
+	// not exercised end to end, so it is refused.
+	if p := m.Scheduler.Config().PredictionType; p == "sample" {
+		return nil, param.Errorf("model", r.Model, "predicts the sample itself (its scheduler's prediction_type is %s): only epsilon and v_prediction models are supported", p)
 	}
 	if err := j.plan(); err != nil {
 		return nil, err
@@ -175,7 +179,7 @@ func (j *job) probe(ctx context.Context) error {
 	}
 	j.info, j.size = info, r.Size
 	if j.size.IsZero() {
-		j.size = video.DefaultSize(info.DisplaySize())
+		j.size = video.DefaultSizeAt(info.DisplaySize(), nativeSide(j.model))
 	}
 	sum, err := hashInput(ctx, r.Input, info.Folder)
 	if err != nil {
@@ -189,6 +193,17 @@ func (j *job) probe(ctx context.Context) error {
 	}
 	j.times["probe+hash"] = time.Since(t)
 	return nil
+}
+
+// nativeSide is the pixel side the model was trained at: the UNet's
+// sample_size times the VAE's downsampling factor (64 x 8 = 512 for SD 1.x
+// and 2.x-base, 96 x 8 = 768 for the SD 2.x 768 models); 0 when the config
+// does not say (video.DefaultSizeAt then takes 512).
+func nativeSide(m *sd.Model) int {
+	if m.UNetConfig.SampleSize <= 0 || len(m.VAEConfig.BlockOutChannels) == 0 {
+		return 0
+	}
+	return m.UNetConfig.SampleSize << (len(m.VAEConfig.BlockOutChannels) - 1)
 }
 
 // lockEntry takes the cache entry's lock, so that two runs on one video do
@@ -291,7 +306,10 @@ func (j *job) announce(entry *cache.Entry, forEdit bool) {
 		}
 		m := video.SizeMultiple
 		own := video.Size{W: max(src.W/m*m, m), H: max(src.H/m*m, m)}
-		side := int(math.Sqrt(video.TargetArea))
+		side := nativeSide(j.model)
+		if side <= 0 {
+			side = int(math.Sqrt(video.TargetArea))
+		}
 		fmt.Fprintf(r.Log, "working size %s: the video's %s scaled %s to about %dx%d pixels, the model's native size; {size} %s keeps its own\n",
 			j.size, src, way, side, side, own)
 	}

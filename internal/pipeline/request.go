@@ -34,7 +34,7 @@ var ErrExists = errors.New("already exists")
 type Source struct {
 	Input     string         // a media file, or a folder of numbered frames
 	FolderFPS video.Rational // a folder's frame rate (zero: video.DefaultFolderFPS)
-	Size      video.Size     // working size (zero: video.DefaultSize of the displayed size)
+	Size      video.Size     // working size (zero: video.DefaultSizeAt of the displayed size and the model's native side)
 	Range     video.Range    // which frames (Count video.ToEnd: all from Start; Stride at least 1)
 }
 
