@@ -44,7 +44,7 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	model := cmp.Or(os.Getenv("TOKENFLOW_MODEL"), pipeline.DefaultModel)
 	fs.StringVar(&o.Model, "model", model, "diffusers folder, hub id in the local Hugging Face cache, or single-file .safetensors checkpoint ($TOKENFLOW_MODEL)")
 	fs.StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file --model (v1-inference.yaml, v2-inference.yaml; default: detect from the tensors)")
-	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the video's aspect ratio at about 512x512 pixels)")
+	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the video's aspect ratio at about the model's native size, 512x512 pixels, or 768x768 for SD 2.x 768 models)")
 	fs.IntVar(&o.Start, "start", 0, "first frame to use (from 0)")
 	fs.IntVar(&o.Frames, "frames", 0, "number of frames to use (default: all from --start)")
 	fs.IntVar(&o.Stride, "stride", 1, "use every n-th frame")
