@@ -137,3 +137,31 @@ func TestVPredictionSingleFile(t *testing.T) {
 		t.Errorf("the YAML was not read:\n%s", r.Stderr)
 	}
 }
+
+// TestSamplePredictionRefused: a model predicting the sample itself (no
+// Stable Diffusion checkpoint does; the path is not exercised end to end)
+// is refused in one line before any work.
+func TestSamplePredictionRefused(t *testing.T) {
+	d := t.TempDir()
+	m := filepath.Join(d, "x0-model")
+	if err := os.CopyFS(m, os.DirFS(model(t, "tiny-sd21"))); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(m, "scheduler", "scheduler_config.json")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), `"epsilon"`, `"sample"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := tf(t, d, "invert", "--model", m, "--size", "32x32", "--inversion-steps", "2", "--steps", "2",
+		"--cache-dir", filepath.Join(d, "cache"), fixtureFrames(t, "tiny-sd21"))
+	line := checkErrorLine(t, r)
+	if r.Code == 0 || !strings.Contains(line, "--model "+m+": predicts the sample itself") {
+		t.Errorf("exit %d, line %q: want the sample-prediction model refused", r.Code, line)
+	}
+	if strings.Contains(r.Stderr, "vae encode") || strings.Contains(r.Stderr, "decode video") {
+		t.Errorf("work started before the refusal:\n%s", r.Stderr)
+	}
+}
