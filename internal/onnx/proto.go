@@ -5,6 +5,7 @@
 package onnx
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 )
@@ -24,44 +25,26 @@ const (
 	BFloat16 DataType = 16
 )
 
-// Size is the element size in bytes.
-func (d DataType) Size() int {
-	switch d {
-	case Uint8, Int8, Bool:
-		return 1
-	case Float16, BFloat16:
-		return 2
-	case Float, Int32:
-		return 4
-	case Int64, Double:
-		return 8
-	}
-	return 0
+// dataTypes names each DataType and gives its element size in bytes.
+var dataTypes = map[DataType]struct {
+	name string
+	size int
+}{
+	Float:    {"float32", 4},
+	Uint8:    {"uint8", 1},
+	Int8:     {"int8", 1},
+	Int32:    {"int32", 4},
+	Int64:    {"int64", 8},
+	Bool:     {"bool", 1},
+	Float16:  {"float16", 2},
+	Double:   {"float64", 8},
+	BFloat16: {"bfloat16", 2},
 }
 
-func (d DataType) String() string {
-	switch d {
-	case Float:
-		return "float32"
-	case Uint8:
-		return "uint8"
-	case Int8:
-		return "int8"
-	case Int32:
-		return "int32"
-	case Int64:
-		return "int64"
-	case Bool:
-		return "bool"
-	case Float16:
-		return "float16"
-	case Double:
-		return "float64"
-	case BFloat16:
-		return "bfloat16"
-	}
-	return "unknown"
-}
+// Size is the element size in bytes (0 for an unknown type).
+func (d DataType) Size() int { return dataTypes[d].size }
+
+func (d DataType) String() string { return cmp.Or(dataTypes[d].name, "unknown") }
 
 // enc appends protobuf wire-format fields.
 type enc struct{ b []byte }
