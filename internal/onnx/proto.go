@@ -46,8 +46,12 @@ func (d DataType) Size() int { return dataTypes[d].size }
 
 func (d DataType) String() string { return cmp.Or(dataTypes[d].name, "unknown") }
 
-// enc appends protobuf wire-format fields.
-type enc struct{ b []byte }
+// enc appends protobuf wire-format fields; err is the first error of the
+// writers that filled it or its nested messages.
+type enc struct {
+	b   []byte
+	err error
+}
 
 const (
 	wireVarint = 0
@@ -86,11 +90,12 @@ func (e *enc) str(field int, v string) {
 	}
 }
 
-// msg writes a nested message produced by f.
+// msg writes a nested message produced by f, keeping f's error.
 func (e *enc) msg(field int, f func(*enc)) {
 	var sub enc
 	f(&sub)
 	e.bytes(field, sub.b)
+	e.err = cmp.Or(e.err, sub.err)
 }
 
 func (e *enc) packedInts(field int, vs []int64) {
@@ -104,26 +109,13 @@ func (e *enc) packedInts(field int, vs []int64) {
 	e.bytes(field, sub.b)
 }
 
-func (e *enc) packedFloats(field int, vs []float32) {
-	if len(vs) == 0 {
-		return
-	}
-	b := make([]byte, 0, 4*len(vs))
-	for _, v := range vs {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
-	}
-	e.bytes(field, b)
-}
-
 // Field numbers from onnx.proto.
 const (
-	modelIRVersion     = 1
-	modelProducerName  = 2
-	modelProducerVer   = 3
-	modelDocString     = 6
-	modelGraph         = 7
-	modelOpsetImport   = 8
-	modelMetadataProps = 14
+	modelIRVersion    = 1
+	modelProducerName = 2
+	modelProducerVer  = 3
+	modelGraph        = 7
+	modelOpsetImport  = 8
 
 	opsetDomain  = 1
 	opsetVersion = 2
@@ -133,7 +125,6 @@ const (
 	graphInitializer = 5
 	graphInput       = 11
 	graphOutput      = 12
-	graphValueInfo   = 13
 
 	nodeInput     = 1
 	nodeOutput    = 2
@@ -142,16 +133,13 @@ const (
 	nodeAttribute = 5
 	nodeDomain    = 7
 
-	attrName    = 1
-	attrF       = 2
-	attrI       = 3
-	attrS       = 4
-	attrT       = 5
-	attrG       = 6
-	attrFloats  = 7
-	attrInts    = 8
-	attrStrings = 9
-	attrType    = 20
+	attrName = 1
+	attrF    = 2
+	attrI    = 3
+	attrS    = 4
+	attrG    = 6
+	attrInts = 8
+	attrType = 20
 
 	tensorDims         = 1
 	tensorDataType     = 2
@@ -166,20 +154,12 @@ const (
 	valueInfoName = 1
 	valueInfoType = 2
 
-	typeTensor       = 1
-	typeTensorElem   = 1
-	typeTensorShape  = 2
-	shapeDim         = 1
-	dimValue         = 1
-	dimParam         = 2
-	dataLocExternal  = 1
-	attrTypeFloat    = 1
-	attrTypeInt      = 2
-	attrTypeString   = 3
-	attrTypeTensor   = 4
-	attrTypeGraph    = 5
-	attrTypeFloats   = 6
-	attrTypeInts     = 7
-	attrTypeStrings  = 8
-	defaultIRVersion = 8
+	typeTensor      = 1
+	typeTensorElem  = 1
+	typeTensorShape = 2
+	shapeDim        = 1
+	dimValue        = 1
+	dimParam        = 2
+	dataLocExternal = 1
+	irVersion       = 8
 )
