@@ -16,17 +16,14 @@ type SaveOptions struct {
 	// protobuf caps a model at 2 GiB, so large models need it).
 	DataFile    string
 	InlineLimit int
-	// CopyExternal copies the source files of external initializers into the
-	// model's folder; otherwise they are hard-linked, or copied when a hard
-	// link is impossible (across file systems). Symlinks are not an option:
-	// ONNX Runtime refuses external data that resolves outside the model's
-	// folder.
-	CopyExternal bool
 }
 
 // Save writes m as dir/name with its external data resolved so that the
 // folder is self-contained: every External.File is made available in dir
-// under its Location, and large inline tensors go to opts.DataFile. Every
+// under its Location (hard-linked, or copied when a hard link is impossible,
+// across file systems: symlinks are not an option, ONNX Runtime refuses
+// external data that resolves outside the model's folder), and large inline
+// tensors go to opts.DataFile. Every
 // file is written to a temporary name and renamed when complete. m itself is
 // not changed.
 func Save(m *Model, dir, name string, opts SaveOptions) error {
@@ -39,7 +36,7 @@ func Save(m *Model, dir, name string, opts SaveOptions) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := placeExternal(m.Graph, dir, opts); err != nil {
+	if err := placeExternal(m.Graph, dir); err != nil {
 		return err
 	}
 	out := *m
@@ -101,7 +98,7 @@ func checkExternal(g *GraphProto, opts SaveOptions) error {
 }
 
 // placeExternal links or copies each distinct external source file into dir.
-func placeExternal(g *GraphProto, dir string, opts SaveOptions) error {
+func placeExternal(g *GraphProto, dir string) error {
 	done := map[string]bool{}
 	for _, t := range g.Initializers {
 		x := t.External
@@ -116,7 +113,7 @@ func placeExternal(g *GraphProto, dir string, opts SaveOptions) error {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("save model: %w", err)
 		}
-		if !opts.CopyExternal && linkAtomic(x.File, dst) == nil {
+		if linkAtomic(x.File, dst) == nil {
 			continue
 		}
 		if err := copyFile(x.File, dst); err != nil {
