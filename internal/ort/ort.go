@@ -170,15 +170,15 @@ func Init(flagPath string) error { return InitDevice(flagPath, CPU) }
 
 // InitDevice is Init for a device. For CUDA the library is found as
 // FindLibraryFor says, and once it is loaded the CUDA provider is probed
-// (CheckCUDA on device 0), so that a missing part of the CUDA stack is
-// reported when the run starts, before any work. The library is loaded once
-// per process; the probe runs on every call for CUDA.
+// (checkCUDA; the error is a *CUDAError), so that a missing part of the CUDA
+// stack is reported when the run starts, before any work. The library is
+// loaded once per process; the probe runs on every call for CUDA.
 func InitDevice(flagPath string, dev Device) error {
 	if err := load(flagPath, dev); err != nil {
 		return err
 	}
 	if dev == CUDA {
-		return CheckCUDA(0)
+		return checkCUDA()
 	}
 	return nil
 }
@@ -241,7 +241,7 @@ func cudaAvailable() error {
 		return err
 	}
 	defer so.Destroy()
-	return appendCUDA(so, 0)
+	return appendCUDA(so)
 }
 
 // oneLine keeps the first line of an error from the C library.

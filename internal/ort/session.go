@@ -34,11 +34,10 @@ func ParseDevice(s string) (Device, error) {
 // SessionOptions configures a session. Inputs and Outputs name the graph's
 // inputs and outputs in the order Run takes and returns them.
 type SessionOptions struct {
-	Device   Device // "" means CPU
-	DeviceID int
-	Threads  int // intra-op threads; 0 lets ONNX Runtime choose
-	Inputs   []string
-	Outputs  []string
+	Device  Device // "" means CPU; CUDA runs on device 0
+	Threads int    // intra-op threads; 0 lets ONNX Runtime choose
+	Inputs  []string
+	Outputs []string
 	// Config holds extra session configuration entries
 	// (e.g. "session.disable_prepacking": "1").
 	Config map[string]string
@@ -107,7 +106,7 @@ func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.Dyn
 	switch o.Device {
 	case "", CPU:
 	case CUDA:
-		if err := appendCUDA(so, o.DeviceID); err != nil {
+		if err := appendCUDA(so); err != nil {
 			return nil, cudaSessionError(err)
 		}
 	default:
