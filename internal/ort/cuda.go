@@ -136,7 +136,7 @@ func (e *CUDAError) Unwrap() []error {
 }
 
 // InspectCUDA checks what the CUDA device would need, without loading ONNX
-// Runtime: the library FindLibraryFor(flagPath, CUDA) finds, the provider
+// Runtime: the library FindLibrary(flagPath, CUDA) finds, the provider
 // libraries beside it, each library the provider loads (dlopen'ed by name,
 // as the provider's loader will), and the GPU.
 func InspectCUDA(flagPath string) CUDAStack {

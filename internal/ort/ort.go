@@ -59,18 +59,12 @@ var state struct {
 	done bool
 }
 
-// FindLibrary returns the library to load, looking in this order: flagPath
-// (the ort_lib setting), $ONNXRUNTIME_LIB, next to the running binary, InstallDir.
-func FindLibrary(flagPath string) (string, error) {
-	p, _, err := findLibrary(flagPath, CPU)
-	return p, err
-}
-
-// FindLibraryFor is FindLibrary for a device. For CUDA the order is
-// flagPath, $ONNXRUNTIME_LIB, then the folder of `make deps-cuda` (CUDADir):
-// the CPU library next to the binary or in InstallDir is never taken for
-// CUDA.
-func FindLibraryFor(flagPath string, dev Device) (string, error) {
+// FindLibrary returns the library to load for a device. For the CPU it
+// looks in this order: flagPath (the ort_lib setting), $ONNXRUNTIME_LIB, next
+// to the running binary, InstallDir. For CUDA the order is flagPath,
+// $ONNXRUNTIME_LIB, then the folder of `make deps-cuda` (CUDADir): the CPU
+// library next to the binary or in InstallDir is never taken for CUDA.
+func FindLibrary(flagPath string, dev Device) (string, error) {
 	p, _, err := findLibrary(flagPath, dev)
 	return p, err
 }
@@ -169,7 +163,7 @@ func firstLib(dir string) (string, bool) {
 func Init(flagPath string) error { return InitDevice(flagPath, CPU) }
 
 // InitDevice is Init for a device. For CUDA the library is found as
-// FindLibraryFor says, and once it is loaded the CUDA provider is probed
+// FindLibrary says, and once it is loaded the CUDA provider is probed
 // (checkCUDA; the error is a *CUDAError), so that a missing part of the CUDA
 // stack is reported when the run starts, before any work. The library is
 // loaded once per process; the probe runs on every call for CUDA.
