@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -148,9 +149,9 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCanceled, err)
 	}
-	ins := make([]ortgo.Value, len(inputs))
+	ins, outs := make([]ortgo.Value, len(inputs)), make([]ortgo.Value, len(s.outputs))
 	defer func() {
-		for _, v := range ins {
+		for _, v := range slices.Concat(ins, outs) {
 			release(v)
 		}
 	}()
@@ -161,7 +162,6 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 		}
 		ins[i] = v
 	}
-	outs := make([]ortgo.Value, len(s.outputs))
 	ro, err := ortgo.NewRunOptions()
 	if err != nil {
 		return nil, fmt.Errorf("run options: %s", oneLine(err))
@@ -190,26 +190,16 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 				break
 			}
 		}
-		for _, v := range outs {
-			release(v)
-		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
 		}
 		return nil, fmt.Errorf("run: %s", oneLine(err))
 	}
 	result := make([]Tensor, len(outs))
-	var convErr error
 	for i, v := range outs {
-		t, err := fromValue(v)
-		release(v)
-		if err != nil && convErr == nil {
-			convErr = fmt.Errorf("output %s: %w", s.outputs[i], err)
+		if result[i], err = fromValue(v); err != nil {
+			return nil, fmt.Errorf("output %s: %w", s.outputs[i], err)
 		}
-		result[i] = t
-	}
-	if convErr != nil {
-		return nil, convErr
 	}
 	return result, nil
 }
