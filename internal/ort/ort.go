@@ -150,8 +150,7 @@ func (e *libraryError) Unwrap() error                         { return ErrNoLibr
 
 func firstLib(dir string) (string, bool) {
 	for _, name := range libNames {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		if p := filepath.Join(dir, name); fileExists(p) {
 			return p, true
 		}
 	}
