@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
@@ -170,8 +171,7 @@ func copyFile(src, dst string) error {
 // whose initializers point there. g is not changed.
 func spill(g *GraphProto, dir string, opts SaveOptions) (*GraphProto, error) {
 	out := *g
-	out.Initializers = make([]*Tensor, len(g.Initializers))
-	copy(out.Initializers, g.Initializers)
+	out.Initializers = slices.Clone(g.Initializers)
 	var moved []int
 	for i, t := range g.Initializers {
 		if t.External == nil && len(t.Raw) > 0 && len(t.Raw) >= opts.InlineLimit {
