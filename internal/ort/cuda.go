@@ -140,11 +140,8 @@ func (e *CUDAError) Unwrap() []error {
 // libraries beside it, each library the provider loads (dlopen'ed by name,
 // as the provider's loader will), and the GPU.
 func InspectCUDA(flagPath string) CUDAStack {
-	path, from, err := findLibrary(flagPath, CUDA)
+	path, from, err := findLibrary(flagPath, CUDA) // path is "" on error
 	s := CUDAStack{Library: path, From: from, LibraryErr: err}
-	if err != nil {
-		s.Library = ""
-	}
 	s.inspect()
 	return s
 }
