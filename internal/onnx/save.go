@@ -3,6 +3,7 @@ package onnx
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,13 +32,14 @@ func Save(m *Model, dir, name string, opts SaveOptions) error {
 	if m.Graph == nil {
 		return fmt.Errorf("save model: model has no graph")
 	}
-	if err := checkExternal(m.Graph, opts); err != nil {
+	files, err := checkExternal(m.Graph, opts)
+	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := placeExternal(m.Graph, dir); err != nil {
+	if err := placeExternal(files, dir); err != nil {
 		return err
 	}
 	out := *m
@@ -60,8 +62,9 @@ func Save(m *Model, dir, name string, opts SaveOptions) error {
 
 // checkExternal validates the external initializers before anything is
 // written: locations inside the model's folder, one source file per location,
-// source files that hold the bytes they are said to hold.
-func checkExternal(g *GraphProto, opts SaveOptions) error {
+// source files that hold the bytes they are said to hold. It returns the
+// source file of each location.
+func checkExternal(g *GraphProto, opts SaveOptions) (map[string]string, error) {
 	files := map[string]string{} // location -> source file
 	for _, t := range g.Initializers {
 		x := t.External
@@ -69,55 +72,50 @@ func checkExternal(g *GraphProto, opts SaveOptions) error {
 			continue
 		}
 		if !filepath.IsLocal(x.Location) {
-			return fmt.Errorf("initializer %s: external location %q is not a relative path inside the model's folder", t.Name, x.Location)
+			return nil, fmt.Errorf("initializer %s: external location %q is not a relative path inside the model's folder", t.Name, x.Location)
 		}
 		if opts.DataFile != "" && filepath.Clean(x.Location) == filepath.Clean(opts.DataFile) {
-			return fmt.Errorf("initializer %s: external location %q is also the DataFile Save writes", t.Name, x.Location)
+			return nil, fmt.Errorf("initializer %s: external location %q is also the DataFile Save writes", t.Name, x.Location)
 		}
 		if want := t.NumElements() * int64(t.Type.Size()); t.Type.Size() > 0 && x.Length != want {
-			return fmt.Errorf("initializer %s: external length %d bytes, but %s %v takes %d", t.Name, x.Length, t.Type, t.Dims, want)
+			return nil, fmt.Errorf("initializer %s: external length %d bytes, but %s %v takes %d", t.Name, x.Length, t.Type, t.Dims, want)
 		}
 		if x.Offset < 0 {
-			return fmt.Errorf("initializer %s: negative external offset %d", t.Name, x.Offset)
+			return nil, fmt.Errorf("initializer %s: negative external offset %d", t.Name, x.Offset)
 		}
 		if x.File == "" {
 			continue
 		}
 		if prev, ok := files[x.Location]; ok && prev != x.File {
-			return fmt.Errorf("initializer %s: external location %q stands for both %s and %s", t.Name, x.Location, prev, x.File)
+			return nil, fmt.Errorf("initializer %s: external location %q stands for both %s and %s", t.Name, x.Location, prev, x.File)
 		}
 		files[x.Location] = x.File
 		st, err := os.Stat(x.File)
 		if err != nil {
-			return fmt.Errorf("initializer %s: weights file: %w", t.Name, err)
+			return nil, fmt.Errorf("initializer %s: weights file: %w", t.Name, err)
 		}
 		if end := x.Offset + x.Length; end > st.Size() {
-			return fmt.Errorf("initializer %s: bytes [%d, %d) lie beyond the end of %s (%d bytes)", t.Name, x.Offset, end, x.File, st.Size())
+			return nil, fmt.Errorf("initializer %s: bytes [%d, %d) lie beyond the end of %s (%d bytes)", t.Name, x.Offset, end, x.File, st.Size())
 		}
 	}
-	return nil
+	return files, nil
 }
 
-// placeExternal links or copies each distinct external source file into dir.
-func placeExternal(g *GraphProto, dir string) error {
-	done := map[string]bool{}
-	for _, t := range g.Initializers {
-		x := t.External
-		if x == nil || x.File == "" || done[x.Location] {
-			continue
-		}
-		done[x.Location] = true
-		dst := filepath.Join(dir, x.Location)
-		if sameRegular(x.File, dst) {
+// placeExternal links or copies each source file into dir under its
+// location (files maps locations to sources, as checkExternal returns it).
+func placeExternal(files map[string]string, dir string) error {
+	for _, loc := range slices.Sorted(maps.Keys(files)) {
+		src, dst := files[loc], filepath.Join(dir, loc)
+		if sameRegular(src, dst) {
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("save model: %w", err)
 		}
-		if linkAtomic(x.File, dst) == nil {
+		if linkAtomic(src, dst) == nil {
 			continue
 		}
-		if err := copyFile(x.File, dst); err != nil {
+		if err := copyFile(src, dst); err != nil {
 			return err
 		}
 	}
