@@ -57,7 +57,7 @@ func NewGraph(name string) *Graph {
 // types. It returns the If node's outputs.
 func (g *Graph) If(cond Value, types []DataType, then, els func(b *Graph) []Value) []Value {
 	branch := func(kind string, build func(*Graph) []Value) *GraphProto {
-		sub := &Graph{proto: GraphProto{Name: g.unique(strings.Join(g.prefix, "."), "If_"+kind)}, prefix: append([]string(nil), g.prefix...), graphState: g.graphState}
+		sub := &Graph{proto: GraphProto{Name: g.fresh("If_" + kind)}, prefix: slices.Clone(g.prefix), graphState: g.graphState}
 		outs := build(sub)
 		if len(outs) != len(types) {
 			g.fail(fmt.Errorf("onnx: If %s branch returns %d values, want %d", kind, len(outs), len(types)))
