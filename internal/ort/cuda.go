@@ -275,7 +275,7 @@ func (s CUDAStack) Err() error {
 		return &CUDAError{What: what, Missing: needs, Step: s.installStep()}
 	case s.DriverTooOld():
 		return &CUDAError{
-			What: fmt.Sprintf("no usable GPU (the NVIDIA driver supports CUDA %s, the provider needs CUDA %d)", cudaVersion(s.GPU.DriverCUDA), s.CUDAMajor),
+			What: fmt.Sprintf("no usable GPU (the NVIDIA driver supports CUDA %d.%d, the provider needs CUDA %d)", s.GPU.DriverCUDA/1000, s.GPU.DriverCUDA%1000/10, s.CUDAMajor),
 			Step: fmt.Sprintf("update the NVIDIA driver to %s or newer (CUDA %d), or use {device} cpu", s.driverBranch(), s.CUDAMajor),
 		}
 	case s.GPU.Err != nil:
@@ -296,9 +296,6 @@ func missingNames(libs []Lib) []string {
 	}
 	return out
 }
-
-// cudaVersion formats the driver API's version number: 12040 is "12.4".
-func cudaVersion(v int) string { return fmt.Sprintf("%d.%d", v/1000, v%1000/10) }
 
 // Step is the next thing to do, in one sentence ("" when nothing is),
 // naming settings in braces ({ort_lib}, {device}).
