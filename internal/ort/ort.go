@@ -80,7 +80,10 @@ func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 		return p, fromEnv, err
 	}
 	if dev == CUDA {
-		dir := cudaInstallDir()
+		dir := CUDADir
+		if dir == "" && InstallDir != "" {
+			dir = filepath.Join(filepath.Dir(InstallDir), "cuda")
+		}
 		if dir != "" {
 			if p, ok := firstLib(dir); ok {
 				return p, fromMakeGPU, nil
@@ -107,17 +110,6 @@ func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 	}
 	return "", "", libraryErrorf(" (looked in {ort_lib}, $%s, %s): run `make deps` or pass {ort_lib} /path/to/libonnxruntime.so",
 		EnvVar, strings.Join(looked, ", "))
-}
-
-// cudaInstallDir is CUDADir, else the folder "cuda" beside InstallDir.
-func cudaInstallDir() string {
-	if CUDADir != "" {
-		return CUDADir
-	}
-	if InstallDir != "" {
-		return filepath.Join(filepath.Dir(InstallDir), "cuda")
-	}
-	return ""
 }
 
 func existing(p, from string) (string, error) {
