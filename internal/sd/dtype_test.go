@@ -1,10 +1,17 @@
 package sd_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/ort"
@@ -242,4 +249,81 @@ func cmpOr(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// TestFP16WeightsCache: with a cache folder, fp16 graphs take their
+// weights from a conversion made once (half the size, F16), and compute
+// exactly what the graphs with the weights converted in memory compute; a
+// second Open reuses it, a changed weight file gets a new one.
+func TestFP16WeightsCache(t *testing.T) {
+	ctx := context.Background()
+	src := fixture.Model(t, "tiny-sd21")
+	dir := filepath.Join(t.TempDir(), "model")
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	testenv.ORT(t)
+	open := func(cacheRoot string, log io.Writer) *sd.Model {
+		p, err := sd.Open(sd.Options{Model: dir, Threads: 2, DType: sd.FP16, CacheRoot: cacheRoot, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	f := fixture.Open(t, fixture.Expected(t, "tiny-sd21", "tokenflow_inv10", "tokenflow.safetensors"))
+	x := fixtureTensor(t, f, "preprocess.inverted_latents.t0901").Rows(0, 2)
+	run := func(p *sd.Model) []float32 {
+		t.Helper()
+		text, err := p.EncodeText(ctx, "a ball", "a cube")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := p.UNet(ctx, x, 901, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := p.DecodeLatents(ctx, x.Rows(0, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(append(text.Data, e.Data...), img.Data...)
+	}
+	want := run(open("", nil))
+
+	var log bytes.Buffer
+	got := run(open(root, &log))
+	if !slices.Equal(got, want) {
+		t.Errorf("fp16 from the converted files differs from fp16 converted in memory: %v", fixture.Compare(got, want))
+	}
+	for _, comp := range []string{"text_encoder", "unet", "vae"} {
+		if !strings.Contains(log.String(), "converting the "+comp+" weights to fp16") {
+			t.Errorf("log %q does not say the %s was converted", log.String(), comp)
+		}
+	}
+	conv, _ := filepath.Glob(filepath.Join(root, "fp16", "*", "unet.safetensors"))
+	if len(conv) != 1 {
+		t.Fatalf("converted unet files: %v", conv)
+	}
+	orig, _ := os.Stat(filepath.Join(dir, "unet", "diffusion_pytorch_model.safetensors"))
+	half, _ := os.Stat(conv[0])
+	if r := float64(half.Size()) / float64(orig.Size()); r < 0.45 || r > 0.6 {
+		t.Errorf("converted unet is %d bytes, the float32 one %d: want about half", half.Size(), orig.Size())
+	}
+
+	log.Reset()
+	if got := run(open(root, &log)); !slices.Equal(got, want) || log.Len() != 0 {
+		t.Errorf("second open: log %q, same results %v", log.String(), slices.Equal(got, want))
+	}
+
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "unet", "diffusion_pytorch_model.safetensors"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	run(open(root, &log))
+	if l := log.String(); !strings.Contains(l, "converting the unet") || strings.Contains(l, "converting the vae") {
+		t.Errorf("after the unet's file changed, log %q: want the unet alone converted again", l)
+	}
 }

@@ -170,7 +170,16 @@ func (p *Model) componentWeights(comp string) (*models.Weights, error) {
 	if w, ok := p.weights[comp]; ok {
 		return w, nil
 	}
-	w, err := p.Checkpoint.Weights(comp, p.opts.DType.graphType())
+	files, err := p.Checkpoint.WeightFiles(comp)
+	if err != nil {
+		return nil, err
+	}
+	if p.opts.DType == FP16 && p.opts.CacheRoot != "" {
+		if files, err = halfWeightFiles(p.opts.CacheRoot, comp, files, p.opts.Log); err != nil {
+			return nil, err
+		}
+	}
+	w, err := models.OpenWeights(comp, files, p.opts.DType.graphType())
 	if err != nil {
 		return nil, err
 	}
