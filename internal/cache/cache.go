@@ -125,6 +125,12 @@ type Key struct {
 	// FolderFPS is the frame rate used for a frame folder ("" for media
 	// files, whose rate is part of their bytes).
 	FolderFPS string `json:"folder_fps"`
+	// DType is the element type of the graphs that computed the latents:
+	// "" for float32, "fp16" for half precision. An fp16 inversion differs
+	// from the fp32 one by fp16's rounding, so neither is reused for the
+	// other. Only a non-empty DType joins the ID's encoding, so the IDs of
+	// float32 entries, made before the dtype was recorded, are unchanged.
+	DType string `json:"dtype,omitempty"`
 }
 
 // ID is a stable short id for k: the first 24 hex digits of the sha256 of a
@@ -152,6 +158,9 @@ func (k Key) canonical() string {
 	num("inversion_steps", k.InversionSteps)
 	num("save_steps", k.SaveSteps)
 	str("folder_fps", k.FolderFPS)
+	if k.DType != "" {
+		str("dtype", k.DType)
+	}
 	return b.String()
 }
 
@@ -168,6 +177,8 @@ func (k Key) checkKey() string {
 		return fmt.Sprintf("the key's frame range (start %d, count %d, stride %d) is invalid", k.Start, k.Count, k.Stride)
 	case k.InversionSteps <= 0 || k.SaveSteps <= 0:
 		return fmt.Sprintf("the key's steps (%d inversion, %d editing) are not positive", k.InversionSteps, k.SaveSteps)
+	case k.DType != "" && k.DType != "fp16":
+		return fmt.Sprintf("the key's dtype %q is neither fp16 nor empty (fp32)", k.DType)
 	}
 	return ""
 }
@@ -194,8 +205,18 @@ func keyDiff(got, want Key) string {
 		return fmt.Sprintf("it was made for %d editing steps, want %d", got.SaveSteps, want.SaveSteps)
 	case got.FolderFPS != want.FolderFPS:
 		return fmt.Sprintf("it was made at frame rate %q, want %q", got.FolderFPS, want.FolderFPS)
+	case got.DType != want.DType:
+		return fmt.Sprintf("it was made with %s graphs, want %s", dtypeName(got.DType), dtypeName(want.DType))
 	}
 	return ""
+}
+
+// dtypeName is a Key.DType in words ("" is float32).
+func dtypeName(d string) string {
+	if d == "" {
+		return "fp32"
+	}
+	return d
 }
 
 // VideoInfo describes the input video in the manifest (for people reading

@@ -41,9 +41,10 @@ type InvertResult struct {
 	Reused         bool   // the entry was in the cache
 	Frames         int
 	Size           video.Size
-	Kept           []int  // the kept timesteps, ascending
-	Reconstruction string // reconstruction.mp4, when asked for
-	UNetFrames     int64  // UNet frame evaluations this call made
+	Kept           []int    // the kept timesteps, ascending
+	DType          sd.DType // the graphs' element type
+	Reconstruction string   // reconstruction.mp4, when asked for
+	UNetFrames     int64    // UNet frame evaluations this call made
 	Timings        Timings
 }
 
@@ -82,7 +83,7 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 	if err := ort.InitDevice(r.ORTLib, r.Device); err != nil {
 		return nil, err
 	}
-	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log, CacheRoot: root})
+	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, DType: r.GraphDType(), Threads: r.Threads, Log: r.Log, CacheRoot: root})
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +132,11 @@ func (j *job) memory(forEdit bool) error {
 		heads = int(layers[0].Heads)
 	}
 	kept := j.req.Steps + 1
-	return j.checkMemory(estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, forEdit))
+	act := int64(4)
+	if j.req.GraphDType() == sd.FP16 {
+		act = 2 // activations in fp16 (attention scores stay float32)
+	}
+	return j.checkMemory(estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit))
 }
 
 func (j *job) close() {
@@ -190,6 +195,9 @@ func (j *job) probe(ctx context.Context) error {
 		InversionPrompt: r.InversionPrompt, InversionSteps: r.InversionSteps, SaveSteps: r.Steps}
 	if info.Folder {
 		j.key.FolderFPS = fps.String()
+	}
+	if r.GraphDType() == sd.FP16 {
+		j.key.DType = string(sd.FP16) // fp32 keys have none: their IDs predate the field
 	}
 	j.times["probe+hash"] = time.Since(t)
 	return nil
@@ -373,7 +381,7 @@ func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept}
+	res := &InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()}
 	if req.Reconstruct {
 		res.Reconstruction = entry.ReconstructionPath()
 		if !exists(res.Reconstruction) {
