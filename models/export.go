@@ -49,7 +49,7 @@ type graphBuild struct {
 // Export writes the checkpoint's graphs into out: text_encoder/model.onnx,
 // vae_encoder/model.onnx, vae_decoder/model.onnx, unet/model.onnx, each
 // with its weights beside it (linked or copied from the checkpoint in
-// fp32, converted into weights.bin in fp16), plus the tokenizer and
+// fp32, converted in fp16; see dataFile), plus the tokenizer and
 // scheduler files and a model_index.json, so that diffusers'
 // OnnxStableDiffusionPipeline (and tools following its layout) load the
 // folder as it is: see forPipeline and pipelineIndex.
@@ -91,7 +91,12 @@ func Export(c *Checkpoint, out string, o ExportOptions) error {
 			return err
 		}
 		dir := filepath.Join(out, b.dir)
-		if err := onnx.Save(m, dir, "model.onnx", onnx.SaveOptions{DataFile: "weights.bin", InlineLimit: 1024}); err != nil {
+		const inlineLimit = 1024
+		data, err := dataFile(m.Graph, inlineLimit)
+		if err != nil {
+			return fmt.Errorf("export %s: %w", b.dir, err)
+		}
+		if err := onnx.Save(m, dir, "model.onnx", onnx.SaveOptions{DataFile: data, InlineLimit: inlineLimit}); err != nil {
 			return fmt.Errorf("export %s: %w", b.dir, err)
 		}
 		if o.Log != nil {
@@ -194,6 +199,71 @@ func floatTimestep(p *onnx.GraphProto) error {
 	p.Inputs[i].Type = onnx.Float
 	p.Inputs[i].Dims = []onnx.Dim{onnx.P("timestep_batch")}
 	return nil
+}
+
+// pipelineDataFile is the name of a component's external data in the
+// diffusers ONNX layout: ONNX_EXTERNAL_WEIGHTS_NAME of diffusers'
+// utils/constants.py, the one file OnnxRuntimeModel._save_pretrained
+// (onnx_utils.py) copies along with model.onnx.
+const pipelineDataFile = "weights.pb"
+
+// dataFile puts p's weights into one file named as the diffusers layout
+// names it, and returns the name for Save's DataFile. In fp32 the weights
+// are one safetensors file of the checkpoint (in the Hugging Face cache a
+// blob named by its hash), linked under the tensors' location: that
+// location becomes weights.pb (the tensors' bytes are at their offsets in
+// it, as ONNX external data may be). When Save writes weights itself
+// (fp16: converted tensors beside some kept in float32), the checkpoint's
+// tensors are read in too, so that weights.pb holds them all. A sharded
+// checkpoint's files (several external files, nothing to write) keep
+// their names.
+func dataFile(p *onnx.GraphProto, inlineLimit int) (string, error) {
+	files := map[string]bool{}
+	spill := false
+	for _, t := range p.Initializers {
+		if t.External != nil {
+			files[t.External.File] = true
+		} else if len(t.Raw) > 0 && len(t.Raw) >= inlineLimit {
+			spill = true
+		}
+	}
+	for i, t := range p.Initializers {
+		if t.External == nil {
+			continue
+		}
+		c := *t // the tensors may be shared: change copies
+		switch {
+		case spill:
+			raw, err := readRange(t.External.File, t.External.Offset, t.External.Length)
+			if err != nil {
+				return "", fmt.Errorf("initializer %s: %w", t.Name, err)
+			}
+			c.External, c.Raw = nil, raw
+		case len(files) == 1:
+			x := *t.External
+			x.Location = pipelineDataFile
+			c.External = &x
+		}
+		p.Initializers[i] = &c
+	}
+	if !spill && len(files) > 0 {
+		return "weights.bin", nil // not written: nothing is left to write
+	}
+	return pipelineDataFile, nil
+}
+
+// readRange reads length bytes of file at offset.
+func readRange(file string, offset, length int64) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, length)
+	if _, err := f.ReadAt(b, offset); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return b, nil
 }
 
 // consumers lists the nodes of p (not of its subgraphs) that read name.
