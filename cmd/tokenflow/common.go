@@ -16,6 +16,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/pipeline"
+	"github.com/tokenflow/tokenflow/internal/sd"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
@@ -29,6 +30,7 @@ type sourceOptions struct {
 	Stride    int
 	FolderFPS string
 	Device    string
+	DType     string
 	Threads   int
 	CacheDir  string
 	BatchSize int
@@ -44,12 +46,13 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	model := cmp.Or(os.Getenv("TOKENFLOW_MODEL"), pipeline.DefaultModel)
 	fs.StringVar(&o.Model, "model", model, "diffusers folder, hub id in the local Hugging Face cache, or single-file .safetensors checkpoint ($TOKENFLOW_MODEL)")
 	fs.StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file --model (v1-inference.yaml, v2-inference.yaml; default: detect from the tensors)")
-	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the video's aspect ratio at about 512x512 pixels)")
+	fs.StringVar(&o.Size, "size", "", "working size WxH, multiples of 8 (default: the video's aspect ratio at about the model's native size, 512x512 pixels, or 768x768 for SD 2.x 768 models)")
 	fs.IntVar(&o.Start, "start", 0, "first frame to use (from 0)")
 	fs.IntVar(&o.Frames, "frames", 0, "number of frames to use (default: all from --start)")
 	fs.IntVar(&o.Stride, "stride", 1, "use every n-th frame")
 	fs.StringVar(&o.FolderFPS, "fps", strconv.Itoa(video.DefaultFolderFPS.Num), "frame rate of an input folder of numbered frames")
 	fs.StringVar(&o.Device, "device", "cpu", "execution device: cpu or cuda (cuda: run make deps-cuda, or give a GPU build of ONNX Runtime with --ort-lib; see docs/gpu.md)")
+	fs.StringVar(&o.DType, "dtype", "", "graph precision: fp16 or fp32 (default: fp16 with --device cuda, fp32 on cpu; normalisations and attention stay float32)")
 	fs.IntVar(&o.Threads, "threads", 0, "CPU threads for ONNX Runtime (default: all cores)")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "inversion cache folder (default: $TOKENFLOW_CACHE, else the user cache folder)")
 	fs.IntVar(&o.BatchSize, "batch-size", pipeline.DefaultBatchSize, "frames per batch")
@@ -77,6 +80,11 @@ func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.Invert
 		return r, sourceFlags.wordErr(err)
 	}
 	r.Device = dev
+	if o.DType != "" {
+		if r.DType, err = sd.ParseDType(o.DType); err != nil {
+			return r, sourceFlags.wordErr(err)
+		}
+	}
 	if o.Size != "" {
 		if r.Size, err = video.ParseSize(o.Size); err != nil {
 			return r, sourceFlags.wordErr(err)
@@ -95,7 +103,7 @@ type flagNames map[string]string
 // root's --ort-lib.
 var sourceFlags = flagNames{
 	"input": "input", "model": "--model", "original_config": "--original-config", "size": "--size",
-	"start": "--start", "frames": "--frames", "stride": "--stride", "fps": "--fps", "device": "--device",
+	"start": "--start", "frames": "--frames", "stride": "--stride", "fps": "--fps", "device": "--device", "dtype": "--dtype",
 	"threads": "--threads", "cache_dir": "--cache-dir", "batch_size": "--batch-size", "ort_lib": "--ort-lib",
 }
 

@@ -44,6 +44,7 @@ var configKeys = map[string]string{
 	"stride":           "stride",
 	"fps":              "fps",
 	"threads":          "threads",
+	"dtype":            "dtype",
 	"cache_dir":        "cache-dir",
 	"json":             "json",
 	"inversion_prompt": "inversion-prompt",

@@ -58,6 +58,7 @@ func TestConfigKeys(t *testing.T) {
 		{"start: 2", []string{"--start", "2"}, func(v *editView) { v.Start = 2 }},
 		{"stride: 3", []string{"--stride", "3"}, func(v *editView) { v.Stride = 3 }},
 		{"fps: 30000/1001", []string{"--fps", "30000/1001"}, func(v *editView) { v.FolderFPS = "30000/1001" }},
+		{"dtype: fp16", []string{"--dtype", "fp16"}, func(v *editView) { v.DType = "fp16" }},
 		{"threads: 2", []string{"--threads", "2"}, func(v *editView) { v.Threads = 2 }},
 		{"cache_dir: c", []string{"--cache-dir", "c"}, func(v *editView) { v.CacheDir = "c" }},
 		{"json: true", []string{"--json"}, func(v *editView) { v.JSON = true }},

@@ -140,7 +140,7 @@ func writeCUDAStack(w io.Writer, o *DoctorOptions, dev ort.Device, initErr error
 	s := ort.InspectCUDA(o.ORTLib)
 	err := s.Err()
 	// With --device cuda the provider was also started by ONNX Runtime
-	// (CheckCUDA): a failure there that the file checks did not foresee.
+	// (InitDevice): a failure there that the file checks did not foresee.
 	var probeErr error
 	if err == nil && dev == ort.CUDA && initErr != nil && ort.LibraryPath() != "" {
 		probeErr, err = initErr, initErr

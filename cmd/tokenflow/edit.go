@@ -160,6 +160,7 @@ type editJSON struct {
 	Size            string             `json:"size"`
 	FPS             string             `json:"fps"`
 	Keyframes       string             `json:"keyframes"`
+	DType           string             `json:"dtype"`
 	UNetFrames      int64              `json:"unet_frame_evaluations"`
 	Latents         string             `json:"latents,omitempty"`
 	FramesDir       string             `json:"frames_dir,omitempty"`
@@ -181,6 +182,6 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 		return nil
 	}
 	return printJSON(o.globalOptions.Out, editJSON{Output: res.Output, CacheDir: res.Inversion.CacheDir, InversionReused: res.Inversion.Reused,
-		Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, UNetFrames: res.UNetFrames,
+		Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, DType: string(res.Inversion.DType), UNetFrames: res.UNetFrames,
 		Latents: res.Latents, FramesDir: res.FramesDir, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB()})
 }

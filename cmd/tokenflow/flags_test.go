@@ -29,6 +29,7 @@ type editView struct {
 	Seed                                            uint64
 	Out, SaveLatents, FramesDir, Config, OutDir     string
 	Force                                           bool
+	DType                                           string
 }
 
 func viewEdit(o *EditOptions) editView {
@@ -40,7 +41,7 @@ func viewEdit(o *EditOptions) editView {
 		Prompt: o.Prompt, NegativePrompt: o.NegativePrompt, InversionPrompt: o.InversionPrompt,
 		InversionSteps: o.InversionSteps, Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,
 		Keyframes: o.Keyframes, Seed: o.Seed, Out: o.Out, SaveLatents: o.SaveLatents, FramesDir: o.FramesDir,
-		Config: o.Config, OutDir: o.outDir, Force: o.Force,
+		Config: o.Config, OutDir: o.outDir, Force: o.Force, DType: o.DType,
 	}
 }
 

@@ -80,28 +80,3 @@ func TestSizeThatCannotFit(t *testing.T) {
 		t.Errorf("the refused run left %d files in the cache", len(entries))
 	}
 }
-
-// TestVPredictionRefused: a v-prediction model (the SD 2.x 768 family) is
-// refused in one line before any work, as the README says.
-func TestVPredictionRefused(t *testing.T) {
-	d := t.TempDir()
-	src := model(t, "tiny-sd21")
-	m := filepath.Join(d, "v-model")
-	if err := os.CopyFS(m, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(m, "scheduler", "scheduler_config.json")
-	b, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), `"epsilon"`, `"v_prediction"`, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := tf(t, d, "invert", "--model", m, "--size", "32x32", "--inversion-steps", "2", "--steps", "2",
-		"--cache-dir", filepath.Join(d, "cache"), fixtureFrames(t, "tiny-sd21"))
-	line := checkErrorLine(t, r)
-	if r.Code == 0 || !strings.Contains(line, "--model "+m+": predicts v_prediction") {
-		t.Errorf("exit %d, line %q: want the v-prediction model refused", r.Code, line)
-	}
-}

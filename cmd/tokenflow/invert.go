@@ -113,6 +113,7 @@ type invertJSON struct {
 	Frames          int                `json:"frames"`
 	Size            string             `json:"size"`
 	KeptTimesteps   []int              `json:"kept_timesteps"`
+	DType           string             `json:"dtype"`
 	UNetFrames      int64              `json:"unet_frame_evaluations"`
 	Reconstruction  string             `json:"reconstruction,omitempty"`
 	Seconds         map[string]float64 `json:"seconds"`
@@ -147,5 +148,5 @@ func runInvert(ctx context.Context, o *InvertOptions) error {
 		return nil
 	}
 	return printJSON(o.Out, invertJSON{CacheDir: res.CacheDir, InversionReused: res.Reused, Reused: res.Reused, Frames: res.Frames, Size: res.Size.String(),
-		KeptTimesteps: res.Kept, UNetFrames: res.UNetFrames, Reconstruction: res.Reconstruction, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB()})
+		KeptTimesteps: res.Kept, DType: string(res.DType), UNetFrames: res.UNetFrames, Reconstruction: res.Reconstruction, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB()})
 }

@@ -52,11 +52,16 @@ func newCmdModelsExport(g *globalOptions, runF func(context.Context, *ExportOpti
 		Use:   "export <model> --out DIR",
 		Short: "Write the text encoder, VAE encoder/decoder and UNet as ONNX graphs",
 		Long: `Writes DIR/text_encoder/model.onnx, DIR/vae_encoder/model.onnx,
-DIR/vae_decoder/model.onnx and DIR/unet/model.onnx with their weights beside
-them, plus the tokenizer and scheduler files: a folder any ONNX Runtime can
-load. In fp32 the weights are hard-linked from the checkpoint when it is on the
-same file system (copied otherwise); --dtype fp16 converts them, keeping
-normalisations and attention in float32 (SD 2.x gives NaN otherwise).`,
+DIR/vae_decoder/model.onnx and DIR/unet/model.onnx, each with its weights
+beside it in weights.pb, plus the tokenizer and scheduler files and a
+model_index.json: the folder diffusers' OnnxStableDiffusionPipeline (and tools
+following its layout) load as it is, with the input names and types it feeds
+(text encoder input_ids int32; UNet sample, timestep as a float32 [1],
+encoder_hidden_states). The graphs use ONNX Runtime's com.microsoft operators,
+so they need ONNX Runtime. In fp32 the weights are hard-linked from the
+checkpoint when it is on the same file system (copied otherwise); --dtype fp16
+converts them, keeping normalisations and attention in float32 (SD 2.x gives
+NaN otherwise), with float32 inputs and outputs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Model = args[0]

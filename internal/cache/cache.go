@@ -126,6 +126,12 @@ type Key struct {
 	// FolderFPS is the frame rate used for a frame folder ("" for media
 	// files, whose rate is part of their bytes).
 	FolderFPS string `json:"folder_fps"`
+	// DType is the element type of the graphs that computed the latents:
+	// "" for float32, "fp16" for half precision. An fp16 inversion differs
+	// from the fp32 one by fp16's rounding, so neither is reused for the
+	// other. Only a non-empty DType joins the ID's encoding, so the IDs of
+	// float32 entries, made before the dtype was recorded, are unchanged.
+	DType string `json:"dtype,omitempty"`
 }
 
 // ID is a stable short id for k: the first 24 hex digits of the sha256 of a
@@ -137,13 +143,17 @@ func (k Key) ID() string {
 
 // canonical is the encoding ID hashes: one "name value" line per field, in
 // the struct's order, named by its JSON key, strings quoted (so no value can
-// run into the next line). A field added to Key is hashed with the rest.
+// run into the next line). A field added to Key is hashed with the rest; an
+// omitempty one (DType) only when set.
 func (k Key) canonical() string {
 	var b strings.Builder
 	b.WriteString(keyVersion + "\n")
 	v := reflect.ValueOf(k)
 	for i := range v.NumField() {
-		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		name, opts, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		if opts == "omitempty" && v.Field(i).IsZero() {
+			continue // a field added later leaves the IDs made before it alone
+		}
 		val := fmt.Sprint(v.Field(i).Interface())
 		if v.Field(i).Kind() == reflect.String {
 			val = strconv.Quote(val)
@@ -166,6 +176,8 @@ func (k Key) checkKey() string {
 		return fmt.Sprintf("the key's frame range (start %d, count %d, stride %d) is invalid", k.Start, k.Count, k.Stride)
 	case k.InversionSteps <= 0 || k.SaveSteps <= 0:
 		return fmt.Sprintf("the key's steps (%d inversion, %d editing) are not positive", k.InversionSteps, k.SaveSteps)
+	case k.DType != "" && k.DType != "fp16":
+		return fmt.Sprintf("the key's dtype %q is neither fp16 nor empty (fp32)", k.DType)
 	}
 	return ""
 }
@@ -192,8 +204,18 @@ func keyDiff(got, want Key) string {
 		return fmt.Sprintf("it was made for %d editing steps, want %d", got.SaveSteps, want.SaveSteps)
 	case got.FolderFPS != want.FolderFPS:
 		return fmt.Sprintf("it was made at frame rate %q, want %q", got.FolderFPS, want.FolderFPS)
+	case got.DType != want.DType:
+		return fmt.Sprintf("it was made with %s graphs, want %s", dtypeName(got.DType), dtypeName(want.DType))
 	}
 	return ""
+}
+
+// dtypeName is a Key.DType in words ("" is float32).
+func dtypeName(d string) string {
+	if d == "" {
+		return "fp32"
+	}
+	return d
 }
 
 // VideoInfo describes the input video in the manifest (for people reading

@@ -256,6 +256,7 @@ func TestCacheKeyFields(t *testing.T) {
 		{"inversion steps", func(k *Key) { k.InversionSteps = 500 }},
 		{"editing steps", func(k *Key) { k.SaveSteps = 50 }},
 		{"folder fps", func(k *Key) { k.FolderFPS = "25" }},
+		{"dtype", func(k *Key) { k.DType = "fp16" }},
 		// Quoting keeps fields apart: moving text across a field boundary
 		// must not give the same encoding.
 		{"prompt spilling into fps", func(k *Key) { k.InversionPrompt += "\"\ninversion_steps 50"; k.FolderFPS = "" }},
@@ -286,6 +287,13 @@ func TestCacheKeyFields(t *testing.T) {
 	// a new keyVersion, and this value changes with it.
 	if got, want := base.ID(), "ddfbbff4f3c06819330f9104"; got != want {
 		t.Errorf("ID = %s, want %s", got, want)
+	}
+	// An fp16 key: the same text and a last line `dtype "fp16"` (a float32
+	// key has no dtype line, so its ID above did not change with the field).
+	half := base
+	half.DType = "fp16"
+	if got, want := half.ID(), "d4bae3594a89a3033e3a367a"; got != want {
+		t.Errorf("fp16 ID = %s, want %s", got, want)
 	}
 }
 
@@ -340,6 +348,11 @@ func TestCacheInvalidEntries(t *testing.T) {
 				m["key"].(map[string]any)["inversion_steps"] = 49
 			})
 		}, "49 inversion steps, want 50"},
+		{"edited dtype", func(t *testing.T, dir string) {
+			testEditManifest(t, dir, func(m map[string]any) {
+				m["key"].(map[string]any)["dtype"] = "fp16"
+			})
+		}, "made with fp16 graphs, want fp32"},
 		{"format 0", func(t *testing.T, dir string) {
 			testEditManifest(t, dir, func(m map[string]any) { delete(m, "format") })
 		}, "format 0, want 1"},

@@ -27,7 +27,9 @@ import (
 // PropagationPass runs it on one batch's [source | uncond | cond] of n
 // frames each, taking every self-attention output from the pivot cache's
 // slots pivots[0] and pivots[1] blended with weights (frame i takes
-// weights[i] of the first), and returns the predicted noise [3n,C,h,w].
+// weights[i] of the first), and returns the model's output [3n,C,h,w]:
+// the predicted noise, or v for a v-prediction model (the scheduler's
+// prediction_type says which; the edit converts it to noise).
 type UNet interface {
 	KeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int) (*tokens.PivotCache, error)
 	PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, weights []float32) (tensor.Tensor, error)
@@ -213,15 +215,24 @@ func (e *Editor) Step(ctx context.Context, i int, x tensor.Tensor) (tensor.Tenso
 			return tensor.Tensor{}, err
 		}
 		e.PropagateTime += time.Since(start)
-		// noise = [source | uncond | cond]; guided = u + g (c - u)
+		// noise = [source | uncond | cond]; guided = u + g (c - u), in
+		// epsilon space: a v-prediction model's outputs are converted to
+		// eps first (for epsilon models Epsilon is the output itself).
 		fs := x.RowSize()
-		u := noise.Data[m*fs : 2*m*fs]
-		c := noise.Data[2*m*fs : 3*m*fs]
+		xb := x.Rows(b.Start, b.End).Data
+		u, err := e.ddim.Epsilon(noise.Data[m*fs:2*m*fs], xb, t)
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		c, err := e.ddim.Epsilon(noise.Data[2*m*fs:3*m*fs], xb, t)
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
 		guided := make([]float32, m*fs)
 		for k := range guided {
 			guided[k] = u[k] + float32(g*(c[k]-u[k])) // no fused multiply-add: PyTorch rounds the product
 		}
-		next, err := e.sched.Step(guided, t, x.Rows(b.Start, b.End).Data)
+		next, err := e.sched.StepEpsilon(guided, t, xb)
 		if err != nil {
 			return tensor.Tensor{}, err
 		}

@@ -183,3 +183,47 @@ func TestEditLoopStopsOnNaN(t *testing.T) {
 		t.Errorf("the last pass was %q: the loop went on after the NaN", last)
 	}
 }
+
+// TestEditLoopVPrediction: with a v-prediction model the fake's outputs
+// (uncond 0, cond 1) are v; the edit guides in epsilon space and steps, and
+// lands where diffusers' v-prediction DDIM step of the guided output does
+// (computed here in float64: x0 = sqrt(a_t) x - sqrt(1-a_t) v, eps =
+// sqrt(a_t) v + sqrt(1-a_t) x, x_prev = sqrt(a_prev) x0 + sqrt(1-a_prev) eps).
+func TestEditLoopVPrediction(t *testing.T) {
+	cfg := scheduler.DefaultConfig()
+	cfg.PredictionType, cfg.ClipSample = "v_prediction", false
+	ddim, err := scheduler.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := ddim.Timesteps(2) // 500, 0
+	e, err := edit.New(&fakeUNet{}, ddim, fakeInputs(3, ts), edit.Params{Steps: 2, Guidance: 2.5, BatchSize: 2, Keyframes: keyframes.Middle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := tensor.Zeros(3, 4, 2, 3)
+	for i := range x.Data {
+		x.Data[i] = float32(i%7)/3 - 1
+	}
+	for i, tt := range ts {
+		got, err := e.Step(context.Background(), i, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a32, _ := ddim.AlphaCumprod(tt)
+		p32, _ := ddim.AlphaCumprod(tt - 500)
+		a, ap := float64(a32), float64(p32)
+		const v = 2.5 // 0 + 2.5 (1 - 0)
+		for k, xv := range x.Data {
+			xk := float64(xv)
+			x0 := math.Sqrt(a)*xk - math.Sqrt(1-a)*v
+			eps := math.Sqrt(a)*v + math.Sqrt(1-a)*xk
+			want := math.Sqrt(ap)*x0 + math.Sqrt(1-ap)*eps
+			// float32 arithmetic on values of size ~3, amplified by at
+			// most 1/sqrt(a_500) ~ 1.8 where x0 comes back from eps.
+			if d := math.Abs(float64(got.Data[k]) - want); d > 1e-5 {
+				t.Fatalf("t=%d: latent %d is %.7g, want %.7g (diffusers' v step), |diff| %.2g", tt, k, got.Data[k], want, d)
+			}
+		}
+	}
+}

@@ -14,7 +14,9 @@ import (
 
 // Denoiser is the UNet as inversion uses it (sd.Model implements it):
 // latents x [B,C,h,w] at timestep t with text states [B,77,C] -> the
-// predicted noise [B,C,h,w].
+// model's output [B,C,h,w]: the predicted noise, or v for a v-prediction
+// model. The scheduler's prediction_type says which; its InvertStep and
+// StepTo convert the output to eps and x0 (scheduler.DDIM.Epsilon).
 type Denoiser interface {
 	UNet(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor) (tensor.Tensor, error)
 }
@@ -37,7 +39,7 @@ type Params struct {
 //
 //	walk the inversion timesteps ascending; at step i with timestep t,
 //	a_t = alphas_cumprod[t], a_prev = alphas_cumprod[walk[i-1]] (final at i=0):
-//	1. eps = unet(z, t, cond)
+//	1. eps = unet(z, t, cond)  (v-prediction: sqrt(a_t) v + sqrt(1 - a_t) z)
 //	2. x0  = (z - sqrt(1 - a_prev) eps) / sqrt(a_prev)
 //	3. z   = sqrt(a_t) x0 + sqrt(1 - a_t) eps
 //
@@ -89,6 +91,9 @@ func Invert(ctx context.Context, d Denoiser, s *scheduler.DDIM, z0, cond tensor.
 // Reconstruct DDIM-samples back from the most inverted latent zT with the
 // same prompt along the inversion's own walk, descending (preprocess.py's
 // ddim_sample): how a user sees whether an edit can work on this video.
+// Each step is diffusers' DDIMScheduler.step for the model's
+// prediction_type (v: x0 = sqrt(a_t) x - sqrt(1 - a_t) v, eps = sqrt(a_t) v
+// + sqrt(1 - a_t) x).
 func Reconstruct(ctx context.Context, d Denoiser, s *scheduler.DDIM, zT, cond tensor.Tensor, p Params) (tensor.Tensor, error) {
 	plan, err := s.PlanInversion(p.Steps, max(p.SaveSteps, 1))
 	if err != nil {

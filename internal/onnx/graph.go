@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -56,7 +57,7 @@ func NewGraph(name string) *Graph {
 // types. It returns the If node's outputs.
 func (g *Graph) If(cond Value, types []DataType, then, els func(b *Graph) []Value) []Value {
 	branch := func(kind string, build func(*Graph) []Value) *GraphProto {
-		sub := &Graph{proto: GraphProto{Name: g.unique(strings.Join(g.prefix, "."), "If_"+kind)}, prefix: append([]string(nil), g.prefix...), graphState: g.graphState}
+		sub := &Graph{proto: GraphProto{Name: g.fresh("If_" + kind)}, prefix: slices.Clone(g.prefix), graphState: g.graphState}
 		outs := build(sub)
 		if len(outs) != len(types) {
 			g.fail(fmt.Errorf("onnx: If %s branch returns %d values, want %d", kind, len(outs), len(types)))
@@ -202,19 +203,13 @@ func (g *Graph) Op(op string, inputs []Value, attrs ...Attr) Value {
 
 // ConstF32 is a float32 constant tensor, shared when repeated.
 func (g *Graph) ConstF32(dims []int64, v ...float32) Value {
-	raw := make([]byte, 0, 4*len(v))
-	for _, x := range v {
-		raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(x))
-	}
+	raw, _ := binary.Append(nil, binary.LittleEndian, v) // a []float32 always encodes
 	return g.constant(Float, dims, raw)
 }
 
 // ConstI64 is an int64 constant tensor, shared when repeated.
 func (g *Graph) ConstI64(dims []int64, v ...int64) Value {
-	raw := make([]byte, 0, 8*len(v))
-	for _, x := range v {
-		raw = binary.LittleEndian.AppendUint64(raw, uint64(x))
-	}
+	raw, _ := binary.Append(nil, binary.LittleEndian, v) // an []int64 always encodes
 	return g.constant(Int64, dims, raw)
 }
 
@@ -430,11 +425,8 @@ func (g *Graph) GroupNorm(x, scale, bias Value, groups, channels int64, eps floa
 	shape := g.Shape(x)
 	// [B,C,H,W] -> [B,G,C/G*H*W]
 	grouped := g.Reshape(x, 0, groups, -1)
-	ones := make([]float32, groups)
+	ones := slices.Repeat([]float32{1}, int(groups))
 	zeros := make([]float32, groups)
-	for i := range ones {
-		ones[i] = 1
-	}
 	normed := g.Op("InstanceNormalization", []Value{grouped, g.ConstF32([]int64{groups}, ones...), g.ConstF32([]int64{groups}, zeros...)}, AFloat("epsilon", eps))
 	// [B,G,C/G*H*W] -> [B,C,H,W]
 	back := g.ReshapeTo(normed, shape)
@@ -448,18 +440,19 @@ func (g *Graph) GroupNorm(x, scale, bias Value, groups, channels int64, eps floa
 // as torch's F.interpolate(mode="nearest") does).
 func (g *Graph) ResizeNearestTo(x, like Value) Value {
 	sizes := g.Concat(0, g.ShapeRange(x, 0, 2), g.ShapeRange(like, 2, 4))
-	return g.Op("Resize", []Value{x, {}, {}, sizes},
-		AString("mode", "nearest"),
-		AString("coordinate_transformation_mode", "asymmetric"),
-		AString("nearest_mode", "floor"))
+	return g.Op("Resize", []Value{x, {}, {}, sizes}, nearest...)
 }
 
 // ResizeNearest2x doubles x's spatial size (nearest).
 func (g *Graph) ResizeNearest2x(x Value) Value {
-	return g.Op("Resize", []Value{x, {}, g.ConstF32([]int64{4}, 1, 1, 2, 2)},
-		AString("mode", "nearest"),
-		AString("coordinate_transformation_mode", "asymmetric"),
-		AString("nearest_mode", "floor"))
+	return g.Op("Resize", []Value{x, {}, g.ConstF32([]int64{4}, 1, 1, 2, 2)}, nearest...)
+}
+
+// nearest are Resize's attributes for torch's nearest interpolation.
+var nearest = []Attr{
+	AString("mode", "nearest"),
+	AString("coordinate_transformation_mode", "asymmetric"),
+	AString("nearest_mode", "floor"),
 }
 
 // --- attention ---

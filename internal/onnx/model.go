@@ -8,12 +8,9 @@ import (
 
 // Model is a ModelProto.
 type Model struct {
-	IRVersion       int64
 	Opsets          map[string]int64 // domain ("" is ai.onnx) -> version
 	ProducerName    string
 	ProducerVersion string
-	DocString       string
-	Metadata        map[string]string
 	Graph           *GraphProto
 }
 
@@ -24,7 +21,6 @@ type GraphProto struct {
 	Initializers []*Tensor
 	Inputs       []ValueInfo
 	Outputs      []ValueInfo
-	ValueInfo    []ValueInfo
 }
 
 // Node is a NodeProto.
@@ -40,30 +36,24 @@ type Node struct {
 // Attr is an AttributeProto; exactly one of the value fields is used, as
 // Kind says.
 type Attr struct {
-	Name    string
-	Kind    AttrKind
-	F       float32
-	I       int64
-	S       string
-	T       *Tensor
-	G       *GraphProto
-	Floats  []float32
-	Ints    []int64
-	Strings []string
+	Name string
+	Kind AttrKind
+	F    float32
+	I    int64
+	S    string
+	G    *GraphProto
+	Ints []int64
 }
 
-// AttrKind is AttributeProto.AttributeType.
+// AttrKind is AttributeProto.AttributeType (its values are onnx.proto's).
 type AttrKind int
 
 const (
-	AttrFloat   AttrKind = attrTypeFloat
-	AttrInt     AttrKind = attrTypeInt
-	AttrString  AttrKind = attrTypeString
-	AttrTensor  AttrKind = attrTypeTensor
-	AttrGraph   AttrKind = attrTypeGraph
-	AttrFloats  AttrKind = attrTypeFloats
-	AttrInts    AttrKind = attrTypeInts
-	AttrStrings AttrKind = attrTypeStrings
+	AttrFloat  AttrKind = 1
+	AttrInt    AttrKind = 2
+	AttrString AttrKind = 3
+	AttrGraph  AttrKind = 5
+	AttrInts   AttrKind = 7
 )
 
 // AFloat, AInt, ... build attributes.
@@ -126,18 +116,12 @@ func (m *Model) Marshal() ([]byte, error) {
 		return nil, fmt.Errorf("onnx: model has no graph")
 	}
 	var e enc
-	ir := m.IRVersion
-	if ir == 0 {
-		ir = defaultIRVersion
-	}
-	e.int(modelIRVersion, ir)
+	e.int(modelIRVersion, irVersion)
 	e.str(modelProducerName, m.ProducerName)
 	e.str(modelProducerVer, m.ProducerVersion)
-	e.str(modelDocString, m.DocString)
-	var graphErr error
-	e.msg(modelGraph, func(s *enc) { graphErr = writeGraph(s, m.Graph) })
-	if graphErr != nil {
-		return nil, graphErr
+	e.msg(modelGraph, func(s *enc) { writeGraph(s, m.Graph) })
+	if e.err != nil {
+		return nil, e.err
 	}
 	for _, d := range slices.Sorted(maps.Keys(m.Opsets)) {
 		e.msg(modelOpsetImport, func(s *enc) {
@@ -145,23 +129,12 @@ func (m *Model) Marshal() ([]byte, error) {
 			s.int(opsetVersion, m.Opsets[d])
 		})
 	}
-	for _, k := range slices.Sorted(maps.Keys(m.Metadata)) {
-		e.msg(modelMetadataProps, func(s *enc) {
-			s.str(entryKey, k)
-			s.str(entryValue, m.Metadata[k])
-		})
-	}
 	return e.b, nil
 }
 
-func writeGraph(e *enc, g *GraphProto) error {
-	var err error
+func writeGraph(e *enc, g *GraphProto) {
 	for _, n := range g.Nodes {
-		e.msg(graphNode, func(s *enc) {
-			if werr := writeNode(s, n); werr != nil && err == nil {
-				err = werr
-			}
-		})
+		e.msg(graphNode, func(s *enc) { writeNode(s, n) })
 	}
 	e.str(graphName, g.Name)
 	for _, t := range g.Initializers {
@@ -173,13 +146,10 @@ func writeGraph(e *enc, g *GraphProto) error {
 	for _, v := range g.Outputs {
 		e.msg(graphOutput, func(s *enc) { writeValueInfo(s, v) })
 	}
-	for _, v := range g.ValueInfo {
-		e.msg(graphValueInfo, func(s *enc) { writeValueInfo(s, v) })
-	}
-	return err
 }
 
-func writeNode(e *enc, n *Node) error {
+// writeNode keeps an attribute's error, naming the node, in e.err.
+func writeNode(e *enc, n *Node) {
 	for _, in := range n.Inputs {
 		e.bytes(nodeInput, []byte(in)) // "" too: it marks an omitted input
 	}
@@ -188,19 +158,17 @@ func writeNode(e *enc, n *Node) error {
 	}
 	e.str(nodeName, n.Name)
 	e.str(nodeOpType, n.OpType)
-	var err error
 	for _, a := range n.Attrs {
-		e.msg(nodeAttribute, func(s *enc) {
-			if werr := writeAttr(s, a); werr != nil && err == nil {
-				err = fmt.Errorf("node %s (%s): %w", n.Name, n.OpType, werr)
-			}
-		})
+		e.msg(nodeAttribute, func(s *enc) { writeAttr(s, a) })
 	}
 	e.str(nodeDomain, n.Domain)
-	return err
+	if e.err != nil {
+		e.err = fmt.Errorf("node %s (%s): %w", n.Name, n.OpType, e.err)
+	}
 }
 
-func writeAttr(e *enc, a Attr) error {
+// writeAttr keeps an unknown kind as e.err.
+func writeAttr(e *enc, a Attr) {
 	e.str(attrName, a.Name)
 	switch a.Kind {
 	case AttrFloat:
@@ -210,27 +178,15 @@ func writeAttr(e *enc, a Attr) error {
 		e.varint(uint64(a.I))
 	case AttrString:
 		e.bytes(attrS, []byte(a.S))
-	case AttrTensor:
-		e.msg(attrT, func(s *enc) { writeTensor(s, a.T) })
 	case AttrGraph:
-		var err error
-		e.msg(attrG, func(s *enc) { err = writeGraph(s, a.G) })
-		if err != nil {
-			return err
-		}
-	case AttrFloats:
-		e.packedFloats(attrFloats, a.Floats)
+		e.msg(attrG, func(s *enc) { writeGraph(s, a.G) })
 	case AttrInts:
 		e.packedInts(attrInts, a.Ints)
-	case AttrStrings:
-		for _, s := range a.Strings {
-			e.bytes(attrStrings, []byte(s))
-		}
 	default:
-		return fmt.Errorf("attribute %s: unknown kind %d", a.Name, a.Kind)
+		e.err = fmt.Errorf("attribute %s: unknown kind %d", a.Name, a.Kind)
+		return
 	}
 	e.int(attrType, int64(a.Kind))
-	return nil
 }
 
 func writeTensor(e *enc, t *Tensor) {

@@ -5,6 +5,7 @@
 package onnx
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 )
@@ -24,47 +25,33 @@ const (
 	BFloat16 DataType = 16
 )
 
-// Size is the element size in bytes.
-func (d DataType) Size() int {
-	switch d {
-	case Uint8, Int8, Bool:
-		return 1
-	case Float16, BFloat16:
-		return 2
-	case Float, Int32:
-		return 4
-	case Int64, Double:
-		return 8
-	}
-	return 0
+// dataTypes names each DataType and gives its element size in bytes.
+var dataTypes = map[DataType]struct {
+	name string
+	size int
+}{
+	Float:    {"float32", 4},
+	Uint8:    {"uint8", 1},
+	Int8:     {"int8", 1},
+	Int32:    {"int32", 4},
+	Int64:    {"int64", 8},
+	Bool:     {"bool", 1},
+	Float16:  {"float16", 2},
+	Double:   {"float64", 8},
+	BFloat16: {"bfloat16", 2},
 }
 
-func (d DataType) String() string {
-	switch d {
-	case Float:
-		return "float32"
-	case Uint8:
-		return "uint8"
-	case Int8:
-		return "int8"
-	case Int32:
-		return "int32"
-	case Int64:
-		return "int64"
-	case Bool:
-		return "bool"
-	case Float16:
-		return "float16"
-	case Double:
-		return "float64"
-	case BFloat16:
-		return "bfloat16"
-	}
-	return "unknown"
-}
+// Size is the element size in bytes (0 for an unknown type).
+func (d DataType) Size() int { return dataTypes[d].size }
 
-// enc appends protobuf wire-format fields.
-type enc struct{ b []byte }
+func (d DataType) String() string { return cmp.Or(dataTypes[d].name, "unknown") }
+
+// enc appends protobuf wire-format fields; err is the first error of the
+// writers that filled it or its nested messages.
+type enc struct {
+	b   []byte
+	err error
+}
 
 const (
 	wireVarint = 0
@@ -103,11 +90,12 @@ func (e *enc) str(field int, v string) {
 	}
 }
 
-// msg writes a nested message produced by f.
+// msg writes a nested message produced by f, keeping f's error.
 func (e *enc) msg(field int, f func(*enc)) {
 	var sub enc
 	f(&sub)
 	e.bytes(field, sub.b)
+	e.err = cmp.Or(e.err, sub.err)
 }
 
 func (e *enc) packedInts(field int, vs []int64) {
@@ -121,26 +109,13 @@ func (e *enc) packedInts(field int, vs []int64) {
 	e.bytes(field, sub.b)
 }
 
-func (e *enc) packedFloats(field int, vs []float32) {
-	if len(vs) == 0 {
-		return
-	}
-	b := make([]byte, 0, 4*len(vs))
-	for _, v := range vs {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
-	}
-	e.bytes(field, b)
-}
-
 // Field numbers from onnx.proto.
 const (
-	modelIRVersion     = 1
-	modelProducerName  = 2
-	modelProducerVer   = 3
-	modelDocString     = 6
-	modelGraph         = 7
-	modelOpsetImport   = 8
-	modelMetadataProps = 14
+	modelIRVersion    = 1
+	modelProducerName = 2
+	modelProducerVer  = 3
+	modelGraph        = 7
+	modelOpsetImport  = 8
 
 	opsetDomain  = 1
 	opsetVersion = 2
@@ -150,7 +125,6 @@ const (
 	graphInitializer = 5
 	graphInput       = 11
 	graphOutput      = 12
-	graphValueInfo   = 13
 
 	nodeInput     = 1
 	nodeOutput    = 2
@@ -159,16 +133,13 @@ const (
 	nodeAttribute = 5
 	nodeDomain    = 7
 
-	attrName    = 1
-	attrF       = 2
-	attrI       = 3
-	attrS       = 4
-	attrT       = 5
-	attrG       = 6
-	attrFloats  = 7
-	attrInts    = 8
-	attrStrings = 9
-	attrType    = 20
+	attrName = 1
+	attrF    = 2
+	attrI    = 3
+	attrS    = 4
+	attrG    = 6
+	attrInts = 8
+	attrType = 20
 
 	tensorDims         = 1
 	tensorDataType     = 2
@@ -183,20 +154,12 @@ const (
 	valueInfoName = 1
 	valueInfoType = 2
 
-	typeTensor       = 1
-	typeTensorElem   = 1
-	typeTensorShape  = 2
-	shapeDim         = 1
-	dimValue         = 1
-	dimParam         = 2
-	dataLocExternal  = 1
-	attrTypeFloat    = 1
-	attrTypeInt      = 2
-	attrTypeString   = 3
-	attrTypeTensor   = 4
-	attrTypeGraph    = 5
-	attrTypeFloats   = 6
-	attrTypeInts     = 7
-	attrTypeStrings  = 8
-	defaultIRVersion = 8
+	typeTensor      = 1
+	typeTensorElem  = 1
+	typeTensorShape = 2
+	shapeDim        = 1
+	dimValue        = 1
+	dimParam        = 2
+	dataLocExternal = 1
+	irVersion       = 8
 )

@@ -3,8 +3,10 @@ package onnx
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
@@ -16,30 +18,28 @@ type SaveOptions struct {
 	// protobuf caps a model at 2 GiB, so large models need it).
 	DataFile    string
 	InlineLimit int
-	// CopyExternal copies the source files of external initializers into the
-	// model's folder; otherwise they are hard-linked, or copied when a hard
-	// link is impossible (across file systems). Symlinks are not an option:
-	// ONNX Runtime refuses external data that resolves outside the model's
-	// folder.
-	CopyExternal bool
 }
 
 // Save writes m as dir/name with its external data resolved so that the
 // folder is self-contained: every External.File is made available in dir
-// under its Location, and large inline tensors go to opts.DataFile. Every
+// under its Location (hard-linked, or copied when a hard link is impossible,
+// across file systems: symlinks are not an option, ONNX Runtime refuses
+// external data that resolves outside the model's folder), and large inline
+// tensors go to opts.DataFile. Every
 // file is written to a temporary name and renamed when complete. m itself is
 // not changed.
 func Save(m *Model, dir, name string, opts SaveOptions) error {
 	if m.Graph == nil {
 		return fmt.Errorf("save model: model has no graph")
 	}
-	if err := checkExternal(m.Graph, opts); err != nil {
+	files, err := checkExternal(m.Graph, opts)
+	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := placeExternal(m.Graph, dir, opts); err != nil {
+	if err := placeExternal(files, dir); err != nil {
 		return err
 	}
 	out := *m
@@ -62,8 +62,9 @@ func Save(m *Model, dir, name string, opts SaveOptions) error {
 
 // checkExternal validates the external initializers before anything is
 // written: locations inside the model's folder, one source file per location,
-// source files that hold the bytes they are said to hold.
-func checkExternal(g *GraphProto, opts SaveOptions) error {
+// source files that hold the bytes they are said to hold. It returns the
+// source file of each location.
+func checkExternal(g *GraphProto, opts SaveOptions) (map[string]string, error) {
 	files := map[string]string{} // location -> source file
 	for _, t := range g.Initializers {
 		x := t.External
@@ -71,55 +72,50 @@ func checkExternal(g *GraphProto, opts SaveOptions) error {
 			continue
 		}
 		if !filepath.IsLocal(x.Location) {
-			return fmt.Errorf("initializer %s: external location %q is not a relative path inside the model's folder", t.Name, x.Location)
+			return nil, fmt.Errorf("initializer %s: external location %q is not a relative path inside the model's folder", t.Name, x.Location)
 		}
 		if opts.DataFile != "" && filepath.Clean(x.Location) == filepath.Clean(opts.DataFile) {
-			return fmt.Errorf("initializer %s: external location %q is also the DataFile Save writes", t.Name, x.Location)
+			return nil, fmt.Errorf("initializer %s: external location %q is also the DataFile Save writes", t.Name, x.Location)
 		}
 		if want := t.NumElements() * int64(t.Type.Size()); t.Type.Size() > 0 && x.Length != want {
-			return fmt.Errorf("initializer %s: external length %d bytes, but %s %v takes %d", t.Name, x.Length, t.Type, t.Dims, want)
+			return nil, fmt.Errorf("initializer %s: external length %d bytes, but %s %v takes %d", t.Name, x.Length, t.Type, t.Dims, want)
 		}
 		if x.Offset < 0 {
-			return fmt.Errorf("initializer %s: negative external offset %d", t.Name, x.Offset)
+			return nil, fmt.Errorf("initializer %s: negative external offset %d", t.Name, x.Offset)
 		}
 		if x.File == "" {
 			continue
 		}
 		if prev, ok := files[x.Location]; ok && prev != x.File {
-			return fmt.Errorf("initializer %s: external location %q stands for both %s and %s", t.Name, x.Location, prev, x.File)
+			return nil, fmt.Errorf("initializer %s: external location %q stands for both %s and %s", t.Name, x.Location, prev, x.File)
 		}
 		files[x.Location] = x.File
 		st, err := os.Stat(x.File)
 		if err != nil {
-			return fmt.Errorf("initializer %s: weights file: %w", t.Name, err)
+			return nil, fmt.Errorf("initializer %s: weights file: %w", t.Name, err)
 		}
 		if end := x.Offset + x.Length; end > st.Size() {
-			return fmt.Errorf("initializer %s: bytes [%d, %d) lie beyond the end of %s (%d bytes)", t.Name, x.Offset, end, x.File, st.Size())
+			return nil, fmt.Errorf("initializer %s: bytes [%d, %d) lie beyond the end of %s (%d bytes)", t.Name, x.Offset, end, x.File, st.Size())
 		}
 	}
-	return nil
+	return files, nil
 }
 
-// placeExternal links or copies each distinct external source file into dir.
-func placeExternal(g *GraphProto, dir string, opts SaveOptions) error {
-	done := map[string]bool{}
-	for _, t := range g.Initializers {
-		x := t.External
-		if x == nil || x.File == "" || done[x.Location] {
-			continue
-		}
-		done[x.Location] = true
-		dst := filepath.Join(dir, x.Location)
-		if sameRegular(x.File, dst) {
+// placeExternal links or copies each source file into dir under its
+// location (files maps locations to sources, as checkExternal returns it).
+func placeExternal(files map[string]string, dir string) error {
+	for _, loc := range slices.Sorted(maps.Keys(files)) {
+		src, dst := files[loc], filepath.Join(dir, loc)
+		if sameRegular(src, dst) {
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("save model: %w", err)
 		}
-		if !opts.CopyExternal && linkAtomic(x.File, dst) == nil {
+		if linkAtomic(src, dst) == nil {
 			continue
 		}
-		if err := copyFile(x.File, dst); err != nil {
+		if err := copyFile(src, dst); err != nil {
 			return err
 		}
 	}
@@ -173,8 +169,7 @@ func copyFile(src, dst string) error {
 // whose initializers point there. g is not changed.
 func spill(g *GraphProto, dir string, opts SaveOptions) (*GraphProto, error) {
 	out := *g
-	out.Initializers = make([]*Tensor, len(g.Initializers))
-	copy(out.Initializers, g.Initializers)
+	out.Initializers = slices.Clone(g.Initializers)
 	var moved []int
 	for i, t := range g.Initializers {
 		if t.External == nil && len(t.Raw) > 0 && len(t.Raw) >= opts.InlineLimit {

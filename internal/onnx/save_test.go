@@ -160,7 +160,6 @@ func TestSaveExternalIntoAnotherFile(t *testing.T) {
 			}
 		}},
 		{"copy when hard links fail", onnx.SaveOptions{}, onnx.FailHardLinks, isCopy},
-		{"copy", onnx.SaveOptions{CopyExternal: true}, nil, isCopy},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -276,10 +275,6 @@ func TestSaveErrors(t *testing.T) {
 			w.File = filepath.Join(filepath.Dir(src), "gone.safetensors")
 			b.File = w.File
 		}, onnx.SaveOptions{}, "gone.safetensors"},
-		{"missing file, copying", func(w, b *onnx.External) {
-			w.File = filepath.Join(filepath.Dir(src), "gone.safetensors")
-			b.File = w.File
-		}, onnx.SaveOptions{CopyExternal: true}, "gone.safetensors"},
 		{"bytes past the end", func(w, b *onnx.External) { b.Offset = 1 << 20 }, onnx.SaveOptions{}, "beyond the end"},
 		{"length not the tensor's size", func(w, b *onnx.External) { b.Length = 2 * saveN }, onnx.SaveOptions{}, "takes 160"},
 		{"location outside the folder", func(w, b *onnx.External) { w.Location, b.Location = "../w.safetensors", "../w.safetensors" }, onnx.SaveOptions{}, "not a relative path"},
@@ -344,7 +339,7 @@ func TestSaveNextToWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := onnx.Save(externalLinear(t, src, wOff, bOff), dir, "model.onnx", onnx.SaveOptions{CopyExternal: true}); err != nil {
+	if err := onnx.Save(externalLinear(t, src, wOff, bOff), dir, "model.onnx", onnx.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	sameNames(t, dir, "model.onnx", "w.safetensors")

@@ -14,14 +14,15 @@ package ort
 //     version the provider was built with.
 //
 // InspectCUDA checks 1-4 without loading ONNX Runtime (doctor reports each
-// line); CheckCUDA adds the last step, the provider appended for real, once
-// the library is loaded. Either names what is missing and what to do.
+// line); InitDevice adds the last step (checkCUDA), the provider appended for
+// real, once the library is loaded. Either names what is missing and what to
+// do.
 
 import (
+	"cmp"
 	"debug/elf"
 	"errors"
 	"fmt"
-	"github.com/tokenflow/tokenflow/internal/param"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,6 +31,8 @@ import (
 	"strings"
 
 	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/tokenflow/tokenflow/internal/param"
 )
 
 // CUDADir is the folder where `make deps-cuda` puts the CUDA build of ONNX
@@ -107,44 +110,22 @@ type GPUDevice struct {
 // missing, by file name, and what to do. It wraps ErrNoCUDA. Its Step (and
 // its Err, when ErrNoLibrary) names settings in braces: see Words.
 type CUDAError struct {
-	Library  string   // the ONNX Runtime library checked
-	Missing  []string // files the stack lacks, by name
-	NeededBy string   // the file that needs Missing
-	Dir      string   // the folder Missing should be in, when it is a place
-	GPU      error    // why no GPU can be used, when that is the problem
-	Err      error    // ONNX Runtime's own error, when it is the one that failed
-	Step     string   // what to do, naming settings in braces ({ort_lib}, {device})
+	What    string   // what is wrong ("missing <files> in <folder>", "no usable GPU (...)")
+	Missing []string // files the stack lacks, by name
+	Err     error    // FindLibrary's error, or ONNX Runtime's own when it is the one that failed
+	Step    string   // what to do, naming settings in braces ({ort_lib}, {device})
 }
 
 func (e *CUDAError) Error() string { return e.Words(param.Plain) }
 
 // Words is the message with every setting named by name(setting).
 func (e *CUDAError) Words(name func(string) string) string {
-	var what string
-	switch {
-	case errors.Is(e.Err, ErrNoLibrary):
+	var le *libraryError
+	if errors.As(e.Err, &le) {
 		// FindLibrary's error says where it looked and what to do.
-		var le *libraryError
-		if errors.As(e.Err, &le) {
-			return "CUDA: " + le.Words(name)
-		}
-		return "CUDA: " + e.Err.Error()
-	case len(e.Missing) > 0:
-		what = "missing " + strings.Join(e.Missing, ", ")
-		switch {
-		case e.Dir != "":
-			what += " in " + e.Dir
-		case e.NeededBy != "":
-			what += " (needed by " + e.NeededBy + ")"
-		}
-	case e.GPU != nil:
-		what = "no usable GPU (" + oneLine(e.GPU) + ")"
-	case e.Err != nil:
-		what = "ONNX Runtime cannot start its CUDA provider (" + oneLine(e.Err) + ")"
-	default:
-		what = "not available"
+		return "CUDA: " + le.Words(name)
 	}
-	return "CUDA: " + what + ": " + param.Render(e.Step, name)
+	return "CUDA: " + e.What + ": " + param.Render(e.Step, name)
 }
 
 func (e *CUDAError) Unwrap() []error {
@@ -155,15 +136,12 @@ func (e *CUDAError) Unwrap() []error {
 }
 
 // InspectCUDA checks what the CUDA device would need, without loading ONNX
-// Runtime: the library FindLibraryFor(flagPath, CUDA) finds, the provider
+// Runtime: the library FindLibrary(flagPath, CUDA) finds, the provider
 // libraries beside it, each library the provider loads (dlopen'ed by name,
 // as the provider's loader will), and the GPU.
 func InspectCUDA(flagPath string) CUDAStack {
-	path, from, err := findLibrary(flagPath, CUDA)
+	path, from, err := findLibrary(flagPath, CUDA) // path is "" on error
 	s := CUDAStack{Library: path, From: from, LibraryErr: err}
-	if err != nil {
-		s.Library = ""
-	}
 	s.inspect()
 	return s
 }
@@ -270,15 +248,6 @@ func libWhat(name string) string {
 // Ready reports whether nothing is missing.
 func (s CUDAStack) Ready() bool { return s.Err() == nil }
 
-// Missing lists, by file name, what the stack lacks.
-func (s CUDAStack) Missing() []string {
-	var out []string
-	if s.LibraryErr != nil {
-		out = append(out, "libonnxruntime.so.1 (CUDA build)")
-	}
-	return append(out, missingNames(append(slices.Clone(s.Providers), s.Needs...))...)
-}
-
 // DriverTooOld reports whether the driver supports an older CUDA than the
 // provider is built for.
 func (s CUDAStack) DriverTooOld() bool {
@@ -288,28 +257,35 @@ func (s CUDAStack) DriverTooOld() bool {
 // Err is nil when the stack is complete, else a *CUDAError saying what is
 // missing and what to do.
 func (s CUDAStack) Err() error {
-	e := &CUDAError{Library: s.Library, Step: s.Step()}
+	const install = "`make deps-cuda` (ONNX Runtime 1.29 with its CUDA provider, into .ort/cuda)"
+	providers, needs := missingNames(s.Providers), missingNames(s.Needs)
 	switch {
 	case s.LibraryErr != nil:
-		e.Err = s.LibraryErr
-	case missingAny(s.Providers):
-		e.Missing, e.Dir = missingNames(s.Providers), filepath.Dir(s.Library)
-	case missingAny(s.Needs):
-		e.Missing, e.NeededBy = missingNames(s.Needs), providersCUDA
-		if s.NeedsFrom != "" {
-			e.NeededBy = s.NeedsFrom
+		return &CUDAError{Err: s.LibraryErr, Step: "run " + install + ", or pass {ort_lib} a GPU build of ONNX Runtime, or use {device} cpu"}
+	case len(providers) > 0:
+		dir := filepath.Dir(s.Library)
+		step := "the install in " + dir + " is incomplete: run `make deps-cuda` again, or use {device} cpu"
+		if s.From != fromMakeGPU {
+			step = fmt.Sprintf("%s (from %s) is not a GPU build of ONNX Runtime with its providers beside it: pass {ort_lib} a GPU build, or leave {ort_lib} and $%s unset to use %s, or use {device} cpu",
+				s.Library, s.From, EnvVar, install)
 		}
+		return &CUDAError{What: "missing " + strings.Join(providers, ", ") + " in " + dir, Missing: providers, Step: step}
+	case len(needs) > 0:
+		what := "missing " + strings.Join(needs, ", ") + " (needed by " + cmp.Or(s.NeedsFrom, providersCUDA) + ")"
+		return &CUDAError{What: what, Missing: needs, Step: s.installStep()}
 	case s.DriverTooOld():
-		e.GPU = fmt.Errorf("the NVIDIA driver supports CUDA %s, the provider needs CUDA %d", cudaVersion(s.GPU.DriverCUDA), s.CUDAMajor)
+		return &CUDAError{
+			What: fmt.Sprintf("no usable GPU (the NVIDIA driver supports CUDA %d.%d, the provider needs CUDA %d)", s.GPU.DriverCUDA/1000, s.GPU.DriverCUDA%1000/10, s.CUDAMajor),
+			Step: fmt.Sprintf("update the NVIDIA driver to %s or newer (CUDA %d), or use {device} cpu", s.driverBranch(), s.CUDAMajor),
+		}
 	case s.GPU.Err != nil:
-		e.GPU = s.GPU.Err
-	default:
-		return nil
+		return &CUDAError{
+			What: "no usable GPU (" + oneLine(s.GPU.Err) + ")",
+			Step: "make a GPU visible to this process: check that `nvidia-smi` lists one (in a container, start it with the GPUs, e.g. docker run --gpus all), or use {device} cpu",
+		}
 	}
-	return e
+	return nil
 }
-
-func missingAny(libs []Lib) bool { return len(missingNames(libs)) > 0 }
 
 func missingNames(libs []Lib) []string {
 	var out []string
@@ -321,27 +297,12 @@ func missingNames(libs []Lib) []string {
 	return out
 }
 
-// cudaVersion formats the driver API's version number: 12040 is "12.4".
-func cudaVersion(v int) string { return fmt.Sprintf("%d.%d", v/1000, v%1000/10) }
-
 // Step is the next thing to do, in one sentence ("" when nothing is),
 // naming settings in braces ({ort_lib}, {device}).
 func (s CUDAStack) Step() string {
-	const install = "`make deps-cuda` (ONNX Runtime 1.29 with its CUDA provider, into .ort/cuda)"
-	switch {
-	case s.LibraryErr != nil:
-		return "run " + install + ", or pass {ort_lib} a GPU build of ONNX Runtime, or use {device} cpu"
-	case missingAny(s.Providers) && s.From != fromMakeGPU:
-		return fmt.Sprintf("%s (from %s) is not a GPU build of ONNX Runtime with its providers beside it: pass {ort_lib} a GPU build, or leave {ort_lib} and $%s unset to use %s, or use {device} cpu",
-			s.Library, s.From, EnvVar, install)
-	case missingAny(s.Providers):
-		return "the install in " + filepath.Dir(s.Library) + " is incomplete: run `make deps-cuda` again, or use {device} cpu"
-	case missingAny(s.Needs):
-		return s.installStep()
-	case s.DriverTooOld():
-		return fmt.Sprintf("update the NVIDIA driver to %s or newer (CUDA %d), or use {device} cpu", s.driverBranch(), s.CUDAMajor)
-	case s.GPU.Err != nil:
-		return "make a GPU visible to this process: check that `nvidia-smi` lists one (in a container, start it with the GPUs, e.g. docker run --gpus all), or use {device} cpu"
+	var e *CUDAError
+	if errors.As(s.Err(), &e) {
+		return e.Step
 	}
 	return ""
 }
@@ -394,32 +355,29 @@ func (s CUDAStack) driverBranch() string {
 	return "a driver for CUDA " + strconv.Itoa(s.CUDAMajor)
 }
 
-// CheckCUDA makes sure the loaded library can run sessions on CUDA device
-// `device`: first the checks of InspectCUDA, for the loaded library, then the
-// provider itself, appended with the options sessions use to a throwaway
-// session configuration (this is where ONNX Runtime loads it). The error is
-// a *CUDAError.
-func CheckCUDA(device int) error {
-	if !ortgo.IsInitialized() {
-		return errors.New("ONNX Runtime is not initialised: call ort.Init first")
-	}
+// checkCUDA makes sure the loaded library can run sessions on CUDA: first
+// the checks of InspectCUDA, for the loaded library, then the provider
+// itself, appended with the options sessions use to a throwaway session
+// configuration (this is where ONNX Runtime loads it). The error is a
+// *CUDAError.
+func checkCUDA() error {
 	if err := inspectLoaded().Err(); err != nil {
 		return err
 	}
-	so, err := ortgo.NewSessionOptions()
-	if err != nil {
-		return fmt.Errorf("session options: %s", oneLine(err))
-	}
-	defer so.Destroy()
-	if err := appendCUDA(so, device); err != nil {
-		return &CUDAError{Library: LibraryPath(), Err: err, Step: providerStep}
+	if err := cudaAvailable(); err != nil {
+		return providerError(err)
 	}
 	return nil
 }
 
-// providerStep is the step when ONNX Runtime itself fails to start the
-// CUDA provider.
-const providerStep = "see docs/gpu.md; `tokenflow doctor {device} cuda` lists the CUDA stack; or use {device} cpu"
+// providerError is ONNX Runtime's own failure to start the CUDA provider.
+func providerError(err error) error {
+	return &CUDAError{
+		What: "ONNX Runtime cannot start its CUDA provider (" + oneLine(err) + ")",
+		Err:  err,
+		Step: "see docs/gpu.md; `tokenflow doctor {device} cuda` lists the CUDA stack; or use {device} cpu",
+	}
+}
 
 // cudaOptions are the CUDA provider options of every session, as ONNX
 // Runtime documents them (docs: CUDA Execution Provider, Configuration
@@ -442,25 +400,24 @@ const providerStep = "see docs/gpu.md; `tokenflow doctor {device} cuda` lists th
 //
 // use_tf32 is left at ONNX Runtime's default (on: Ampere and newer GPUs run
 // float32 matrix products in TF32, as PyTorch does for convolutions).
-func cudaOptions(device int) map[string]string {
-	return map[string]string{
-		"device_id":                    strconv.Itoa(device),
-		"cudnn_conv_algo_search":       "EXHAUSTIVE",
-		"cudnn_conv_use_max_workspace": "1",
-		"arena_extend_strategy":        "kSameAsRequested",
-		"do_copy_in_default_stream":    "1",
-	}
+var cudaOptions = map[string]string{
+	"device_id":                    "0",
+	"cudnn_conv_algo_search":       "EXHAUSTIVE",
+	"cudnn_conv_use_max_workspace": "1",
+	"arena_extend_strategy":        "kSameAsRequested",
+	"do_copy_in_default_stream":    "1",
 }
 
-// appendCUDA appends the CUDA provider to so; the error is ONNX Runtime's.
-func appendCUDA(so *ortgo.SessionOptions, device int) error {
+// appendCUDA appends the CUDA provider (device 0) to so; the error is ONNX
+// Runtime's.
+func appendCUDA(so *ortgo.SessionOptions) error {
 	cuda, err := ortgo.NewCUDAProviderOptions()
 	if err != nil {
 		return errors.New(ortMessage(err))
 	}
 	defer cuda.Destroy()
 	// Setting the options is where ONNX Runtime loads the provider library.
-	if err := cuda.Update(cudaOptions(device)); err != nil {
+	if err := cuda.Update(cudaOptions); err != nil {
 		return errors.New(ortMessage(err))
 	}
 	if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
@@ -487,7 +444,7 @@ func cudaSessionError(err error) error {
 	if e := inspectLoaded().Err(); e != nil {
 		return e
 	}
-	return &CUDAError{Library: LibraryPath(), Err: err, Step: providerStep}
+	return providerError(err)
 }
 
 func fileExists(p string) bool {

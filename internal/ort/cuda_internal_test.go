@@ -23,7 +23,7 @@ func TestCUDAOptionsKnownToProvider(t *testing.T) {
 		}
 		t.Skipf("the CUDA build of ONNX Runtime is missing (%v): `make deps-cuda` installs it", err)
 	}
-	for k, v := range cudaOptions(0) {
+	for k, v := range cudaOptions {
 		if !bytes.Contains(b, []byte("\x00"+k+"\x00")) {
 			t.Errorf("option %q is not a string of %s", k, path)
 		}

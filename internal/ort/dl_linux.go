@@ -60,6 +60,7 @@ static const char* tf_cu_errname(void* f, int code) {
 import "C"
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -70,16 +71,24 @@ import (
 // the ldconfig cache, the default folders), reports the path it found, and
 // unloads it again.
 func dlopenCheck(name string) (string, error) {
+	h, path, err := dlopen(name)
+	if err == nil {
+		C.tf_dlclose(h)
+	}
+	return path, err
+}
+
+// dlopen loads name as dlopenCheck does and keeps it loaded.
+func dlopen(name string) (unsafe.Pointer, string, error) {
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
 	buf := make([]byte, 4096)
 	h := C.tf_dlopen(cname, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
 	msg := C.GoString((*C.char)(unsafe.Pointer(&buf[0])))
 	if h == nil {
-		return "", errors.New(dlMessage(msg, name))
+		return nil, "", errors.New(dlMessage(msg, name))
 	}
-	C.tf_dlclose(h)
-	return msg, nil
+	return h, msg, nil
 }
 
 // dlMessage shortens dlerror's "name: cannot open shared object file: No
@@ -103,12 +112,9 @@ const (
 func probeGPU() GPUStatus {
 	var g GPUStatus
 	g.DeviceNode = fileExists("/dev/nvidia0")
-	cname := C.CString(driverLib)
-	defer C.free(unsafe.Pointer(cname))
-	buf := make([]byte, 4096)
-	h := C.tf_dlopen(cname, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
-	if h == nil {
-		g.Err = fmt.Errorf("%s (NVIDIA driver) %s", driverLib, dlMessage(C.GoString((*C.char)(unsafe.Pointer(&buf[0]))), driverLib))
+	h, _, err := dlopen(driverLib)
+	if err != nil {
+		g.Err = fmt.Errorf("%s (NVIDIA driver) %v", driverLib, err)
 		return g
 	}
 	// libcuda.so.1 stays loaded: once cuInit has run, the driver has
@@ -120,12 +126,11 @@ func probeGPU() GPUStatus {
 		return C.tf_dlsym(h, cs)
 	}
 	errName := sym("cuGetErrorName")
-	cuErr := func(call string, code C.int) error {
+	// fail is g with the error of a driver call that returned code.
+	fail := func(call string, code C.int) GPUStatus {
 		name := C.GoString(C.tf_cu_errname(errName, code))
-		if name == "" {
-			name = fmt.Sprintf("error %d", int(code))
-		}
-		return fmt.Errorf("%s: %s", call, name)
+		g.Err = fmt.Errorf("%s: %s", call, cmp.Or(name, fmt.Sprintf("error %d", int(code))))
+		return g
 	}
 	fns := map[string]unsafe.Pointer{}
 	for _, n := range []string{"cuDriverGetVersion", "cuInit", "cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetName", "cuDeviceTotalMem_v2", "cuDeviceGetAttribute"} {
@@ -136,24 +141,20 @@ func probeGPU() GPUStatus {
 	}
 	var v C.int
 	if rc := C.tf_cu_intp(fns["cuDriverGetVersion"], &v); rc != 0 {
-		g.Err = cuErr("cuDriverGetVersion", rc)
-		return g
+		return fail("cuDriverGetVersion", rc)
 	}
 	g.DriverCUDA = int(v)
 	if rc := C.tf_cu_init(fns["cuInit"]); rc != 0 {
-		g.Err = cuErr("cuInit", rc)
-		return g
+		return fail("cuInit", rc)
 	}
 	var n C.int
 	if rc := C.tf_cu_intp(fns["cuDeviceGetCount"], &n); rc != 0 {
-		g.Err = cuErr("cuDeviceGetCount", rc)
-		return g
+		return fail("cuDeviceGetCount", rc)
 	}
-	for i := 0; i < int(n); i++ {
+	for i := range int(n) {
 		var dev C.int
 		if rc := C.tf_cu_get(fns["cuDeviceGet"], &dev, C.int(i)); rc != 0 {
-			g.Err = cuErr("cuDeviceGet", rc)
-			return g
+			return fail("cuDeviceGet", rc)
 		}
 		d := GPUDevice{Index: i}
 		name := make([]byte, 256)

@@ -58,7 +58,7 @@ func TestFindLibraryOrder(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv(ort.EnvVar, c.env)
 			ort.InstallDir = c.install
-			got, err := ort.FindLibrary(c.flag)
+			got, err := ort.FindLibrary(c.flag, ort.CPU)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,12 +90,12 @@ func TestFindLibraryNextToBinary(t *testing.T) {
 	ort.InstallDir = t.TempDir()
 	fakeLib(t, ort.InstallDir, "libonnxruntime.so.1")
 
-	if got, err := ort.FindLibrary(""); err != nil || got != lib {
+	if got, err := ort.FindLibrary("", ort.CPU); err != nil || got != lib {
 		t.Errorf("FindLibrary(\"\") = %s, %v; want %s", got, err, lib)
 	}
 	envLib := fakeLib(t, t.TempDir(), "libonnxruntime.so.1")
 	t.Setenv(ort.EnvVar, envLib)
-	if got, err := ort.FindLibrary(""); err != nil || got != envLib {
+	if got, err := ort.FindLibrary("", ort.CPU); err != nil || got != envLib {
 		t.Errorf("with $%s set: FindLibrary(\"\") = %s, %v; want %s", ort.EnvVar, got, err, envLib)
 	}
 }
@@ -124,7 +124,7 @@ func TestFindLibraryErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv(ort.EnvVar, c.env)
 			ort.InstallDir = c.install
-			got, err := ort.FindLibrary(c.flag)
+			got, err := ort.FindLibrary(c.flag, ort.CPU)
 			if err == nil {
 				t.Fatalf("FindLibrary(%q) = %s, want an error", c.flag, got)
 			}
@@ -175,17 +175,17 @@ func TestFindLibraryForCUDA(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv(ort.EnvVar, c.env)
 			ort.InstallDir, ort.CUDADir = c.install, c.cuda
-			got, err := ort.FindLibraryFor(c.flag, ort.CUDA)
+			got, err := ort.FindLibrary(c.flag, ort.CUDA)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != c.want {
-				t.Errorf("FindLibraryFor(%q, cuda) = %s, want %s", c.flag, got, c.want)
+				t.Errorf("FindLibrary(%q, cuda) = %s, want %s", c.flag, got, c.want)
 			}
 			// The CPU search is unchanged by the CUDA folder.
 			if c.flag == "" && c.env == "" {
-				if cpu, err := ort.FindLibraryFor("", ort.CPU); err != nil || filepath.Dir(cpu) != installDir {
-					t.Errorf("FindLibraryFor(\"\", cpu) = %s, %v; want the library in %s", cpu, err, installDir)
+				if cpu, err := ort.FindLibrary("", ort.CPU); err != nil || filepath.Dir(cpu) != installDir {
+					t.Errorf("FindLibrary(\"\", cpu) = %s, %v; want the library in %s", cpu, err, installDir)
 				}
 			}
 		})
@@ -195,9 +195,9 @@ func TestFindLibraryForCUDA(t *testing.T) {
 		t.Setenv(ort.EnvVar, "")
 		empty := t.TempDir()
 		ort.InstallDir, ort.CUDADir = installDir, empty
-		got, err := ort.FindLibraryFor("", ort.CUDA)
+		got, err := ort.FindLibrary("", ort.CUDA)
 		if err == nil {
-			t.Fatalf("FindLibraryFor with an empty CUDA folder = %s, want an error (not the CPU library)", got)
+			t.Fatalf("FindLibrary with an empty CUDA folder = %s, want an error (not the CPU library)", got)
 		}
 		if !errors.Is(err, ort.ErrNoLibrary) {
 			t.Errorf("error %q does not wrap ErrNoLibrary", err)

@@ -59,18 +59,12 @@ var state struct {
 	done bool
 }
 
-// FindLibrary returns the library to load, looking in this order: flagPath
-// (the ort_lib setting), $ONNXRUNTIME_LIB, next to the running binary, InstallDir.
-func FindLibrary(flagPath string) (string, error) {
-	p, _, err := findLibrary(flagPath, CPU)
-	return p, err
-}
-
-// FindLibraryFor is FindLibrary for a device. For CUDA the order is
-// flagPath, $ONNXRUNTIME_LIB, then the folder of `make deps-cuda` (CUDADir):
-// the CPU library next to the binary or in InstallDir is never taken for
-// CUDA.
-func FindLibraryFor(flagPath string, dev Device) (string, error) {
+// FindLibrary returns the library to load for a device. For the CPU it
+// looks in this order: flagPath (the ort_lib setting), $ONNXRUNTIME_LIB, next
+// to the running binary, InstallDir. For CUDA the order is flagPath,
+// $ONNXRUNTIME_LIB, then the folder of `make deps-cuda` (CUDADir): the CPU
+// library next to the binary or in InstallDir is never taken for CUDA.
+func FindLibrary(flagPath string, dev Device) (string, error) {
 	p, _, err := findLibrary(flagPath, dev)
 	return p, err
 }
@@ -86,7 +80,10 @@ func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 		return p, fromEnv, err
 	}
 	if dev == CUDA {
-		dir := cudaInstallDir()
+		dir := CUDADir
+		if dir == "" && InstallDir != "" {
+			dir = filepath.Join(filepath.Dir(InstallDir), "cuda")
+		}
 		if dir != "" {
 			if p, ok := firstLib(dir); ok {
 				return p, fromMakeGPU, nil
@@ -113,17 +110,6 @@ func findLibrary(flagPath string, dev Device) (path, from string, err error) {
 	}
 	return "", "", libraryErrorf(" (looked in {ort_lib}, $%s, %s): run `make deps` or pass {ort_lib} /path/to/libonnxruntime.so",
 		EnvVar, strings.Join(looked, ", "))
-}
-
-// cudaInstallDir is CUDADir, else the folder "cuda" beside InstallDir.
-func cudaInstallDir() string {
-	if CUDADir != "" {
-		return CUDADir
-	}
-	if InstallDir != "" {
-		return filepath.Join(filepath.Dir(InstallDir), "cuda")
-	}
-	return ""
 }
 
 func existing(p, from string) (string, error) {
@@ -156,8 +142,7 @@ func (e *libraryError) Unwrap() error                         { return ErrNoLibr
 
 func firstLib(dir string) (string, bool) {
 	for _, name := range libNames {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		if p := filepath.Join(dir, name); fileExists(p) {
 			return p, true
 		}
 	}
@@ -169,16 +154,16 @@ func firstLib(dir string) (string, bool) {
 func Init(flagPath string) error { return InitDevice(flagPath, CPU) }
 
 // InitDevice is Init for a device. For CUDA the library is found as
-// FindLibraryFor says, and once it is loaded the CUDA provider is probed
-// (CheckCUDA on device 0), so that a missing part of the CUDA stack is
-// reported when the run starts, before any work. The library is loaded once
-// per process; the probe runs on every call for CUDA.
+// FindLibrary says, and once it is loaded the CUDA provider is probed
+// (checkCUDA; the error is a *CUDAError), so that a missing part of the CUDA
+// stack is reported when the run starts, before any work. The library is
+// loaded once per process; the probe runs on every call for CUDA.
 func InitDevice(flagPath string, dev Device) error {
 	if err := load(flagPath, dev); err != nil {
 		return err
 	}
 	if dev == CUDA {
-		return CheckCUDA(0)
+		return checkCUDA()
 	}
 	return nil
 }
@@ -241,7 +226,7 @@ func cudaAvailable() error {
 		return err
 	}
 	defer so.Destroy()
-	return appendCUDA(so, 0)
+	return appendCUDA(so)
 }
 
 // oneLine keeps the first line of an error from the C library.

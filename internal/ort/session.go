@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -34,11 +35,10 @@ func ParseDevice(s string) (Device, error) {
 // SessionOptions configures a session. Inputs and Outputs name the graph's
 // inputs and outputs in the order Run takes and returns them.
 type SessionOptions struct {
-	Device   Device // "" means CPU
-	DeviceID int
-	Threads  int // intra-op threads; 0 lets ONNX Runtime choose
-	Inputs   []string
-	Outputs  []string
+	Device  Device // "" means CPU; CUDA runs on device 0
+	Threads int    // intra-op threads; 0 lets ONNX Runtime choose
+	Inputs  []string
+	Outputs []string
 	// Config holds extra session configuration entries
 	// (e.g. "session.disable_prepacking": "1").
 	Config map[string]string
@@ -107,7 +107,7 @@ func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.Dyn
 	switch o.Device {
 	case "", CPU:
 	case CUDA:
-		if err := appendCUDA(so, o.DeviceID); err != nil {
+		if err := appendCUDA(so); err != nil {
 			return nil, cudaSessionError(err)
 		}
 	default:
@@ -149,9 +149,9 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCanceled, err)
 	}
-	ins := make([]ortgo.Value, len(inputs))
+	ins, outs := make([]ortgo.Value, len(inputs)), make([]ortgo.Value, len(s.outputs))
 	defer func() {
-		for _, v := range ins {
+		for _, v := range slices.Concat(ins, outs) {
 			release(v)
 		}
 	}()
@@ -162,7 +162,6 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 		}
 		ins[i] = v
 	}
-	outs := make([]ortgo.Value, len(s.outputs))
 	ro, err := ortgo.NewRunOptions()
 	if err != nil {
 		return nil, fmt.Errorf("run options: %s", oneLine(err))
@@ -191,26 +190,16 @@ func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 				break
 			}
 		}
-		for _, v := range outs {
-			release(v)
-		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
 		}
 		return nil, fmt.Errorf("run: %s", oneLine(err))
 	}
 	result := make([]Tensor, len(outs))
-	var convErr error
 	for i, v := range outs {
-		t, err := fromValue(v)
-		release(v)
-		if err != nil && convErr == nil {
-			convErr = fmt.Errorf("output %s: %w", s.outputs[i], err)
+		if result[i], err = fromValue(v); err != nil {
+			return nil, fmt.Errorf("output %s: %w", s.outputs[i], err)
 		}
-		result[i] = t
-	}
-	if convErr != nil {
-		return nil, convErr
 	}
 	return result, nil
 }

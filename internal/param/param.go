@@ -23,9 +23,7 @@ type Error struct {
 	Err    error
 }
 
-func (e *Error) Error() string {
-	return e.Words(func(name string) string { return name })
-}
+func (e *Error) Error() string { return e.Words(Plain) }
 
 // Words is the message with every setting named by name(setting): the
 // command line passes its flag names.

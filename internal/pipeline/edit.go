@@ -63,7 +63,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	j.lock.Release() // the latents are in memory: other runs may use the entry
 
 	res := &EditResult{Output: req.Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
-		Inversion: InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept}}
+		Inversion: InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()}}
 
 	// 2. the edit
 	t := time.Now()

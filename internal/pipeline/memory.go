@@ -23,9 +23,11 @@ type Memory struct {
 func (m Memory) Total() int64 { return m.Weights + m.Latents + m.Pass }
 
 // estimate is the job's memory estimate for an inversion (and, forEdit, an
-// edit). weights is the checkpoint's float32 weight bytes; heads the
-// number of attention heads at the UNet's full resolution.
-func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, forEdit bool) Memory {
+// edit). weights is the weights' bytes in the graphs (half in fp16); heads
+// the number of attention heads at the UNet's full resolution; act the
+// bytes of an activation element (4, or 2 in fp16, whose attention scores
+// are still computed in float32).
+func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, act int64, forEdit bool) Memory {
 	s := int64(latentH * latentW) // tokens per frame at full resolution
 	m := Memory{Weights: weights, Latents: int64(frames) * int64(kept+2) * 4 * s * 4}
 	b := int64(min(max(batch, 1), frames))
@@ -42,7 +44,7 @@ func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, f
 	}
 	// the other activations of one pass: about 30 full-resolution feature
 	// maps of 320 channels per latent in the batch (measured order of size)
-	m.Pass = scores + units*s*320*4*30
+	m.Pass = scores + units*s*320*act*30
 	return m
 }
 

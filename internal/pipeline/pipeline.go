@@ -41,9 +41,10 @@ type InvertResult struct {
 	Reused         bool   // the entry was in the cache
 	Frames         int
 	Size           video.Size
-	Kept           []int  // the kept timesteps, ascending
-	Reconstruction string // reconstruction.mp4, when asked for
-	UNetFrames     int64  // UNet frame evaluations this call made
+	Kept           []int    // the kept timesteps, ascending
+	DType          sd.DType // the graphs' element type
+	Reconstruction string   // reconstruction.mp4, when asked for
+	UNetFrames     int64    // UNet frame evaluations this call made
 	Timings        Timings
 }
 
@@ -82,7 +83,7 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 	if err := ort.InitDevice(r.ORTLib, r.Device); err != nil {
 		return nil, err
 	}
-	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, Threads: r.Threads, Log: r.Log, CacheRoot: root})
+	m, err := sd.Open(sd.Options{Model: r.Model, OriginalConfig: r.OriginalConfig, Device: r.Device, DType: r.GraphDType(), Threads: r.Threads, Log: r.Log, CacheRoot: root})
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +93,12 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 			m.Close()
 		}
 	}()
-	if p := m.Scheduler.Config().PredictionType; p != "epsilon" {
-		return nil, param.Errorf("model", r.Model, "predicts %s (its scheduler's prediction_type): TokenFlow's inversion assumes noise (epsilon) prediction, so only epsilon models are supported for now (SD 1.x, the SD 2.x base models)", p)
+	// Noise (SD 1.x, SD 2.x-base) and v (SD 2.x 768) prediction are
+	// converted to noise where the inversion and the edit need it; no Stable
+	// Diffusion checkpoint predicts the sample itself, and that path is
+	// not exercised end to end, so it is refused.
+	if p := m.Scheduler.Config().PredictionType; p == "sample" {
+		return nil, param.Errorf("model", r.Model, "predicts the sample itself (its scheduler's prediction_type is %s): only epsilon and v_prediction models are supported", p)
 	}
 	if err := j.plan(); err != nil {
 		return nil, err
@@ -127,7 +132,11 @@ func (j *job) memory(forEdit bool) error {
 		heads = int(layers[0].Heads)
 	}
 	kept := j.req.Steps + 1
-	return j.checkMemory(estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, forEdit))
+	act := int64(4)
+	if j.req.GraphDType() == sd.FP16 {
+		act = 2 // activations in fp16 (attention scores stay float32)
+	}
+	return j.checkMemory(estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit))
 }
 
 func (j *job) close() {
@@ -175,7 +184,7 @@ func (j *job) probe(ctx context.Context) error {
 	}
 	j.info, j.size = info, r.Size
 	if j.size.IsZero() {
-		j.size = video.DefaultSize(info.DisplaySize())
+		j.size = video.DefaultSizeAt(info.DisplaySize(), nativeSide(j.model))
 	}
 	sum, err := hashInput(ctx, r.Input, info.Folder)
 	if err != nil {
@@ -187,8 +196,22 @@ func (j *job) probe(ctx context.Context) error {
 	if info.Folder {
 		j.key.FolderFPS = fps.String()
 	}
+	if r.GraphDType() == sd.FP16 {
+		j.key.DType = string(sd.FP16) // fp32 keys have none: their IDs predate the field
+	}
 	j.times["probe+hash"] = time.Since(t)
 	return nil
+}
+
+// nativeSide is the pixel side the model was trained at: the UNet's
+// sample_size times the VAE's downsampling factor (64 x 8 = 512 for SD 1.x
+// and 2.x-base, 96 x 8 = 768 for the SD 2.x 768 models); 0 when the config
+// does not say (video.DefaultSizeAt then takes 512).
+func nativeSide(m *sd.Model) int {
+	if m.UNetConfig.SampleSize <= 0 || len(m.VAEConfig.BlockOutChannels) == 0 {
+		return 0
+	}
+	return m.UNetConfig.SampleSize << (len(m.VAEConfig.BlockOutChannels) - 1)
 }
 
 // lockEntry takes the cache entry's lock, so that two runs on one video do
@@ -291,7 +314,10 @@ func (j *job) announce(entry *cache.Entry, forEdit bool) {
 		}
 		m := video.SizeMultiple
 		own := video.Size{W: max(src.W/m*m, m), H: max(src.H/m*m, m)}
-		side := int(math.Sqrt(video.TargetArea))
+		side := nativeSide(j.model)
+		if side <= 0 {
+			side = int(math.Sqrt(video.TargetArea))
+		}
 		fmt.Fprintf(r.Log, "working size %s: the video's %s scaled %s to about %dx%d pixels, the model's native size; {size} %s keeps its own\n",
 			j.size, src, way, side, side, own)
 	}
@@ -355,7 +381,7 @@ func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept}
+	res := &InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()}
 	if req.Reconstruct {
 		res.Reconstruction = entry.ReconstructionPath()
 		if !exists(res.Reconstruction) {

@@ -12,6 +12,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/keyframes"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
+	"github.com/tokenflow/tokenflow/internal/sd"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
@@ -34,7 +35,7 @@ var ErrExists = errors.New("already exists")
 type Source struct {
 	Input     string         // a media file, or a folder of numbered frames
 	FolderFPS video.Rational // a folder's frame rate (zero: video.DefaultFolderFPS)
-	Size      video.Size     // working size (zero: video.DefaultSize of the displayed size)
+	Size      video.Size     // working size (zero: video.DefaultSizeAt of the displayed size and the model's native side)
 	Range     video.Range    // which frames (Count video.ToEnd: all from Start; Stride at least 1)
 }
 
@@ -44,7 +45,17 @@ type Runtime struct {
 	OriginalConfig string     // a single file's original inference YAML ("" detects the architecture)
 	ORTLib         string     // the ONNX Runtime library ("" finds one; see ort.FindLibrary)
 	Device         ort.Device // cpu or cuda
+	DType          sd.DType   // the graphs' element type, fp16 or fp32 ("": GraphDType's default for the device)
 	Threads        int        // ONNX Runtime's intra-op threads (0: all cores)
+}
+
+// GraphDType is the element type the run's graphs compute in: DType, or
+// by default fp16 on CUDA and fp32 on the CPU (sd.DefaultDType).
+func (r *Runtime) GraphDType() sd.DType {
+	if r.DType != "" {
+		return r.DType
+	}
+	return sd.DefaultDType(r.Device)
 }
 
 // InvertRequest asks for a video's inversion, from the cache or computed.
@@ -101,6 +112,11 @@ func (r *InvertRequest) Validate() error {
 	}
 	if s := r.Size; !s.IsZero() && (s.W < 8 || s.H < 8 || s.W%8 != 0 || s.H%8 != 0) {
 		checks = append(checks, param.Errorf("size", s, "want sides that are multiples of 8"))
+	}
+	if r.DType != "" {
+		if _, err := sd.ParseDType(string(r.DType)); err != nil {
+			checks = append(checks, err)
+		}
 	}
 	if f := r.FolderFPS; f.Num != 0 && !f.Valid() {
 		checks = append(checks, param.Errorf("fps", f, "want a positive frame rate"))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Raw reads the bytes of the tensor called name (little-endian elements).
@@ -26,20 +27,15 @@ func (f *File) read(t TensorInfo) ([]byte, error) {
 	return buf, nil
 }
 
-func (f *File) wrongType(t TensorInfo, want string) error {
-	return fmt.Errorf("%s: tensor %q: dtype %s cannot be read as %s", f.name, t.Name, t.DType, want)
-}
-
-// readFloat reads a floating-point tensor's raw bytes, for reading as want.
-func (f *File) readFloat(name, want string) (TensorInfo, []byte, error) {
+// readAs reads the raw bytes of a tensor whose dtype is one of dts, for
+// reading as want.
+func (f *File) readAs(name, want string, dts ...DType) (TensorInfo, []byte, error) {
 	t, err := f.Info(name)
 	if err != nil {
 		return t, nil, err
 	}
-	switch t.DType {
-	case F32, F16, BF16, F64:
-	default:
-		return t, nil, f.wrongType(t, want)
+	if !slices.Contains(dts, t.DType) {
+		return t, nil, fmt.Errorf("%s: tensor %q: dtype %s cannot be read as %s", f.name, t.Name, t.DType, want)
 	}
 	b, err := f.read(t)
 	return t, b, err
@@ -48,7 +44,7 @@ func (f *File) readFloat(name, want string) (TensorInfo, []byte, error) {
 // Float32 reads a floating-point tensor as float32: F32 as is, F16 and BF16
 // widened exactly, F64 rounded to nearest.
 func (f *File) Float32(name string) ([]float32, error) {
-	t, b, err := f.readFloat(name, "float32")
+	t, b, err := f.readAs(name, "float32", F32, F16, BF16, F64)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +74,7 @@ func float32At(dt DType, b []byte, i int) float32 {
 // fp16 export: F16 as is, F32/F64/BF16 rounded to nearest even (overflow to
 // infinity, underflow through subnormals to signed zero).
 func (f *File) Float16(name string) ([]uint16, error) {
-	t, b, err := f.readFloat(name, "float16")
+	t, b, err := f.readAs(name, "float16", F32, F16, BF16, F64)
 	if err != nil {
 		return nil, err
 	}
@@ -99,27 +95,17 @@ func (f *File) Float16(name string) ([]uint16, error) {
 
 // Int64 reads an integer tensor (I64, or I32 widened) as int64.
 func (f *File) Int64(name string) ([]int64, error) {
-	t, err := f.Info(name)
-	if err != nil {
-		return nil, err
-	}
-	if t.DType != I64 && t.DType != I32 {
-		return nil, f.wrongType(t, "int64")
-	}
-	b, err := f.read(t)
+	t, b, err := f.readAs(name, "int64", I64, I32)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]int64, t.NumElements())
-	le := binary.LittleEndian
 	if t.DType == I64 {
-		for i := range out {
-			out[i] = int64(le.Uint64(b[8*i:]))
-		}
-	} else {
-		for i := range out {
-			out[i] = int64(int32(le.Uint32(b[4*i:])))
-		}
+		_, err := binary.Decode(b, binary.LittleEndian, out)
+		return out, err
+	}
+	for i := range out {
+		out[i] = int64(int32(binary.LittleEndian.Uint32(b[4*i:])))
 	}
 	return out, nil
 }

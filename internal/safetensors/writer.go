@@ -25,31 +25,19 @@ type Tensor struct {
 }
 
 // FromFloat32 makes an F32 tensor.
-func FromFloat32(name string, shape []int64, v []float32) Tensor {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return Tensor{Name: name, DType: F32, Shape: shape, Data: b}
-}
+func FromFloat32(name string, shape []int64, v []float32) Tensor { return from(name, F32, shape, v) }
 
 // FromFloat16 makes an F16 tensor from binary16 bit patterns (see
 // Float32ToFloat16).
-func FromFloat16(name string, shape []int64, v []uint16) Tensor {
-	b := make([]byte, 2*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint16(b[2*i:], x)
-	}
-	return Tensor{Name: name, DType: F16, Shape: shape, Data: b}
-}
+func FromFloat16(name string, shape []int64, v []uint16) Tensor { return from(name, F16, shape, v) }
 
 // FromInt64 makes an I64 tensor.
-func FromInt64(name string, shape []int64, v []int64) Tensor {
-	b := make([]byte, 8*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint64(b[8*i:], uint64(x))
-	}
-	return Tensor{Name: name, DType: I64, Shape: shape, Data: b}
+func FromInt64(name string, shape []int64, v []int64) Tensor { return from(name, I64, shape, v) }
+
+func from[T float32 | uint16 | int64](name string, dt DType, shape []int64, v []T) Tensor {
+	b := make([]byte, 0, len(v)*dt.Size())
+	b, _ = binary.Append(b, binary.LittleEndian, v) // slices of these types always encode
+	return Tensor{Name: name, DType: dt, Shape: shape, Data: b}
 }
 
 // Write writes tensors and an optional __metadata__ map as a safetensors file

@@ -272,7 +272,11 @@ func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float
 //  2. eps from the model output, read at the model's timestep t (epsilon:
 //     as is; v: eps = sqrt(a_t) v + sqrt(1-a_t) z; sample: eps =
 //     (z - sqrt(a_t) x0) / sqrt(1-a_t)). TokenFlow only defines epsilon;
-//     the other two are this package's extension.
+//     the other two are this package's extension. Converting at a_t, the
+//     level of the timestep the model is told, gives the eps an epsilon
+//     model would: the inversion of a v model is then TokenFlow's own.
+//     (diffusers' DDIMInverseScheduler converts at z's level a_prev
+//     instead; the two differ by one step's change of noise level.)
 //  3. x0 = (z - sqrt(1 - a_prev) eps) / sqrt(a_prev)    (eq. 12's x0 at a_prev),
 //     clipped if clip_sample
 //  4. z_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps            (eq. 12 towards a_t)
@@ -408,4 +412,54 @@ func (s *DDIM) clip(x0 []float32) {
 	for i, v := range x0 {
 		x0[i] = min(max(v, -r), r)
 	}
+}
+
+// Epsilon is the noise prediction eps that a model output at timestep t on
+// the sample x stands for (step 3 of Step): for epsilon models the output
+// itself (the same slice, not a copy, so epsilon results are unchanged bit
+// for bit); for v-prediction eps = sqrt(a_t) v + sqrt(1-a_t) x; for sample
+// prediction eps = (x - sqrt(a_t) x0) / sqrt(1-a_t). a_t is the noise level
+// of the timestep the model was given, whatever x's own noise level: the
+// model predicts relative to the timestep it is told, so this is the eps an
+// epsilon model trained alike would give for (x, t).
+func (s *DDIM) Epsilon(modelOutput, x []float32, t int) ([]float32, error) {
+	if err := s.checkT(t); err != nil {
+		return nil, err
+	}
+	if s.cfg.PredictionType == "epsilon" {
+		if len(modelOutput) != len(x) {
+			return nil, fmt.Errorf("ddim step: model output has %d values, sample %d", len(modelOutput), len(x))
+		}
+		return modelOutput, nil
+	}
+	eps, _, err := s.predict(modelOutput, x, s.alphasCumprod[t])
+	return eps, err
+}
+
+// OriginalSample is the predicted x0 a model output at timestep t on the
+// sample x stands for (step 3 of Step, before clipping): epsilon: (x -
+// sqrt(1-a_t) eps) / sqrt(a_t); v: sqrt(a_t) x - sqrt(1-a_t) v; sample: the
+// output. The result is a new slice.
+func (s *DDIM) OriginalSample(modelOutput, x []float32, t int) ([]float32, error) {
+	if err := s.checkT(t); err != nil {
+		return nil, err
+	}
+	_, x0, err := s.predict(modelOutput, x, s.alphasCumprod[t])
+	return x0, err
+}
+
+// StepEpsilon is Step given the noise prediction itself (from Epsilon)
+// rather than the model's output: the epsilon form of the DDIM update,
+// whatever the model predicts. For epsilon models it is Step, bit for bit.
+// The edit uses it to apply classifier-free guidance in epsilon space.
+func (p *Schedule) StepEpsilon(eps []float32, t int, x []float32) ([]float32, error) {
+	s := p.ddim
+	if err := s.checkT(t); err != nil {
+		return nil, err
+	}
+	aPrev, err := s.AlphaCumprod(p.PrevTimestep(t))
+	if err != nil {
+		return nil, err
+	}
+	return s.moveEps(eps, x, s.alphasCumprod[t], aPrev)
 }

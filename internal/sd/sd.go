@@ -10,12 +10,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/version"
 	"github.com/tokenflow/tokenflow/models"
@@ -26,6 +26,7 @@ import (
 type Options struct {
 	Model   string     // a diffusers folder, a cached hub id or a single .safetensors file
 	Device  ort.Device // cpu or cuda
+	DType   DType      // the graphs' element type ("": fp32)
 	Threads int        // intra-op threads (0: ONNX Runtime's default)
 	Log     io.Writer  // warnings, e.g. a prompt truncated to 77 tokens
 
@@ -137,21 +138,28 @@ func (p *Model) Dir() string { return p.Checkpoint.Dir }
 // of n latents counts n).
 func (p *Model) UNetFrames() int64 { return p.unetFrames.Load() }
 
-// WeightBytes is the size of the weight files of the UNet, VAE and text
-// encoder: what the sessions hold in memory (for float32 files).
+// WeightBytes is what the weights of the UNet, VAE and text encoder take
+// in the sessions: their elements (read from the files' headers) at the
+// graphs' element size, 4 bytes in fp32 and 2 in fp16 (the few
+// normalisation parameters an fp16 graph keeps in float32 are not told
+// apart).
 func (p *Model) WeightBytes() (int64, error) {
+	size := int64(p.opts.DType.graphType().Size())
 	var n int64
 	for _, comp := range []string{"unet", "vae", "text_encoder"} {
 		files, err := p.Checkpoint.WeightFiles(comp)
 		if err != nil {
 			return 0, err
 		}
-		for _, f := range files {
-			st, err := os.Stat(f)
+		for _, path := range files {
+			f, err := safetensors.Open(path)
 			if err != nil {
 				return 0, err
 			}
-			n += st.Size()
+			for _, name := range f.Names() {
+				n += f.Tensor(name).NumElements() * size
+			}
+			f.Close()
 		}
 	}
 	return n, nil
@@ -162,7 +170,16 @@ func (p *Model) componentWeights(comp string) (*models.Weights, error) {
 	if w, ok := p.weights[comp]; ok {
 		return w, nil
 	}
-	w, err := p.Checkpoint.Weights(comp, onnx.Float)
+	files, err := p.Checkpoint.WeightFiles(comp)
+	if err != nil {
+		return nil, err
+	}
+	if p.opts.DType == FP16 && p.opts.CacheRoot != "" {
+		if files, err = halfWeightFiles(p.opts.CacheRoot, comp, files, p.opts.Log); err != nil {
+			return nil, err
+		}
+	}
+	w, err := models.OpenWeights(comp, files, p.opts.DType.graphType())
 	if err != nil {
 		return nil, err
 	}

@@ -65,11 +65,20 @@ func sizeProblem(w, h int, multiple bool) string {
 // ratio, about TargetArea pixels, each side rounded to the nearest multiple of
 // SizeMultiple (at least SizeMultiple, at most MaxSide). 1280x720 gives 680x384, 720x1280 gives
 // 384x680, 640x640 gives 512x512. Pass the displayed (rotated) size.
-func DefaultSize(d Size) Size {
+func DefaultSize(d Size) Size { return DefaultSizeAt(d, 0) }
+
+// DefaultSizeAt is DefaultSize aiming at native x native pixels instead of
+// TargetArea: a model's native resolution (768 for the SD 2.x 768 models).
+// native 0 or less means TargetArea (512x512).
+func DefaultSizeAt(d Size, native int) Size {
 	if d.W <= 0 || d.H <= 0 {
 		return Size{}
 	}
-	scale := math.Sqrt(float64(TargetArea) / (float64(d.W) * float64(d.H)))
+	area := TargetArea
+	if native > 0 {
+		area = native * native
+	}
+	scale := math.Sqrt(float64(area) / (float64(d.W) * float64(d.H)))
 	side := func(v int) int {
 		n := int(math.Round(float64(v) * scale / SizeMultiple))
 		return min(max(n, 1)*SizeMultiple, MaxSide)

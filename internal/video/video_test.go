@@ -203,3 +203,23 @@ func TestRotationAndRate(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultSizeAt(t *testing.T) {
+	tests := []struct {
+		display Size
+		side    int
+		want    Size
+	}{
+		{Size{640, 640}, 768, Size{768, 768}},
+		{Size{1280, 720}, 768, Size{1024, 576}},
+		{Size{720, 1280}, 768, Size{576, 1024}},
+		{Size{1280, 720}, 512, Size{680, 384}}, // DefaultSize's
+		{Size{1280, 720}, 0, Size{680, 384}},   // no native size: 512
+		{Size{0, 720}, 768, Size{}},
+	}
+	for _, tt := range tests {
+		if got := DefaultSizeAt(tt.display, tt.side); got != tt.want {
+			t.Errorf("DefaultSizeAt(%v, %d) = %v, want %v", tt.display, tt.side, got, tt.want)
+		}
+	}
+}
