@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,12 +50,17 @@ func PromptSlug(prompt string) string {
 	return b.String()
 }
 
-// DefaultPromptOut is where Edit writes prompt n (from 1) of several when
-// the request names no Out: <input>.<n>-<slug>.tokenflow.mp4 next to the
-// input.
-func DefaultPromptOut(input string, n int, prompt string) string {
+// DefaultPromptTemplate is the Out template of several prompts when the
+// request names none: <input>.{n}-{slug}.tokenflow.mp4 next to the input.
+func DefaultPromptTemplate(input string) string {
 	clean := filepath.Clean(input)
-	return fmt.Sprintf("%s.%d-%s.tokenflow.mp4", clean[:len(clean)-len(filepath.Ext(clean))], n, PromptSlug(prompt))
+	return clean[:len(clean)-len(filepath.Ext(clean))] + "." + PlaceN + "-" + PlaceSlug + ".tokenflow.mp4"
+}
+
+// DefaultPromptOut is where Edit writes prompt n (from 1) of several when
+// the request names no Out: <input>.<n>-<slug>.tokenflow.mp4.
+func DefaultPromptOut(input string, n int, prompt string) string {
+	return expand(DefaultPromptTemplate(input), n, prompt)
 }
 
 // isTemplate reports whether path holds {n} or {slug}.
