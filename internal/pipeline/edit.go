@@ -46,9 +46,9 @@ type PromptResult struct {
 // PromptsError is an edit of several prompts some of which failed: theirs
 // are not written, the other prompts' outputs are.
 type PromptsError struct {
-	Failed []PromptResult // each with its Err, and its number in N
-	N      int            // the prompts of the edit
-	Number []int          // each failed prompt's position, from 1
+	Failed []PromptResult // the prompts that failed, each with its Err
+	Number []int          // their positions among the edit's prompts, from 1
+	N      int            // the edit's prompts
 }
 
 func (e *PromptsError) Error() string {
