@@ -30,6 +30,9 @@ type editView struct {
 	Out, SaveLatents, FramesDir, Config, OutDir     string
 	Force                                           bool
 	DType                                           string
+	Prompts, NegativePrompts                        []string
+	PromptsFile                                     string
+	PromptsPerCall                                  int
 }
 
 func viewEdit(o *EditOptions) editView {
@@ -42,6 +45,7 @@ func viewEdit(o *EditOptions) editView {
 		InversionSteps: o.InversionSteps, Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,
 		Keyframes: o.Keyframes, Seed: o.Seed, Out: o.Out, SaveLatents: o.SaveLatents, FramesDir: o.FramesDir,
 		Config: o.Config, OutDir: o.outDir, Force: o.Force, DType: o.DType,
+		Prompts: o.Prompts, NegativePrompts: o.NegativePrompts, PromptsFile: o.PromptsFile, PromptsPerCall: o.PromptsPerCall,
 	}
 }
 
