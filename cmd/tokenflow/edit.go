@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
 	"github.com/tokenflow/tokenflow/internal/pipeline"
 )
@@ -33,6 +35,13 @@ type EditOptions struct {
 	FramesDir       string
 	Config          string
 	outDir          string // output_path of an official config
+
+	// Mode is --mode: pnp (the default) or sdedit, whose settings are
+	// Strength (the official start) and DDIMNoise (use_ddim_noise).
+	Mode      string
+	Strength  float64
+	DDIMNoise bool
+	modeFlags map[string]string // the mode-specific flags given, with their values
 }
 
 func newCmdEdit(g *globalOptions, runF func(context.Context, *EditOptions) error) *cobra.Command {
@@ -98,6 +107,9 @@ Flags given on the command line override the file.`,
 	fs.StringVar(&o.SaveLatents, "save-latents", "", "also write the final latents to this safetensors file (tensor \"latents\")")
 	fs.StringVar(&o.FramesDir, "frames-dir", "", "also write the edited frames as PNGs into this folder")
 	fs.StringVar(&o.Config, "config", "", "YAML file of settings (official config_pnp.yaml keys accepted)")
+	fs.StringVar(&o.Mode, "mode", "pnp", "pnp (Plug-and-Play injection) or sdedit (noise the clip part-way, sample without injection; see docs/sdedit.md)")
+	fs.Float64Var(&o.Strength, "strength", pipeline.DefaultStrength, "sdedit: the official start, in (0,1]: the share of the steps to run (0.9 of 50 runs the last 44)")
+	fs.BoolVar(&o.DDIMNoise, "ddim-noise", true, "sdedit: noise the clip with its inversion's noise; false: one seeded Gaussian noise shared by all frames")
 	return cmd
 }
 
@@ -119,6 +131,7 @@ var editFlags = sourceFlags.with(flagNames{
 	"prompt": "--prompt", "inversion_steps": "--inversion-steps", "steps": "--steps", "guidance": "--guidance",
 	"pnp_attn": "--pnp-attn", "pnp_conv": "--pnp-conv", "out": "--out", "save_latents": "--save-latents",
 	"frames_dir": "--frames-dir", "keyframes": "--keyframes",
+	"strength": "--strength",
 })
 
 // request turns the flags into the pipeline's request.
@@ -132,6 +145,10 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 	if err != nil {
 		return pipeline.EditRequest{}, usageErr("--keyframes %s: want random or middle", o.Keyframes)
 	}
+	sd, err := o.sdedit()
+	if err != nil {
+		return pipeline.EditRequest{}, err
+	}
 	if o.outDir != "" {
 		// an official config's output_path: created as the official code does
 		if err := os.MkdirAll(o.outDir, 0o755); err != nil {
@@ -140,7 +157,42 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 	}
 	return pipeline.EditRequest{InvertRequest: inv, Prompt: o.Prompt, NegativePrompt: o.NegativePrompt,
 		Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv, Keyframes: kf, Seed: o.Seed,
-		Out: o.outputPath(), SaveLatents: o.SaveLatents, FramesDir: o.FramesDir, Overwrite: o.Force}, nil
+		Out: o.outputPath(), SaveLatents: o.SaveLatents, FramesDir: o.FramesDir, Overwrite: o.Force, SDEdit: sd}, nil
+}
+
+// afterParse records which optional flags were given: sourceOptions',
+// and those of one mode only.
+func (o *EditOptions) afterParse(fs *pflag.FlagSet) {
+	o.sourceOptions.afterParse(fs)
+	o.modeFlags = map[string]string{}
+	for _, name := range []string{"strength", "ddim-noise", "pnp-attn", "pnp-conv"} {
+		if f := fs.Lookup(name); f != nil && f.Changed {
+			o.modeFlags[name] = f.Value.String()
+		}
+	}
+}
+
+// sdedit is --mode's SDEdit settings, nil for pnp. A flag of the other
+// mode is refused rather than ignored.
+func (o *EditOptions) sdedit() (*edit.SDEdit, error) {
+	only := func(mode, todo string, flags ...string) error {
+		for _, name := range flags {
+			if v, ok := o.modeFlags[name]; ok {
+				return usageErr("--%s %s: applies only to --mode %s: %s", name, v, mode, todo)
+			}
+		}
+		return nil
+	}
+	switch o.Mode {
+	case "pnp":
+		return nil, only("sdedit", "add --mode sdedit, or leave it out", "strength", "ddim-noise")
+	case "sdedit":
+		if err := only("pnp", "SDEdit injects nothing; leave it out", "pnp-attn", "pnp-conv"); err != nil {
+			return nil, err
+		}
+		return &edit.SDEdit{Start: o.Strength, Gaussian: !o.DDIMNoise}, nil
+	}
+	return nil, usageErr("--mode %s: want pnp or sdedit", o.Mode)
 }
 
 // check checks the settings as the edit will, before any work.

@@ -7,6 +7,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,10 @@ type job struct {
 	unet0  int64
 	ortRun time.Duration
 	ortNew time.Duration
+
+	// editSteps is the steps the edit runs when not all of req.Steps
+	// (SDEdit); 0 for all.
+	editSteps int
 }
 
 // open loads ONNX Runtime and the model, checks the schedule against the
@@ -312,8 +317,9 @@ func (j *job) announce(entry *cache.Entry, forEdit bool) {
 	if forEdit {
 		b := min(max(r.BatchSize, 1), n)
 		k := (n + b - 1) / b
-		total += int64(r.Steps * 3 * (k + n))
-		parts = append(parts, fmt.Sprintf("edit %d steps x 3 x (%s + %d frames)", r.Steps, plural(k, "keyframe"), n))
+		steps := cmp.Or(j.editSteps, r.Steps)
+		total += int64(steps * 3 * (k + n))
+		parts = append(parts, fmt.Sprintf("edit %d steps x 3 x (%s + %d frames)", steps, plural(k, "keyframe"), n))
 	}
 	if total == 0 {
 		return
