@@ -63,11 +63,22 @@ the input's frame rate and audio; its path is printed on stdout (JSON with
 A clip whose frame count is not a multiple of --batch-size is handled whole:
 the last batch is smaller (the official code drops those frames).
 
+--mode sdedit is the official SDEdit variant (run_tokenflow_sdedit.py): the
+clip is noised part-way down the schedule with its inversion's noise
+(--ddim-noise=false: one seeded Gaussian noise shared by all frames), then
+sampled with the same keyframes, extended attention and propagation but no
+Plug-and-Play injection. --strength is the official start: of --steps it
+runs the last int(strength x steps) - 1 (0.9 of 50: 44), or all of them
+when strength x steps is below 2. See docs/sdedit.md.
+
 --config reads a YAML file: the official TokenFlow config_pnp.yaml keys
 (prompt, negative_prompt, n_timesteps, guidance_scale, pnp_attn_t, pnp_f_t,
 batch_size, n_frames, n_inversion_steps, seed, sd_version, data_path,
 output_path, latents_path, device) work as they are, as do this tool's flag
 names with underscores (inversion_prompt, keyframes, size, model, out, ...).
+The official config_sdedit.yaml works too: its use_ddim_noise selects
+--mode sdedit, and in an SDEdit edit the key start is the official start
+(--strength); in a PnP edit start is the first frame (--start).
 Flags given on the command line override the file.`,
 		Args: editArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -101,12 +112,12 @@ Flags given on the command line override the file.`,
 	fs.Float64Var(&o.PnPAttn, "pnp-attn", pipeline.DefaultPnPAttn, "fraction of the steps with query/key injection, in [0,1]")
 	fs.Float64Var(&o.PnPConv, "pnp-conv", pipeline.DefaultPnPConv, "fraction of the steps with feature injection, in [0,1]")
 	fs.StringVar(&o.Keyframes, "keyframes", "random", "keyframe of each batch: random (seeded) or middle (reproducible across implementations)")
-	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice (and of --mode sdedit's Gaussian noise)")
 	fs.StringVarP(&o.Out, "out", "o", "", "output video (default: <input>.tokenflow.mp4)")
 	fs.BoolVar(&o.Force, "force", false, "overwrite an existing output")
 	fs.StringVar(&o.SaveLatents, "save-latents", "", "also write the final latents to this safetensors file (tensor \"latents\")")
 	fs.StringVar(&o.FramesDir, "frames-dir", "", "also write the edited frames as PNGs into this folder")
-	fs.StringVar(&o.Config, "config", "", "YAML file of settings (official config_pnp.yaml keys accepted)")
+	fs.StringVar(&o.Config, "config", "", "YAML file of settings (official config_pnp.yaml and config_sdedit.yaml keys accepted)")
 	fs.StringVar(&o.Mode, "mode", "pnp", "pnp (Plug-and-Play injection) or sdedit (noise the clip part-way, sample without injection; see docs/sdedit.md)")
 	fs.Float64Var(&o.Strength, "strength", pipeline.DefaultStrength, "sdedit: the official start, in (0,1]: the share of the steps to run (0.9 of 50 runs the last 44)")
 	fs.BoolVar(&o.DDIMNoise, "ddim-noise", true, "sdedit: noise the clip with its inversion's noise; false: one seeded Gaussian noise shared by all frames")
@@ -212,6 +223,7 @@ type editJSON struct {
 	Size            string             `json:"size"`
 	FPS             string             `json:"fps"`
 	Keyframes       string             `json:"keyframes"`
+	Mode            string             `json:"mode"`
 	UNetFrames      int64              `json:"unet_frame_evaluations"`
 	Latents         string             `json:"latents,omitempty"`
 	FramesDir       string             `json:"frames_dir,omitempty"`
@@ -233,6 +245,6 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 		return nil
 	}
 	return printJSON(o.globalOptions.Out, editJSON{Output: res.Output, CacheDir: res.Inversion.CacheDir, InversionReused: res.Inversion.Reused,
-		Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, UNetFrames: res.UNetFrames,
+		Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, Mode: o.Mode, UNetFrames: res.UNetFrames,
 		Latents: res.Latents, FramesDir: res.FramesDir, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB()})
 }

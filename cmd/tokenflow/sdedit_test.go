@@ -49,7 +49,7 @@ func TestEditSDEditConformance(t *testing.T) {
 				if !strings.Contains(r.Stderr, "edit 5 steps x 3 x (2 keyframes + 8 frames)") {
 					t.Errorf("stderr does not announce the 5 SDEdit steps:\n%s", r.Stderr)
 				}
-				if res.Latents != latents || res.Frames != 8 || res.Size != "64x64" || res.Keyframes != "middle" {
+				if res.Latents != latents || res.Frames != 8 || res.Size != "64x64" || res.Keyframes != "middle" || res.Mode != "sdedit" {
 					t.Errorf("result %+v", res)
 				}
 				got, gotShape := fixture.Open(t, latents).F32("latents")
