@@ -239,7 +239,8 @@ func configKeysSorted() []string {
 // same settings give as flags, which then pass or fail the same checks.
 // The seeds in testdata/fuzz/FuzzConfig are written by hand, except
 // official_config_pnp*: the two versions of configs/config_pnp.yaml in the
-// official TokenFlow repository (the older one has skip_steps, refused).
+// official TokenFlow repository (the older one has skip_steps, refused),
+// and official_config_sdedit, its configs/config_sdedit.yaml.
 func FuzzConfig(f *testing.F) {
 	f.Add([]byte(officialConfig))
 	dir := f.TempDir()
