@@ -35,6 +35,24 @@ func TestEditSDEditConformance(t *testing.T) {
 			inv := fixture.Open(t, fixture.Expected(t, name, "tokenflow_inv10", "tokenflow.safetensors"))
 			exp := fixture.Open(t, fixture.Expected(t, name, "sdedit_s06", "sdedit.safetensors"))
 			want, wantShape := exp.F32("sdedit.final_latents")
+			// the official run's settings (sdedit_info.json)
+			var info struct {
+				Start          float64 `json:"start"`
+				Steps          int     `json:"n_timesteps"`
+				InversionSteps int     `json:"inv_steps"`
+				Kept           []int   `json:"kept_timesteps"`
+				DDIMNoise      bool    `json:"use_ddim_noise"`
+			}
+			b, err := os.ReadFile(fixture.Expected(t, name, "sdedit_s06", "sdedit_info.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &info); err != nil {
+				t.Fatal(err)
+			}
+			if info.Start != 0.6 || info.Steps != 10 || info.InversionSteps != 10 || !info.DDIMNoise || !slices.Equal(info.Kept, []int{401, 301, 201, 101, 1}) {
+				t.Fatalf("sdedit_info.json %+v: not the run this test is written for", info)
+			}
 			cacheDir := filepath.Join(d, "cache")
 			edit := func(out string) (editResult, []float32) {
 				t.Helper()
