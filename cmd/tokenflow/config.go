@@ -59,6 +59,14 @@ var configKeys = map[string]string{
 	"frames_dir":       "frames-dir",
 	"prompts":          "prompts",
 	"prompts_per_call": "prompts-per-call",
+	// SDEdit (--mode sdedit): the official config_sdedit.yaml's start and
+	// use_ddim_noise, and this tool's names. start is --start (the first
+	// frame) except in an SDEdit edit, where it is the official start,
+	// --strength (see apply).
+	"use_ddim_noise": "ddim-noise",
+	"mode":           "mode",
+	"strength":       "strength",
+	"ddim_noise":     "ddim-noise",
 }
 
 // listKeys may hold a list: several prompts, and a negative prompt for each.
@@ -187,6 +195,10 @@ func parseConfig(b []byte) (*editConfig, error) {
 func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
+	sdedit, err := c.sdeditMode(o, fs, given, configPath)
+	if err != nil {
+		return err
+	}
 	for _, s := range c.settings {
 		value := s.value
 		if s.isList {
@@ -227,9 +239,13 @@ func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string)
 			}
 			value = id
 		}
-		f := fs.Lookup(configKeys[s.key])
+		name := configKeys[s.key]
+		if s.key == "start" && sdedit {
+			name = "strength" // the official SDEdit start
+		}
+		f := fs.Lookup(name)
 		if f == nil {
-			return fmt.Errorf("--config %s: line %d: %s: edit has no flag --%s", configPath, s.line, s.key, configKeys[s.key])
+			return fmt.Errorf("--config %s: line %d: %s: edit has no flag --%s", configPath, s.line, s.key, name)
 		}
 		var err error
 		if given[f.Name] && f.Name == "prompt" {
@@ -249,6 +265,39 @@ func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string)
 	}
 	o.afterParse(fs)
 	return nil
+}
+
+// sdeditMode says whether the edit is an SDEdit one, in which the key
+// start is the official start (--strength) rather than the first frame:
+// --mode on the command line, else the file's mode, else sdedit when the
+// file holds use_ddim_noise (an official config_sdedit.yaml), which then
+// sets --mode sdedit. start and strength are then one setting: not both.
+func (c *editConfig) sdeditMode(o *EditOptions, fs *pflag.FlagSet, given map[string]bool, configPath string) (bool, error) {
+	mode := o.Mode
+	if !given["mode"] {
+		for _, s := range c.settings {
+			if s.key == "mode" {
+				mode = s.value
+			}
+		}
+		if c.line["mode"] == 0 && c.line["use_ddim_noise"] > 0 {
+			if err := fs.Set("mode", "sdedit"); err != nil {
+				return false, err
+			}
+			mode = "sdedit"
+		}
+	}
+	if mode != "sdedit" {
+		return false, nil
+	}
+	if a, b := c.line["start"], c.line["strength"]; a > 0 && b > 0 {
+		later, earlier, line := "start", "strength", b
+		if b > a {
+			later, earlier, line = "strength", "start", a
+		}
+		return false, usageErr("--config %s: line %d: %s and %s (line %d) both set --strength: keep one", configPath, max(a, b), later, earlier, line)
+	}
+	return true, nil
 }
 
 // resolveAlias follows YAML aliases (*name) to the node they stand for.

@@ -9,7 +9,9 @@ import (
 	"slices"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
 	"github.com/tokenflow/tokenflow/internal/pipeline"
 )
@@ -39,6 +41,13 @@ type EditOptions struct {
 	FramesDir       string
 	Config          string
 	outDir          string // output_path of an official config
+
+	// Mode is --mode: pnp (the default) or sdedit, whose settings are
+	// Strength (the official start) and DDIMNoise (use_ddim_noise).
+	Mode      string
+	Strength  float64
+	DDIMNoise bool
+	modeFlags map[string]string // the mode-specific flags given, with their values
 }
 
 func newCmdEdit(g *globalOptions, runF func(context.Context, *EditOptions) error) *cobra.Command {
@@ -60,11 +69,22 @@ the input's frame rate and audio; its path is printed on stdout (JSON with
 A clip whose frame count is not a multiple of --batch-size is handled whole:
 the last batch is smaller (the official code drops those frames).
 
+--mode sdedit is the official SDEdit variant (run_tokenflow_sdedit.py): the
+clip is noised part-way down the schedule with its inversion's noise
+(--ddim-noise=false: one seeded Gaussian noise shared by all frames), then
+sampled with the same keyframes, extended attention and propagation but no
+Plug-and-Play injection. --strength is the official start: of --steps it
+runs the last int(strength x steps) - 1 (0.9 of 50: 44), or all of them
+when strength x steps is below 2. See docs/sdedit.md.
+
 --config reads a YAML file: the official TokenFlow config_pnp.yaml keys
 (prompt, negative_prompt, n_timesteps, guidance_scale, pnp_attn_t, pnp_f_t,
 batch_size, n_frames, n_inversion_steps, seed, sd_version, data_path,
 output_path, latents_path, device) work as they are, as do this tool's flag
 names with underscores (inversion_prompt, keyframes, size, model, out, ...).
+The official config_sdedit.yaml works too: its use_ddim_noise selects
+--mode sdedit, and in an SDEdit edit the key start is the official start
+(--strength); in a PnP edit start is the first frame (--start).
 Flags given on the command line override the file.
 
 Several prompts: repeat --prompt, or give --prompts FILE (one per line; blank
@@ -110,12 +130,15 @@ status is 1 and the message names it.`,
 	fs.Float64Var(&o.PnPAttn, "pnp-attn", pipeline.DefaultPnPAttn, "fraction of the steps with query/key injection, in [0,1]")
 	fs.Float64Var(&o.PnPConv, "pnp-conv", pipeline.DefaultPnPConv, "fraction of the steps with feature injection, in [0,1]")
 	fs.StringVar(&o.Keyframes, "keyframes", "random", "keyframe of each batch: random (seeded) or middle (reproducible across implementations)")
-	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice (and of --mode sdedit's Gaussian noise)")
 	fs.StringVarP(&o.Out, "out", "o", "", "output video (default: <input>.tokenflow.mp4); with several prompts a template holding {n} or {slug} (default: <input>.{n}-{slug}.tokenflow.mp4)")
 	fs.BoolVar(&o.Force, "force", false, "overwrite an existing output")
 	fs.StringVar(&o.SaveLatents, "save-latents", "", "also write the final latents to this safetensors file (tensor \"latents\")")
 	fs.StringVar(&o.FramesDir, "frames-dir", "", "also write the edited frames as PNGs into this folder")
-	fs.StringVar(&o.Config, "config", "", "YAML file of settings (official config_pnp.yaml keys accepted)")
+	fs.StringVar(&o.Config, "config", "", "YAML file of settings (official config_pnp.yaml and config_sdedit.yaml keys accepted)")
+	fs.StringVar(&o.Mode, "mode", "pnp", "pnp (Plug-and-Play injection) or sdedit (noise the clip part-way, sample without injection; see docs/sdedit.md)")
+	fs.Float64Var(&o.Strength, "strength", pipeline.DefaultStrength, "sdedit: the official start, in (0,1]: the share of the steps to run (0.9 of 50 runs the last 44)")
+	fs.BoolVar(&o.DDIMNoise, "ddim-noise", true, "sdedit: noise the clip with its inversion's noise; false: one seeded Gaussian noise shared by all frames")
 	return cmd
 }
 
@@ -147,6 +170,7 @@ var editFlags = sourceFlags.with(flagNames{
 	"prompts_per_call": "--prompts-per-call",
 	// the placeholders of output templates, named as they are written
 	"n": pipeline.PlaceN, "slug": pipeline.PlaceSlug,
+	"strength": "--strength",
 })
 
 // request turns the flags into the pipeline's request.
@@ -159,6 +183,10 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 	kf, err := keyframes.ParsePolicy(o.Keyframes)
 	if err != nil {
 		return pipeline.EditRequest{}, usageErr("--keyframes %s: want random or middle", o.Keyframes)
+	}
+	sd, err := o.sdedit()
+	if err != nil {
+		return pipeline.EditRequest{}, err
 	}
 	if o.outDir != "" {
 		// an official config's output_path: created as the official code does
@@ -178,7 +206,42 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 	return pipeline.EditRequest{InvertRequest: inv, Prompt: o.Prompt, Prompts: prompts, NegativePrompt: o.NegativePrompt,
 		NegativePrompts: o.NegativePrompts, PromptsPerCall: o.PromptsPerCall,
 		Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv, Keyframes: kf, Seed: o.Seed,
-		Out: o.outputPath(several), SaveLatents: o.SaveLatents, FramesDir: o.FramesDir, Overwrite: o.Force}, nil
+		Out: o.outputPath(several), SaveLatents: o.SaveLatents, FramesDir: o.FramesDir, Overwrite: o.Force, SDEdit: sd}, nil
+}
+
+// afterParse records which optional flags were given: sourceOptions',
+// and those of one mode only.
+func (o *EditOptions) afterParse(fs *pflag.FlagSet) {
+	o.sourceOptions.afterParse(fs)
+	o.modeFlags = map[string]string{}
+	for _, name := range []string{"strength", "ddim-noise", "pnp-attn", "pnp-conv"} {
+		if f := fs.Lookup(name); f != nil && f.Changed {
+			o.modeFlags[name] = f.Value.String()
+		}
+	}
+}
+
+// sdedit is --mode's SDEdit settings, nil for pnp. A flag of the other
+// mode is refused rather than ignored.
+func (o *EditOptions) sdedit() (*edit.SDEdit, error) {
+	only := func(mode, todo string, flags ...string) error {
+		for _, name := range flags {
+			if v, ok := o.modeFlags[name]; ok {
+				return usageErr("--%s %s: applies only to --mode %s: %s", name, v, mode, todo)
+			}
+		}
+		return nil
+	}
+	switch o.Mode {
+	case "pnp":
+		return nil, only("sdedit", "add --mode sdedit, or leave it out", "strength", "ddim-noise")
+	case "sdedit":
+		if err := only("pnp", "SDEdit injects nothing; leave it out", "pnp-attn", "pnp-conv"); err != nil {
+			return nil, err
+		}
+		return &edit.SDEdit{Start: o.Strength, Gaussian: !o.DDIMNoise}, nil
+	}
+	return nil, usageErr("--mode %s: want pnp or sdedit", o.Mode)
 }
 
 // check checks the settings as the edit will, before any work.
@@ -199,6 +262,7 @@ type editJSON struct {
 	FPS             string             `json:"fps"`
 	Keyframes       string             `json:"keyframes"`
 	DType           string             `json:"dtype"`
+	Mode            string             `json:"mode"`
 	UNetFrames      int64              `json:"unet_frame_evaluations"`
 	Latents         string             `json:"latents,omitempty"`
 	FramesDir       string             `json:"frames_dir,omitempty"`
@@ -233,7 +297,7 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	if o.JSON {
 		j := editJSON{CacheDir: res.Inversion.CacheDir, InversionReused: res.Inversion.Reused,
 			Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, UNetFrames: res.UNetFrames,
-			DType: string(res.Inversion.DType), Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB(), PromptsPerCall: res.PromptsPerCall}
+			DType: string(res.Inversion.DType), Mode: o.Mode, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB(), PromptsPerCall: res.PromptsPerCall}
 		if len(res.Prompts) == 1 {
 			j.Output, j.Latents, j.FramesDir = res.Output, res.Latents, res.FramesDir
 		}

@@ -58,6 +58,10 @@ type Params struct {
 	// separate calls give the same results, the source group is then
 	// evaluated once per call.
 	PromptsPerCall int
+	// SDEdit, when set, makes the edit the official SDEdit variant (see
+	// SDEdit): it runs only the schedule's kept timesteps, from the
+	// noise it says, with no injection (PnPAttn and PnPConv are unused).
+	SDEdit *SDEdit
 	// Progress, when set, is told after each pass how many frame
 	// evaluations of total are done.
 	Progress func(done, total int)
@@ -90,6 +94,10 @@ type Editor struct {
 	// a pass: [source x n | negative_p x n ... | prompt_p x n ...]; they do
 	// not change across steps.
 	passText map[string]tensor.Tensor
+	// noInject turns all injection off (SDEdit); shared is SDEdit's
+	// Gaussian noise of every frame, or empty for the inversion's.
+	noInject bool
+	shared   tensor.Tensor
 
 	// Time spent in keyframe and propagation passes.
 	KeyframeTime, PropagateTime time.Duration
@@ -107,6 +115,12 @@ func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
 		return nil, err
 	}
 	ts := sched.Timesteps()
+	if sd := p.SDEdit; sd != nil {
+		if !(sd.Start > 0 && sd.Start <= 1) {
+			return nil, fmt.Errorf("edit: SDEdit start %v: want a number in (0, 1]", sd.Start)
+		}
+		ts = ts[FirstKept(sd.Start, len(ts)):]
+	}
 	for _, t := range ts {
 		z, ok := in.Noisy[t]
 		if !ok {
@@ -130,8 +144,17 @@ func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
 	if err != nil || P < 1 || in.Source.N() != 1 || neg.N() != P {
 		return nil, fmt.Errorf("edit: want one row of text states per prompt (the negative's once or per prompt), of one shape: have %v, %v and %v", in.Source.Shape, in.Negative.Shape, in.Prompt.Shape)
 	}
-	return &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: pnp.NewSchedule(ts, p.PnPAttn, p.PnPConv),
-		kf: kf, texts: texts, n: n, prompts: P, passText: map[string]tensor.Tensor{}}, nil
+	e := &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: pnp.NewSchedule(ts, p.PnPAttn, p.PnPConv),
+		kf: kf, texts: texts, n: n, prompts: P, passText: map[string]tensor.Tensor{}}
+	if sd := p.SDEdit; sd != nil {
+		e.inject, e.noInject = pnp.Schedule{}, true
+		if sd.Gaussian {
+			if e.shared, err = SharedNoise(p.Seed, n, in.Z0.Shape[1:]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return e, nil
 }
 
 // Timesteps is the editing schedule, descending.
@@ -143,7 +166,16 @@ func (e *Editor) Keyframes(i int) []int { return e.kf[i] }
 // Start is the edit's starting latents: the inversion's noise
 // eps = (z_tmax - sqrt(a_tmax) z0)/sqrt(1 - a_tmax), tmax the most inverted
 // kept timestep, added back to z0 at the schedule's first timestep.
+//
+// With SDEdit's Gaussian noise, that noise is added instead.
 func (e *Editor) Start() (tensor.Tensor, error) {
+	if e.shared.Len() > 0 {
+		x, err := e.ddim.AddNoise(e.in.Z0.Data, e.shared.Data, e.ts[0])
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		return tensor.New(e.in.Z0.Shape, x)
+	}
 	tmax := slices.Max(slices.Collect(maps.Keys(e.in.Noisy)))
 	eps, err := e.ddim.NoiseFromSample(e.in.Noisy[tmax].Data, e.in.Z0.Data, tmax)
 	if err != nil {
@@ -309,6 +341,9 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 	t := e.ts[i]
 	src := e.in.Noisy[t]
 	inj := e.inject.At(t)
+	if e.noInject {
+		inj = pnp.Injection{} // SDEdit: not even the official t == 1000 rule
+	}
 	kf := e.kf[i]
 	batch := min(e.p.BatchSize, e.n)
 	per := len(kf) + e.n

@@ -114,6 +114,9 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	}
 	defer j.close()
 	j.prompts, j.perCall = P, req.PromptsPerCall
+	if req.SDEdit != nil {
+		j.editSteps = req.Steps - edit.FirstKept(req.SDEdit.Start, req.Steps)
+	}
 
 	// 1. the inversion, cached or computed
 	entry, lat, reused, err := j.inversion(ctx, true)
@@ -150,7 +153,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	j.model.Release("text_encoder")
 	var bar progress.Reporter // made at the first report, when the total is known
 	params := edit.Params{Steps: req.Steps, Guidance: req.Guidance, PnPAttn: req.PnPAttn, PnPConv: req.PnPConv,
-		BatchSize: req.BatchSize, Keyframes: req.Keyframes, Seed: req.Seed, PromptsPerCall: j.perCall,
+		BatchSize: req.BatchSize, Keyframes: req.Keyframes, Seed: req.Seed, PromptsPerCall: j.perCall, SDEdit: req.SDEdit,
 		Progress: func(done, total int) {
 			if bar == nil {
 				bar = progress.New(req.Progress, "edit", "frame-passes", total)

@@ -7,6 +7,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,10 @@ type job struct {
 	// An edit's prompts, and how many share a UNet call (0 until memory
 	// chooses, when the request leaves it to the estimate).
 	prompts, perCall int
+
+	// editSteps is the steps the edit runs when not all of req.Steps
+	// (SDEdit); 0 for all.
+	editSteps int
 }
 
 // open loads ONNX Runtime and the model, checks the schedule against the
@@ -351,8 +356,9 @@ func (j *job) announce(entry *cache.Entry, forEdit bool) {
 		P, m := max(j.prompts, 1), max(j.perCall, 1)
 		calls := (P + m - 1) / m
 		groups := 2*P + calls
-		total += int64(r.Steps * groups * (k + n))
-		parts = append(parts, fmt.Sprintf("edit %d steps x %d x (%s + %d frames)", r.Steps, groups, plural(k, "keyframe"), n))
+		steps := cmp.Or(j.editSteps, r.Steps)
+		total += int64(steps * groups * (k + n))
+		parts = append(parts, fmt.Sprintf("edit %d steps x %d x (%s + %d frames)", steps, groups, plural(k, "keyframe"), n))
 		if P > 1 {
 			fmt.Fprintf(r.Log, "%d prompts, %d per UNet call: %d branches per frame (the source's shared) where separate runs take %d\n", P, m, groups, 3*P)
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
@@ -27,6 +28,9 @@ const (
 	DefaultPnPConv        = 0.8
 	DefaultBatchSize      = 8
 )
+
+// DefaultStrength is the official SDEdit start (configs/config_sdedit.yaml).
+const DefaultStrength = 0.9
 
 // ErrExists marks an output that already exists and may not be replaced.
 var ErrExists = errors.New("already exists")
@@ -105,6 +109,11 @@ type EditRequest struct {
 	SaveLatents string
 	FramesDir   string
 	Overwrite   bool // replace existing outputs
+
+	// SDEdit, when set, makes the edit the official SDEdit variant
+	// (edit.SDEdit: noise to the step Start gives, sample without
+	// injection; PnPAttn and PnPConv are unused); nil is the PnP edit.
+	SDEdit *edit.SDEdit
 }
 
 // Validate checks every setting that needs no model, as Invert does before
@@ -171,6 +180,9 @@ func (r *EditRequest) Validate() error {
 	}
 	if !(r.Guidance >= 0) || math.IsInf(r.Guidance, 0) {
 		checks = append(checks, param.Errorf("guidance", r.Guidance, "must be a number, not negative"))
+	}
+	if sd := r.SDEdit; sd != nil && !(sd.Start > 0 && sd.Start <= 1) {
+		checks = append(checks, param.Errorf("strength", sd.Start, "must be above 0 and at most 1: the share of the denoising steps to run (the official start)"))
 	}
 	if err := cmp.Or(checks...); err != nil {
 		return err
