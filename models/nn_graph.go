@@ -13,14 +13,14 @@ type propagation struct {
 
 // propagationIn are the values one propagation layer reads.
 type propagationIn struct {
-	X        onnx.Value // [3n,S,C] in Type: norm1 output, [source | uncond | cond]
+	X        onnx.Value // [Gn,S,C] in Type: norm1 output, G groups [source | uncond_1..P | cond_1..P]
 	KfTokens onnx.Value // float32 [K,S,C]: the keyframes' source-branch tokens
-	KfAttn   onnx.Value // float32 [3K,S,C]: the keyframes' attn1 outputs, all branches
+	KfAttn   onnx.Value // float32 [GK,S,C]: the keyframes' attn1 outputs, all groups
 	Pivots   onnx.Value // int64 [2]: keyframe slots of the two pivots
 	Weights  onnx.Value // float32 [n]: the first pivot's weight per frame
 }
 
-// build returns attn1's propagated output out [3n,S,C] (in Type) and the
+// build returns attn1's propagated output out [Gn,S,C] (in Type) and the
 // nearest-neighbour indices idx [2,n*S] (int64; row p is pivot p's).
 //
 // Steps (DESIGN.md section 3, propagation pass):
@@ -35,28 +35,31 @@ func (p propagation) build(g *onnx.Graph, in propagationIn) (out, idx onnx.Value
 	C := p.Channels
 	x := in.X
 	S := g.ShapeRange(x, 1, 2) // [1]
-	// 1. X = source-third tokens, unit rows. [n,S,C]
-	xs := unitRows(g, g.Split(x, 0, 3)[0])
+	// the batch is G groups of n frames, n the weights' length
+	n := g.ShapeRange(in.Weights, 0, 1)
+	G := g.Div(g.ShapeRange(x, 0, 1), n)
+	// 1. X = source-group tokens, unit rows. [n,S,C]
+	xs := unitRows(g, rows(g, x, g.Ints(0), n))
 	// 2. the two pivots' tokens, unit rows. [K,S,C] -> [2,S,C]
 	pv := unitRows(g, toDT(g, g.Gather(in.KfTokens, in.Pivots, 0), dt))
 	// 3. cosine similarity and argmax (first index on ties):
 	// [1,nS,C] x [2,C,S] -> [2,nS,S] -> idx [2,nS]
 	sim := g.MatMul(g.Reshape(xs, 1, -1, C), g.Transpose(pv, 0, 2, 1))
 	idx = g.ArgMax(sim, 2, false)
-	// 4. gather each branch's cached attention output at idx.
-	// kf_attn [3K,S,C] -> [3,K,S,C] -> pivots [3,2,S,C] -> [3,2S,C]
-	ka := g.ReshapeTo(in.KfAttn, g.Concat(0, g.Ints(3, -1), S, g.Ints(C)))
-	pa := g.Reshape(toDT(g, g.Gather(ka, in.Pivots, 1), dt), 3, -1, C)
+	// 4. gather each group's cached attention output at idx.
+	// kf_attn [GK,S,C] -> [G,K,S,C] -> pivots [G,2,S,C] -> [G,2S,C]
+	ka := g.ReshapeTo(in.KfAttn, g.Concat(0, G, g.Ints(-1), S, g.Ints(C)))
+	pa := g.ReshapeTo(toDT(g, g.Gather(ka, in.Pivots, 1), dt), g.Concat(0, G, g.Ints(-1, C)))
 	// pivot 2's rows start at S: idx + [0, S] -> [2nS]
 	offs := g.Unsqueeze(g.Concat(0, g.Ints(0), S), 1)
 	flat := g.Reshape(g.Add(idx, offs), -1)
-	got := g.Gather(pa, flat, 1) // [3, 2nS, C]
-	// [3,2nS,C] -> [3,2,n,S,C]; w [n] -> [1,1,n,1,1]
-	got = g.ReshapeTo(got, g.Concat(0, g.Ints(3, 2, -1), S, g.Ints(C)))
+	got := g.Gather(pa, flat, 1) // [G, 2nS, C]
+	// [G,2nS,C] -> [G,2,n,S,C]; w [n] -> [1,1,n,1,1]
+	got = g.ReshapeTo(got, g.Concat(0, G, g.Ints(2, -1), S, g.Ints(C)))
 	two := g.Split(got, 1, 2)
 	w := toDT(g, g.Reshape(in.Weights, 1, 1, -1, 1, 1), dt)
 	one := toDT(g, g.Scalar(1), dt)
-	// 5. out = w G1 + (1 - w) G2, [3,1,n,S,C] -> [3n,S,C]
+	// 5. out = w G1 + (1 - w) G2, [G,1,n,S,C] -> [Gn,S,C]
 	out = g.Add(g.Mul(w, two[0]), g.Mul(g.Sub(one, w), two[1]))
 	out = g.ReshapeTo(out, g.Concat(0, g.Ints(-1), S, g.Ints(C)))
 	return out, idx

@@ -1,6 +1,8 @@
 package models
 
 import (
+	"math"
+
 	"github.com/tokenflow/tokenflow/internal/onnx"
 )
 
@@ -21,12 +23,19 @@ import (
 // branch of the uncond and cond thirds by the source third's, in modes 1
 // and 2. Each self-attention layer is an If on the mode; the weights are
 // initializers of the root graph, shared by the branches.
+//
+// Several prompts share one pass: in modes 1 and 2 the batch is 1 + 2P
+// groups of n frames, [source | uncond_1..uncond_P | cond_1..cond_P]; the
+// source group is evaluated once and every edited group takes its
+// injected features and, in mode 2, its nearest-neighbour matches. One
+// prompt is P = 1, the thirds above. n is the length of pivot_weights, or,
+// when that is empty, a third of the batch (see groups).
 const (
 	InAttnMode     = "attn_mode"     // int64 [1]
 	InQKInject     = "qk_inject"     // bool [1]
 	InConvInject   = "conv_inject"   // bool [1]
 	InPivots       = "pivots"        // int64 [2]: keyframe slots of the first and second pivot
-	InPivotWeights = "pivot_weights" // float32 [n]: the first pivot's weight per frame
+	InPivotWeights = "pivot_weights" // float32 [n]: the first pivot's weight per frame; its length is the frames per group (keyframe mode: K, or empty for three groups)
 
 	ModePlain     = 0
 	ModeKeyframe  = 1
@@ -36,7 +45,7 @@ const (
 // Per-layer TokenFlow I/O names: keyframe-pass outputs, and the same
 // tensors fed back to propagation passes.
 func OutTokens(layer string) string   { return "tokens/" + layer } // [K,S,C] source-branch tokens (norm1 output)
-func OutAttn(layer string) string     { return "attn/" + layer }   // [3K,S,C] attn1 outputs of all branches
+func OutAttn(layer string) string     { return "attn/" + layer }   // [(1+2P)K,S,C] attn1 outputs of all groups
 func InKeyTokens(layer string) string { return "kf_tokens/" + layer }
 func InKeyAttn(layer string) string   { return "kf_attn/" + layer }
 
@@ -61,6 +70,25 @@ func (st *tokenflowState) init(g *onnx.Graph) {
 	st.pivots = g.Input(InPivots, onnx.Int64, onnx.D(2))
 	st.weights = g.Input(InPivotWeights, onnx.Float, onnx.P("frames"))
 }
+
+// groups splits a TokenFlow batch x [B,...] into its groups: n, the frames
+// per group, is pivot_weights' length, or B/3 when that is empty (a
+// keyframe pass of one prompt may give no weights); G = B/n is 1 + 2P for
+// P prompts. Both int64 [1].
+func (st *tokenflowState) groups(g *onnx.Graph, x onnx.Value) (n, G onnx.Value) {
+	B := g.ShapeRange(x, 0, 1)
+	nw := g.ShapeRange(st.weights, 0, 1)
+	n = g.Where(g.Op("Equal", []onnx.Value{nw, g.Ints(0)}), g.Div(B, g.Ints(3)), nw)
+	return n, g.Div(B, n)
+}
+
+// rows is x[from:to] along axis 0 (from, to int64 [1]).
+func rows(g *onnx.Graph, x, from, to onnx.Value) onnx.Value {
+	return g.SliceDyn(x, from, to, g.Ints(0))
+}
+
+// toEnd is an end index past any batch.
+const toEnd = math.MaxInt64
 
 // tokenflowAttn is the self-attention processor of the TokenFlow UNet;
 // injectQK marks the layers with Plug-and-Play query/key injection.
@@ -115,38 +143,39 @@ func toDT(g *onnx.Graph, v onnx.Value, dt onnx.DataType) onnx.Value {
 	return g.Cast(v, dt)
 }
 
-// keyframe is the keyframe pass: x [3K,S,C] = [source | uncond | cond].
+// keyframe is the keyframe pass: x [(1+2P)K,S,C] = [source | uncond_1..P
+// | cond_1..P], K keyframes per group.
 func (p tokenflowAttn) keyframe(g *onnx.Graph, a *Attention, x onnx.Value, l Layer) []onnx.Value {
+	K, G := p.st.groups(g, x)
 	q, k, v := a.Q(g, x), a.K(g, x), a.V(g, x)
-	// [3K,S,D] -> three [K,S,D]
-	qs := g.Split(q, 0, 3)
-	ks := g.Split(k, 0, 3)
-	vs := g.Split(v, 0, 3)
+	// The source group, frame by frame: [K,S,D]; the 2P edited groups,
+	// each group's K frames as one sequence of K*S tokens so that every
+	// query sees the keys of all keyframes (extended attention):
+	// [2PK,S,D] -> [2P,K*S,D].
+	zero := g.Ints(0)
+	edited := g.Concat(0, g.Sub(G, g.Ints(1)), g.Ints(-1, a.InnerDim))
+	src := func(t onnx.Value) onnx.Value { return rows(g, t, zero, K) }
+	ext := func(t onnx.Value) onnx.Value { return g.ReshapeTo(rows(g, t, K, g.Ints(toEnd)), edited) }
+	q0, k0, v0 := src(q), src(k), src(v)
+	qe, ke, ve := ext(q), ext(k), ext(v)
 	if p.injectQK {
-		// PnP: uncond and cond take the source's queries and keys, frame
-		// for frame, when injection is on at this timestep.
-		for i := 1; i < 3; i++ {
-			qs[i] = g.Where(p.st.qk, qs[0], qs[i])
-			ks[i] = g.Where(p.st.qk, ks[0], ks[i])
-		}
+		// PnP: every edited group takes the source's queries and keys,
+		// frame for frame, when injection is on at this timestep.
+		// [K,S,D] -> [1,K*S,D], broadcast over the groups.
+		seq := func(t onnx.Value) onnx.Value { return g.Reshape(t, 1, -1, a.InnerDim) }
+		qe = g.Where(p.st.qk, seq(q0), qe)
+		ke = g.Where(p.st.qk, seq(k0), ke)
 	}
-	src := a.Attend(g, qs[0], ks[0], vs[0])
-	// Extended attention: each third's K frames as one sequence of K*S
-	// tokens, so every query sees the keys of all keyframes; uncond and
-	// cond go as a batch of 2. [K,S,D] -> [1,K*S,D], stacked -> [2,K*S,D]
-	seq := func(t onnx.Value) onnx.Value { return g.Reshape(t, 1, -1, a.InnerDim) }
-	ext := a.Attend(g,
-		g.Concat(0, seq(qs[1]), seq(qs[2])),
-		g.Concat(0, seq(ks[1]), seq(ks[2])),
-		g.Concat(0, seq(vs[1]), seq(vs[2])))
-	// [2,K*S,D] -> [2K,S,D]
-	ext = g.ReshapeTo(ext, g.Concat(0, g.Ints(-1), g.ShapeRange(x, 1, 2), g.Ints(a.InnerDim)))
-	out := a.Out(g, g.Concat(0, src, ext))
-	tokens := g.Split(x, 0, 3)[0]
+	srcOut := a.Attend(g, q0, k0, v0)
+	extOut := a.Attend(g, qe, ke, ve)
+	// [2P,K*S,D] -> [2PK,S,D]
+	extOut = g.ReshapeTo(extOut, g.Concat(0, g.Ints(-1), g.ShapeRange(x, 1, 2), g.Ints(a.InnerDim)))
+	out := a.Out(g, g.Concat(0, srcOut, extOut))
+	tokens := rows(g, x, zero, K)
 	return []onnx.Value{out, tokens, out}
 }
 
-// propagate is the propagation pass: x [3n,S,C]; attn1's output comes from
+// propagate is the propagation pass: x [(1+2P)n,S,C]; attn1's output comes from
 // the keyframes' cached outputs (DESIGN.md section 3, propagation pass).
 func (p tokenflowAttn) propagate(g *onnx.Graph, a *Attention, x onnx.Value, l Layer, kfTokens, kfAttn onnx.Value) []onnx.Value {
 	st := p.st
@@ -185,11 +214,13 @@ func (u *UNet) TokenFlowGraph(inj Injection) (*onnx.Graph, error) {
 	for _, path := range inj.Conv {
 		hooks[path] = func(g *onnx.Graph, h onnx.Value) onnx.Value {
 			st.init(g)
-			// uncond and cond take the source's residual branch.
+			// every edited group takes the source's residual branch:
+			// [n,...] of the source, repeated G times.
 			return g.If(st.conv, []onnx.DataType{u.Weights.Type},
 				func(b *onnx.Graph) []onnx.Value {
-					th := b.Split(h, 0, 3)
-					return []onnx.Value{b.Concat(0, th[0], th[0], th[0])}
+					n, G := st.groups(b, h)
+					src := rows(b, h, b.Ints(0), n)
+					return []onnx.Value{b.Op("Tile", []onnx.Value{src, b.Concat(0, G, b.Ints(1, 1, 1))})}
 				},
 				func(b *onnx.Graph) []onnx.Value { return []onnx.Value{h} })[0]
 		}

@@ -10,7 +10,8 @@
 # skips them. A default run takes about 10 minutes on 2 cores.
 #
 # Environment:
-#   BENCH         regexp of benchmarks to run (default: all)
+#   BENCH         regexp of benchmarks to run (default: all); e.g.
+#                 BenchmarkPrompts for only the many-prompt comparison
 #   BENCHTIME     -benchtime for the quick benchmarks (default 1s)
 #   UNET_EVALS    timed full-size UNet evaluations per thread count (default 5)
 #   PIPELINE_TIME -benchtime for internal/inversion and internal/edit (default 1x)
@@ -141,6 +142,11 @@ log "bench: done in $(($(date +%s) - start))s, load average $(loadavg)"
     echo
     echo "Whole runs (tokenflow edit; PERF.md workload for sd21-base-256; official: 1184 s at 1 thread, 923 s at 2):"
     grep '^pipeline:' "$out" | sed 's/^pipeline: /  /'
+  fi
+  if grep -q '^prompts:' "$out"; then
+    echo
+    echo "Four prompts in one run vs four runs of one prompt, one inversion shared (issue 11; target ratio 0.70 or less):"
+    grep '^prompts:' "$out" | sed 's/^prompts: /  /'
   fi
   if grep -q -- '--- FAIL\|^FAIL' "$out"; then
     echo

@@ -30,6 +30,7 @@ type benchJSON struct {
 	Seconds    map[string]float64 `json:"seconds"`
 	PeakRSSMB  float64            `json:"peak_rss_mb"`
 	UNetFrames int64              `json:"unet_frame_evaluations"`
+	PerCall    int                `json:"prompts_per_call"`
 }
 
 func benchTF(b *testing.B, args ...string) benchJSON {

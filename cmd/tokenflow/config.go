@@ -57,7 +57,20 @@ var configKeys = map[string]string{
 	"out":              "out",
 	"save_latents":     "save-latents",
 	"frames_dir":       "frames-dir",
+	"prompts":          "prompts",
+	"prompts_per_call": "prompts-per-call",
+	// SDEdit (--mode sdedit): the official config_sdedit.yaml's start and
+	// use_ddim_noise, and this tool's names. start is --start (the first
+	// frame) except in an SDEdit edit, where it is the official start,
+	// --strength (see apply).
+	"use_ddim_noise": "ddim-noise",
+	"mode":           "mode",
+	"strength":       "strength",
+	"ddim_noise":     "ddim-noise",
 }
+
+// listKeys may hold a list: several prompts, and a negative prompt for each.
+var listKeys = map[string]bool{"prompt": true, "negative_prompt": true}
 
 // sdVersions maps the official sd_version values to hub ids.
 var sdVersions = map[string]string{
@@ -77,6 +90,8 @@ type editConfig struct {
 type configSetting struct {
 	key, value string
 	line       int
+	list       []string // the items of a list value (listKeys)
+	isList     bool
 }
 
 // loadConfig reads --config: a YAML mapping of known keys to single values,
@@ -137,8 +152,28 @@ func parseConfig(b []byte) (*editConfig, error) {
 			return nil, fmt.Errorf("line %d: unknown key %q%s", s.line, s.key, suggestKey(s.key))
 		case c.line[s.key] > 0:
 			return nil, fmt.Errorf("line %d: %s is already set on line %d: keep one", s.line, s.key, c.line[s.key])
+		case v.Kind == yaml.SequenceNode && listKeys[s.key]:
+			if len(v.Content) == 0 {
+				return nil, fmt.Errorf("line %d: %s: an empty list: give one or more", s.line, s.key)
+			}
+			s.isList = true
+			for _, item := range v.Content {
+				item = resolveAlias(item)
+				if item.Kind != yaml.ScalarNode {
+					return nil, fmt.Errorf("line %d: %s: want a list of single values, found %s", item.Line, s.key, kindName(item))
+				}
+				if item.ShortTag() == "!!null" {
+					s.list = append(s.list, "")
+				} else {
+					s.list = append(s.list, item.Value)
+				}
+			}
 		case v.Kind != yaml.ScalarNode:
-			return nil, fmt.Errorf("line %d: %s: want a single value, found %s", s.line, s.key, kindName(v))
+			what := "a single value"
+			if listKeys[s.key] {
+				what = "a single value or a list"
+			}
+			return nil, fmt.Errorf("line %d: %s: want %s, found %s", s.line, s.key, what, kindName(v))
 		}
 		if prev, dup := flagKey[flag]; dup && flag != "" && s.key != "sd_version" && prev.key != "sd_version" {
 			return nil, fmt.Errorf("line %d: %s and %s (line %d) both set --%s: keep one", s.line, s.key, prev.key, prev.line, flag)
@@ -146,7 +181,7 @@ func parseConfig(b []byte) (*editConfig, error) {
 		if s.key != "sd_version" {
 			flagKey[flag] = s
 		}
-		if v.ShortTag() != "!!null" {
+		if v.ShortTag() != "!!null" && !s.isList {
 			s.value = v.Value
 		}
 		c.settings = append(c.settings, s)
@@ -160,8 +195,29 @@ func parseConfig(b []byte) (*editConfig, error) {
 func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
+	sdedit, err := c.sdeditMode(o, fs, given, configPath)
+	if err != nil {
+		return err
+	}
 	for _, s := range c.settings {
 		value := s.value
+		if s.isList {
+			// prompt: every item a prompt; negative_prompt: one per prompt.
+			// A flag on the command line wins (strings need no check).
+			name := configKeys[s.key]
+			switch {
+			case given[name]:
+			case s.key == "prompt":
+				for _, p := range s.list {
+					if err := fs.Set(name, p); err != nil {
+						return usageErr("--config %s: line %d: %s %s", configPath, s.line, s.key, invalidValue(p, err))
+					}
+				}
+			default:
+				o.NegativePrompts = s.list
+			}
+			continue
+		}
 		switch s.key {
 		case "data_path": // the input argument wins
 			if o.Input == "" {
@@ -183,11 +239,18 @@ func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string)
 			}
 			value = id
 		}
-		f := fs.Lookup(configKeys[s.key])
+		name := configKeys[s.key]
+		if s.key == "start" && sdedit {
+			name = "strength" // the official SDEdit start
+		}
+		f := fs.Lookup(name)
 		if f == nil {
-			return fmt.Errorf("--config %s: line %d: %s: edit has no flag --%s", configPath, s.line, s.key, configKeys[s.key])
+			return fmt.Errorf("--config %s: line %d: %s: edit has no flag --%s", configPath, s.line, s.key, name)
 		}
 		var err error
+		if given[f.Name] && f.Name == "prompt" {
+			continue // the command line's prompts win; a string needs no check
+		}
 		if given[f.Name] {
 			// the command line wins, but the file's value must be valid too
 			keep := f.Value.String()
@@ -202,6 +265,39 @@ func (c *editConfig) apply(o *EditOptions, fs *pflag.FlagSet, configPath string)
 	}
 	o.afterParse(fs)
 	return nil
+}
+
+// sdeditMode says whether the edit is an SDEdit one, in which the key
+// start is the official start (--strength) rather than the first frame:
+// --mode on the command line, else the file's mode, else sdedit when the
+// file holds use_ddim_noise (an official config_sdedit.yaml), which then
+// sets --mode sdedit. start and strength are then one setting: not both.
+func (c *editConfig) sdeditMode(o *EditOptions, fs *pflag.FlagSet, given map[string]bool, configPath string) (bool, error) {
+	mode := o.Mode
+	if !given["mode"] {
+		for _, s := range c.settings {
+			if s.key == "mode" {
+				mode = s.value
+			}
+		}
+		if c.line["mode"] == 0 && c.line["use_ddim_noise"] > 0 {
+			if err := fs.Set("mode", "sdedit"); err != nil {
+				return false, err
+			}
+			mode = "sdedit"
+		}
+	}
+	if mode != "sdedit" {
+		return false, nil
+	}
+	if a, b := c.line["start"], c.line["strength"]; a > 0 && b > 0 {
+		later, earlier, line := "start", "strength", b
+		if b > a {
+			later, earlier, line = "strength", "start", a
+		}
+		return false, usageErr("--config %s: line %d: %s and %s (line %d) both set --strength: keep one", configPath, max(a, b), later, earlier, line)
+	}
+	return true, nil
 }
 
 // resolveAlias follows YAML aliases (*name) to the node they stand for.

@@ -72,6 +72,19 @@ func TestConfigKeys(t *testing.T) {
 		{"out: o.webm", []string{"--out", "o.webm"}, func(v *editView) { v.Out = "o.webm" }},
 		{"save_latents: l.safetensors", []string{"--save-latents", "l.safetensors"}, func(v *editView) { v.SaveLatents = "l.safetensors" }},
 		{"frames_dir: fr", []string{"--frames-dir", "fr"}, func(v *editView) { v.FramesDir = "fr" }},
+		{"prompts: p.txt", []string{"--prompts", "p.txt"}, func(v *editView) { v.PromptsFile = "p.txt" }},
+		{"prompts_per_call: 2", []string{"--prompts-per-call", "2"}, func(v *editView) { v.PromptsPerCall = 2 }},
+		// lists: several prompts, a negative prompt for each
+		{"prompt: [a, b, c]", []string{"--prompt", "a", "--prompt", "b", "--prompt", "c"}, func(v *editView) { v.Prompt, v.Prompts = "a", []string{"b", "c"} }},
+		{"prompt:\n  - a\n  - ~", []string{"--prompt", "a", "--prompt", ""}, func(v *editView) { v.Prompt, v.Prompts = "a", []string{""} }},
+		{"negative_prompt: [x, y]", nil, func(v *editView) { v.NegativePrompts = []string{"x", "y"} }},
+		// SDEdit: the official config_sdedit.yaml's keys (its use_ddim_noise
+		// makes the edit an SDEdit one, where start is the official start)
+		// and this tool's
+		{"use_ddim_noise: False", []string{"--mode", "sdedit", "--ddim-noise=false"}, func(v *editView) { v.Mode, v.DDIMNoise = "sdedit", false }},
+		{"mode: sdedit", []string{"--mode", "sdedit"}, func(v *editView) { v.Mode = "sdedit" }},
+		{"strength: 0.5", []string{"--strength", "0.5"}, func(v *editView) { v.Strength = 0.5 }},
+		{"ddim_noise: false", []string{"--ddim-noise=false"}, func(v *editView) { v.DDIMNoise = false }},
 		// YAML forms of one value
 		{"prompt: ~", []string{"--prompt", ""}, func(*editView) {}},
 		{"seed: 0x10", []string{"--seed", "0x10"}, func(v *editView) { v.Seed = 16 }},
@@ -179,8 +192,10 @@ func TestConfigFileErrors(t *testing.T) {
 		{"prompt: x\nprompt: y\n", "line 2: prompt is already set on line 1: keep one"},
 		{"latents_path: a\ncache_dir: b\n", "line 2: cache_dir and latents_path (line 1) both set --cache-dir: keep one"},
 		{"n_timesteps: 10\nsteps: 20\n", "line 2: steps and n_timesteps (line 1) both set --steps: keep one"},
-		{"prompt: [a, b]\n", "line 1: prompt: want a single value, found a list"},
-		{"prompt:\n  text: x\n", "line 1: prompt: want a single value, found a mapping"},
+		{"seed: [1, 2]\n", "line 1: seed: want a single value, found a list"},
+		{"prompt:\n  text: x\n", "line 1: prompt: want a single value or a list, found a mapping"},
+		{"prompt: []\n", "line 1: prompt: an empty list: give one or more"},
+		{"prompt:\n  - a\n  - [b]\n", "line 3: prompt: want a list of single values, found a list"},
 		{"- prompt: x\n", "line 1: want key: value lines, found a list"},
 		{"a cat\n", `line 1: want key: value lines, found "a cat"`},
 		{"[a]: x\n", "line 1: want a key such as n_timesteps, found a list"},
@@ -233,7 +248,8 @@ func configKeysSorted() []string {
 // same settings give as flags, which then pass or fail the same checks.
 // The seeds in testdata/fuzz/FuzzConfig are written by hand, except
 // official_config_pnp*: the two versions of configs/config_pnp.yaml in the
-// official TokenFlow repository (the older one has skip_steps, refused).
+// official TokenFlow repository (the older one has skip_steps, refused),
+// and official_config_sdedit, its configs/config_sdedit.yaml.
 func FuzzConfig(f *testing.F) {
 	f.Add([]byte(officialConfig))
 	dir := f.TempDir()
@@ -292,4 +308,100 @@ func FuzzConfig(f *testing.F) {
 			t.Fatalf("check: %q is not one line", errConfig)
 		}
 	})
+}
+
+// officialSDEditConfig is configs/config_sdedit.yaml of the official
+// TokenFlow repository (omerbt/TokenFlow), as it is.
+const officialSDEditConfig = `# general
+seed: 1
+device: 'cuda'
+output_path: 'tokenflow-results'
+
+# data
+data_path: 'wolf-part'
+latents_path: 'latents' # should be the same as 'save_dir' arg used in preprocess
+n_inversion_steps: 100 # for retrieving the latents of the inversion
+n_frames: 40
+
+# diffusion
+sd_version: '2.1'
+guidance_scale: 7.5
+n_timesteps: 50
+prompt: a shiny silver robotic wolf
+negative_prompt: "ugly, blurry, low res, unrealistic, unaesthetic"
+batch_size: 8
+
+# SDEdit params 
+start: 0.9 # start sampling from t = start * 1000
+use_ddim_noise: True # use ddim noise to noise the images. better structure preservation`
+
+// TestConfigSDEdit: the official config_sdedit.yaml works as it is (an
+// SDEdit edit, start its strength); start is the first frame in a PnP
+// edit and the strength in an SDEdit one, whichever says the mode.
+func TestConfigSDEdit(t *testing.T) {
+	t.Setenv("TOKENFLOW_MODEL", "")
+	official := writeConfig(t, officialSDEditConfig)
+	got, err := parseEdit(t, "--config", official)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := editDefaults
+	want.Config, want.Seed, want.Device, want.OutDir = official, 1, "cuda", "tokenflow-results"
+	want.Input, want.CacheDir, want.InversionSteps, want.Frames, want.FramesSet = "wolf-part", "latents", 100, 40, true
+	want.Model, want.Guidance, want.Steps, want.Prompt, want.BatchSize = "stabilityai/stable-diffusion-2-1-base", 7.5, 50, "a shiny silver robotic wolf", 8
+	want.Mode, want.Strength, want.DDIMNoise = "sdedit", 0.9, true
+	if d := diffFields(want, got); d != "" {
+		t.Errorf("official config_sdedit.yaml (-want +got):\n%s", d)
+	}
+
+	for _, tc := range []struct {
+		name, yaml string
+		args       []string
+		change     func(*editView)
+	}{
+		{"start in a PnP edit is the first frame", "start: 2\n", nil, func(v *editView) { v.Start = 2 }},
+		{"start with mode: sdedit", "mode: sdedit\nstart: 0.6\n", nil, func(v *editView) { v.Mode, v.Strength = "sdedit", 0.6 }},
+		{"start after mode: sdedit", "start: 0.6\nmode: sdedit\n", nil, func(v *editView) { v.Mode, v.Strength = "sdedit", 0.6 }},
+		{"start with --mode sdedit", "start: 0.6\n", []string{"--mode", "sdedit"}, func(v *editView) { v.Mode, v.Strength = "sdedit", 0.6 }},
+		{"--strength overrides start", "use_ddim_noise: true\nstart: 0.6\n", []string{"--strength", "0.3"}, func(v *editView) { v.Mode, v.Strength = "sdedit", 0.3 }},
+		{"--mode pnp overrides use_ddim_noise's sdedit", "use_ddim_noise: true\n", []string{"--mode", "pnp"}, func(*editView) {}},
+		{"--mode pnp: start is the first frame", "start: 3\nuse_ddim_noise: true\n", []string{"--mode", "pnp"}, func(v *editView) { v.Start = 3 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeConfig(t, tc.yaml)
+			got, err := parseEdit(t, append([]string{"--config", cfg}, tc.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := editDefaults
+			want.Config = cfg
+			tc.change(&want)
+			if d := diffFields(want, got); d != "" {
+				t.Errorf("config %q %q (-want +got):\n%s", tc.yaml, tc.args, d)
+			}
+		})
+	}
+
+	// Errors: one usage line naming the file's line or the flag.
+	for _, tc := range []struct {
+		yaml string
+		args []string
+		want string
+	}{
+		{"mode: sdedit\nstart: 0.6\nstrength: 0.5\n", nil, "--config %s: line 3: strength and start (line 2) both set --strength: keep one"},
+		{"use_ddim_noise: true\nddim_noise: true\n", nil, "--config %s: line 2: ddim_noise and use_ddim_noise (line 1) both set --ddim-noise: keep one"},
+		{"use_ddim_noise: maybe\n", nil, "--config %s: line 1: use_ddim_noise \"maybe\": "},
+		{"mode: sdedit\nstart: most\n", nil, "--config %s: line 2: start \"most\": "},
+		{"start: 0.6\n", nil, "--config %s: line 1: start \"0.6\": "}, // a PnP edit: the first frame
+	} {
+		t.Run(tc.yaml, func(t *testing.T) {
+			cfg := writeConfig(t, tc.yaml)
+			var stdout, stderr bytes.Buffer
+			code := Main(append([]string{"edit", "--config", cfg, "in.mp4"}, tc.args...), &stdout, &stderr)
+			want := "tokenflow: " + fmt.Sprintf(tc.want, cfg)
+			if got := stderr.String(); !strings.HasPrefix(got, want) || strings.Count(got, "\n") != 1 || code != exitUsage {
+				t.Errorf("exit %d, want %d\n-%s\n+%s", code, exitUsage, want, got)
+			}
+		})
+	}
 }

@@ -30,6 +30,13 @@ type editView struct {
 	Out, SaveLatents, FramesDir, Config, OutDir     string
 	Force                                           bool
 	DType                                           string
+	Prompts, NegativePrompts                        []string
+	PromptsFile                                     string
+	PromptsPerCall                                  int
+
+	Mode      string
+	Strength  float64
+	DDIMNoise bool
 }
 
 func viewEdit(o *EditOptions) editView {
@@ -42,6 +49,8 @@ func viewEdit(o *EditOptions) editView {
 		InversionSteps: o.InversionSteps, Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,
 		Keyframes: o.Keyframes, Seed: o.Seed, Out: o.Out, SaveLatents: o.SaveLatents, FramesDir: o.FramesDir,
 		Config: o.Config, OutDir: o.outDir, Force: o.Force, DType: o.DType,
+		Prompts: o.Prompts, NegativePrompts: o.NegativePrompts, PromptsFile: o.PromptsFile, PromptsPerCall: o.PromptsPerCall,
+		Mode: o.Mode, Strength: o.Strength, DDIMNoise: o.DDIMNoise,
 	}
 }
 
@@ -122,6 +131,7 @@ var editDefaults = editView{
 	NegativePrompt: "ugly, blurry, low res, unrealistic, unaesthetic",
 	InversionSteps: 500, Steps: 50, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8,
 	Keyframes: "random", Seed: 1,
+	Mode: "pnp", Strength: 0.9, DDIMNoise: true,
 }
 
 var invertDefaults = invertView{
@@ -149,7 +159,8 @@ func TestEditFlags(t *testing.T) {
 				Start: 2, Frames: 5, Stride: 3, Threads: 2, BatchSize: 4, FramesSet: true, JSON: true,
 				Prompt: "a red cube", NegativePrompt: "", InversionPrompt: "a ball", InversionSteps: 10, Steps: 10,
 				Guidance: 5, PnPAttn: 0.25, PnPConv: 1, Keyframes: "middle", Seed: 42,
-				Out: "o.mp4", SaveLatents: "l.safetensors", FramesDir: "fr", Force: true}
+				Out: "o.mp4", SaveLatents: "l.safetensors", FramesDir: "fr", Force: true,
+				Mode: "pnp", Strength: 0.9, DDIMNoise: true}
 		}},
 		{"short flags", []string{"-p", "x", "-o", "y.mp4", "in"}, func(v *editView) { v.Prompt, v.Out, v.Input = "x", "y.mp4", "in" }},
 		{"--frames 0 is recorded as given", []string{"--frames", "0", "in"}, func(v *editView) { v.Input, v.FramesSet = "in", true }},

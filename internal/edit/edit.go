@@ -30,6 +30,11 @@ import (
 // weights[i] of the first), and returns the model's output [3n,C,h,w]:
 // the predicted noise, or v for a v-prediction model (the scheduler's
 // prediction_type says which; the edit converts it to noise).
+//
+// With m prompts in one call, x is 1 + 2m groups of K (or n) frames,
+// [source | uncond_1..uncond_m | cond_1..cond_m]: the source group once,
+// its injected features shared by every prompt; the cache and the noise
+// are in the same groups. One prompt is m = 1, the thirds above.
 type UNet interface {
 	KeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int) (*tokens.PivotCache, error)
 	PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, weights []float32) (tensor.Tensor, error)
@@ -47,37 +52,52 @@ type Params struct {
 	BatchSize int
 	Keyframes keyframes.Policy
 	Seed      uint64
+	// PromptsPerCall bounds how many prompts share one UNet call (0: all
+	// of them). A call over m prompts holds 1 + 2m groups of frames, so
+	// its memory grows with m (see the pipeline's estimate); prompts in
+	// separate calls give the same results, the source group is then
+	// evaluated once per call.
+	PromptsPerCall int
+	// SDEdit, when set, makes the edit the official SDEdit variant (see
+	// SDEdit): it runs only the schedule's kept timesteps, from the
+	// noise it says, with no injection (PnPAttn and PnPConv are unused).
+	SDEdit *SDEdit
 	// Progress, when set, is told after each pass how many frame
 	// evaluations of total are done.
 	Progress func(done, total int)
 }
 
-// Inputs are what the edit starts from: the inversion and three prompts'
-// text states (one row each).
+// Inputs are what the edit starts from: the inversion and the prompts'
+// text states.
 type Inputs struct {
 	Z0       tensor.Tensor         // VAE latents of the video [N,C,h,w]
 	Noisy    map[int]tensor.Tensor // inverted latents by kept timestep
 	Source   tensor.Tensor         // inversion prompt's states [1,77,C]
-	Negative tensor.Tensor
-	Prompt   tensor.Tensor
+	Negative tensor.Tensor         // [1,77,C] for every prompt, or one row per prompt
+	Prompt   tensor.Tensor         // [P,77,C]: one row per prompt to edit with
 }
 
 // Editor runs one edit.
 type Editor struct {
-	u      UNet
-	ddim   *scheduler.DDIM
-	sched  *scheduler.Schedule
-	in     Inputs
-	p      Params
-	ts     []int
-	inject pnp.Schedule
-	kf     [][]int
-	texts  tensor.Tensor // rows [source, negative, prompt]
-	n      int
-	// passText caches, by frames per third, the text states of a pass:
-	// [source x n | negative x n | prompt x n]; they do not change across
-	// steps.
-	passText map[int]tensor.Tensor
+	u       UNet
+	ddim    *scheduler.DDIM
+	sched   *scheduler.Schedule
+	in      Inputs
+	p       Params
+	ts      []int
+	inject  pnp.Schedule
+	kf      [][]int
+	texts   tensor.Tensor // rows [source, negative_1..P, prompt_1..P]
+	n       int
+	prompts int
+	// passText caches, by frames per group and prompts, the text states of
+	// a pass: [source x n | negative_p x n ... | prompt_p x n ...]; they do
+	// not change across steps.
+	passText map[string]tensor.Tensor
+	// noInject turns all injection off (SDEdit); shared is SDEdit's
+	// Gaussian noise of every frame, or empty for the inversion's.
+	noInject bool
+	shared   tensor.Tensor
 
 	// Time spent in keyframe and propagation passes.
 	KeyframeTime, PropagateTime time.Duration
@@ -95,6 +115,12 @@ func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
 		return nil, err
 	}
 	ts := sched.Timesteps()
+	if sd := p.SDEdit; sd != nil {
+		if !(sd.Start > 0 && sd.Start <= 1) {
+			return nil, fmt.Errorf("edit: SDEdit start %v: want a number in (0, 1]", sd.Start)
+		}
+		ts = ts[FirstKept(sd.Start, len(ts)):]
+	}
 	for _, t := range ts {
 		z, ok := in.Noisy[t]
 		if !ok {
@@ -109,12 +135,26 @@ func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
 	if err != nil {
 		return nil, err
 	}
-	texts, err := tensor.Concat(in.Source, in.Negative, in.Prompt)
-	if err != nil || texts.N() != 3 {
-		return nil, fmt.Errorf("edit: want one row of text states per prompt, of one shape: have %v, %v and %v", in.Source.Shape, in.Negative.Shape, in.Prompt.Shape)
+	P := in.Prompt.N()
+	neg := in.Negative
+	if neg.N() == 1 && P > 1 {
+		neg = neg.Repeat([]int{0}, []int{P})
 	}
-	return &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: pnp.NewSchedule(ts, p.PnPAttn, p.PnPConv),
-		kf: kf, texts: texts, n: n, passText: map[int]tensor.Tensor{}}, nil
+	texts, err := tensor.Concat(in.Source, neg, in.Prompt)
+	if err != nil || P < 1 || in.Source.N() != 1 || neg.N() != P {
+		return nil, fmt.Errorf("edit: want one row of text states per prompt (the negative's once or per prompt), of one shape: have %v, %v and %v", in.Source.Shape, in.Negative.Shape, in.Prompt.Shape)
+	}
+	e := &Editor{u: u, ddim: ddim, sched: sched, in: in, p: p, ts: ts, inject: pnp.NewSchedule(ts, p.PnPAttn, p.PnPConv),
+		kf: kf, texts: texts, n: n, prompts: P, passText: map[string]tensor.Tensor{}}
+	if sd := p.SDEdit; sd != nil {
+		e.inject, e.noInject = pnp.Schedule{}, true
+		if sd.Gaussian {
+			if e.shared, err = SharedNoise(p.Seed, n, in.Z0.Shape[1:]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return e, nil
 }
 
 // Timesteps is the editing schedule, descending.
@@ -126,7 +166,16 @@ func (e *Editor) Keyframes(i int) []int { return e.kf[i] }
 // Start is the edit's starting latents: the inversion's noise
 // eps = (z_tmax - sqrt(a_tmax) z0)/sqrt(1 - a_tmax), tmax the most inverted
 // kept timestep, added back to z0 at the schedule's first timestep.
+//
+// With SDEdit's Gaussian noise, that noise is added instead.
 func (e *Editor) Start() (tensor.Tensor, error) {
+	if e.shared.Len() > 0 {
+		x, err := e.ddim.AddNoise(e.in.Z0.Data, e.shared.Data, e.ts[0])
+		if err != nil {
+			return tensor.Tensor{}, err
+		}
+		return tensor.New(e.in.Z0.Shape, x)
+	}
 	tmax := slices.Max(slices.Collect(maps.Keys(e.in.Noisy)))
 	eps, err := e.ddim.NoiseFromSample(e.in.Noisy[tmax].Data, e.in.Z0.Data, tmax)
 	if err != nil {
@@ -139,115 +188,273 @@ func (e *Editor) Start() (tensor.Tensor, error) {
 	return tensor.New(e.in.Z0.Shape, x)
 }
 
-// Run edits from Start to the final latents.
+// Prompts is the number of prompts the edit runs.
+func (e *Editor) Prompts() int { return e.prompts }
+
+// Run edits from Start to the final latents, for an edit of one prompt.
 func (e *Editor) Run(ctx context.Context) (tensor.Tensor, error) {
-	x, err := e.Start()
+	if e.prompts != 1 {
+		return tensor.Tensor{}, fmt.Errorf("edit: Run edits one prompt, this edit has %d: use RunPrompts", e.prompts)
+	}
+	xs, errs, err := e.RunPrompts(ctx)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
-	for i := range e.ts {
-		if x, err = e.Step(ctx, i, x); err != nil {
-			return tensor.Tensor{}, err
-		}
-	}
-	return x, nil
+	return xs[0], errs[0]
 }
 
-// textFor is the text states of a pass over n frames per third.
-func (e *Editor) textFor(n int) tensor.Tensor {
-	t, ok := e.passText[n]
+// RunPrompts edits every prompt from Start to its final latents, xs[p].
+// A prompt whose latents go NaN or infinite stops there, its
+// *tensor.NonFiniteError in errs[p] (xs[p] empty), and the others go on;
+// err is an error that stopped them all (the UNet's, cancellation).
+func (e *Editor) RunPrompts(ctx context.Context) (xs []tensor.Tensor, errs []error, err error) {
+	x, err := e.Start()
+	if err != nil {
+		return nil, nil, err
+	}
+	xs = make([]tensor.Tensor, e.prompts)
+	errs = make([]error, e.prompts)
+	for p := range xs {
+		xs[p] = x
+	}
+	for i := range e.ts {
+		next, stepErrs, err := e.StepPrompts(ctx, i, xs)
+		if err != nil {
+			return nil, nil, err
+		}
+		for p, err := range stepErrs {
+			if err != nil {
+				errs[p] = err
+			}
+		}
+		xs = next
+		if !slices.ContainsFunc(xs, func(x tensor.Tensor) bool { return x.Data != nil }) {
+			break // every prompt failed
+		}
+	}
+	return xs, errs, nil
+}
+
+// textFor is the text states of a pass over n frames per group for the
+// prompts ps: [source x n | negative_p x n ... | prompt_p x n ...].
+func (e *Editor) textFor(n int, ps []int) tensor.Tensor {
+	key := fmt.Sprint(n, ps)
+	t, ok := e.passText[key]
 	if !ok {
-		t = e.texts.Repeat([]int{0, 1, 2}, []int{n, n, n})
-		e.passText[n] = t
+		rows := []int{0}
+		for _, p := range ps {
+			rows = append(rows, 1+p)
+		}
+		for _, p := range ps {
+			rows = append(rows, 1+e.prompts+p)
+		}
+		counts := make([]int, len(rows))
+		for k := range counts {
+			counts[k] = n
+		}
+		t = e.texts.Repeat(rows, counts)
+		e.passText[key] = t
 	}
 	return t
 }
 
-// triple is the batch [src[idx] | x[idx] | x[idx]].
-func triple(src, x tensor.Tensor, idx []int) tensor.Tensor {
-	b := x.Gather(idx)
-	out, _ := tensor.Concat(src.Gather(idx), b, b) // one shape: checked by New
+// groups is the batch [src[idx] | xs[p][idx] ... | xs[p][idx] ...] of the
+// prompts ps: the source once, then each prompt's latents for its uncond
+// and again for its cond group.
+func groups(src tensor.Tensor, xs []tensor.Tensor, ps, idx []int) tensor.Tensor {
+	parts := []tensor.Tensor{src.Gather(idx)}
+	for _, p := range ps {
+		parts = append(parts, xs[p].Gather(idx))
+	}
+	parts = append(parts, parts[1:]...)
+	out, _ := tensor.Concat(parts...) // one shape: checked by New
+	return out
+}
+
+// keepGroups is the pivot cache of a pass over m prompts (K keyframes per
+// group) narrowed to the prompts at positions keep of the m.
+func keepGroups(c *tokens.PivotCache, m int, keep []int) *tokens.PivotCache {
+	K := len(c.Keyframes)
+	var idx []int
+	add := func(g int) {
+		for k := range K {
+			idx = append(idx, g*K+k)
+		}
+	}
+	add(0)
+	for _, j := range keep {
+		add(1 + j)
+	}
+	for _, j := range keep {
+		add(1 + m + j)
+	}
+	out := &tokens.PivotCache{Keyframes: c.Keyframes, Tokens: c.Tokens, Attn: map[string]tensor.Tensor{}}
+	for path, a := range c.Attn {
+		out.Attn[path] = a.Gather(idx)
+	}
+	return out
+}
+
+// chunks splits the prompts ps into the calls' prompt lists.
+func (e *Editor) chunks(ps []int) [][]int {
+	m := e.p.PromptsPerCall
+	if m < 1 {
+		m = len(ps)
+	}
+	var out [][]int
+	for len(ps) > 0 {
+		k := min(m, len(ps))
+		out = append(out, ps[:k])
+		ps = ps[k:]
+	}
 	return out
 }
 
 // Step runs denoising step i (timestep ts[i]) on x and returns the new
-// latents; x is not changed. Latents that come out NaN or infinite end the
-// step with a *tensor.NonFiniteError naming it, its timestep and the frame.
+// latents, for an edit of one prompt; x is not changed. Latents that come
+// out NaN or infinite end the step with a *tensor.NonFiniteError naming
+// it, its timestep and the frame.
 func (e *Editor) Step(ctx context.Context, i int, x tensor.Tensor) (tensor.Tensor, error) {
+	if e.prompts != 1 {
+		return tensor.Tensor{}, fmt.Errorf("edit: Step edits one prompt, this edit has %d: use StepPrompts", e.prompts)
+	}
+	xs, errs, err := e.StepPrompts(ctx, i, []tensor.Tensor{x})
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	return xs[0], errs[0]
+}
+
+// StepPrompts runs denoising step i (timestep ts[i]) on every prompt's
+// latents xs[p] (an empty tensor: a prompt that has failed, skipped) and
+// returns the new latents; xs is not changed. A prompt whose latents come
+// out NaN or infinite gets a *tensor.NonFiniteError naming the step, its
+// timestep and the frame in errs[p], and empty latents; it is left out of
+// the step's remaining passes. err is an error that stops every prompt.
+//
+// The prompts of one call (Params.PromptsPerCall) share its source group:
+// one keyframe pass and one propagation pass per batch for all of them.
+func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (next []tensor.Tensor, errs []error, err error) {
+	if len(xs) != e.prompts {
+		return nil, nil, fmt.Errorf("edit: %d prompts' latents for an edit of %d", len(xs), e.prompts)
+	}
 	t := e.ts[i]
 	src := e.in.Noisy[t]
 	inj := e.inject.At(t)
+	if e.noInject {
+		inj = pnp.Injection{} // SDEdit: not even the official t == 1000 rule
+	}
 	kf := e.kf[i]
 	batch := min(e.p.BatchSize, e.n)
 	per := len(kf) + e.n
-	done := i * per
-
-	// 1. keyframe pass: the pivot cache of this timestep
-	start := time.Now()
-	cache, err := e.u.KeyframePass(ctx, triple(src, x, kf), t, e.textFor(len(kf)), inj, kf)
-	if err != nil {
-		return tensor.Tensor{}, err
+	done := i * per * e.prompts
+	next = make([]tensor.Tensor, e.prompts)
+	errs = make([]error, e.prompts)
+	var active []int
+	for p, x := range xs {
+		if x.Data != nil {
+			active = append(active, p)
+		}
 	}
-	e.KeyframeTime += time.Since(start)
-	done += len(kf)
-	e.progress(done)
-
-	// 2. one propagation pass per batch, guidance, DDIM step
 	plan, err := propagate.Plan(e.n, batch, kf)
 	if err != nil {
-		return tensor.Tensor{}, err
+		return nil, nil, err
 	}
-	out := tensor.Zeros(x.Shape...)
 	g := float32(e.p.Guidance)
-	for _, b := range plan {
+	for _, ps := range e.chunks(active) {
+		// 1. keyframe pass: the pivot cache of this timestep
 		start := time.Now()
-		idx := make([]int, 0, b.End-b.Start)
-		for f := b.Start; f < b.End; f++ {
-			idx = append(idx, f)
-		}
-		m := len(idx)
-		pivots := [2]int{b.PivotSlots[0], b.PivotSlots[0]}
-		if len(b.PivotSlots) > 1 {
-			pivots[1] = b.PivotSlots[1]
-		}
-		noise, err := e.u.PropagationPass(ctx, triple(src, x, idx), t, e.textFor(m), inj, cache, pivots, b.Weights)
+		cache, err := e.u.KeyframePass(ctx, groups(src, xs, ps, kf), t, e.textFor(len(kf), ps), inj, kf)
 		if err != nil {
-			return tensor.Tensor{}, err
+			return nil, nil, err
 		}
-		e.PropagateTime += time.Since(start)
-		// noise = [source | uncond | cond]; guided = u + g (c - u), in
-		// epsilon space: a v-prediction model's outputs are converted to
-		// eps first (for epsilon models Epsilon is the output itself).
-		fs := x.RowSize()
-		xb := x.Rows(b.Start, b.End).Data
-		u, err := e.ddim.Epsilon(noise.Data[m*fs:2*m*fs], xb, t)
-		if err != nil {
-			return tensor.Tensor{}, err
-		}
-		c, err := e.ddim.Epsilon(noise.Data[2*m*fs:3*m*fs], xb, t)
-		if err != nil {
-			return tensor.Tensor{}, err
-		}
-		guided := make([]float32, m*fs)
-		for k := range guided {
-			guided[k] = u[k] + float32(g*(c[k]-u[k])) // no fused multiply-add: PyTorch rounds the product
-		}
-		next, err := e.sched.StepEpsilon(guided, t, xb)
-		if err != nil {
-			return tensor.Tensor{}, err
-		}
-		copy(out.Data[b.Start*fs:b.End*fs], next)
-		if err := tensor.CheckFinite(out.Rows(b.Start, b.End), b.Start, "edit", i, len(e.ts), t); err != nil {
-			return tensor.Tensor{}, err
-		}
-		done += m
+		e.KeyframeTime += time.Since(start)
+		done += len(kf) * len(ps)
 		e.progress(done)
+
+		// 2. one propagation pass per batch, guidance, DDIM step
+		outs := make([]tensor.Tensor, len(ps))
+		for j := range outs {
+			outs[j] = tensor.Zeros(xs[ps[j]].Shape...)
+		}
+		live := slices.Clone(ps)    // the prompts still finite, and their
+		pos := make([]int, len(ps)) // positions in ps (the cache's groups)
+		for j := range pos {
+			pos[j] = j
+		}
+		for _, b := range plan {
+			if len(live) == 0 {
+				break
+			}
+			start := time.Now()
+			idx := make([]int, 0, b.End-b.Start)
+			for f := b.Start; f < b.End; f++ {
+				idx = append(idx, f)
+			}
+			m := len(idx)
+			pivots := [2]int{b.PivotSlots[0], b.PivotSlots[0]}
+			if len(b.PivotSlots) > 1 {
+				pivots[1] = b.PivotSlots[1]
+			}
+			c := cache
+			if len(live) < len(ps) {
+				c = keepGroups(cache, len(ps), pos)
+			}
+			noise, err := e.u.PropagationPass(ctx, groups(src, xs, live, idx), t, e.textFor(m, live), inj, c, pivots, b.Weights)
+			if err != nil {
+				return nil, nil, err
+			}
+			e.PropagateTime += time.Since(start)
+			// noise = [source | uncond_1.. | cond_1..]; guided = u + g (c - u),
+			// in epsilon space: a v-prediction model's outputs are converted
+			// to eps first (for epsilon models Epsilon is the output itself).
+			fs := xs[live[0]].RowSize()
+			L := len(live)
+			var failed []int
+			for j, p := range live {
+				xb := xs[p].Rows(b.Start, b.End).Data
+				u, err := e.ddim.Epsilon(noise.Data[(1+j)*m*fs:(2+j)*m*fs], xb, t)
+				if err != nil {
+					return nil, nil, err
+				}
+				c, err := e.ddim.Epsilon(noise.Data[(1+L+j)*m*fs:(2+L+j)*m*fs], xb, t)
+				if err != nil {
+					return nil, nil, err
+				}
+				guided := make([]float32, m*fs)
+				for k := range guided {
+					guided[k] = u[k] + float32(g*(c[k]-u[k])) // no fused multiply-add: PyTorch rounds the product
+				}
+				nx, err := e.sched.StepEpsilon(guided, t, xb)
+				if err != nil {
+					return nil, nil, err
+				}
+				out := outs[pos[j]]
+				copy(out.Data[b.Start*fs:b.End*fs], nx)
+				if err := tensor.CheckFinite(out.Rows(b.Start, b.End), b.Start, "edit", i, len(e.ts), t); err != nil {
+					errs[p] = err
+					failed = append(failed, j)
+				}
+			}
+			for k := len(failed) - 1; k >= 0; k-- {
+				live = slices.Delete(live, failed[k], failed[k]+1)
+				pos = slices.Delete(pos, failed[k], failed[k]+1)
+			}
+			done += m * L
+			e.progress(done)
+		}
+		for j, p := range ps {
+			if errs[p] == nil {
+				next[p] = outs[j]
+			}
+		}
 	}
-	return out, nil
+	e.progress((i + 1) * per * e.prompts)
+	return next, errs, nil
 }
 
 func (e *Editor) progress(done int) {
 	if e.p.Progress != nil {
-		e.p.Progress(done, len(e.ts)*(len(e.kf[0])+e.n))
+		e.p.Progress(done, len(e.ts)*(len(e.kf[0])+e.n)*e.prompts)
 	}
 }

@@ -20,7 +20,7 @@ import (
 
 // EditResult is what Edit did.
 type EditResult struct {
-	Output      string // the edited video
+	Output      string // the edited video (with several prompts, the first's; see Prompts)
 	Inversion   InvertResult
 	Frames      int
 	Size        video.Size
@@ -30,30 +30,93 @@ type EditResult struct {
 	UNetFrames  int64  // UNet frame evaluations this call made (inversion included)
 	Timings     Timings
 	KeyframeSet string // the keyframe policy used
+	// Prompts is each prompt's outputs, or why it has none, in order (one
+	// entry for one prompt).
+	Prompts []PromptResult
+	// PromptsPerCall is how many prompts shared a UNet call.
+	PromptsPerCall int
+}
+
+// PromptResult is one prompt's outputs (Target), or why it has none.
+type PromptResult struct {
+	Target
+	Err error // nil when its outputs are written
+}
+
+// PromptsError is an edit of several prompts some of which failed: theirs
+// are not written, the other prompts' outputs are.
+type PromptsError struct {
+	Failed []PromptResult // the prompts that failed, each with its Err
+	Number []int          // their positions among the edit's prompts, from 1
+	N      int            // the edit's prompts
+}
+
+func (e *PromptsError) Error() string {
+	parts := make([]string, len(e.Failed))
+	for i, f := range e.Failed {
+		parts[i] = fmt.Sprintf("prompt %d (%q): %v", e.Number[i], shortPrompt(f.Prompt), f.Err)
+	}
+	return fmt.Sprintf("%d of %d prompts failed, the others' outputs are written: %s", len(e.Failed), e.N, strings.Join(parts, "; "))
+}
+
+func (e *PromptsError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f.Err
+	}
+	return errs
+}
+
+// shortPrompt cuts a prompt to 40 runes for a message.
+func shortPrompt(p string) string {
+	if r := []rune(p); len(r) > 40 {
+		return string(r[:40]) + "..."
+	}
+	return p
 }
 
 // Edit runs a TokenFlow edit: the inversion (cached or computed), the
-// edit, decoding and writing. The output appears only when complete.
+// edit, decoding and writing. The outputs appear only when complete.
+//
+// Several prompts (EditRequest.Prompts) are edited in one run from the one
+// inversion, the model opened and the video decoded once, the source
+// branch evaluated once per pass for all of them; each prompt's latents
+// are those of its own run. A prompt that fails (NaN) leaves the others
+// to finish: Edit then returns the result and a *PromptsError naming it.
 func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
-	if req.Out == "" {
-		req.Out = DefaultOut(req.Input)
-	}
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	// The outputs' temporary names are made now, so that an unwritable
-	// folder is said before any work; they become the outputs together,
-	// once the video is complete.
-	out, err := stageOutputs(&req)
+	targets, err := req.Targets()
 	if err != nil {
 		return nil, err
 	}
-	defer out.abort()
+	P := len(targets)
+	// The outputs' temporary names are made now, so that an unwritable
+	// folder is said before any work; each prompt's become its outputs
+	// together, once its video is complete.
+	outs := make([]*outputs, P)
+	defer func() {
+		for _, o := range outs {
+			if o != nil {
+				o.abort()
+			}
+		}
+	}()
+	for i, t := range targets {
+		if outs[i], err = stageOutputs(t, req.Overwrite); err != nil {
+			return nil, err
+		}
+	}
 	j, err := open(ctx, &req.InvertRequest)
 	if err != nil {
 		return nil, err
 	}
 	defer j.close()
+	j.prompts, j.perCall = P, req.PromptsPerCall
+	if req.SDEdit != nil {
+		j.editSteps = req.Steps - edit.FirstKept(req.SDEdit.Start, req.Steps)
+	}
 
 	// 1. the inversion, cached or computed
 	entry, lat, reused, err := j.inversion(ctx, true)
@@ -62,12 +125,27 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	}
 	j.lock.Release() // the latents are in memory: other runs may use the entry
 
-	res := &EditResult{Output: req.Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
-		Inversion: InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()}}
+	res := &EditResult{Output: targets[0].Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
+		Inversion:      InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()},
+		PromptsPerCall: j.perCall}
 
 	// 2. the edit
 	t := time.Now()
-	texts, err := j.model.EncodeText(ctx, req.InversionPrompt, req.NegativePrompt, req.Prompt)
+	// [inversion prompt | negative, once or per prompt | prompts]
+	texts := []string{req.InversionPrompt}
+	negs := 1
+	if len(req.NegativePrompts) > 0 {
+		negs = P
+		for _, tg := range targets {
+			texts = append(texts, tg.NegativePrompt)
+		}
+	} else {
+		texts = append(texts, req.NegativePrompt)
+	}
+	for _, tg := range targets {
+		texts = append(texts, tg.Prompt)
+	}
+	states, err := j.model.EncodeText(ctx, texts...)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +153,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	j.model.Release("text_encoder")
 	var bar progress.Reporter // made at the first report, when the total is known
 	params := edit.Params{Steps: req.Steps, Guidance: req.Guidance, PnPAttn: req.PnPAttn, PnPConv: req.PnPConv,
-		BatchSize: req.BatchSize, Keyframes: req.Keyframes, Seed: req.Seed,
+		BatchSize: req.BatchSize, Keyframes: req.Keyframes, Seed: req.Seed, PromptsPerCall: j.perCall, SDEdit: req.SDEdit,
 		Progress: func(done, total int) {
 			if bar == nil {
 				bar = progress.New(req.Progress, "edit", "frame-passes", total)
@@ -83,14 +161,17 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 			bar.Set(done)
 		}}
 	e, err := edit.New(j.model, j.model.Scheduler, edit.Inputs{
-		Z0: lat.Z0, Noisy: lat.Noisy, Source: texts.Row(0), Negative: texts.Row(1), Prompt: texts.Row(2),
+		Z0: lat.Z0, Noisy: lat.Noisy, Source: states.Row(0), Negative: states.Rows(1, 1+negs), Prompt: states.Rows(1+negs, 1+negs+P),
 	}, params)
 	if err != nil {
 		return nil, err
 	}
-	x, err := e.Run(ctx)
+	xs, errs, err := e.RunPrompts(ctx)
 	if bar != nil {
 		bar.Finish()
+	}
+	if err == nil && P == 1 {
+		err = errs[0]
 	}
 	if err != nil {
 		return nil, nonFinite(err, "nothing was written")
@@ -98,12 +179,47 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	j.times["edit"] = time.Since(t)
 	j.times["edit keyframe passes"] = e.KeyframeTime
 	j.times["edit propagation passes"] = e.PropagateTime
-	// Every step checked its latents (tensor.CheckFinite): x is finite.
+	// Every step checked its latents (tensor.CheckFinite): the xs of the
+	// prompts without an error are finite.
 
-	// 3. decode and write, each output under its temporary name
+	// 3. decode and write each prompt's outputs, each under its temporary
+	// name; 4. they appear together, or none of them
+	perr := &PromptsError{N: P}
+	for i, tg := range targets {
+		err := errs[i]
+		if err == nil {
+			err = j.writeOutputs(ctx, outs[i], xs[i])
+		}
+		outs[i].abort()
+		outs[i] = nil
+		switch {
+		case err == nil:
+		case P == 1 || ctx.Err() != nil:
+			return nil, err
+		default:
+			if errs[i] != nil {
+				err = fmt.Errorf("%w: nothing was written for it", err)
+			}
+			perr.Failed = append(perr.Failed, PromptResult{Target: tg, Err: err})
+			perr.Number = append(perr.Number, i+1)
+		}
+		res.Prompts = append(res.Prompts, PromptResult{Target: tg, Err: err})
+	}
+	res.Latents, res.FramesDir = targets[0].SaveLatents, targets[0].FramesDir
+	res.UNetFrames = j.model.UNetFrames() - j.unet0
+	res.Timings = j.finish()
+	if len(perr.Failed) > 0 {
+		return res, perr
+	}
+	return res, nil
+}
+
+// writeOutputs decodes and writes one prompt's latents x into its outputs
+// out, and commits them.
+func (j *job) writeOutputs(ctx context.Context, out *outputs, x tensor.Tensor) error {
 	if out.latents != nil {
 		if err := writeLatents(out.latents, x); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	write := func(enc *video.Encoder, f video.Frame) error {
@@ -115,16 +231,9 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 		return enc.WriteFrame(f)
 	}
 	if err := j.decodeEach(ctx, x, write, out.videoTmp, true); err != nil {
-		return nil, out.unstage(err)
+		return out.unstage(err)
 	}
-	// 4. all outputs appear, or none
-	if err := out.commit(); err != nil {
-		return nil, err
-	}
-	res.Latents, res.FramesDir = req.SaveLatents, req.FramesDir
-	res.UNetFrames = j.model.UNetFrames() - j.unet0
-	res.Timings = j.finish()
-	return res, nil
+	return out.commit()
 }
 
 // outputs are an edit's outputs while they are written: each under a
@@ -132,18 +241,19 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 // process (atomicfile.Claim), so that the next run writing there sweeps
 // them if this one is killed.
 type outputs struct {
-	req      *EditRequest
-	video    *atomicfile.Dir  // a folder next to Out; the encoder writes videoTmp inside it
-	videoTmp string           // the finished video, before it moves to Out
-	latents  *atomicfile.File // SaveLatents' temporary file, or nil
-	frames   *atomicfile.Dir  // FramesDir's temporary folder, or nil
-	release  []func()
+	t         Target
+	overwrite bool
+	video     *atomicfile.Dir  // a folder next to Out; the encoder writes videoTmp inside it
+	videoTmp  string           // the finished video, before it moves to Out
+	latents   *atomicfile.File // SaveLatents' temporary file, or nil
+	frames    *atomicfile.Dir  // FramesDir's temporary folder, or nil
+	release   []func()
 }
 
 // stageOutputs sweeps what killed runs left next to the request's outputs
 // and makes their temporary names.
-func stageOutputs(req *EditRequest) (o *outputs, err error) {
-	o = &outputs{req: req}
+func stageOutputs(req Target, overwrite bool) (o *outputs, err error) {
+	o = &outputs{t: req, overwrite: overwrite}
 	defer func() {
 		if err != nil {
 			o.abort()
@@ -202,9 +312,9 @@ func writeErr(path string, err error) error {
 // unstage is err with the outputs' temporary names replaced by their
 // final paths: the user knows the paths they gave, not ours.
 func (o *outputs) unstage(err error) error {
-	msg := strings.ReplaceAll(err.Error(), o.videoTmp, o.req.Out)
+	msg := strings.ReplaceAll(err.Error(), o.videoTmp, o.t.Out)
 	if o.frames != nil {
-		msg = strings.ReplaceAll(msg, o.frames.Name(), o.req.FramesDir)
+		msg = strings.ReplaceAll(msg, o.frames.Name(), o.t.FramesDir)
 	}
 	if msg == err.Error() {
 		return err
@@ -234,7 +344,7 @@ func (o *outputs) claim(tmp string) error {
 // replaced nothing are removed again, so the outputs appear together or
 // not at all (a replaced file is not brought back: --force said it may go).
 func (o *outputs) commit() error {
-	r := o.req
+	r := o.t
 	var placed []string // new paths, removed again on failure
 	undo := func() {
 		for _, p := range placed {
@@ -243,7 +353,7 @@ func (o *outputs) commit() error {
 	}
 	if o.latents != nil {
 		isNew := !exists(r.SaveLatents)
-		if err := atomicfile.Rename(o.latents.Name(), r.SaveLatents, !r.Overwrite); err != nil {
+		if err := atomicfile.Rename(o.latents.Name(), r.SaveLatents, !o.overwrite); err != nil {
 			return err
 		}
 		if isNew {
@@ -258,7 +368,7 @@ func (o *outputs) commit() error {
 			return err
 		}
 	}
-	if err := atomicfile.Rename(o.videoTmp, r.Out, !r.Overwrite); err != nil {
+	if err := atomicfile.Rename(o.videoTmp, r.Out, !o.overwrite); err != nil {
 		undo()
 		return err
 	}
@@ -270,7 +380,7 @@ func (o *outputs) commit() error {
 // FramesDir does not exist or is empty, else file by file into it. It
 // returns the paths it made.
 func (o *outputs) commitFrames() ([]string, error) {
-	r := o.req
+	r := o.t
 	ents, err := os.ReadDir(r.FramesDir)
 	if len(ents) == 0 {
 		isNew := err != nil
@@ -290,7 +400,7 @@ func (o *outputs) commitFrames() ([]string, error) {
 	for _, e := range pngs {
 		dst := filepath.Join(r.FramesDir, e.Name())
 		isNew := !exists(dst)
-		if err := atomicfile.Rename(filepath.Join(o.frames.Name(), e.Name()), dst, !r.Overwrite); err != nil {
+		if err := atomicfile.Rename(filepath.Join(o.frames.Name(), e.Name()), dst, !o.overwrite); err != nil {
 			return placed, err
 		}
 		if isNew {

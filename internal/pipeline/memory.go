@@ -28,6 +28,14 @@ func (m Memory) Total() int64 { return m.Weights + m.Latents + m.Pass }
 // bytes of an activation element (4, or 2 in fp16, whose attention scores
 // are still computed in float32).
 func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, act int64, forEdit bool) Memory {
+	return estimateCalls(weights, heads, frames, kept, batch, latentH, latentW, act, forEdit, 1)
+}
+
+// estimateCalls is estimate for an edit whose UNet calls hold perCall
+// prompts each: 1 + 2 perCall groups of frames, the extended attention of
+// 2 perCall of them. Its pass is at most perCall times one prompt's.
+func estimateCalls(weights int64, heads, frames, kept, batch, latentH, latentW int, act int64, forEdit bool, perCall int) Memory {
+	m1 := int64(max(perCall, 1))
 	s := int64(latentH * latentW) // tokens per frame at full resolution
 	m := Memory{Weights: weights, Latents: int64(frames) * int64(kept+2) * 4 * s * 4}
 	b := int64(min(max(batch, 1), frames))
@@ -36,11 +44,12 @@ func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, a
 	units := b
 	if forEdit {
 		k := (int64(frames) + b - 1) / b
-		// keyframe pass: uncond and cond attend to all K keyframes' tokens
-		scores = max(scores, 2*int64(heads)*(k*s)*(k*s)*4+k*int64(heads)*s*s*4)
-		// propagation pass: 3 branches of B frames, two [B*S, S] similarities
+		// keyframe pass: each prompt's uncond and cond attend to all K
+		// keyframes' tokens
+		scores = max(scores, 2*m1*int64(heads)*(k*s)*(k*s)*4+k*int64(heads)*s*s*4)
+		// propagation pass: 1 + 2m branches of B frames, two [B*S, S] similarities
 		scores = max(scores, 2*b*s*s*4)
-		units = 3 * max(b, k)
+		units = (1 + 2*m1) * max(b, k)
 	}
 	// the other activations of one pass: about 30 full-resolution feature
 	// maps of 320 channels per latent in the batch (measured order of size)
@@ -93,4 +102,20 @@ func (j *job) checkMemory(m Memory) error {
 		fmt.Fprintf(j.req.Log, "warning: this run needs %s; %s are available now: it may not fit\n", what, gb(avail))
 	}
 	return nil
+}
+
+// choosePerCall is how many of an edit's prompts share a UNet call: asked
+// (when not 0, at most prompts), else the most whose estimate (est of a
+// call's prompts) fits in the memory available now, at least 1.
+func choosePerCall(prompts, asked int, est func(perCall int) Memory) int {
+	prompts = max(prompts, 1)
+	if asked > 0 {
+		return min(asked, prompts)
+	}
+	avail, _ := available()
+	m := prompts
+	for m > 1 && avail > 0 && est(m).Total() > avail {
+		m--
+	}
+	return m
 }

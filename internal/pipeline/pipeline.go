@@ -7,6 +7,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,6 +65,13 @@ type job struct {
 	unet0  int64
 	ortRun time.Duration
 	ortNew time.Duration
+	// An edit's prompts, and how many share a UNet call (0 until memory
+	// chooses, when the request leaves it to the estimate).
+	prompts, perCall int
+
+	// editSteps is the steps the edit runs when not all of req.Steps
+	// (SDEdit); 0 for all.
+	editSteps int
 }
 
 // open loads ONNX Runtime and the model, checks the schedule against the
@@ -136,7 +144,13 @@ func (j *job) memory(forEdit bool) error {
 	if j.req.GraphDType() == sd.FP16 {
 		act = 2 // activations in fp16 (attention scores stay float32)
 	}
-	return j.checkMemory(estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit))
+	est := func(perCall int) Memory {
+		return estimateCalls(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit, perCall)
+	}
+	if forEdit {
+		j.perCall = choosePerCall(j.prompts, j.perCall, est)
+	}
+	return j.checkMemory(est(max(j.perCall, 1)))
 }
 
 func (j *job) close() {
@@ -338,8 +352,16 @@ func (j *job) announce(entry *cache.Entry, forEdit bool) {
 	if forEdit {
 		b := min(max(r.BatchSize, 1), n)
 		k := (n + b - 1) / b
-		total += int64(r.Steps * 3 * (k + n))
-		parts = append(parts, fmt.Sprintf("edit %d steps x 3 x (%s + %d frames)", r.Steps, plural(k, "keyframe"), n))
+		// per call over m prompts, 1 + 2m groups: the source once
+		P, m := max(j.prompts, 1), max(j.perCall, 1)
+		calls := (P + m - 1) / m
+		groups := 2*P + calls
+		steps := cmp.Or(j.editSteps, r.Steps)
+		total += int64(steps * groups * (k + n))
+		parts = append(parts, fmt.Sprintf("edit %d steps x %d x (%s + %d frames)", steps, groups, plural(k, "keyframe"), n))
+		if P > 1 {
+			fmt.Fprintf(r.Log, "%d prompts, %d per UNet call: %d branches per frame (the source's shared) where separate runs take %d\n", P, m, groups, 3*P)
+		}
 	}
 	if total == 0 {
 		return

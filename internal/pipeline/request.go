@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
@@ -27,6 +28,9 @@ const (
 	DefaultPnPConv        = 0.8
 	DefaultBatchSize      = 8
 )
+
+// DefaultStrength is the official SDEdit start (configs/config_sdedit.yaml).
+const DefaultStrength = 0.9
 
 // ErrExists marks an output that already exists and may not be replaced.
 var ErrExists = errors.New("already exists")
@@ -78,17 +82,38 @@ type InvertRequest struct {
 // there recomputes it.
 type EditRequest struct {
 	InvertRequest
-	Prompt         string
+	Prompt string
+	// Prompts are more prompts, each edited from the same inversion in the
+	// same run, after Prompt when that is set: one output each (Targets).
+	Prompts        []string
 	NegativePrompt string
+	// NegativePrompts, when set, is each prompt's own negative prompt, one
+	// per prompt in order, instead of NegativePrompt for all.
+	NegativePrompts []string
+	// PromptsPerCall bounds how many prompts share one UNet call; 0 takes
+	// as many as the memory estimate fits in the memory available now.
+	// The passes of a call over m prompts need up to m times one prompt's
+	// memory at the same batch size.
+	PromptsPerCall int
 	Guidance       float64
 	PnPAttn        float64 // fraction of the steps with query/key injection
 	PnPConv        float64 // fraction of the steps with feature injection
 	Keyframes      keyframes.Policy
 	Seed           uint64
-	Out            string // output video
-	SaveLatents    string // also write the final latents here ("" for not)
-	FramesDir      string // also write the edited frames here as PNGs ("" for not)
-	Overwrite      bool   // replace existing outputs
+	// Out is the output video; SaveLatents and FramesDir, when not "",
+	// where the final latents and the edited frames (PNGs) also go. With
+	// several prompts each is a template holding {n} (the prompt's
+	// position, from 1) or {slug} (PromptSlug), and Out "" is
+	// DefaultPromptOut's names (see Targets).
+	Out         string
+	SaveLatents string
+	FramesDir   string
+	Overwrite   bool // replace existing outputs
+
+	// SDEdit, when set, makes the edit the official SDEdit variant
+	// (edit.SDEdit: noise to the step Start gives, sample without
+	// injection; PnPAttn and PnPConv are unused); nil is the PnP edit.
+	SDEdit *edit.SDEdit
 }
 
 // Validate checks every setting that needs no model, as Invert does before
@@ -133,15 +158,31 @@ func (r *InvertRequest) Validate() error {
 // Validate checks every setting that needs no model, as Edit does before
 // any work (callers need not call it); Out must be set.
 func (r *EditRequest) Validate() error {
-	if strings.TrimSpace(r.Prompt) == "" {
+	prompts := r.AllPrompts()
+	if len(prompts) == 0 {
 		return param.Reasonf("prompt", "is required: say what the edited video should show")
 	}
+	for i, p := range prompts {
+		if strings.TrimSpace(p) == "" {
+			if len(prompts) == 1 {
+				return param.Reasonf("prompt", "is required: say what the edited video should show")
+			}
+			return param.Reasonf("prompt", "number %d of %d is empty: say what each edited video should show", i+1, len(prompts))
+		}
+	}
+	if n := len(r.NegativePrompts); n > 0 && n != len(prompts) {
+		return param.Reasonf("negative_prompt", "gives %d negative prompts for %d prompts: give one for all, or one per prompt", n, len(prompts))
+	}
 	checks := []error{
+		param.AtLeast("prompts_per_call", r.PromptsPerCall, 0),
 		param.Fraction("pnp_attn", r.PnPAttn),
 		param.Fraction("pnp_conv", r.PnPConv),
 	}
 	if !(r.Guidance >= 0) || math.IsInf(r.Guidance, 0) {
 		checks = append(checks, param.Errorf("guidance", r.Guidance, "must be a number, not negative"))
+	}
+	if sd := r.SDEdit; sd != nil && !(sd.Start > 0 && sd.Start <= 1) {
+		checks = append(checks, param.Errorf("strength", sd.Start, "must be above 0 and at most 1: the share of the denoising steps to run (the official start)"))
 	}
 	if err := cmp.Or(checks...); err != nil {
 		return err
@@ -149,30 +190,44 @@ func (r *EditRequest) Validate() error {
 	if err := r.InvertRequest.Validate(); err != nil {
 		return err
 	}
-	// The input is never an output, --force or not: checked before
-	// "exists", whose message suggests overwriting.
-	for _, o := range []struct{ name, path string }{{"out", r.Out}, {"save_latents", r.SaveLatents}, {"frames_dir", r.FramesDir}} {
-		if err := notInput(o.name, o.path, r.Input); err != nil {
-			return err
-		}
-	}
-	if err := checkNew("out", r.Out, r.Overwrite); err != nil {
+	targets, err := r.Targets()
+	if err != nil {
 		return err
 	}
-	if _, err := video.OutputFormat(r.Out); err != nil {
-		return &param.Error{Name: "out", Value: r.Out, Reason: strings.TrimPrefix(err.Error(), r.Out+": "), Err: err}
-	}
-	if r.SaveLatents != "" {
-		if err := checkNew("save_latents", r.SaveLatents, r.Overwrite); err != nil {
+	for _, t := range targets {
+		if err := t.validate(r.Input, r.Overwrite); err != nil {
 			return err
 		}
 	}
-	if r.FramesDir != "" {
-		if st, err := os.Stat(filepath.Dir(r.FramesDir)); err != nil || !st.IsDir() {
-			return param.Errorf("frames_dir", r.FramesDir, "folder %s does not exist", filepath.Dir(r.FramesDir))
+	return nil
+}
+
+// validate checks one prompt's outputs before any work.
+func (t Target) validate(input string, overwrite bool) error {
+	// The input is never an output, --force or not: checked before
+	// "exists", whose message suggests overwriting.
+	for _, o := range []struct{ name, path string }{{"out", t.Out}, {"save_latents", t.SaveLatents}, {"frames_dir", t.FramesDir}} {
+		if err := notInput(o.name, o.path, input); err != nil {
+			return err
 		}
-		if pngs, _ := filepath.Glob(filepath.Join(r.FramesDir, "*.png")); len(pngs) > 0 && !r.Overwrite {
-			return param.Errorf("frames_dir", r.FramesDir, "holds PNG files: %w", ErrExists)
+	}
+	if err := checkNew("out", t.Out, overwrite); err != nil {
+		return err
+	}
+	if _, err := video.OutputFormat(t.Out); err != nil {
+		return &param.Error{Name: "out", Value: t.Out, Reason: strings.TrimPrefix(err.Error(), t.Out+": "), Err: err}
+	}
+	if t.SaveLatents != "" {
+		if err := checkNew("save_latents", t.SaveLatents, overwrite); err != nil {
+			return err
+		}
+	}
+	if t.FramesDir != "" {
+		if st, err := os.Stat(filepath.Dir(t.FramesDir)); err != nil || !st.IsDir() {
+			return param.Errorf("frames_dir", t.FramesDir, "folder %s does not exist", filepath.Dir(t.FramesDir))
+		}
+		if pngs, _ := filepath.Glob(filepath.Join(t.FramesDir, "*.png")); len(pngs) > 0 && !overwrite {
+			return param.Errorf("frames_dir", t.FramesDir, "holds PNG files: %w", ErrExists)
 		}
 	}
 	return nil

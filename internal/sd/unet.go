@@ -96,10 +96,15 @@ func (p *Model) UNet(ctx context.Context, x tensor.Tensor, t int, text tensor.Te
 func flag(b bool) ort.Tensor { return ort.New([]int64{1}, []bool{b}) }
 
 // KeyframePass runs the keyframe pass on x = [source | uncond | cond] of K
-// keyframes each (3K latents, text likewise) and returns its pivot cache.
-// Its noise prediction is not used by TokenFlow.
+// keyframes each (3K latents, text likewise), or 1 + 2m such groups for m
+// prompts, and returns its pivot cache. Its noise prediction is not used
+// by TokenFlow.
 func (p *Model) KeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int) (*tokens.PivotCache, error) {
-	out, err := p.callUNet(ctx, x, t, text, models.ModeKeyframe, unetCall{models.InQKInject: flag(inj.QK), models.InConvInject: flag(inj.Conv)})
+	// pivot_weights' length tells the graph the group size, K; the keyframe
+	// pass does not read their values.
+	groupSize := make([]float32, len(keyframes))
+	out, err := p.callUNet(ctx, x, t, text, models.ModeKeyframe, unetCall{models.InQKInject: flag(inj.QK), models.InConvInject: flag(inj.Conv),
+		models.InPivotWeights: ort.New([]int64{int64(len(keyframes))}, groupSize)})
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +121,11 @@ func (p *Model) KeyframePass(ctx context.Context, x tensor.Tensor, t int, text t
 }
 
 // PropagationPass runs the propagation pass on x = [source | uncond |
-// cond] of one batch's n frames (3n latents): every self-attention output
+// cond] of one batch's n frames (3n latents; or 1 + 2m groups of n for m
+// prompts, the group size given by len(weights)): every self-attention output
 // is gathered from the pivot cache's keyframes pivots[0] and pivots[1]
 // (slots in the cache) and blended with weights[i] for frame i on the
-// first. It returns the predicted noise [3n,C,h,w].
+// first. It returns the predicted noise, [3n,C,h,w] for one prompt.
 func (p *Model) PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, weights []float32) (tensor.Tensor, error) {
 	call := unetCall{
 		models.InConvInject:   flag(inj.Conv),
