@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -343,71 +342,67 @@ func (d *yamlDoc) bad(key, format string, a ...any) error {
 	return param.Errorf("original_config", filepath.Base(d.path), "%s: %s", key, fmt.Sprintf(format, a...))
 }
 
-// integer reads an int key; ok is false when it is absent.
-func (d *yamlDoc) integer(key string) (int, bool, error) {
+// yamlValue reads key through conv, which says whether the value is of the
+// wanted kind; ok is false when the key is absent.
+func yamlValue[T any](d *yamlDoc, key, want string, conv func(any) (T, bool)) (T, bool, error) {
+	var zero T
 	v, ok := d.get(key)
 	if !ok || v == nil {
-		return 0, false, nil
+		return zero, false, nil
 	}
-	switch n := v.(type) {
-	case int:
-		return n, true, nil
-	case float64:
-		if n == float64(int(n)) {
-			return int(n), true, nil
+	t, ok := conv(v)
+	if !ok {
+		return zero, false, d.bad(key, "want %s, have %v", want, v)
+	}
+	return t, true, nil
+}
+
+// integer reads an int key; ok is false when it is absent.
+func (d *yamlDoc) integer(key string) (int, bool, error) {
+	return yamlValue(d, key, "an integer", func(v any) (int, bool) {
+		switch n := v.(type) {
+		case int:
+			return n, true
+		case float64:
+			return int(n), n == float64(int(n))
 		}
-	}
-	return 0, false, d.bad(key, "want an integer, have %v", v)
+		return 0, false
+	})
 }
 
 func (d *yamlDoc) number(key string) (float64, bool, error) {
-	v, ok := d.get(key)
-	if !ok || v == nil {
-		return 0, false, nil
-	}
-	switch n := v.(type) {
-	case int:
-		return float64(n), true, nil
-	case float64:
-		return n, true, nil
-	case string: // yaml.v3 reads 1.0e-04 style numbers as floats, "1e-4" as a string
-		if f, err := strconv.ParseFloat(n, 64); err == nil {
-			return f, true, nil
+	return yamlValue(d, key, "a number", func(v any) (float64, bool) {
+		switch n := v.(type) {
+		case int:
+			return float64(n), true
+		case float64:
+			return n, true
+		case string: // yaml.v3 reads 1.0e-04 style numbers as floats, "1e-4" as a string
+			f, err := strconv.ParseFloat(n, 64)
+			return f, err == nil
 		}
-	}
-	return 0, false, d.bad(key, "want a number, have %v", v)
+		return 0, false
+	})
 }
 
 func (d *yamlDoc) ints(key string) ([]int, bool, error) {
-	v, ok := d.get(key)
-	if !ok || v == nil {
-		return nil, false, nil
-	}
-	l, isList := v.([]any)
-	if !isList {
-		return nil, false, d.bad(key, "want a list of integers, have %v", v)
-	}
-	out := make([]int, len(l))
-	for i, e := range l {
-		n, isInt := e.(int)
-		if !isInt {
-			return nil, false, d.bad(key, "want a list of integers, have %v", v)
+	return yamlValue(d, key, "a list of integers", func(v any) ([]int, bool) {
+		l, ok := v.([]any)
+		out := make([]int, len(l))
+		for i, e := range l {
+			if out[i], ok = e.(int); !ok {
+				break
+			}
 		}
-		out[i] = n
-	}
-	return out, true, nil
+		return out, ok
+	})
 }
 
 func (d *yamlDoc) boolean(key string) (bool, bool, error) {
-	v, ok := d.get(key)
-	if !ok || v == nil {
-		return false, false, nil
-	}
-	b, isBool := v.(bool)
-	if !isBool {
-		return false, false, d.bad(key, "want true or false, have %v", v)
-	}
-	return b, true, nil
+	return yamlValue(d, key, "true or false", func(v any) (bool, bool) {
+		b, ok := v.(bool)
+		return b, ok
+	})
 }
 
 func (d *yamlDoc) str(key string) string {
@@ -430,29 +425,6 @@ const (
 // read; what they can is checked, and a disagreement is one line naming the
 // key and both values.
 func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
-	disagree := func(key string, yv, tv any) error {
-		return param.Errorf("original_config", filepath.Base(d.path), "%s is %v, but %s's tensors say %v", key, yv, filepath.Base(file), tv)
-	}
-	checkInt := func(key string, have int) error {
-		v, ok, err := d.integer(key)
-		if err != nil || !ok {
-			return err
-		}
-		if v != have {
-			return disagree(key, v, have)
-		}
-		return nil
-	}
-	checkInts := func(key string, have []int) error {
-		v, ok, err := d.ints(key)
-		if err != nil || !ok {
-			return err
-		}
-		if !reflect.DeepEqual(v, have) {
-			return disagree(key, v, have)
-		}
-		return nil
-	}
 	if t := d.str(yCond); t != "" {
 		yamlSD2 := strings.Contains(t, "OpenCLIP")
 		if yamlSD2 != a.SD2 {
@@ -460,7 +432,7 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 			if a.SD2 {
 				tv = "an OpenCLIP text encoder (" + ldmOpenCLIP + ".*, SD 2.x)"
 			}
-			return disagree(yCond, t, tv)
+			return d.disagree(file, yCond, t, tv)
 		}
 	}
 	// attention_resolutions lists the downsampling rates with transformers.
@@ -480,20 +452,21 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 		{yDD + ".ch", a.VAECh}, {yDD + ".num_res_blocks", a.VAEResBlocks}, {yDD + ".z_channels", a.ZChannels},
 		{yDD + ".in_channels", a.ImgIn}, {yDD + ".out_ch", a.ImgOut},
 	} {
-		if err := checkInt(c.key, c.have); err != nil {
+		if err := agree(d, file, c.key, c.have, d.integer, func(a, b int) bool { return a == b }); err != nil {
 			return err
 		}
 	}
-	if err := checkInts(yUNet+".channel_mult", a.ChannelMult); err != nil {
-		return err
-	}
-	if err := checkInts(yDD+".ch_mult", a.VAEMult); err != nil {
-		return err
-	}
-	if v, ok, err := d.ints(yUNet + ".attention_resolutions"); err != nil {
-		return err
-	} else if ok && !sameSet(v, attnRes) {
-		return disagree(yUNet+".attention_resolutions", v, attnRes)
+	for _, c := range []struct {
+		key  string
+		have []int
+		same func(a, b []int) bool
+	}{
+		{yUNet + ".channel_mult", a.ChannelMult, slices.Equal[[]int]}, {yDD + ".ch_mult", a.VAEMult, slices.Equal[[]int]},
+		{yUNet + ".attention_resolutions", attnRes, sameSet},
+	} {
+		if err := agree(d, file, c.key, c.have, d.ints, c.same); err != nil {
+			return err
+		}
 	}
 	if v, ok, err := d.ints(yDD + ".attn_resolutions"); err != nil {
 		return err
@@ -503,9 +476,9 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 	if v, ok, err := d.boolean(yUNet + ".use_linear_in_transformer"); err != nil {
 		return err
 	} else if ok && v != a.UseLinear {
-		return disagree(yUNet+".use_linear_in_transformer", v, a.UseLinear)
+		return d.disagree(file, yUNet+".use_linear_in_transformer", v, a.UseLinear)
 	} else if !ok && a.UseLinear {
-		return disagree(yUNet+".use_linear_in_transformer", "absent (false)", true)
+		return d.disagree(file, yUNet+".use_linear_in_transformer", "absent (false)", true)
 	}
 	if v, ok, err := d.integer(yUNet + ".transformer_depth"); err != nil {
 		return err
@@ -560,6 +533,21 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 		return param.Errorf("original_config", filepath.Base(d.path), "%w: %s: %q (supported: eps, v)", ErrUnsupported, yParams+".parameterization", p)
 	}
 	return nil
+}
+
+// agree checks key, when the YAML sets it, against have, what the tensors
+// say.
+func agree[T any](d *yamlDoc, file, key string, have T, read func(string) (T, bool, error), same func(a, b T) bool) error {
+	v, ok, err := read(key)
+	if err != nil || !ok || same(v, have) {
+		return err
+	}
+	return d.disagree(file, key, v, have)
+}
+
+// disagree is one line naming the key and both values.
+func (d *yamlDoc) disagree(file, key string, yv, tv any) error {
+	return param.Errorf("original_config", filepath.Base(d.path), "%s is %v, but %s's tensors say %v", key, yv, filepath.Base(file), tv)
 }
 
 func sameSet(a, b []int) bool {
