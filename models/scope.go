@@ -169,14 +169,14 @@ func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int
 			w.fail(err)
 			return w.placeholder(g, key, t, shape)
 		}
-		tp.Raw = float32Bytes(v)
+		tp.Raw = safetensors.FromFloat32(name, shape, v).Data
 	case t == onnx.Float16:
 		v, err := f.Float16(name)
 		if err != nil {
 			w.fail(err)
 			return w.placeholder(g, key, t, shape)
 		}
-		tp.Raw = uint16Bytes(v)
+		tp.Raw = safetensors.FromFloat16(name, shape, v).Data
 	default:
 		w.fail(fmt.Errorf("%s: tensor %q: cannot give %s weights", w.where(), name, t))
 		return w.placeholder(g, key, t, shape)

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -361,7 +360,6 @@ func writeFloat32Tensors(w io.Writer, f *safetensors.File, plan []convertTarget)
 	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hb)))
 	bw.Write(lenBuf[:])
 	bw.Write(hb)
-	var buf [4]byte
 	for _, t := range plan {
 		v, err := f.Float32(t.source)
 		if err != nil {
@@ -371,10 +369,7 @@ func writeFloat32Tensors(w io.Writer, f *safetensors.File, plan []convertTarget)
 			n := len(v) / t.parts
 			v = v[t.part*n : (t.part+1)*n]
 		}
-		for _, x := range v {
-			binary.LittleEndian.PutUint32(buf[:], math.Float32bits(x))
-			bw.Write(buf[:])
-		}
+		bw.Write(safetensors.FromFloat32(t.name, t.shape, v).Data)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write converted weights: %w", err)
