@@ -121,11 +121,8 @@ type OpenOptions struct {
 	Log io.Writer
 }
 
-// OpenCheckpoint opens a model: a diffusers folder, a hub id in the local
+// OpenModel opens a model: a diffusers folder, a hub id in the local
 // cache, or a single-file .safetensors checkpoint.
-func OpenCheckpoint(model string) (*Checkpoint, error) { return OpenModel(model, OpenOptions{}) }
-
-// OpenModel is OpenCheckpoint with options.
 func OpenModel(model string, o OpenOptions) (*Checkpoint, error) {
 	if st, err := os.Stat(model); err == nil && !st.IsDir() {
 		return openSingleFile(model, o)

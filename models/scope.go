@@ -252,6 +252,3 @@ func (s Scope) Param(g *onnx.Graph, tensor string, shape ...int64) onnx.Value {
 func (s Scope) ParamF32(g *onnx.Graph, tensor string, shape ...int64) onnx.Value {
 	return s.w.param(g, s.Name(tensor), onnx.Float, shape)
 }
-
-// Weights is the scope's weight set.
-func (s Scope) Weights() *Weights { return s.w }
