@@ -54,17 +54,3 @@ func WriteBuiltin(dir, pad string) error {
 	}
 	return nil
 }
-
-// Builtin is the standard CLIP tokenizer padding with pad (PadSD1 or
-// PadSD2).
-func Builtin(pad string) (*Tokenizer, error) {
-	vocab, err := builtinFiles.ReadFile("clipbpe/" + vocabFile)
-	if err != nil {
-		return nil, fmt.Errorf("builtin tokenizer: %w", err)
-	}
-	merges, err := builtinFiles.ReadFile("clipbpe/" + mergesFile)
-	if err != nil {
-		return nil, fmt.Errorf("builtin tokenizer: %w", err)
-	}
-	return New(vocab, merges, Options{Pad: pad})
-}

@@ -152,36 +152,15 @@ func (t *Tokenizer) MaxLength() int { return t.maxLength }
 // token ids + [EOS], padded with PadID. truncated reports that the prompt had
 // more than MaxLength-2 tokens and lost the rest.
 func (t *Tokenizer) Encode(text string) (ids []int64, truncated bool) {
-	ids = make([]int64, t.maxLength)
-	truncated = t.encodeInto(ids, text)
-	return ids, truncated
-}
-
-// EncodeBatch encodes each text as Encode does into one row-major
-// [len(texts), MaxLength] slice; truncated[i] is Encode's flag for texts[i].
-func (t *Tokenizer) EncodeBatch(texts []string) (ids []int64, truncated []bool) {
-	ids = make([]int64, len(texts)*t.maxLength)
-	truncated = make([]bool, len(texts))
-	for i, text := range texts {
-		truncated[i] = t.encodeInto(ids[i*t.maxLength:(i+1)*t.maxLength], text)
-	}
-	return ids, truncated
-}
-
-func (t *Tokenizer) encodeInto(row []int64, text string) bool {
 	_, toks := t.tokenize(text)
-	limit := t.maxLength - 2
-	truncated := len(toks) > limit
-	if truncated {
-		toks = toks[:limit]
+	ids = make([]int64, t.maxLength)
+	ids[0] = t.bosID
+	n := 1 + copy(ids[1:t.maxLength-1], toks) // at most MaxLength-2 tokens
+	ids[n] = t.eosID
+	for i := n + 1; i < len(ids); i++ {
+		ids[i] = t.padID
 	}
-	row[0] = t.bosID
-	n := 1 + copy(row[1:], toks)
-	row[n] = t.eosID
-	for i := n + 1; i < len(row); i++ {
-		row[i] = t.padID
-	}
-	return truncated
+	return ids, len(toks) > t.maxLength-2
 }
 
 // Tokenize returns the token ids of text without BOS/EOS, truncation or
