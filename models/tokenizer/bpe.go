@@ -52,14 +52,7 @@ func preTokenize(text string, emit func(word string)) {
 		}
 		switch {
 		case unicode.IsLetter(r):
-			j := i + size
-			for j < len(text) {
-				r2, s2 := utf8.DecodeRuneInString(text[j:])
-				if !unicode.IsLetter(r2) {
-					break
-				}
-				j += s2
-			}
+			j := runEnd(text, i+size, unicode.IsLetter)
 			emit(text[i:j])
 			i = j
 		case unicode.IsNumber(r):
@@ -68,18 +61,24 @@ func preTokenize(text string, emit func(word string)) {
 		case isSpace(r):
 			i += size
 		default:
-			j := i + size
-			for j < len(text) {
-				r2, s2 := utf8.DecodeRuneInString(text[j:])
-				if unicode.IsLetter(r2) || unicode.IsNumber(r2) || isSpace(r2) {
-					break
-				}
-				j += s2
-			}
+			j := runEnd(text, i+size, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsNumber(r) && !isSpace(r) })
 			emit(text[i:j])
 			i = j
 		}
 	}
+}
+
+// runEnd is where the run of characters of text from i on for which in
+// holds ends.
+func runEnd(text string, i int, in func(rune) bool) int {
+	for i < len(text) {
+		r, size := utf8.DecodeRuneInString(text[i:])
+		if !in(r) {
+			break
+		}
+		i += size
+	}
+	return i
 }
 
 // literalAlternatives are the pattern's fixed-string alternatives, in order.
@@ -106,31 +105,17 @@ func matchLiteral(s string) int {
 // module, "'ſ" match "'s"), or 0.
 func foldPrefix(s, lit string) int {
 	i := 0
-	for _, want := range lit {
+	for range len(lit) { // lit is ASCII: one character per byte
 		if i >= len(s) {
 			return 0
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if !equalFold(r, want) {
-			return 0
-		}
+		_, size := utf8.DecodeRuneInString(s[i:])
 		i += size
 	}
+	if !strings.EqualFold(s[:i], lit) {
+		return 0
+	}
 	return i
-}
-
-// equalFold reports whether r and want are in the same simple case-folding
-// orbit.
-func equalFold(r, want rune) bool {
-	if r == want {
-		return true
-	}
-	for f := unicode.SimpleFold(want); f != want; f = unicode.SimpleFold(f) {
-		if f == r {
-			return true
-		}
-	}
-	return false
 }
 
 // isSpace is \s of the regex module for str patterns: the Unicode

@@ -39,14 +39,7 @@ func whitespaceClean(s string) string {
 // Σ, where Python looks at all of them ("AΣ" + 31 "'" + "B" gives ς there,
 // σ in Python).
 func pyLower(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
+	if isASCII(s) {
 		return strings.ToLower(s)
 	}
 	rs := []rune(s)

@@ -3,6 +3,8 @@ package tokenizer
 import (
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
 )
 
 // fixEncoding is a narrowed ftfy.fix_encoding: it undoes the most common
@@ -40,11 +42,10 @@ func fixEncodingStep(s string) string {
 	if isASCII(s) || !hasMojibake(s) {
 		return s
 	}
-	if b, ok := encodeSingleByte(s, false); ok && utf8.Valid(b) {
-		return string(b)
-	}
-	if b, ok := encodeSingleByte(s, true); ok && utf8.Valid(b) {
-		return string(b)
+	for _, enc := range []func(rune) (byte, bool){charmap.ISO8859_1.EncodeRune, encodeCP1252} {
+		if b, ok := encodeSingleByte(s, enc); ok && utf8.Valid(b) {
+			return string(b)
+		}
 	}
 	// decode_inconsistent_utf8: fix the sequences in isolation.
 	var out strings.Builder
@@ -76,25 +77,18 @@ func isASCII(s string) bool {
 	return true
 }
 
-// encodeSingleByte encodes s as Latin-1 (cp1252 false) or as ftfy's
-// sloppy-windows-1252 (cp1252 true), reporting whether every character fits.
-func encodeSingleByte(s string, cp1252 bool) ([]byte, bool) {
+// encodeSingleByte encodes s with enc (Latin-1, or ftfy's
+// sloppy-windows-1252), reporting whether every character fits.
+func encodeSingleByte(s string, enc func(rune) (byte, bool)) ([]byte, bool) {
 	b := make([]byte, 0, len(s))
 	for _, r := range s {
-		c, ok := singleByte(r, cp1252)
+		c, ok := enc(r)
 		if !ok {
 			return nil, false
 		}
 		b = append(b, c)
 	}
 	return b, true
-}
-
-func singleByte(r rune, cp1252 bool) (byte, bool) {
-	if cp1252 {
-		return encodeCP1252(r)
-	}
-	return byte(r), r <= 0xFF
 }
 
 // mojibakeByte is the byte r stands for in either single-byte encoding.
