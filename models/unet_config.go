@@ -111,21 +111,11 @@ func (c *UNetConfig) Validate() error {
 	if err := allPositive(p, "block_out_channels", c.BlockOutChannels); err != nil {
 		return err
 	}
-	if len(c.DownBlockTypes) != n {
-		return fieldError(p, "down_block_types", "has %d entries, block_out_channels has %d", len(c.DownBlockTypes), n)
+	if err := blockTypes(p, "down_block_types", c.DownBlockTypes, n, "CrossAttnDownBlock2D", "DownBlock2D"); err != nil {
+		return err
 	}
-	if len(c.UpBlockTypes) != n {
-		return fieldError(p, "up_block_types", "has %d entries, block_out_channels has %d", len(c.UpBlockTypes), n)
-	}
-	for _, t := range c.DownBlockTypes {
-		if t != "CrossAttnDownBlock2D" && t != "DownBlock2D" {
-			return unsupported(p, "down_block_types", "block type %q (supported: CrossAttnDownBlock2D, DownBlock2D)", t)
-		}
-	}
-	for _, t := range c.UpBlockTypes {
-		if t != "CrossAttnUpBlock2D" && t != "UpBlock2D" {
-			return unsupported(p, "up_block_types", "block type %q (supported: CrossAttnUpBlock2D, UpBlock2D)", t)
-		}
+	if err := blockTypes(p, "up_block_types", c.UpBlockTypes, n, "CrossAttnUpBlock2D", "UpBlock2D"); err != nil {
+		return err
 	}
 	if c.MidBlockType != nil && *c.MidBlockType != "UNetMidBlock2DCrossAttn" {
 		return unsupported(p, "mid_block_type", "%q (supported: UNetMidBlock2DCrossAttn)", *c.MidBlockType)
@@ -155,9 +145,9 @@ func (c *UNetConfig) Validate() error {
 			return fieldError(p, "norm_num_groups", "%d does not divide block_out_channels[%d] = %d", c.NormNumGroups, i, ch)
 		}
 	}
-	var ok bool
-	if c.LayersPerBlk, ok = c.LayersPerBlock.PerBlock(n); !ok {
-		return fieldError(p, "layers_per_block", "has %d entries, block_out_channels has %d", len(c.LayersPerBlock.List), n)
+	var err error
+	if c.LayersPerBlk, err = c.LayersPerBlock.perBlock(p, "layers_per_block", n); err != nil {
+		return err
 	}
 	if err := allPositive(p, "layers_per_block", c.LayersPerBlk); err != nil {
 		return err
@@ -170,8 +160,8 @@ func (c *UNetConfig) Validate() error {
 	if c.NumAttentionHeads.Set {
 		heads, field = c.NumAttentionHeads, "num_attention_heads"
 	}
-	if c.Heads, ok = heads.PerBlock(n); !ok {
-		return fieldError(p, field, "has %d entries, block_out_channels has %d", len(heads.List), n)
+	if c.Heads, err = heads.perBlock(p, field, n); err != nil {
+		return err
 	}
 	if err := allPositive(p, field, c.Heads); err != nil {
 		return err
@@ -181,16 +171,16 @@ func (c *UNetConfig) Validate() error {
 			return fieldError(p, field, "%d heads do not divide block_out_channels[%d] = %d", h, i, c.BlockOutChannels[i])
 		}
 	}
-	if c.CrossDims, ok = c.CrossAttentionDim.PerBlock(n); !ok {
-		return fieldError(p, "cross_attention_dim", "has %d entries, block_out_channels has %d", len(c.CrossAttentionDim.List), n)
+	if c.CrossDims, err = c.CrossAttentionDim.perBlock(p, "cross_attention_dim", n); err != nil {
+		return err
 	}
 	if err := allPositive(p, "cross_attention_dim", c.CrossDims); err != nil {
 		return err
 	}
 	if c.TransformerLayersPerBlock.Set {
-		tl, ok := c.TransformerLayersPerBlock.PerBlock(n)
-		if !ok {
-			return fieldError(p, "transformer_layers_per_block", "has %d entries, block_out_channels has %d", len(c.TransformerLayersPerBlock.List), n)
+		tl, err := c.TransformerLayersPerBlock.perBlock(p, "transformer_layers_per_block", n)
+		if err != nil {
+			return err
 		}
 		for _, v := range tl {
 			if v != 1 {

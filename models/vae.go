@@ -36,27 +36,20 @@ func LoadVAEConfig(path string) (*VAEConfig, error) {
 	c.path = path
 	p := path
 	n := len(c.BlockOutChannels)
-	switch {
-	case n == 0:
+	if n == 0 {
 		return nil, fieldError(p, "block_out_channels", "is empty")
-	case len(c.DownBlockTypes) != n:
-		return nil, fieldError(p, "down_block_types", "has %d entries, block_out_channels has %d", len(c.DownBlockTypes), n)
-	case len(c.UpBlockTypes) != n:
-		return nil, fieldError(p, "up_block_types", "has %d entries, block_out_channels has %d", len(c.UpBlockTypes), n)
+	}
+	if err := blockTypes(p, "down_block_types", c.DownBlockTypes, n, "DownEncoderBlock2D"); err != nil {
+		return nil, err
+	}
+	if err := blockTypes(p, "up_block_types", c.UpBlockTypes, n, "UpDecoderBlock2D"); err != nil {
+		return nil, err
+	}
+	switch {
 	case c.ActFn != "silu":
 		return nil, unsupported(p, "act_fn", "%q (only silu is implemented)", c.ActFn)
 	case c.ScalingFactor <= 0 || math.IsNaN(c.ScalingFactor):
 		return nil, fieldError(p, "scaling_factor", "must be positive, have %g", c.ScalingFactor)
-	}
-	for _, t := range c.DownBlockTypes {
-		if t != "DownEncoderBlock2D" {
-			return nil, unsupported(p, "down_block_types", "block type %q (supported: DownEncoderBlock2D)", t)
-		}
-	}
-	for _, t := range c.UpBlockTypes {
-		if t != "UpDecoderBlock2D" {
-			return nil, unsupported(p, "up_block_types", "block type %q (supported: UpDecoderBlock2D)", t)
-		}
 	}
 	for _, f := range []struct {
 		name string
