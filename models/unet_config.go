@@ -11,7 +11,6 @@ import (
 type UNetConfig struct {
 	path string
 
-	SampleSize                int       `json:"sample_size"`
 	InChannels                int       `json:"in_channels"`
 	OutChannels               int       `json:"out_channels"`
 	CenterInputSample         bool      `json:"center_input_sample"`
@@ -24,7 +23,6 @@ type UNetConfig struct {
 	BlockOutChannels          []int     `json:"block_out_channels"`
 	LayersPerBlock            IntOrList `json:"layers_per_block"`
 	DownsamplePadding         int       `json:"downsample_padding"`
-	MidBlockScaleFactor       float64   `json:"mid_block_scale_factor"`
 	ActFn                     string    `json:"act_fn"`
 	NormNumGroups             int       `json:"norm_num_groups"`
 	NormEps                   float64   `json:"norm_eps"`
@@ -38,7 +36,6 @@ type UNetConfig struct {
 	ClassEmbedType            *string   `json:"class_embed_type"`
 	AdditionEmbedType         *string   `json:"addition_embed_type"`
 	NumClassEmbeds            *int      `json:"num_class_embeds"`
-	UpcastAttention           bool      `json:"upcast_attention"`
 	ResnetTimeScaleShift      string    `json:"resnet_time_scale_shift"`
 	ResnetSkipTimeAct         bool      `json:"resnet_skip_time_act"`
 	ResnetOutScaleFactor      float64   `json:"resnet_out_scale_factor"`
@@ -68,7 +65,6 @@ func defaultUNetConfig() UNetConfig {
 		BlockOutChannels:     []int{320, 640, 1280, 1280},
 		LayersPerBlock:       IntOrList{Set: true, One: 2},
 		DownsamplePadding:    1,
-		MidBlockScaleFactor:  1,
 		ActFn:                "silu",
 		NormNumGroups:        32,
 		NormEps:              1e-5,

@@ -20,15 +20,13 @@ type VAEConfig struct {
 	ActFn            string   `json:"act_fn"`
 	LatentChannels   int      `json:"latent_channels"`
 	NormNumGroups    int      `json:"norm_num_groups"`
-	SampleSize       int      `json:"sample_size"`
 	ScalingFactor    float64  `json:"scaling_factor"`
-	ForceUpcast      *bool    `json:"force_upcast"`
 }
 
 // LoadVAEConfig reads and validates vae/config.json.
 func LoadVAEConfig(path string) (*VAEConfig, error) {
 	c := VAEConfig{InChannels: 3, OutChannels: 3, BlockOutChannels: []int{64}, LayersPerBlock: 1, ActFn: "silu",
-		LatentChannels: 4, NormNumGroups: 32, SampleSize: 32, ScalingFactor: 0.18215,
+		LatentChannels: 4, NormNumGroups: 32, ScalingFactor: 0.18215,
 		DownBlockTypes: []string{"DownEncoderBlock2D"}, UpBlockTypes: []string{"UpDecoderBlock2D"}}
 	if err := readConfig(path, &c); err != nil {
 		return nil, err
@@ -105,7 +103,7 @@ const (
 const LatentChannels = 4
 
 func (v *VAE) resnet(g *onnx.Graph, s Scope, x onnx.Value, in, out int64) onnx.Value {
-	return ResnetBlock2D{In: in, Out: out, Groups: int64(v.Config.NormNumGroups), Eps: vaeNormEps, OutScale: 1}.Build(g, s, x, onnx.Value{})
+	return ResnetBlock2D{In: in, Out: out, Groups: int64(v.Config.NormNumGroups), Eps: vaeNormEps}.Build(g, s, x, onnx.Value{})
 }
 
 // midBlock — diffusers: UNetMidBlock2D with one single-head attention:
