@@ -21,18 +21,16 @@ import (
 // hub id in the local Hugging Face cache.
 var ErrModelNotFound = errors.New("model not found")
 
-// Resolve turns a model (the "model" setting) into a diffusers folder: a folder path as given, or
-// a hub id ("org/name") looked up offline in the Hugging Face hub cache
-// ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), at the snapshot
-// refs/main names (or the only snapshot there is).
-func Resolve(model string) (string, error) {
+// resolve turns a model (the "model" setting) that is not a file into a
+// diffusers folder: a folder path as given, or a hub id ("org/name") looked
+// up offline in the Hugging Face hub cache ($HF_HUB_CACHE, $HF_HOME/hub,
+// ~/.cache/huggingface/hub), at the snapshot refs/main names (or the only
+// snapshot there is).
+func resolve(model string) (string, error) {
 	if model == "" {
 		return "", &param.Error{Name: "model", Reason: "is required", Err: ErrModelNotFound}
 	}
-	if st, err := os.Stat(model); err == nil {
-		if !st.IsDir() {
-			return "", param.Errorf("model", model, "is a file; want a diffusers folder (with model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a single-file .safetensors checkpoint")
-		}
+	if _, err := os.Stat(model); err == nil {
 		return model, nil
 	}
 	if strings.HasSuffix(strings.ToLower(model), ".safetensors") {
@@ -127,7 +125,7 @@ func OpenModel(model string, o OpenOptions) (*Checkpoint, error) {
 	if st, err := os.Stat(model); err == nil && !st.IsDir() {
 		return openSingleFile(model, o)
 	}
-	dir, err := Resolve(model)
+	dir, err := resolve(model)
 	if err != nil {
 		return nil, err
 	}
