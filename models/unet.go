@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -38,11 +39,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	if o.Processors.Default == nil && o.Processors.ByPath == nil {
 		o.Processors.Default = PlainAttn{}
 	}
-	name := o.Name
-	if name == "" {
-		name = "unet"
-	}
-	g := onnx.NewGraph(name)
+	g := onnx.NewGraph(cmp.Or(o.Name, "unet"))
 	s := u.Weights.Root("")
 	dt := u.Weights.Type
 	n := len(c.BlockOutChannels)
@@ -51,8 +48,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	sampleIn := g.Input(InSample, onnx.Float, onnx.P("batch"), onnx.D(int64(c.InChannels)), onnx.P("height"), onnx.P("width"))
 	tIn := g.Input(InTimestep, onnx.Int64)
 	ctxIn := g.Input(InTextEmbeds, onnx.Float, onnx.P("batch"), onnx.P("sequence"), onnx.D(int64(c.CrossDims[0])))
-	sample, ctx := sampleIn, ctxIn
-	sample, ctx = toDT(g, sample, dt), toDT(g, ctx, dt)
+	sample, ctx := toDT(g, sampleIn, dt), toDT(g, ctxIn, dt)
 
 	// 1. time: the timestep broadcast to the batch, sinusoidal features,
 	// then the embedding MLP. [] or [B] -> [B]

@@ -158,8 +158,7 @@ func (v *VAE) EncoderGraph() (*onnx.Graph, error) {
 	n := len(c.BlockOutChannels)
 	ch := func(i int) int64 { return int64(c.BlockOutChannels[i]) }
 	in := g.Input(InImage, onnx.Float, onnx.P("batch"), onnx.D(int64(c.InChannels)), onnx.P("height"), onnx.P("width"))
-	x := in
-	x = toDT(g, x, dt)
+	x := toDT(g, in, dt)
 	x = conv2d(g, s.Sub("conv_in"), x, int64(c.InChannels), ch(0), 3, 1, 1)
 	prev := ch(0)
 	for i := 0; i < n; i++ {
@@ -196,8 +195,7 @@ func (v *VAE) DecoderGraph() (*onnx.Graph, error) {
 	ch := func(i int) int64 { return int64(c.BlockOutChannels[i]) }
 	lat := int64(c.LatentChannels)
 	in := g.Input(InLatent, onnx.Float, onnx.P("batch"), onnx.D(lat), onnx.P("latent_height"), onnx.P("latent_width"))
-	x := in
-	x = toDT(g, x, dt)
+	x := toDT(g, in, dt)
 	x = conv2d(g, root.Sub("post_quant_conv"), x, lat, lat, 1, 1, 0)
 	x = conv2d(g, s.Sub("conv_in"), x, lat, ch(n-1), 3, 1, 1)
 	x = v.midBlock(g, s.Sub("mid_block"), x, ch(n-1))
