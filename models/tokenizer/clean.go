@@ -15,21 +15,7 @@ func cleanText(text string) string {
 // (the regex module's \s, i.e. White_Space) become one space, then the ends
 // are stripped.
 func whitespaceClean(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	pendingSpace := false
-	for _, r := range s {
-		if isSpace(r) {
-			pendingSpace = b.Len() > 0
-			continue
-		}
-		if pendingSpace {
-			b.WriteByte(' ')
-			pendingSpace = false
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return strings.Join(strings.FieldsFunc(s, isSpace), " ")
 }
 
 // pyLower is Python's str.lower: the simple lower-case mapping plus its two

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"html"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -214,84 +215,35 @@ func fixLineBreaks(s string) string {
 	return lineBreaks.Replace(s)
 }
 
+// terminalEscape is ftfy.fixes.remove_terminal_escapes's pattern,
+// \033\[((?:\d|;)*)([a-zA-Z]), \d being any decimal digit (Nd), as in a
+// Python str pattern.
+var terminalEscape = regexp.MustCompile(`\x1b\[[\p{Nd};]*[a-zA-Z]`)
+
 // removeTerminalEscapes is ftfy.fixes.remove_terminal_escapes: it deletes
-// every match of \033\[((?:\d|;)*)([a-zA-Z]) (\d being any decimal digit,
-// as in a Python str pattern).
+// every match of terminalEscape.
 func removeTerminalEscapes(s string) string {
 	if !strings.Contains(s, "\x1b[") {
 		return s
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		if strings.HasPrefix(s[i:], "\x1b[") {
-			j := i + 2
-			for j < len(s) {
-				r, size := utf8.DecodeRuneInString(s[j:])
-				if r != ';' && !unicode.IsDigit(r) {
-					break
-				}
-				j += size
-			}
-			if j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
-				i = j + 1
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-		i++
-	}
-	return b.String()
+	return terminalEscape.ReplaceAllString(s, "")
 }
 
-// unescapeHTML is ftfy.fixes.unescape_html: every match of
-// &#?[0-9A-Za-z]{1,24}; that is a known entity is replaced, others stay.
+// entity is ftfy's HTML entity pattern.
+var entity = regexp.MustCompile(`&#?[0-9A-Za-z]{1,24};`)
+
+// unescapeHTML is ftfy.fixes.unescape_html: every match of entity that is a
+// known entity is replaced, others stay.
 func unescapeHTML(s string) string {
 	if !strings.Contains(s, "&") || !strings.Contains(s, ";") {
 		return s
 	}
-	var b strings.Builder
-	last := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] != '&' {
-			continue
+	return entity.ReplaceAllStringFunc(s, func(ent string) string {
+		if rep, ok := decodeEntity(ent); ok {
+			return rep
 		}
-		end := matchEntity(s[i:])
-		if end == 0 {
-			continue
-		}
-		if rep, ok := decodeEntity(s[i : i+end]); ok {
-			b.WriteString(s[last:i])
-			b.WriteString(rep)
-			last = i + end
-		}
-		i += end - 1
-	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
-}
-
-// matchEntity returns the length of the match of &#?[0-9A-Za-z]{1,24}; at
-// the start of s, or 0.
-func matchEntity(s string) int {
-	alnumRun := func(from int) int {
-		j := from
-		for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
-			j++
-		}
-		return j - from
-	}
-	start := 1
-	if len(s) > 1 && s[1] == '#' {
-		start = 2
-	}
-	n := alnumRun(start)
-	if n < 1 || n > 24 || start+n >= len(s) || s[start+n] != ';' {
-		return 0
-	}
-	return start + n + 1
+		return ent
+	})
 }
 
 // decodeEntity is ftfy's _unescape_fixup for one matched "&...;".

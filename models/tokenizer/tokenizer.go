@@ -178,11 +178,11 @@ func (t *Tokenizer) tokenize(text string) (symbols []string, ids []int64) {
 			ids = append(ids, t.specialID[piece])
 			return
 		}
-		preTokenize(cleanText(piece), func(word string) {
+		for _, word := range wordPattern.FindAllString(cleanText(piece), -1) {
 			res := t.bpe.encodeWord(word)
 			symbols = append(symbols, res.tokens...)
 			ids = append(ids, res.ids...)
-		})
+		}
 	})
 	return symbols, ids
 }
