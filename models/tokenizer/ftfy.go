@@ -223,9 +223,6 @@ var terminalEscape = regexp.MustCompile(`\x1b\[[\p{Nd};]*[a-zA-Z]`)
 // removeTerminalEscapes is ftfy.fixes.remove_terminal_escapes: it deletes
 // every match of terminalEscape.
 func removeTerminalEscapes(s string) string {
-	if !strings.Contains(s, "\x1b[") {
-		return s
-	}
 	return terminalEscape.ReplaceAllString(s, "")
 }
 
@@ -235,9 +232,6 @@ var entity = regexp.MustCompile(`&#?[0-9A-Za-z]{1,24};`)
 // unescapeHTML is ftfy.fixes.unescape_html: every match of entity that is a
 // known entity is replaced, others stay.
 func unescapeHTML(s string) string {
-	if !strings.Contains(s, "&") || !strings.Contains(s, ";") {
-		return s
-	}
 	return entity.ReplaceAllStringFunc(s, func(ent string) string {
 		if rep, ok := decodeEntity(ent); ok {
 			return rep
