@@ -19,7 +19,10 @@ package tokenizer
 import (
 	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
 )
 
 // Tokenizer encodes prompts. It is safe for concurrent use.
@@ -30,7 +33,7 @@ import (
 // truncation=True).
 type Tokenizer struct {
 	bpe       *bpeModel
-	specials  []string         // longest first, for splitting
+	special   *regexp.Regexp   // the special tokens, longest first
 	specialID map[string]int64 // id of each special token
 	bosID     int64
 	eosID     int64
@@ -120,13 +123,16 @@ func New(vocab, merges []byte, opts Options) (*Tokenizer, error) {
 		if !ok {
 			return nil, &TokenError{Field: st.field, Token: st.token}
 		}
-		if _, dup := t.specialID[st.token]; !dup {
-			t.specialID[st.token] = id
-			t.specials = append(t.specials, st.token)
-		}
+		t.specialID[st.token] = id
 	}
 	t.bosID, t.eosID, t.unkID, t.padID = v[specials[0].token], v[specials[1].token], v[specials[2].token], v[specials[3].token]
-	sort.SliceStable(t.specials, func(i, j int) bool { return len(t.specials[i]) > len(t.specials[j]) })
+	// Longest first: at the leftmost match, the first alternative that
+	// matches is the longest token.
+	tokens := slices.SortedStableFunc(maps.Keys(t.specialID), func(a, b string) int { return len(b) - len(a) })
+	for i, tok := range tokens {
+		tokens[i] = regexp.QuoteMeta(tok)
+	}
+	t.special = regexp.MustCompile(strings.Join(tokens, "|"))
 	t.bpe = newBPEModel(v, m, t.unkID)
 	return t, nil
 }
@@ -192,24 +198,12 @@ func (t *Tokenizer) tokenize(text string) (symbols []string, ids []int64) {
 // Trie.split) and calls emit for each piece in order.
 func (t *Tokenizer) splitSpecial(text string, emit func(piece string, special bool)) {
 	start := 0
-	for i := 0; i < len(text); {
-		matched := ""
-		for _, sp := range t.specials {
-			if len(text)-i >= len(sp) && text[i:i+len(sp)] == sp {
-				matched = sp
-				break // specials are sorted longest first
-			}
+	for _, m := range t.special.FindAllStringIndex(text, -1) {
+		if start < m[0] {
+			emit(text[start:m[0]], false)
 		}
-		if matched == "" {
-			i++
-			continue
-		}
-		if start < i {
-			emit(text[start:i], false)
-		}
-		emit(matched, true)
-		i += len(matched)
-		start = i
+		emit(text[m[0]:m[1]], true)
+		start = m[1]
 	}
 	if start < len(text) {
 		emit(text[start:], false)
