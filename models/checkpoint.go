@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -83,14 +83,9 @@ func snapshot(repo string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	var dirs []string
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs = append(dirs, e.Name())
-		}
-	}
-	if len(dirs) == 1 {
-		return filepath.Join(repo, "snapshots", dirs[0]), true
+	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return !e.IsDir() })
+	if len(entries) == 1 {
+		return filepath.Join(repo, "snapshots", entries[0].Name()), true
 	}
 	return "", false
 }
@@ -178,7 +173,7 @@ func (c *Checkpoint) WeightFiles(component string) ([]string, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("%s: no .safetensors weights (PyTorch .bin checkpoints are not read: convert them to safetensors)", dir)
 	}
-	sort.Strings(files)
+	slices.Sort(files)
 	return files, nil
 }
 

@@ -601,11 +601,8 @@ func (a *ldmArch) diffusersConfigs(file string) (map[string]any, error) {
 	if a.NumHeads > 0 {
 		headDim = a.NumHeads
 	}
-	var vDown, vUp []string
 	for _, m := range a.VAEMult {
 		vaeOut = append(vaeOut, a.VAECh*m)
-		vDown = append(vDown, "DownEncoderBlock2D")
-		vUp = append(vUp, "UpDecoderBlock2D")
 	}
 	act, proj := "quick_gelu", 768
 	if a.SD2 {
@@ -625,8 +622,8 @@ func (a *ldmArch) diffusersConfigs(file string) (map[string]any, error) {
 		},
 		"vae/config.json": map[string]any{
 			"_class_name": "AutoencoderKL", "in_channels": a.ImgIn, "out_channels": a.ImgOut,
-			"down_block_types": vDown, "up_block_types": vUp, "block_out_channels": vaeOut,
-			"layers_per_block": a.VAEResBlocks, "latent_channels": a.ZChannels, "norm_num_groups": 32,
+			"down_block_types": slices.Repeat([]string{"DownEncoderBlock2D"}, len(vaeOut)), "up_block_types": slices.Repeat([]string{"UpDecoderBlock2D"}, len(vaeOut)),
+			"block_out_channels": vaeOut, "layers_per_block": a.VAEResBlocks, "latent_channels": a.ZChannels, "norm_num_groups": 32,
 			"sample_size": a.Resolution, "scaling_factor": a.ScaleFactor,
 		},
 		"text_encoder/config.json": map[string]any{

@@ -140,12 +140,6 @@ func writeWeightMemo(root string, m weightMemo) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return
 	}
-	f, err := atomicfile.Create(filepath.Join(root, weightMemoName))
-	if err != nil {
-		return
-	}
-	defer f.Abort()
-	if _, err := f.Write(append(b, '\n')); err == nil {
-		f.Commit() // best effort: a memo not written is hashed again next run
-	}
+	// Best effort: a memo not written is hashed again next run.
+	atomicfile.WriteFile(filepath.Join(root, weightMemoName), append(b, '\n'), 0o666)
 }
