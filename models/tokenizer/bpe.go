@@ -139,12 +139,7 @@ func (m *bpeModel) lookup(symbols []string) bpeResult {
 // right, non-overlapping) of the adjacent pair with the lowest merge rank,
 // until no adjacent pair has a rank.
 func (m *bpeModel) merge(word string) []string {
-	symbols := make([]string, 0, utf8.RuneCountInString(word))
-	for i := 0; i < len(word); {
-		_, size := utf8.DecodeRuneInString(word[i:])
-		symbols = append(symbols, word[i:i+size])
-		i += size
-	}
+	symbols := strings.Split(word, "") // its characters
 	if len(symbols) == 0 {
 		return nil
 	}

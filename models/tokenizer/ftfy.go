@@ -53,17 +53,11 @@ func fixText(text string) string {
 	}
 	unescape := true
 	var out strings.Builder
-	for pos := 0; pos < len(text); {
-		end := len(text)
-		if i := strings.IndexByte(text[pos:], '\n'); i >= 0 {
-			end = pos + i + 1
-		}
-		segment := text[pos:end]
+	for segment := range strings.SplitAfterSeq(text, "\n") {
 		if unescape && strings.Contains(segment, "<") {
 			unescape = false // looks like HTML: keep entities, from here on
 		}
 		out.WriteString(fixSegment(segment, unescape))
-		pos = end
 	}
 	return out.String()
 }
@@ -85,7 +79,7 @@ func fixSegment(s string, unescape bool) string {
 		s = mapRunes(s, fixLatinLigature)
 		s = mapRunes(s, fixCharacterWidth)
 		s = mapRunes(s, uncurlQuote)
-		s = fixLineBreaks(s)
+		s = lineBreaks.Replace(s)
 		s = removeTerminalEscapes(s)
 		s = mapRunes(s, removeControlChar)
 		s = nfc(s)
@@ -99,23 +93,16 @@ func fixSegment(s string, unescape bool) string {
 // mapRunes applies a str.translate-style table to s: f returns the
 // replacement of r and true, or false to keep r.
 func mapRunes(s string, f func(r rune) (string, bool)) string {
-	for i, r := range s {
-		if _, ok := f(r); !ok {
-			continue
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		if rep, ok := f(r); ok {
+			b.WriteString(rep)
+		} else {
+			b.WriteRune(r)
 		}
-		var b strings.Builder
-		b.Grow(len(s))
-		b.WriteString(s[:i])
-		for _, r := range s[i:] {
-			if rep, ok := f(r); ok {
-				b.WriteString(rep)
-			} else {
-				b.WriteRune(r)
-			}
-		}
-		return b.String()
 	}
-	return s
+	return b.String()
 }
 
 // decodeCP1252 and encodeCP1252 are ftfy's "sloppy-windows-1252" codec:
@@ -205,15 +192,8 @@ func removeControlChar(r rune) (string, bool) {
 	return "", false
 }
 
-// fixLineBreaks is ftfy.fixes.fix_line_breaks.
+// lineBreaks is ftfy.fixes.fix_line_breaks.
 var lineBreaks = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\u2028", "\n", "\u2029", "\n", "\u0085", "\n")
-
-func fixLineBreaks(s string) string {
-	if !strings.ContainsAny(s, "\r\u2028\u2029\u0085") {
-		return s
-	}
-	return lineBreaks.Replace(s)
-}
 
 // terminalEscape is ftfy.fixes.remove_terminal_escapes's pattern,
 // \033\[((?:\d|;)*)([a-zA-Z]), \d being any decimal digit (Nd), as in a
