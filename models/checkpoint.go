@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -200,12 +201,7 @@ func (c *Checkpoint) UNet(t onnx.DataType) (*UNet, error) {
 }
 
 // Source is what the model named: the single file, or the folder.
-func (c *Checkpoint) Source() string {
-	if c.File != "" {
-		return c.File
-	}
-	return c.Dir
-}
+func (c *Checkpoint) Source() string { return cmp.Or(c.File, c.Dir) }
 
 // UNetConfig reads the UNet's config.
 func (c *Checkpoint) UNetConfig() (*UNetConfig, error) {

@@ -102,13 +102,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	x = fromDT(g, x, dt)
 	g.Output(OutSample, x, onnx.Float, onnx.P("batch"), onnx.D(int64(c.OutChannels)), onnx.P("height"), onnx.P("width"))
 
-	if err := u.Weights.Err(); err != nil {
-		return nil, err
-	}
-	if env.err != nil {
-		return nil, env.err
-	}
-	if err := o.Processors.checkAllUsed(); err != nil {
+	if err := cmp.Or(u.Weights.Err(), env.err, o.Processors.checkAllUsed()); err != nil {
 		return nil, err
 	}
 	for path := range o.ResnetHooks {
@@ -116,10 +110,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 			return nil, fmt.Errorf("resnet hook assigned to %s, which is not a resnet of this UNet", path)
 		}
 	}
-	if err := g.Err(); err != nil {
-		return nil, err
-	}
-	return g, nil
+	return finish(g, u.Weights)
 }
 
 // SelfAttentionLayers lists the UNet's self-attention layers in graph

@@ -4,6 +4,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -25,17 +26,12 @@ const (
 // tokenizer/ folder: vocab.json, merges.txt, special_tokens_map.json and
 // tokenizer_config.json, padding with pad (PadSD1 or PadSD2).
 func WriteBuiltin(dir, pad string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	files, err := fs.Sub(builtinFiles, "clipbpe")
+	if err != nil {
+		return fmt.Errorf("builtin tokenizer: %w", err)
 	}
-	for _, name := range []string{vocabFile, mergesFile} {
-		b, err := builtinFiles.ReadFile("clipbpe/" + name)
-		if err != nil {
-			return fmt.Errorf("builtin tokenizer: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return err
-		}
+	if err := os.CopyFS(dir, files); err != nil {
+		return err
 	}
 	token := func(s string) map[string]any {
 		return map[string]any{"content": s, "lstrip": false, "normalized": true, "rstrip": false, "single_word": false}
