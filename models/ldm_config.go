@@ -118,7 +118,7 @@ func (v tensorView) missing(what, tensor string) error {
 // the text encoder's layout, channel counts and block counts from the
 // weights, SD 1.x's 8 heads or SD 2.x's heads of 64 channels.
 func detectArch(v tensorView) (*ldmArch, error) {
-	a := &ldmArch{LinearStart: 0.00085, LinearEnd: 0.012, Timesteps: 1000, ScaleFactor: 0.18215}
+	a := &ldmArch{LinearStart: 0.00085, LinearEnd: 0.012, Timesteps: 1000, ScaleFactor: 0.18215, ImageSize: 64, Resolution: 256}
 	if v.anyUnder(sdxlPrefix) || v.has(ldmUNet+".label_emb.0.0.weight") {
 		return nil, fmt.Errorf("%w: %s is an SDXL checkpoint (it has %s.* text encoders / a label embedding); only SD 1.x and 2.x are supported", ErrUnsupported, v.path, sdxlPrefix)
 	}
@@ -212,7 +212,6 @@ func detectUNet(v tensorView, a *ldmArch) error {
 	if a.ContextDim == 0 {
 		return v.missing("transformer in any UNet level", u("input_blocks.1.1.proj_in.weight"))
 	}
-	a.ImageSize = 64
 	return nil
 }
 
@@ -252,7 +251,6 @@ func detectVAE(v tensorView, a *ldmArch) error {
 	if a.ImgOut, ok = v.dim(e("decoder.conv_out.weight"), 0); !ok {
 		return v.missing("VAE decoder output convolution", e("decoder.conv_out.weight"))
 	}
-	a.Resolution = 256
 	return nil
 }
 

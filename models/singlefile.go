@@ -2,6 +2,7 @@ package models
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -79,11 +80,8 @@ func (s *singleFile) component(comp string) (singleComponent, error) {
 // $TOKENFLOW_CACHE, else "tokenflow" in the user cache folder (the
 // inversion cache's root).
 func cacheRoot(root string) (string, error) {
-	if root != "" {
-		return root, nil
-	}
-	if env := os.Getenv("TOKENFLOW_CACHE"); env != "" {
-		return filepath.Clean(env), nil
+	if dir := cmp.Or(root, os.Getenv("TOKENFLOW_CACHE")); dir != "" {
+		return filepath.Clean(dir), nil
 	}
 	dir, err := os.UserCacheDir()
 	if err != nil {

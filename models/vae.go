@@ -126,21 +126,17 @@ func (v *VAE) attention(g *onnx.Graph, s Scope, x onnx.Value, ch int64) onnx.Val
 	h := groupNorm(g, s.Sub("group_norm"), x, int64(v.Config.NormNumGroups), ch, vaeNormEps)
 	// [B,C,H,W] -> [B,HW,C]
 	h = g.Transpose(g.Reshape(h, 0, ch, -1), 0, 2, 1)
-	proj := func(name, legacy string) Scope {
-		if !s.Has(name+".weight") && s.Has(legacy+".weight") {
-			return s.Sub(legacy)
+	proj := func(cur, legacy Scope) Scope {
+		if !cur.Has("weight") && legacy.Has("weight") {
+			return legacy
 		}
-		return s.Sub(name)
+		return cur
 	}
-	q := linear(g, proj("to_q", "query"), h, ch, ch, true)
-	k := linear(g, proj("to_k", "key"), h, ch, ch, true)
-	val := linear(g, proj("to_v", "value"), h, ch, ch, true)
+	q := linear(g, proj(s.Sub("to_q"), s.Sub("query")), h, ch, ch, true)
+	k := linear(g, proj(s.Sub("to_k"), s.Sub("key")), h, ch, ch, true)
+	val := linear(g, proj(s.Sub("to_v"), s.Sub("value")), h, ch, ch, true)
 	a := attention(g, s, q, k, val, 1, float32(1/math.Sqrt(float64(ch))))
-	outScope := s.Sub("to_out").Index(0)
-	if !outScope.Has("weight") && s.Has("proj_attn.weight") {
-		outScope = s.Sub("proj_attn")
-	}
-	a = linear(g, outScope, a, ch, ch, true)
+	a = linear(g, proj(s.Sub("to_out").Index(0), s.Sub("proj_attn")), a, ch, ch, true)
 	// [B,HW,C] -> [B,C,H,W]
 	a = g.ReshapeTo(g.Transpose(a, 0, 2, 1), shape)
 	return g.Add(a, residual)
