@@ -210,12 +210,7 @@ type Scope struct {
 func (w *Weights) Root(prefix string) Scope { return Scope{w: w, path: prefix} }
 
 // Sub descends into a named child module.
-func (s Scope) Sub(name string) Scope {
-	if s.path == "" {
-		return Scope{w: s.w, path: name}
-	}
-	return Scope{w: s.w, path: s.path + "." + name}
-}
+func (s Scope) Sub(name string) Scope { return Scope{w: s.w, path: join(s.path, name)} }
 
 // Index descends into element i of a ModuleList.
 func (s Scope) Index(i int) Scope { return s.Sub(strconv.Itoa(i)) }

@@ -326,10 +326,7 @@ func writeFloat32Tensors(w io.Writer, f *safetensors.File, plan []convertTarget)
 	header := map[string]entry{}
 	var off int64
 	for _, t := range plan {
-		n := int64(4)
-		for _, d := range t.shape {
-			n *= d
-		}
+		n := 4 * safetensors.TensorInfo{Shape: t.shape}.NumElements()
 		header[t.Name] = entry{DType: "F32", Shape: t.shape, Offsets: [2]int64{off, off + n}}
 		off += n
 	}
@@ -341,9 +338,7 @@ func writeFloat32Tensors(w io.Writer, f *safetensors.File, plan []convertTarget)
 		hb = append(hb, strings.Repeat(" ", 8-r)...)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	var lenBuf [8]byte
-	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hb)))
-	bw.Write(lenBuf[:])
+	bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(hb))))
 	bw.Write(hb)
 	for _, t := range plan {
 		v, err := f.Float32(t.source)
