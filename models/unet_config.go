@@ -193,38 +193,35 @@ func (c *UNetConfig) Validate() error {
 		return unsupported(p, "num_class_embeds", "class embeddings are not implemented")
 	case c.EncoderHidDim != nil:
 		return unsupported(p, "encoder_hid_dim", "an encoder hidden projection is not implemented")
-	case c.DualCrossAttention:
-		return unsupported(p, "dual_cross_attention", "is not implemented")
 	case c.ActFn != "silu":
 		return unsupported(p, "act_fn", "%q (only silu is implemented)", c.ActFn)
 	case c.ResnetTimeScaleShift != "default":
 		return unsupported(p, "resnet_time_scale_shift", "%q (only default is implemented)", c.ResnetTimeScaleShift)
-	case c.ResnetSkipTimeAct:
-		return unsupported(p, "resnet_skip_time_act", "is not implemented")
 	case c.ResnetOutScaleFactor != 1:
 		return unsupported(p, "resnet_out_scale_factor", "%g (only 1 is implemented)", c.ResnetOutScaleFactor)
 	case c.TimeEmbeddingType != "positional":
 		return unsupported(p, "time_embedding_type", "%q (only positional is implemented)", c.TimeEmbeddingType)
-	case c.TimeEmbeddingDim != nil:
-		return unsupported(p, "time_embedding_dim", "is not implemented")
-	case c.TimeEmbeddingActFn != nil:
-		return unsupported(p, "time_embedding_act_fn", "is not implemented")
-	case c.TimestepPostAct != nil:
-		return unsupported(p, "timestep_post_act", "is not implemented")
-	case c.TimeCondProjDim != nil:
-		return unsupported(p, "time_cond_proj_dim", "is not implemented")
 	case c.ConvInKernel != 3:
 		return unsupported(p, "conv_in_kernel", "%d (only 3 is implemented)", c.ConvInKernel)
 	case c.ConvOutKernel != 3:
 		return unsupported(p, "conv_out_kernel", "%d (only 3 is implemented)", c.ConvOutKernel)
 	case c.AttentionType != "default":
 		return unsupported(p, "attention_type", "%q (only default is implemented)", c.AttentionType)
-	case c.ClassEmbeddingsConcat:
-		return unsupported(p, "class_embeddings_concat", "is not implemented")
 	case c.CrossAttentionNorm != nil:
 		return unsupported(p, "cross_attention_norm", "%q is not implemented", *c.CrossAttentionNorm)
-	case c.CenterInputSample:
-		return unsupported(p, "center_input_sample", "is not implemented")
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"dual_cross_attention", c.DualCrossAttention}, {"resnet_skip_time_act", c.ResnetSkipTimeAct},
+		{"time_embedding_dim", c.TimeEmbeddingDim != nil}, {"time_embedding_act_fn", c.TimeEmbeddingActFn != nil},
+		{"timestep_post_act", c.TimestepPostAct != nil}, {"time_cond_proj_dim", c.TimeCondProjDim != nil},
+		{"class_embeddings_concat", c.ClassEmbeddingsConcat}, {"center_input_sample", c.CenterInputSample},
+	} {
+		if f.set {
+			return unsupported(p, f.name, "is not implemented")
+		}
 	}
 	switch v := c.OnlyCrossAttention.(type) {
 	case nil, bool:

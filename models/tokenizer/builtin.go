@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 )
@@ -37,8 +38,8 @@ func WriteBuiltin(dir, pad string) error {
 		return map[string]any{"content": s, "lstrip": false, "normalized": true, "rstrip": false, "single_word": false}
 	}
 	specials := map[string]any{"bos_token": token(defaultBOS), "eos_token": token(defaultEOS), "unk_token": token(defaultUnk), "pad_token": pad}
-	config := map[string]any{"bos_token": token(defaultBOS), "eos_token": token(defaultEOS), "unk_token": token(defaultUnk), "pad_token": pad,
-		"add_prefix_space": false, "do_lower_case": true, "errors": "replace", "model_max_length": defaultMaxLength, "tokenizer_class": "CLIPTokenizer"}
+	config := map[string]any{"add_prefix_space": false, "do_lower_case": true, "errors": "replace", "model_max_length": defaultMaxLength, "tokenizer_class": "CLIPTokenizer"}
+	maps.Copy(config, specials)
 	for name, v := range map[string]any{specialTokensFile: specials, configFile: config} {
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {

@@ -146,9 +146,6 @@ var latinLigatures = map[rune]string{
 }
 
 func fixLatinLigature(r rune) (string, bool) {
-	if r < 0x132 {
-		return "", false
-	}
 	s, ok := latinLigatures[r]
 	return s, ok
 }
