@@ -256,7 +256,6 @@ func detectVAE(v tensorView, a *ldmArch) error {
 
 func detectText(v tensorView, a *ldmArch) error {
 	var tok, pos, fc1 string
-	var layers int
 	if a.SD2 {
 		m := func(s string) string { return ldmOpenCLIP + "." + s }
 		tok, pos, fc1 = m("token_embedding.weight"), m("positional_embedding"), m("transformer.resblocks.0.mlp.c_fc.weight")
@@ -264,14 +263,14 @@ func detectText(v tensorView, a *ldmArch) error {
 		if blocks < 2 {
 			return v.missing("OpenCLIP text blocks (SD 2.x uses all but the last)", m("transformer.resblocks.1.ln_1.weight"))
 		}
-		layers = blocks - 1 // the penultimate layer rule
+		a.TextLayers = blocks - 1 // the penultimate layer rule
 	} else {
 		m := ldmCLIP + ".text_model"
 		if !v.anyUnder(m) {
 			m = ldmCLIP
 		}
 		tok, pos, fc1 = m+".embeddings.token_embedding.weight", m+".embeddings.position_embedding.weight", m+".encoder.layers.0.mlp.fc1.weight"
-		layers = v.count(m+".encoder.layers", "layer_norm1.weight")
+		a.TextLayers = v.count(m+".encoder.layers", "layer_norm1.weight")
 	}
 	var ok bool
 	if a.TextVocab, ok = v.dim(tok, 0); !ok {
@@ -286,10 +285,9 @@ func detectText(v tensorView, a *ldmArch) error {
 	if a.TextFFN, ok = v.dim(fc1, 0); !ok {
 		return v.missing("text MLP", fc1)
 	}
-	if layers == 0 {
+	if a.TextLayers == 0 {
 		return v.missing("text encoder layers", fc1)
 	}
-	a.TextLayers = layers
 	if a.TextHidden%headWidth != 0 {
 		return fmt.Errorf("%w: %s: the text encoder is %d wide, not a multiple of the standard head width %d", ErrArchitecture, v.path, a.TextHidden, headWidth)
 	}

@@ -5,6 +5,7 @@
 package models
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -97,12 +98,6 @@ func (w *Weights) DataDir() (string, error) {
 // Err is the first weight problem met while building.
 func (w *Weights) Err() error { return w.err }
 
-func (w *Weights) fail(err error) {
-	if w.err == nil {
-		w.err = err
-	}
-}
-
 // Has reports whether the checkpoint holds a tensor.
 func (w *Weights) Has(name string) bool {
 	_, ok := w.owner[name]
@@ -146,7 +141,7 @@ func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int
 	}
 	tp, err := w.tensor(name, t, shape)
 	if err != nil {
-		w.fail(err)
+		w.err = cmp.Or(w.err, err) // the first problem
 		n := safetensors.TensorInfo{Shape: shape}.NumElements()
 		tp = &onnx.Tensor{Name: "missing:" + key, Type: t, Dims: shape, Raw: make([]byte, n*int64(t.Size()))}
 	}
