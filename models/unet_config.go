@@ -11,6 +11,7 @@ import (
 type UNetConfig struct {
 	path string
 
+	SampleSize                int       `json:"sample_size"`
 	InChannels                int       `json:"in_channels"`
 	OutChannels               int       `json:"out_channels"`
 	CenterInputSample         bool      `json:"center_input_sample"`
