@@ -241,7 +241,12 @@ func (p *Schedule) Step(modelOutput []float32, t int, x []float32) ([]float32, e
 // StepTo is Step from timestep t to an explicit prevT (negative: the final
 // alpha), for walks that are not evenly spaced (see PlanInversion).
 func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	return s.step(modelOutput, t, prevT, x, s.cfg.PredictionType)
+}
+
+// step is StepTo for a model output of prediction type pred.
+func (s *DDIM) step(modelOutput []float32, t, prevT int, x []float32, pred string) ([]float32, error) {
+	if err := s.check(t, modelOutput, x); err != nil {
 		return nil, err
 	}
 	aPrev, err := s.AlphaCumprod(prevT)
@@ -249,13 +254,10 @@ func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float
 		return nil, err
 	}
 	aT := s.alphasCumprod[t]
-	if s.cfg.PredictionType == "epsilon" {
-		return s.moveEps(modelOutput, x, aT, aPrev)
+	if pred == "epsilon" {
+		return s.moveEps(modelOutput, x, aT, aPrev), nil
 	}
-	eps, x0, err := s.predict(modelOutput, x, aT)
-	if err != nil {
-		return nil, err
-	}
+	eps, x0 := s.predict(modelOutput, x, aT)
 	s.clip(x0)
 	return s.combine(x0, eps, aPrev), nil
 }
@@ -281,7 +283,9 @@ func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float
 //     clipped if clip_sample
 //  4. z_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps            (eq. 12 towards a_t)
 func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	// Epsilon reads the output at the model's timestep t (step 2).
+	eps, err := s.Epsilon(modelOutput, z, t)
+	if err != nil {
 		return nil, err
 	}
 	if prevT >= t {
@@ -291,16 +295,7 @@ func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]f
 	if err != nil {
 		return nil, err
 	}
-	aT := s.alphasCumprod[t]
-	if s.cfg.PredictionType == "epsilon" {
-		return s.moveEps(modelOutput, z, aPrev, aT)
-	}
-	// Convert to eps at the model's timestep, then move as for epsilon.
-	eps, _, err := s.predict(modelOutput, z, aT)
-	if err != nil {
-		return nil, err
-	}
-	return s.moveEps(eps, z, aPrev, aT)
+	return s.moveEps(eps, z, aPrev, s.alphasCumprod[t]), nil
 }
 
 // AddNoise is add_noise(x0, eps, t): the forward process q(x_t | x0),
@@ -347,20 +342,29 @@ func (s *DDIM) checkT(t int) error {
 	return nil
 }
 
+// check is checkT(t), then that the model output fits the sample.
+func (s *DDIM) check(t int, modelOutput, x []float32) error {
+	if err := s.checkT(t); err != nil {
+		return err
+	}
+	if len(modelOutput) != len(x) {
+		return fmt.Errorf("ddim step: model output has %d values, sample %d", len(modelOutput), len(x))
+	}
+	return nil
+}
+
 // moveEps is the epsilon form: x0 = (x - sqrt(1-aFrom) eps)/sqrt(aFrom),
 // clipped if configured, then sqrt(aTo) x0 + sqrt(1-aTo) eps. The float32
-// operation order is diffusers' (and TokenFlow's inversion's).
-func (s *DDIM) moveEps(eps, x []float32, aFrom, aTo float32) ([]float32, error) {
-	if len(eps) != len(x) {
-		return nil, fmt.Errorf("ddim step: model output has %d values, sample %d", len(eps), len(x))
-	}
+// operation order is diffusers' (and TokenFlow's inversion's). The caller
+// has checked the lengths.
+func (s *DDIM) moveEps(eps, x []float32, aFrom, aTo float32) []float32 {
 	sqrtA, sqrtB := sqrt32(aFrom), sqrt32(1-aFrom)
 	x0 := make([]float32, len(x))
 	for i := range x0 {
 		x0[i] = (x[i] - float32(sqrtB*eps[i])) / sqrtA
 	}
 	s.clip(x0)
-	return s.combine(x0, eps, aTo), nil
+	return s.combine(x0, eps, aTo)
 }
 
 // combine is steps 6-7: sqrt(a) x0 + sqrt(1 - a - 0) eps, in place over x0.
@@ -373,35 +377,24 @@ func (s *DDIM) combine(x0, eps []float32, a float32) []float32 {
 	return x0
 }
 
-// predict turns a model output at noise level a into (eps, x0) for the
-// non-epsilon prediction types (step 3).
-func (s *DDIM) predict(out, x []float32, a float32) (eps, x0 []float32, err error) {
-	if len(out) != len(x) {
-		return nil, nil, fmt.Errorf("ddim step: model output has %d values, sample %d", len(out), len(x))
-	}
+// predict turns a v_prediction or sample model output at noise level a
+// into (eps, x0) (step 3); the caller has checked the lengths.
+func (s *DDIM) predict(out, x []float32, a float32) (eps, x0 []float32) {
 	sqrtA, sqrtB := sqrt32(a), sqrt32(1-a)
 	eps = make([]float32, len(x))
 	x0 = make([]float32, len(x))
-	switch s.cfg.PredictionType {
-	case "epsilon":
-		for i := range x {
-			eps[i] = out[i]
-			x0[i] = (x[i] - float32(sqrtB*out[i])) / sqrtA
-		}
-	case "v_prediction":
+	if s.cfg.PredictionType == "v_prediction" {
 		for i := range x {
 			x0[i] = float32(sqrtA*x[i]) - float32(sqrtB*out[i])
 			eps[i] = float32(sqrtA*out[i]) + float32(sqrtB*x[i])
 		}
-	case "sample":
-		for i := range x {
-			x0[i] = out[i]
-			eps[i] = (x[i] - float32(sqrtA*out[i])) / sqrtB
-		}
-	default:
-		return nil, nil, &ConfigError{Field: "prediction_type", Msg: fmt.Sprintf("%q is not supported", s.cfg.PredictionType)}
+		return eps, x0
 	}
-	return eps, x0, nil
+	for i := range x { // sample
+		x0[i] = out[i]
+		eps[i] = (x[i] - float32(sqrtA*out[i])) / sqrtB
+	}
+	return eps, x0
 }
 
 func (s *DDIM) clip(x0 []float32) {
@@ -423,29 +416,14 @@ func (s *DDIM) clip(x0 []float32) {
 // model predicts relative to the timestep it is told, so this is the eps an
 // epsilon model trained alike would give for (x, t).
 func (s *DDIM) Epsilon(modelOutput, x []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	if err := s.check(t, modelOutput, x); err != nil {
 		return nil, err
 	}
 	if s.cfg.PredictionType == "epsilon" {
-		if len(modelOutput) != len(x) {
-			return nil, fmt.Errorf("ddim step: model output has %d values, sample %d", len(modelOutput), len(x))
-		}
 		return modelOutput, nil
 	}
-	eps, _, err := s.predict(modelOutput, x, s.alphasCumprod[t])
-	return eps, err
-}
-
-// OriginalSample is the predicted x0 a model output at timestep t on the
-// sample x stands for (step 3 of Step, before clipping): epsilon: (x -
-// sqrt(1-a_t) eps) / sqrt(a_t); v: sqrt(a_t) x - sqrt(1-a_t) v; sample: the
-// output. The result is a new slice.
-func (s *DDIM) OriginalSample(modelOutput, x []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
-		return nil, err
-	}
-	_, x0, err := s.predict(modelOutput, x, s.alphasCumprod[t])
-	return x0, err
+	eps, _ := s.predict(modelOutput, x, s.alphasCumprod[t])
+	return eps, nil
 }
 
 // StepEpsilon is Step given the noise prediction itself (from Epsilon)
@@ -453,13 +431,5 @@ func (s *DDIM) OriginalSample(modelOutput, x []float32, t int) ([]float32, error
 // whatever the model predicts. For epsilon models it is Step, bit for bit.
 // The edit uses it to apply classifier-free guidance in epsilon space.
 func (p *Schedule) StepEpsilon(eps []float32, t int, x []float32) ([]float32, error) {
-	s := p.ddim
-	if err := s.checkT(t); err != nil {
-		return nil, err
-	}
-	aPrev, err := s.AlphaCumprod(p.PrevTimestep(t))
-	if err != nil {
-		return nil, err
-	}
-	return s.moveEps(eps, x, s.alphasCumprod[t], aPrev)
+	return p.ddim.step(eps, t, p.PrevTimestep(t), x, "epsilon")
 }
