@@ -113,9 +113,6 @@ func cosineBetas(T int) []float32 {
 // Config returns the configuration the schedule was built from.
 func (s *DDIM) Config() Config { return s.cfg }
 
-// NumTrainTimesteps is T.
-func (s *DDIM) NumTrainTimesteps() int { return s.cfg.NumTrainTimesteps }
-
 // AlphasCumprod returns a copy of alphas_cumprod (length T).
 func (s *DDIM) AlphasCumprod() []float32 { return append([]float32(nil), s.alphasCumprod...) }
 
@@ -154,20 +151,17 @@ func (s *DDIM) Timesteps(n int) ([]int, error) {
 		}
 	case "trailing":
 		// np.arange(T, 0, -ratio) with a float ratio: its length is
-		// ceil(T/ratio); numpy fills start + i*delta, delta = (start+step)-start.
+		// ceil(T/ratio); numpy stores start and start+step, then fills
+		// start + i*delta, delta = (start+step)-start. That formula gives
+		// the first two as well: delta is exact (Sterbenz; start is the
+		// integer T), so start + 1*delta is start+step again.
 		ratio := float64(T) / float64(n)
 		start, step := float64(T), -ratio
 		length := int(math.Ceil((0 - start) / step))
 		delta := (start + step) - start
 		ts = make([]int, length)
 		for i := range ts {
-			v := start
-			if i == 1 {
-				v = start + step
-			} else if i > 1 {
-				v = start + float64(i)*delta
-			}
-			ts[i] = int(math.RoundToEven(v)) - 1
+			ts[i] = int(math.RoundToEven(start+float64(i)*delta)) - 1
 		}
 	case "linspace":
 		// np.linspace(0, T-1, n): i*step + 0, the last one exactly T-1.
