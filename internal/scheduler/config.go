@@ -118,14 +118,11 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("load scheduler config: %w", err)
 	}
 	cfg, err := ParseConfig(data)
-	if err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.File = path
-		}
-		return Config{}, err
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		ce.File = path
 	}
-	return cfg, nil
+	return cfg, err
 }
 
 // maxTrainTimesteps bounds num_train_timesteps (and so the tables' size).

@@ -164,19 +164,15 @@ func (s *DDIM) Timesteps(n int) ([]int, error) {
 			ts[i] = int(math.RoundToEven(start+float64(i)*delta)) - 1
 		}
 	case "linspace":
-		// np.linspace(0, T-1, n): i*step + 0, the last one exactly T-1.
+		// np.linspace(0, T-1, n): i*step + 0, the last one exactly T-1
+		// (n = 1: just 0).
 		ts = make([]int, n)
-		if n == 1 {
-			ts[0] = 0
-			break
-		}
-		step := float64(T-1) / float64(n-1)
-		for i := 0; i < n; i++ {
-			v := float64(i) * step
-			if i == n-1 {
-				v = float64(T - 1)
+		if n > 1 {
+			step := float64(T-1) / float64(n-1)
+			for i := range n - 1 {
+				ts[n-1-i] = int(math.RoundToEven(float64(i) * step))
 			}
-			ts[n-1-i] = int(math.RoundToEven(v))
+			ts[0] = T - 1
 		}
 	}
 	for _, t := range ts {
