@@ -236,7 +236,7 @@ func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float
 
 // step is StepTo for a model output of prediction type pred.
 func (s *DDIM) step(modelOutput []float32, t, prevT int, x []float32, pred string) ([]float32, error) {
-	if err := s.check(t, modelOutput, x); err != nil {
+	if err := s.check(t, modelOutput, x, "ddim step: model output", "sample"); err != nil {
 		return nil, err
 	}
 	aPrev, err := s.AlphaCumprod(prevT)
@@ -291,11 +291,8 @@ func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]f
 // AddNoise is add_noise(x0, eps, t): the forward process q(x_t | x0),
 // sqrt(a_t) x0 + sqrt(1 - a_t) eps.
 func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	if err := s.check(t, x0, eps, "add noise: sample", "noise"); err != nil {
 		return nil, err
-	}
-	if len(x0) != len(eps) {
-		return nil, fmt.Errorf("add noise: sample has %d values, noise %d", len(x0), len(eps))
 	}
 	a := s.alphasCumprod[t]
 	mu, sigma := sqrt32(a), sqrt32(1-a)
@@ -310,11 +307,8 @@ func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
 // sqrt(1 - a_t). TokenFlow's get_ddim_eps uses it to recover the noise of the
 // most-inverted latent before re-noising x0 to the first editing timestep.
 func (s *DDIM) NoiseFromSample(xt, x0 []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	if err := s.check(t, xt, x0, "noise from sample: noisy sample", "original"); err != nil {
 		return nil, err
-	}
-	if len(xt) != len(x0) {
-		return nil, fmt.Errorf("noise from sample: noisy sample has %d values, original %d", len(xt), len(x0))
 	}
 	a := s.alphasCumprod[t]
 	mu, sigma := sqrt32(a), sqrt32(1-a)
@@ -325,20 +319,14 @@ func (s *DDIM) NoiseFromSample(xt, x0 []float32, t int) ([]float32, error) {
 	return out, nil
 }
 
-func (s *DDIM) checkT(t int) error {
+// check checks that t is a timestep and that a and b, named so in the
+// error, have one length.
+func (s *DDIM) check(t int, a, b []float32, aName, bName string) error {
 	if t < 0 || t >= s.cfg.NumTrainTimesteps {
 		return fmt.Errorf("%w: timestep %d, want 0 <= t < num_train_timesteps (%d)", ErrTimestep, t, s.cfg.NumTrainTimesteps)
 	}
-	return nil
-}
-
-// check is checkT(t), then that the model output fits the sample.
-func (s *DDIM) check(t int, modelOutput, x []float32) error {
-	if err := s.checkT(t); err != nil {
-		return err
-	}
-	if len(modelOutput) != len(x) {
-		return fmt.Errorf("ddim step: model output has %d values, sample %d", len(modelOutput), len(x))
+	if len(a) != len(b) {
+		return fmt.Errorf("%s has %d values, %s %d", aName, len(a), bName, len(b))
 	}
 	return nil
 }
@@ -406,7 +394,7 @@ func (s *DDIM) clip(x0 []float32) {
 // model predicts relative to the timestep it is told, so this is the eps an
 // epsilon model trained alike would give for (x, t).
 func (s *DDIM) Epsilon(modelOutput, x []float32, t int) ([]float32, error) {
-	if err := s.check(t, modelOutput, x); err != nil {
+	if err := s.check(t, modelOutput, x, "ddim step: model output", "sample"); err != nil {
 		return nil, err
 	}
 	if s.cfg.PredictionType == "epsilon" {
