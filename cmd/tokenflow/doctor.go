@@ -109,13 +109,10 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 // family and folder, or missing with what to do. It opens the model's
 // configs only (no weights) and returns what is missing ("" for nothing).
 func checkModel(w io.Writer, model string) string {
-	family := ""
 	c, err := models.OpenModel(model, models.OpenOptions{})
+	var cfg *models.UNetConfig
 	if err == nil {
-		var cfg *models.UNetConfig
-		if cfg, err = c.UNetConfig(); err == nil {
-			family = cfg.Family()
-		}
+		cfg, err = c.UNetConfig()
 	}
 	if err != nil {
 		text := doctorFlags.text(err)
@@ -129,7 +126,7 @@ func checkModel(w io.Writer, model string) string {
 	if where != model {
 		where = model + ", " + where
 	}
-	fmt.Fprintf(w, "model         %s (%s)\n", family, where)
+	fmt.Fprintf(w, "model         %s (%s)\n", cfg.Family(), where)
 	return ""
 }
 
