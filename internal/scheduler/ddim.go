@@ -231,11 +231,12 @@ func (p *Schedule) Step(modelOutput []float32, t int, x []float32) ([]float32, e
 // StepTo is Step from timestep t to an explicit prevT (negative: the final
 // alpha), for walks that are not evenly spaced (see PlanInversion).
 func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float32, error) {
-	return s.step(modelOutput, t, prevT, x, s.cfg.PredictionType)
+	return s.step(modelOutput, t, prevT, x, s.cfg.PredictionType == "epsilon")
 }
 
-// step is StepTo for a model output of prediction type pred.
-func (s *DDIM) step(modelOutput []float32, t, prevT int, x []float32, pred string) ([]float32, error) {
+// step is StepTo, reading the model output as eps when isEps, else as the
+// config's v or x0.
+func (s *DDIM) step(modelOutput []float32, t, prevT int, x []float32, isEps bool) ([]float32, error) {
 	if err := s.check(t, modelOutput, x, "ddim step: model output", "sample"); err != nil {
 		return nil, err
 	}
@@ -244,7 +245,7 @@ func (s *DDIM) step(modelOutput []float32, t, prevT int, x []float32, pred strin
 		return nil, err
 	}
 	aT := s.alphasCumprod[t]
-	if pred == "epsilon" {
+	if isEps {
 		return s.moveEps(modelOutput, x, aT, aPrev), nil
 	}
 	eps, x0 := s.predict(modelOutput, x, aT)
@@ -409,5 +410,5 @@ func (s *DDIM) Epsilon(modelOutput, x []float32, t int) ([]float32, error) {
 // whatever the model predicts. For epsilon models it is Step, bit for bit.
 // The edit uses it to apply classifier-free guidance in epsilon space.
 func (p *Schedule) StepEpsilon(eps []float32, t int, x []float32) ([]float32, error) {
-	return p.ddim.step(eps, t, p.PrevTimestep(t), x, "epsilon")
+	return p.ddim.step(eps, t, p.PrevTimestep(t), x, true)
 }
