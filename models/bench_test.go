@@ -162,7 +162,7 @@ var benchComponents = []benchComponent{
 // benchOpen opens a component's weights; they are closed with b.
 func benchOpen(b *testing.B, dir string, comp benchComponent) (func() (*onnx.Graph, error), *models.Weights) {
 	b.Helper()
-	c, err := models.OpenCheckpoint(dir)
+	c, err := models.OpenModel(dir, models.OpenOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -523,7 +523,7 @@ func (job benchChildJob) run(r *benchChildResult) error {
 		return err
 	}
 	r.BaseKB = st["VmRSS"]
-	c, err := models.OpenCheckpoint(job.Model)
+	c, err := models.OpenModel(job.Model, models.OpenOptions{})
 	if err != nil {
 		return err
 	}

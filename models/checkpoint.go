@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -8,7 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -21,18 +22,16 @@ import (
 // hub id in the local Hugging Face cache.
 var ErrModelNotFound = errors.New("model not found")
 
-// Resolve turns a model (the "model" setting) into a diffusers folder: a folder path as given, or
-// a hub id ("org/name") looked up offline in the Hugging Face hub cache
-// ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), at the snapshot
-// refs/main names (or the only snapshot there is).
-func Resolve(model string) (string, error) {
+// resolve turns a model (the "model" setting) that is not a file into a
+// diffusers folder: a folder path as given, or a hub id ("org/name") looked
+// up offline in the Hugging Face hub cache ($HF_HUB_CACHE, $HF_HOME/hub,
+// ~/.cache/huggingface/hub), at the snapshot refs/main names (or the only
+// snapshot there is).
+func resolve(model string) (string, error) {
 	if model == "" {
 		return "", &param.Error{Name: "model", Reason: "is required", Err: ErrModelNotFound}
 	}
-	if st, err := os.Stat(model); err == nil {
-		if !st.IsDir() {
-			return "", param.Errorf("model", model, "is a file; want a diffusers folder (with model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a single-file .safetensors checkpoint")
-		}
+	if _, err := os.Stat(model); err == nil {
 		return model, nil
 	}
 	if strings.HasSuffix(strings.ToLower(model), ".safetensors") {
@@ -85,14 +84,9 @@ func snapshot(repo string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	var dirs []string
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs = append(dirs, e.Name())
-		}
-	}
-	if len(dirs) == 1 {
-		return filepath.Join(repo, "snapshots", dirs[0]), true
+	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return !e.IsDir() })
+	if len(entries) == 1 {
+		return filepath.Join(repo, "snapshots", entries[0].Name()), true
 	}
 	return "", false
 }
@@ -121,16 +115,13 @@ type OpenOptions struct {
 	Log io.Writer
 }
 
-// OpenCheckpoint opens a model: a diffusers folder, a hub id in the local
+// OpenModel opens a model: a diffusers folder, a hub id in the local
 // cache, or a single-file .safetensors checkpoint.
-func OpenCheckpoint(model string) (*Checkpoint, error) { return OpenModel(model, OpenOptions{}) }
-
-// OpenModel is OpenCheckpoint with options.
 func OpenModel(model string, o OpenOptions) (*Checkpoint, error) {
 	if st, err := os.Stat(model); err == nil && !st.IsDir() {
 		return openSingleFile(model, o)
 	}
-	dir, err := Resolve(model)
+	dir, err := resolve(model)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +174,7 @@ func (c *Checkpoint) WeightFiles(component string) ([]string, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("%s: no .safetensors weights (PyTorch .bin checkpoints are not read: convert them to safetensors)", dir)
 	}
-	sort.Strings(files)
+	slices.Sort(files)
 	return files, nil
 }
 
@@ -210,12 +201,7 @@ func (c *Checkpoint) UNet(t onnx.DataType) (*UNet, error) {
 }
 
 // Source is what the model named: the single file, or the folder.
-func (c *Checkpoint) Source() string {
-	if c.File != "" {
-		return c.File
-	}
-	return c.Dir
-}
+func (c *Checkpoint) Source() string { return cmp.Or(c.File, c.Dir) }
 
 // UNetConfig reads the UNet's config.
 func (c *Checkpoint) UNetConfig() (*UNetConfig, error) {

@@ -19,13 +19,12 @@ type CLIPTextConfig struct {
 	MaxPositionEmbeddings int     `json:"max_position_embeddings"`
 	HiddenAct             string  `json:"hidden_act"`
 	LayerNormEps          float64 `json:"layer_norm_eps"`
-	ProjectionDim         int     `json:"projection_dim"`
 }
 
 // LoadCLIPTextConfig reads and validates text_encoder/config.json.
 func LoadCLIPTextConfig(path string) (*CLIPTextConfig, error) {
 	c := CLIPTextConfig{VocabSize: 49408, HiddenSize: 512, IntermediateSize: 2048, NumHiddenLayers: 12, NumAttentionHeads: 8,
-		MaxPositionEmbeddings: 77, HiddenAct: "quick_gelu", LayerNormEps: 1e-5, ProjectionDim: 512}
+		MaxPositionEmbeddings: 77, HiddenAct: "quick_gelu", LayerNormEps: 1e-5}
 	if err := readConfig(path, &c); err != nil {
 		return nil, err
 	}

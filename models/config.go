@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 )
 
 // ErrUnsupported marks a checkpoint whose architecture the builders do not
@@ -23,34 +24,40 @@ type IntOrList struct {
 }
 
 func (v *IntOrList) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if string(b) == "null" {
-		*v = IntOrList{}
+	*v = IntOrList{}
+	if string(bytes.TrimSpace(b)) == "null" {
 		return nil
 	}
-	if len(b) > 0 && b[0] == '[' {
-		var l []int
-		if err := json.Unmarshal(b, &l); err != nil {
-			return fmt.Errorf("want an int or a list of ints")
-		}
-		*v = IntOrList{Set: true, List: l}
-		return nil
-	}
-	var n int
-	if err := json.Unmarshal(b, &n); err != nil {
+	if json.Unmarshal(b, &v.One) != nil && json.Unmarshal(b, &v.List) != nil {
 		return fmt.Errorf("want an int or a list of ints")
 	}
-	*v = IntOrList{Set: true, One: n}
+	v.Set = true
 	return nil
 }
 
-// PerBlock expands the value to n blocks; ok is false when a list has
-// another length.
-func (v IntOrList) PerBlock(n int) ([]int, bool) {
-	if v.List != nil {
-		return v.List, len(v.List) == n
+// perBlock expands the value to n blocks; a list of another length is an
+// error naming the field.
+func (v IntOrList) perBlock(path, field string, n int) ([]int, error) {
+	if v.List == nil {
+		return slices.Repeat([]int{v.One}, n), nil
 	}
-	return slices.Repeat([]int{v.One}, n), true
+	if len(v.List) != n {
+		return nil, fieldError(path, field, "has %d entries, block_out_channels has %d", len(v.List), n)
+	}
+	return v.List, nil
+}
+
+// blockTypes checks a list of block types: n entries, each one of allowed.
+func blockTypes(path, field string, types []string, n int, allowed ...string) error {
+	if len(types) != n {
+		return fieldError(path, field, "has %d entries, block_out_channels has %d", len(types), n)
+	}
+	for _, t := range types {
+		if !slices.Contains(allowed, t) {
+			return unsupported(path, field, "block type %q (supported: %s)", t, strings.Join(allowed, ", "))
+		}
+	}
+	return nil
 }
 
 // readConfig parses path into v, with errors naming the file.

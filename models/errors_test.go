@@ -115,7 +115,7 @@ func setVAEBlocks(m map[string]any, n int) {
 
 // loadConfigs reads the configs sd.Open reads, before any weight file.
 func loadConfigs(model string) error {
-	c, err := OpenCheckpoint(model)
+	c, err := OpenModel(model, OpenOptions{})
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func loadConfigs(model string) error {
 
 // buildAll builds every graph of a checkpoint and returns the first error.
 func buildAll(model string) error {
-	c, err := OpenCheckpoint(model)
+	c, err := OpenModel(model, OpenOptions{})
 	if err != nil {
 		return err
 	}

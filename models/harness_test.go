@@ -23,7 +23,7 @@ func runF32(t testing.TB, s *ort.Session, inputs ...ort.Tensor) [][]float32 {
 
 func openCheckpoint(t testing.TB, dir string) *Checkpoint {
 	t.Helper()
-	c, err := OpenCheckpoint(dir)
+	c, err := OpenModel(dir, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

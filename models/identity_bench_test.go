@@ -18,7 +18,7 @@ func BenchmarkIdentityFullSize(b *testing.B) {
 	var first, repeat time.Duration
 	for b.Loop() {
 		root := b.TempDir()
-		c, err := models.OpenCheckpoint(m.dir)
+		c, err := models.OpenModel(m.dir, models.OpenOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}

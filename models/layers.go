@@ -1,11 +1,6 @@
 package models
 
-import (
-	"encoding/binary"
-	"math"
-
-	"github.com/tokenflow/tokenflow/internal/onnx"
-)
+import "github.com/tokenflow/tokenflow/internal/onnx"
 
 // The torch.nn layers every block uses, written as graph nodes. In fp16
 // graphs, normalisations and attention run in float32: their inputs are cast
@@ -56,22 +51,6 @@ func layerNorm(g *onnx.Graph, s Scope, x onnx.Value, channels int64, eps float32
 func attention(g *onnx.Graph, s Scope, q, k, v onnx.Value, heads int64, scale float32) onnx.Value {
 	y := g.MultiHeadAttention(toF32(g, s, q), toF32(g, s, k), toF32(g, s, v), heads, scale)
 	return fromF32(g, s, y)
-}
-
-func float32Bytes(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return b
-}
-
-func uint16Bytes(v []uint16) []byte {
-	b := make([]byte, 2*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint16(b[2*i:], x)
-	}
-	return b
 }
 
 // gelu and quickGELU run in float32 (their constants are float32).

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,7 +118,7 @@ func (v tensorView) missing(what, tensor string) error {
 // the text encoder's layout, channel counts and block counts from the
 // weights, SD 1.x's 8 heads or SD 2.x's heads of 64 channels.
 func detectArch(v tensorView) (*ldmArch, error) {
-	a := &ldmArch{LinearStart: 0.00085, LinearEnd: 0.012, Timesteps: 1000, ScaleFactor: 0.18215}
+	a := &ldmArch{LinearStart: 0.00085, LinearEnd: 0.012, Timesteps: 1000, ScaleFactor: 0.18215, ImageSize: 64, Resolution: 256}
 	if v.anyUnder(sdxlPrefix) || v.has(ldmUNet+".label_emb.0.0.weight") {
 		return nil, fmt.Errorf("%w: %s is an SDXL checkpoint (it has %s.* text encoders / a label embedding); only SD 1.x and 2.x are supported", ErrUnsupported, v.path, sdxlPrefix)
 	}
@@ -213,7 +212,6 @@ func detectUNet(v tensorView, a *ldmArch) error {
 	if a.ContextDim == 0 {
 		return v.missing("transformer in any UNet level", u("input_blocks.1.1.proj_in.weight"))
 	}
-	a.ImageSize = 64
 	return nil
 }
 
@@ -253,13 +251,11 @@ func detectVAE(v tensorView, a *ldmArch) error {
 	if a.ImgOut, ok = v.dim(e("decoder.conv_out.weight"), 0); !ok {
 		return v.missing("VAE decoder output convolution", e("decoder.conv_out.weight"))
 	}
-	a.Resolution = 256
 	return nil
 }
 
 func detectText(v tensorView, a *ldmArch) error {
 	var tok, pos, fc1 string
-	var layers int
 	if a.SD2 {
 		m := func(s string) string { return ldmOpenCLIP + "." + s }
 		tok, pos, fc1 = m("token_embedding.weight"), m("positional_embedding"), m("transformer.resblocks.0.mlp.c_fc.weight")
@@ -267,14 +263,14 @@ func detectText(v tensorView, a *ldmArch) error {
 		if blocks < 2 {
 			return v.missing("OpenCLIP text blocks (SD 2.x uses all but the last)", m("transformer.resblocks.1.ln_1.weight"))
 		}
-		layers = blocks - 1 // the penultimate layer rule
+		a.TextLayers = blocks - 1 // the penultimate layer rule
 	} else {
 		m := ldmCLIP + ".text_model"
 		if !v.anyUnder(m) {
 			m = ldmCLIP
 		}
 		tok, pos, fc1 = m+".embeddings.token_embedding.weight", m+".embeddings.position_embedding.weight", m+".encoder.layers.0.mlp.fc1.weight"
-		layers = v.count(m+".encoder.layers", "layer_norm1.weight")
+		a.TextLayers = v.count(m+".encoder.layers", "layer_norm1.weight")
 	}
 	var ok bool
 	if a.TextVocab, ok = v.dim(tok, 0); !ok {
@@ -289,10 +285,9 @@ func detectText(v tensorView, a *ldmArch) error {
 	if a.TextFFN, ok = v.dim(fc1, 0); !ok {
 		return v.missing("text MLP", fc1)
 	}
-	if layers == 0 {
+	if a.TextLayers == 0 {
 		return v.missing("text encoder layers", fc1)
 	}
-	a.TextLayers = layers
 	if a.TextHidden%headWidth != 0 {
 		return fmt.Errorf("%w: %s: the text encoder is %d wide, not a multiple of the standard head width %d", ErrArchitecture, v.path, a.TextHidden, headWidth)
 	}
@@ -343,71 +338,67 @@ func (d *yamlDoc) bad(key, format string, a ...any) error {
 	return param.Errorf("original_config", filepath.Base(d.path), "%s: %s", key, fmt.Sprintf(format, a...))
 }
 
-// integer reads an int key; ok is false when it is absent.
-func (d *yamlDoc) integer(key string) (int, bool, error) {
+// yamlValue reads key through conv, which says whether the value is of the
+// wanted kind; ok is false when the key is absent.
+func yamlValue[T any](d *yamlDoc, key, want string, conv func(any) (T, bool)) (T, bool, error) {
+	var zero T
 	v, ok := d.get(key)
 	if !ok || v == nil {
-		return 0, false, nil
+		return zero, false, nil
 	}
-	switch n := v.(type) {
-	case int:
-		return n, true, nil
-	case float64:
-		if n == float64(int(n)) {
-			return int(n), true, nil
+	t, ok := conv(v)
+	if !ok {
+		return zero, false, d.bad(key, "want %s, have %v", want, v)
+	}
+	return t, true, nil
+}
+
+// integer reads an int key; ok is false when it is absent.
+func (d *yamlDoc) integer(key string) (int, bool, error) {
+	return yamlValue(d, key, "an integer", func(v any) (int, bool) {
+		switch n := v.(type) {
+		case int:
+			return n, true
+		case float64:
+			return int(n), n == float64(int(n))
 		}
-	}
-	return 0, false, d.bad(key, "want an integer, have %v", v)
+		return 0, false
+	})
 }
 
 func (d *yamlDoc) number(key string) (float64, bool, error) {
-	v, ok := d.get(key)
-	if !ok || v == nil {
-		return 0, false, nil
-	}
-	switch n := v.(type) {
-	case int:
-		return float64(n), true, nil
-	case float64:
-		return n, true, nil
-	case string: // yaml.v3 reads 1.0e-04 style numbers as floats, "1e-4" as a string
-		if f, err := strconv.ParseFloat(n, 64); err == nil {
-			return f, true, nil
+	return yamlValue(d, key, "a number", func(v any) (float64, bool) {
+		switch n := v.(type) {
+		case int:
+			return float64(n), true
+		case float64:
+			return n, true
+		case string: // yaml.v3 reads 1.0e-04 style numbers as floats, "1e-4" as a string
+			f, err := strconv.ParseFloat(n, 64)
+			return f, err == nil
 		}
-	}
-	return 0, false, d.bad(key, "want a number, have %v", v)
+		return 0, false
+	})
 }
 
 func (d *yamlDoc) ints(key string) ([]int, bool, error) {
-	v, ok := d.get(key)
-	if !ok || v == nil {
-		return nil, false, nil
-	}
-	l, isList := v.([]any)
-	if !isList {
-		return nil, false, d.bad(key, "want a list of integers, have %v", v)
-	}
-	out := make([]int, len(l))
-	for i, e := range l {
-		n, isInt := e.(int)
-		if !isInt {
-			return nil, false, d.bad(key, "want a list of integers, have %v", v)
+	return yamlValue(d, key, "a list of integers", func(v any) ([]int, bool) {
+		l, ok := v.([]any)
+		out := make([]int, len(l))
+		for i, e := range l {
+			if out[i], ok = e.(int); !ok {
+				break
+			}
 		}
-		out[i] = n
-	}
-	return out, true, nil
+		return out, ok
+	})
 }
 
 func (d *yamlDoc) boolean(key string) (bool, bool, error) {
-	v, ok := d.get(key)
-	if !ok || v == nil {
-		return false, false, nil
-	}
-	b, isBool := v.(bool)
-	if !isBool {
-		return false, false, d.bad(key, "want true or false, have %v", v)
-	}
-	return b, true, nil
+	return yamlValue(d, key, "true or false", func(v any) (bool, bool) {
+		b, ok := v.(bool)
+		return b, ok
+	})
 }
 
 func (d *yamlDoc) str(key string) string {
@@ -430,29 +421,6 @@ const (
 // read; what they can is checked, and a disagreement is one line naming the
 // key and both values.
 func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
-	disagree := func(key string, yv, tv any) error {
-		return param.Errorf("original_config", filepath.Base(d.path), "%s is %v, but %s's tensors say %v", key, yv, filepath.Base(file), tv)
-	}
-	checkInt := func(key string, have int) error {
-		v, ok, err := d.integer(key)
-		if err != nil || !ok {
-			return err
-		}
-		if v != have {
-			return disagree(key, v, have)
-		}
-		return nil
-	}
-	checkInts := func(key string, have []int) error {
-		v, ok, err := d.ints(key)
-		if err != nil || !ok {
-			return err
-		}
-		if !reflect.DeepEqual(v, have) {
-			return disagree(key, v, have)
-		}
-		return nil
-	}
 	if t := d.str(yCond); t != "" {
 		yamlSD2 := strings.Contains(t, "OpenCLIP")
 		if yamlSD2 != a.SD2 {
@@ -460,7 +428,7 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 			if a.SD2 {
 				tv = "an OpenCLIP text encoder (" + ldmOpenCLIP + ".*, SD 2.x)"
 			}
-			return disagree(yCond, t, tv)
+			return d.disagree(file, yCond, t, tv)
 		}
 	}
 	// attention_resolutions lists the downsampling rates with transformers.
@@ -480,20 +448,21 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 		{yDD + ".ch", a.VAECh}, {yDD + ".num_res_blocks", a.VAEResBlocks}, {yDD + ".z_channels", a.ZChannels},
 		{yDD + ".in_channels", a.ImgIn}, {yDD + ".out_ch", a.ImgOut},
 	} {
-		if err := checkInt(c.key, c.have); err != nil {
+		if err := agree(d, file, c.key, c.have, d.integer, func(a, b int) bool { return a == b }); err != nil {
 			return err
 		}
 	}
-	if err := checkInts(yUNet+".channel_mult", a.ChannelMult); err != nil {
-		return err
-	}
-	if err := checkInts(yDD+".ch_mult", a.VAEMult); err != nil {
-		return err
-	}
-	if v, ok, err := d.ints(yUNet + ".attention_resolutions"); err != nil {
-		return err
-	} else if ok && !sameSet(v, attnRes) {
-		return disagree(yUNet+".attention_resolutions", v, attnRes)
+	for _, c := range []struct {
+		key  string
+		have []int
+		same func(a, b []int) bool
+	}{
+		{yUNet + ".channel_mult", a.ChannelMult, slices.Equal[[]int]}, {yDD + ".ch_mult", a.VAEMult, slices.Equal[[]int]},
+		{yUNet + ".attention_resolutions", attnRes, sameSet},
+	} {
+		if err := agree(d, file, c.key, c.have, d.ints, c.same); err != nil {
+			return err
+		}
 	}
 	if v, ok, err := d.ints(yDD + ".attn_resolutions"); err != nil {
 		return err
@@ -503,9 +472,9 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 	if v, ok, err := d.boolean(yUNet + ".use_linear_in_transformer"); err != nil {
 		return err
 	} else if ok && v != a.UseLinear {
-		return disagree(yUNet+".use_linear_in_transformer", v, a.UseLinear)
+		return d.disagree(file, yUNet+".use_linear_in_transformer", v, a.UseLinear)
 	} else if !ok && a.UseLinear {
-		return disagree(yUNet+".use_linear_in_transformer", "absent (false)", true)
+		return d.disagree(file, yUNet+".use_linear_in_transformer", "absent (false)", true)
 	}
 	if v, ok, err := d.integer(yUNet + ".transformer_depth"); err != nil {
 		return err
@@ -562,6 +531,21 @@ func applyYAML(a *ldmArch, d *yamlDoc, file string) error {
 	return nil
 }
 
+// agree checks key, when the YAML sets it, against have, what the tensors
+// say.
+func agree[T any](d *yamlDoc, file, key string, have T, read func(string) (T, bool, error), same func(a, b T) bool) error {
+	v, ok, err := read(key)
+	if err != nil || !ok || same(v, have) {
+		return err
+	}
+	return d.disagree(file, key, v, have)
+}
+
+// disagree is one line naming the key and both values.
+func (d *yamlDoc) disagree(file, key string, yv, tv any) error {
+	return param.Errorf("original_config", filepath.Base(d.path), "%s is %v, but %s's tensors say %v", key, yv, filepath.Base(file), tv)
+}
+
 func sameSet(a, b []int) bool {
 	set := func(s []int) []int { return slices.Compact(slices.Sorted(slices.Values(s))) }
 	return slices.Equal(set(a), set(b))
@@ -613,11 +597,8 @@ func (a *ldmArch) diffusersConfigs(file string) (map[string]any, error) {
 	if a.NumHeads > 0 {
 		headDim = a.NumHeads
 	}
-	var vDown, vUp []string
 	for _, m := range a.VAEMult {
 		vaeOut = append(vaeOut, a.VAECh*m)
-		vDown = append(vDown, "DownEncoderBlock2D")
-		vUp = append(vUp, "UpDecoderBlock2D")
 	}
 	act, proj := "quick_gelu", 768
 	if a.SD2 {
@@ -637,8 +618,8 @@ func (a *ldmArch) diffusersConfigs(file string) (map[string]any, error) {
 		},
 		"vae/config.json": map[string]any{
 			"_class_name": "AutoencoderKL", "in_channels": a.ImgIn, "out_channels": a.ImgOut,
-			"down_block_types": vDown, "up_block_types": vUp, "block_out_channels": vaeOut,
-			"layers_per_block": a.VAEResBlocks, "latent_channels": a.ZChannels, "norm_num_groups": 32,
+			"down_block_types": slices.Repeat([]string{"DownEncoderBlock2D"}, len(vaeOut)), "up_block_types": slices.Repeat([]string{"UpDecoderBlock2D"}, len(vaeOut)),
+			"block_out_channels": vaeOut, "layers_per_block": a.VAEResBlocks, "latent_channels": a.ZChannels, "norm_num_groups": 32,
 			"sample_size": a.Resolution, "scaling_factor": a.ScaleFactor,
 		},
 		"text_encoder/config.json": map[string]any{

@@ -82,14 +82,12 @@ func (t renameTable) rename(name string) ([]renamed, bool) {
 	if rest == "" {
 		return []renamed{{Name: r.To, Squeeze: r.Squeeze}}, true
 	}
-	if r.Local != nil {
-		if sub, ok := r.Local.rename(rest); ok {
-			for i := range sub {
-				sub[i].Name = join(r.To, sub[i].Name)
-				sub[i].Squeeze = sub[i].Squeeze || r.Squeeze
-			}
-			return sub, true
+	if sub, ok := r.Local.rename(rest); ok { // a nil Local renames nothing
+		for i := range sub {
+			sub[i].Name = join(r.To, sub[i].Name)
+			sub[i].Squeeze = sub[i].Squeeze || r.Squeeze
 		}
+		return sub, true
 	}
 	return []renamed{{Name: join(r.To, rest), Squeeze: r.Squeeze}}, true
 }

@@ -9,13 +9,12 @@ type ResnetBlock2D struct {
 	TembChannel int64 // 0: no time embedding (the VAE's resnets)
 	Groups      int64
 	Eps         float32
-	OutScale    float32 // output_scale_factor
 	// Hook, when set, rewrites the residual branch after conv2, before the
 	// shortcut is added (TokenFlow's feature injection).
 	Hook func(g *onnx.Graph, h onnx.Value) onnx.Value
 }
 
-// Build computes (shortcut(x) + h) / OutScale with
+// Build computes shortcut(x) + h (output_scale_factor 1) with
 // h = conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb))))).
 func (r ResnetBlock2D) Build(g *onnx.Graph, s Scope, x, temb onnx.Value) onnx.Value {
 	g.Push(s.Path())
@@ -36,11 +35,7 @@ func (r ResnetBlock2D) Build(g *onnx.Graph, s Scope, x, temb onnx.Value) onnx.Va
 	if r.In != r.Out {
 		short = conv2d(g, s.Sub("conv_shortcut"), x, r.In, r.Out, 1, 1, 0)
 	}
-	y := g.Add(short, h)
-	if r.OutScale != 0 && r.OutScale != 1 {
-		y = g.Div(y, g.Scalar(r.OutScale))
-	}
-	return y
+	return g.Add(short, h)
 }
 
 // Downsample2D — diffusers: models/resnet.py, Downsample2D with use_conv:

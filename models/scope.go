@@ -5,6 +5,7 @@
 package models
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -97,12 +98,6 @@ func (w *Weights) DataDir() (string, error) {
 // Err is the first weight problem met while building.
 func (w *Weights) Err() error { return w.err }
 
-func (w *Weights) fail(err error) {
-	if w.err == nil {
-		w.err = err
-	}
-}
-
 // Has reports whether the checkpoint holds a tensor.
 func (w *Weights) Has(name string) bool {
 	_, ok := w.owner[name]
@@ -135,6 +130,8 @@ func (w *Weights) Names() []string {
 // param adds tensor name to g as an initializer of element type t (Float or
 // Float16) and the given shape. Float32 weights wanted as float32 stay in
 // the user's file (external data: no copy); anything else is converted.
+// After an error (Err reports it) a zero placeholder keeps the graph well
+// formed.
 func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int64) onnx.Value {
 	key := name + "#" + t.String()
 	// Initializers live in the root graph; branches of an If share them.
@@ -142,48 +139,51 @@ func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int
 	if v, ok := w.added[g][key]; ok {
 		return v
 	}
+	tp, err := w.tensor(name, t, shape)
+	if err != nil {
+		w.err = cmp.Or(w.err, err) // the first problem
+		n := safetensors.TensorInfo{Shape: shape}.NumElements()
+		tp = &onnx.Tensor{Name: "missing:" + key, Type: t, Dims: shape, Raw: make([]byte, n*int64(t.Size()))}
+	}
+	v := g.Initializer(tp)
+	if w.added[g] == nil {
+		w.added[g] = map[string]onnx.Value{}
+	}
+	w.added[g][key] = v
+	return v
+}
+
+// tensor is the initializer of one weight (for a recorder, with no data).
+func (w *Weights) tensor(name string, t onnx.DataType, shape []int64) (*onnx.Tensor, error) {
+	tp := &onnx.Tensor{Name: name, Type: t, Dims: shape}
 	if w.recorded != nil {
 		w.recorded[name] = append([]int64(nil), shape...)
-		v := g.Initializer(&onnx.Tensor{Name: name, Type: t, Dims: shape})
-		w.remember(g, key, v)
-		return v
+		return tp, nil
 	}
 	f, ok := w.owner[name]
 	if !ok {
-		w.fail(fmt.Errorf("%s: missing weight tensor %q", w.where(), name))
-		return w.placeholder(g, key, t, shape)
+		return nil, fmt.Errorf("%s: missing weight tensor %q", w.where(), name)
 	}
 	info := f.Tensor(name)
 	if !slices.Equal(info.Shape, shape) {
-		w.fail(fmt.Errorf("%s: tensor %q has shape %v, the config implies %v", f.Path(), name, info.Shape, shape))
-		return w.placeholder(g, key, t, shape)
+		return nil, fmt.Errorf("%s: tensor %q has shape %v, the config implies %v", f.Path(), name, info.Shape, shape)
 	}
-	tp := &onnx.Tensor{Name: name, Type: t, Dims: shape}
 	switch {
 	case t == onnx.Float && info.DType == safetensors.F32,
 		t == onnx.Float16 && info.DType == safetensors.F16:
 		tp.External = &onnx.External{Location: filepath.Base(f.Path()), File: f.Path(), Offset: info.Offset, Length: info.Length}
 	case t == onnx.Float:
 		v, err := f.Float32(name)
-		if err != nil {
-			w.fail(err)
-			return w.placeholder(g, key, t, shape)
-		}
-		tp.Raw = float32Bytes(v)
+		tp.Raw = safetensors.FromFloat32(name, shape, v).Data
+		return tp, err
 	case t == onnx.Float16:
 		v, err := f.Float16(name)
-		if err != nil {
-			w.fail(err)
-			return w.placeholder(g, key, t, shape)
-		}
-		tp.Raw = uint16Bytes(v)
+		tp.Raw = safetensors.FromFloat16(name, shape, v).Data
+		return tp, err
 	default:
-		w.fail(fmt.Errorf("%s: tensor %q: cannot give %s weights", w.where(), name, t))
-		return w.placeholder(g, key, t, shape)
+		return nil, fmt.Errorf("%s: tensor %q: cannot give %s weights", w.where(), name, t)
 	}
-	v := g.Initializer(tp)
-	w.remember(g, key, v)
-	return v
+	return tp, nil
 }
 
 func (w *Weights) where() string {
@@ -191,24 +191,6 @@ func (w *Weights) where() string {
 		return w.files[0].Path()
 	}
 	return w.Component + " weights"
-}
-
-// placeholder keeps the graph well formed after an error (Err reports it).
-func (w *Weights) placeholder(g *onnx.Graph, key string, t onnx.DataType, shape []int64) onnx.Value {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	v := g.Initializer(&onnx.Tensor{Name: "missing:" + key, Type: t, Dims: shape, Raw: make([]byte, n*int64(t.Size()))})
-	w.remember(g, key, v)
-	return v
-}
-
-func (w *Weights) remember(g *onnx.Graph, key string, v onnx.Value) {
-	if w.added[g] == nil {
-		w.added[g] = map[string]onnx.Value{}
-	}
-	w.added[g][key] = v
 }
 
 // Scope is a position in the module tree: weight names come from it, never
@@ -223,12 +205,7 @@ type Scope struct {
 func (w *Weights) Root(prefix string) Scope { return Scope{w: w, path: prefix} }
 
 // Sub descends into a named child module.
-func (s Scope) Sub(name string) Scope {
-	if s.path == "" {
-		return Scope{w: s.w, path: name}
-	}
-	return Scope{w: s.w, path: s.path + "." + name}
-}
+func (s Scope) Sub(name string) Scope { return Scope{w: s.w, path: join(s.path, name)} }
 
 // Index descends into element i of a ModuleList.
 func (s Scope) Index(i int) Scope { return s.Sub(strconv.Itoa(i)) }
@@ -252,6 +229,3 @@ func (s Scope) Param(g *onnx.Graph, tensor string, shape ...int64) onnx.Value {
 func (s Scope) ParamF32(g *onnx.Graph, tensor string, shape ...int64) onnx.Value {
 	return s.w.param(g, s.Name(tensor), onnx.Float, shape)
 }
-
-// Weights is the scope's weight set.
-func (s Scope) Weights() *Weights { return s.w }

@@ -2,6 +2,7 @@ package models
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,10 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
@@ -79,11 +80,8 @@ func (s *singleFile) component(comp string) (singleComponent, error) {
 // $TOKENFLOW_CACHE, else "tokenflow" in the user cache folder (the
 // inversion cache's root).
 func cacheRoot(root string) (string, error) {
-	if root != "" {
-		return root, nil
-	}
-	if env := os.Getenv("TOKENFLOW_CACHE"); env != "" {
-		return filepath.Clean(env), nil
+	if dir := cmp.Or(root, os.Getenv("TOKENFLOW_CACHE")); dir != "" {
+		return filepath.Clean(dir), nil
 	}
 	dir, err := os.UserCacheDir()
 	if err != nil {
@@ -127,13 +125,9 @@ func openSingleFile(path string, o OpenOptions) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &singleFile{path: path, arch: arch, log: o.Log}
-	for n := range view.infos {
-		if strings.HasPrefix(n, ldmEMA+".") && n != ldmEMA+".decay" && n != ldmEMA+".num_updates" {
-			s.ema = true
-			break
-		}
-	}
+	s := &singleFile{path: path, arch: arch, log: o.Log, ema: slices.ContainsFunc(f.Names(), func(n string) bool {
+		return strings.HasPrefix(n, ldmEMA+".") && n != ldmEMA+".decay" && n != ldmEMA+".num_updates"
+	})}
 
 	// The cache key: the tensor header, size and time of the file, and
 	// what was made of it.
@@ -151,8 +145,12 @@ func openSingleFile(path string, o OpenOptions) (*Checkpoint, error) {
 	}
 	dir := filepath.Join(root, "checkpoints", hex.EncodeToString(h.Sum(nil))[:24])
 	if _, err := os.Stat(filepath.Join(dir, sourceFile)); err != nil {
-		if err := s.writeFolder(dir, configs, st.Size()); err != nil {
+		sum, err := fileSHA256(path)
+		if err != nil {
 			return nil, err
+		}
+		if err := s.writeFolder(dir, configs, singleSource{File: path, Size: st.Size(), SHA256: sum}); err != nil {
+			return nil, fmt.Errorf("cache for %s: %w", path, err)
 		}
 	}
 	if arch.SD2 && o.OriginalConfig == "" && s.log != nil {
@@ -167,17 +165,30 @@ func openSingleFile(path string, o OpenOptions) (*Checkpoint, error) {
 }
 
 // writeFolder makes the cache folder: configs, tokenizer, scheduler,
-// model_index.json and source.json (with the file's SHA-256, read once).
-func (s *singleFile) writeFolder(dir string, configs map[string]any, size int64) error {
+// model_index.json and source.json (src: the file and its SHA-256).
+func (s *singleFile) writeFolder(dir string, configs map[string]any, src singleSource) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("cache for %s: %w", s.path, err)
+		return err
 	}
 	d, err := atomicfile.CreateDir(dir)
 	if err != nil {
-		return fmt.Errorf("cache for %s: %w", s.path, err)
+		return err
 	}
 	defer d.Abort()
-	write := func(name string, v any) error {
+	pad := tokenizer.PadSD1
+	if s.arch.SD2 {
+		pad = tokenizer.PadSD2
+	}
+	if err := tokenizer.WriteBuiltin(filepath.Join(d.Name(), "tokenizer"), pad); err != nil {
+		return err
+	}
+	files := maps.Clone(configs)
+	files["model_index.json"] = map[string]any{"_class_name": "StableDiffusionPipeline", "requires_safety_checker": false,
+		"unet": []string{"diffusers", "UNet2DConditionModel"}, "vae": []string{"diffusers", "AutoencoderKL"},
+		"text_encoder": []string{"transformers", "CLIPTextModel"}, "tokenizer": []string{"transformers", "CLIPTokenizer"},
+		"scheduler": []string{"diffusers", "DDIMScheduler"}}
+	files[sourceFile] = src
+	for name, v := range files {
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
 			return err
@@ -186,36 +197,12 @@ func (s *singleFile) writeFolder(dir string, configs map[string]any, size int64)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		return os.WriteFile(p, append(b, '\n'), 0o644)
-	}
-	for name, v := range configs {
-		if err := write(name, v); err != nil {
-			return fmt.Errorf("cache for %s: %w", s.path, err)
+		if err := os.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+			return err
 		}
 	}
-	pad := tokenizer.PadSD1
-	if s.arch.SD2 {
-		pad = tokenizer.PadSD2
-	}
-	if err := tokenizer.WriteBuiltin(filepath.Join(d.Name(), "tokenizer"), pad); err != nil {
-		return fmt.Errorf("cache for %s: %w", s.path, err)
-	}
-	index := map[string]any{"_class_name": "StableDiffusionPipeline", "requires_safety_checker": false,
-		"unet": []string{"diffusers", "UNet2DConditionModel"}, "vae": []string{"diffusers", "AutoencoderKL"},
-		"text_encoder": []string{"transformers", "CLIPTextModel"}, "tokenizer": []string{"transformers", "CLIPTokenizer"},
-		"scheduler": []string{"diffusers", "DDIMScheduler"}}
-	if err := write("model_index.json", index); err != nil {
-		return fmt.Errorf("cache for %s: %w", s.path, err)
-	}
-	sum, err := fileSHA256(s.path)
-	if err != nil {
-		return err
-	}
-	if err := write(sourceFile, singleSource{File: s.path, Size: size, SHA256: sum}); err != nil {
-		return fmt.Errorf("cache for %s: %w", s.path, err)
-	}
 	if err := d.Commit(); err != nil && !errors.Is(err, atomicfile.ErrExist) {
-		return fmt.Errorf("cache for %s: %w", s.path, err)
+		return err
 	}
 	return nil
 }
@@ -233,12 +220,11 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// convertTarget is one float32 tensor of a converted component.
+// convertTarget is one float32 tensor of a converted component: a renamed
+// part of a source tensor.
 type convertTarget struct {
-	name   string
+	renamed
 	source string
-	part   int // of parts, along axis 0
-	parts  int
 	shape  []int64
 }
 
@@ -265,14 +251,12 @@ func (s *singleFile) plan(f *safetensors.File, comp singleComponent, compName st
 		}
 		info := f.Tensor(read)
 		for _, t := range targets {
-			shape := append([]int64(nil), info.Shape...)
-			parts := 1
+			shape := slices.Clone(info.Shape)
 			if t.Parts > 1 {
-				parts = t.Parts
-				if len(shape) == 0 || shape[0]%int64(parts) != 0 {
-					return nil, fmt.Errorf("%s: tensor %s of shape %v does not split into %d along its first axis", s.path, src, info.Shape, parts)
+				if len(shape) == 0 || shape[0]%int64(t.Parts) != 0 {
+					return nil, fmt.Errorf("%s: tensor %s of shape %v does not split into %d along its first axis", s.path, src, info.Shape, t.Parts)
 				}
-				shape[0] /= int64(parts)
+				shape[0] /= int64(t.Parts)
 			}
 			if t.Squeeze && len(shape) == 4 && shape[2] == 1 && shape[3] == 1 {
 				shape = shape[:2]
@@ -281,13 +265,13 @@ func (s *singleFile) plan(f *safetensors.File, comp singleComponent, compName st
 				return nil, fmt.Errorf("%s: tensors %s and %s both map to %s", s.path, prev, src, t.Name)
 			}
 			seen[t.Name] = src
-			out = append(out, convertTarget{name: t.Name, source: read, part: t.Part, parts: parts, shape: shape})
+			out = append(out, convertTarget{renamed: t, source: read, shape: shape})
 		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no %s tensors (nothing under %s.)", s.path, compName, comp.prefix)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	slices.SortFunc(out, func(a, b convertTarget) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -342,11 +326,8 @@ func writeFloat32Tensors(w io.Writer, f *safetensors.File, plan []convertTarget)
 	header := map[string]entry{}
 	var off int64
 	for _, t := range plan {
-		n := int64(4)
-		for _, d := range t.shape {
-			n *= d
-		}
-		header[t.name] = entry{DType: "F32", Shape: t.shape, Offsets: [2]int64{off, off + n}}
+		n := 4 * safetensors.TensorInfo{Shape: t.shape}.NumElements()
+		header[t.Name] = entry{DType: "F32", Shape: t.shape, Offsets: [2]int64{off, off + n}}
 		off += n
 	}
 	hb, err := json.Marshal(header)
@@ -357,24 +338,18 @@ func writeFloat32Tensors(w io.Writer, f *safetensors.File, plan []convertTarget)
 		hb = append(hb, strings.Repeat(" ", 8-r)...)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	var lenBuf [8]byte
-	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hb)))
-	bw.Write(lenBuf[:])
+	bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(hb))))
 	bw.Write(hb)
-	var buf [4]byte
 	for _, t := range plan {
 		v, err := f.Float32(t.source)
 		if err != nil {
 			return err
 		}
-		if t.parts > 1 {
-			n := len(v) / t.parts
-			v = v[t.part*n : (t.part+1)*n]
+		if t.Parts > 1 {
+			n := len(v) / t.Parts
+			v = v[t.Part*n : (t.Part+1)*n]
 		}
-		for _, x := range v {
-			binary.LittleEndian.PutUint32(buf[:], math.Float32bits(x))
-			bw.Write(buf[:])
-		}
+		bw.Write(safetensors.FromFloat32(t.Name, t.shape, v).Data)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write converted weights: %w", err)

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
@@ -38,11 +39,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	if o.Processors.Default == nil && o.Processors.ByPath == nil {
 		o.Processors.Default = PlainAttn{}
 	}
-	name := o.Name
-	if name == "" {
-		name = "unet"
-	}
-	g := onnx.NewGraph(name)
+	g := onnx.NewGraph(cmp.Or(o.Name, "unet"))
 	s := u.Weights.Root("")
 	dt := u.Weights.Type
 	n := len(c.BlockOutChannels)
@@ -51,8 +48,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	sampleIn := g.Input(InSample, onnx.Float, onnx.P("batch"), onnx.D(int64(c.InChannels)), onnx.P("height"), onnx.P("width"))
 	tIn := g.Input(InTimestep, onnx.Int64)
 	ctxIn := g.Input(InTextEmbeds, onnx.Float, onnx.P("batch"), onnx.P("sequence"), onnx.D(int64(c.CrossDims[0])))
-	sample, ctx := sampleIn, ctxIn
-	sample, ctx = toDT(g, sample, dt), toDT(g, ctx, dt)
+	sample, ctx := toDT(g, sampleIn, dt), toDT(g, ctxIn, dt)
 
 	// 1. time: the timestep broadcast to the batch, sinusoidal features,
 	// then the embedding MLP. [] or [B] -> [B]
@@ -67,28 +63,20 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	x := conv2d(g, s.Sub("conv_in"), sample, int64(c.InChannels), ch(0), 3, 1, 1)
 	skips := []onnx.Value{x}
 
-	// 3. down
-	down := 1
+	// 3. down: block i works at downscale 2^i
 	for i, typ := range c.DownBlockTypes {
-		in := ch(0)
-		if i > 0 {
-			in = ch(i - 1)
-		}
-		blk := DownBlock{In: in, Out: ch(i), Layers: c.LayersPerBlk[i], CrossAttn: typ == "CrossAttnDownBlock2D",
-			Heads: int64(c.Heads[i]), CrossDim: int64(c.CrossDims[i]), AddDownsample: i < n-1, Down: down}
+		blk := DownBlock{In: ch(max(i-1, 0)), Out: ch(i), Layers: c.LayersPerBlk[i], CrossAttn: typ == "CrossAttnDownBlock2D",
+			Heads: int64(c.Heads[i]), CrossDim: int64(c.CrossDims[i]), AddDownsample: i < n-1, Down: 1 << i}
 		var added []onnx.Value
 		x, added = blk.Build(g, env, s.Sub("down_blocks").Index(i), x)
 		skips = append(skips, added...)
-		if i < n-1 {
-			down *= 2
-		}
 	}
 
 	// 4. mid
-	x = MidBlock{Channels: ch(n - 1), Heads: int64(c.Heads[n-1]), CrossDim: int64(c.CrossDims[n-1]), Down: down}.Build(g, env, s.Sub("mid_block"), x)
+	x = MidBlock{Channels: ch(n - 1), Heads: int64(c.Heads[n-1]), CrossDim: int64(c.CrossDims[n-1]), Down: 1 << (n - 1)}.Build(g, env, s.Sub("mid_block"), x)
 
-	// 5. up: reversed channels, heads and layers; each block takes
-	// layers+1 skips from the end.
+	// 5. up: reversed channels, heads, layers and downscales; each block
+	// takes layers+1 skips from the end.
 	prevOut := ch(n - 1)
 	for i, typ := range c.UpBlockTypes {
 		r := n - 1 - i
@@ -103,12 +91,9 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 			upTo = skips[len(skips)-1]
 		}
 		blk := UpBlock{In: in, PrevOut: prevOut, Out: out, Layers: layers, CrossAttn: typ == "CrossAttnUpBlock2D",
-			Heads: int64(c.Heads[r]), CrossDim: int64(c.CrossDims[r]), AddUpsample: !final, Down: down}
+			Heads: int64(c.Heads[r]), CrossDim: int64(c.CrossDims[r]), AddUpsample: !final, Down: 1 << r}
 		x = blk.Build(g, env, s.Sub("up_blocks").Index(i), x, mine, upTo)
 		prevOut = out
-		if !final {
-			down /= 2
-		}
 	}
 
 	// 6. post-process
@@ -117,13 +102,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 	x = fromDT(g, x, dt)
 	g.Output(OutSample, x, onnx.Float, onnx.P("batch"), onnx.D(int64(c.OutChannels)), onnx.P("height"), onnx.P("width"))
 
-	if err := u.Weights.Err(); err != nil {
-		return nil, err
-	}
-	if env.err != nil {
-		return nil, env.err
-	}
-	if err := o.Processors.checkAllUsed(); err != nil {
+	if err := cmp.Or(u.Weights.Err(), env.err, o.Processors.checkAllUsed()); err != nil {
 		return nil, err
 	}
 	for path := range o.ResnetHooks {
@@ -131,10 +110,7 @@ func (u *UNet) Graph(o UNetGraphOptions) (*onnx.Graph, error) {
 			return nil, fmt.Errorf("resnet hook assigned to %s, which is not a resnet of this UNet", path)
 		}
 	}
-	if err := g.Err(); err != nil {
-		return nil, err
-	}
-	return g, nil
+	return finish(g, u.Weights)
 }
 
 // SelfAttentionLayers lists the UNet's self-attention layers in graph
@@ -147,23 +123,16 @@ func (c *UNetConfig) SelfAttentionLayers() []Layer {
 			out = append(out, Layer{Path: fmt.Sprintf("%s.%d.attentions.%d.transformer_blocks.0.attn1", prefix, i, j), Channels: channels, Heads: heads, Down: down})
 		}
 	}
-	down := 1
 	for i, typ := range c.DownBlockTypes {
 		if typ == "CrossAttnDownBlock2D" {
-			add("down_blocks", i, c.LayersPerBlk[i], int64(c.BlockOutChannels[i]), int64(c.Heads[i]), down)
-		}
-		if i < n-1 {
-			down *= 2
+			add("down_blocks", i, c.LayersPerBlk[i], int64(c.BlockOutChannels[i]), int64(c.Heads[i]), 1<<i)
 		}
 	}
-	out = append(out, Layer{Path: "mid_block.attentions.0.transformer_blocks.0.attn1", Channels: int64(c.BlockOutChannels[n-1]), Heads: int64(c.Heads[n-1]), Down: down})
+	out = append(out, Layer{Path: "mid_block.attentions.0.transformer_blocks.0.attn1", Channels: int64(c.BlockOutChannels[n-1]), Heads: int64(c.Heads[n-1]), Down: 1 << (n - 1)})
 	for i, typ := range c.UpBlockTypes {
 		r := n - 1 - i
 		if typ == "CrossAttnUpBlock2D" {
-			add("up_blocks", i, c.LayersPerBlk[r]+1, int64(c.BlockOutChannels[r]), int64(c.Heads[r]), down)
-		}
-		if i < n-1 {
-			down /= 2
+			add("up_blocks", i, c.LayersPerBlk[r]+1, int64(c.BlockOutChannels[r]), int64(c.Heads[r]), 1<<r)
 		}
 	}
 	return out

@@ -18,7 +18,7 @@ type unetEnv struct {
 type ResnetHook func(g *onnx.Graph, h onnx.Value) onnx.Value
 
 func (e *unetEnv) resnet(g *onnx.Graph, s Scope, x onnx.Value, in, out int64) onnx.Value {
-	r := ResnetBlock2D{In: in, Out: out, TembChannel: int64(e.cfg.TimeEmbedDim()), Groups: int64(e.cfg.NormNumGroups), Eps: float32(e.cfg.NormEps), OutScale: 1}
+	r := ResnetBlock2D{In: in, Out: out, TembChannel: int64(e.cfg.TimeEmbedDim()), Groups: int64(e.cfg.NormNumGroups), Eps: float32(e.cfg.NormEps)}
 	if h, ok := e.hooks[s.Path()]; ok {
 		r.Hook = h
 		e.used[s.Path()] = true

@@ -24,7 +24,6 @@ type UNetConfig struct {
 	BlockOutChannels          []int     `json:"block_out_channels"`
 	LayersPerBlock            IntOrList `json:"layers_per_block"`
 	DownsamplePadding         int       `json:"downsample_padding"`
-	MidBlockScaleFactor       float64   `json:"mid_block_scale_factor"`
 	ActFn                     string    `json:"act_fn"`
 	NormNumGroups             int       `json:"norm_num_groups"`
 	NormEps                   float64   `json:"norm_eps"`
@@ -38,7 +37,6 @@ type UNetConfig struct {
 	ClassEmbedType            *string   `json:"class_embed_type"`
 	AdditionEmbedType         *string   `json:"addition_embed_type"`
 	NumClassEmbeds            *int      `json:"num_class_embeds"`
-	UpcastAttention           bool      `json:"upcast_attention"`
 	ResnetTimeScaleShift      string    `json:"resnet_time_scale_shift"`
 	ResnetSkipTimeAct         bool      `json:"resnet_skip_time_act"`
 	ResnetOutScaleFactor      float64   `json:"resnet_out_scale_factor"`
@@ -68,7 +66,6 @@ func defaultUNetConfig() UNetConfig {
 		BlockOutChannels:     []int{320, 640, 1280, 1280},
 		LayersPerBlock:       IntOrList{Set: true, One: 2},
 		DownsamplePadding:    1,
-		MidBlockScaleFactor:  1,
 		ActFn:                "silu",
 		NormNumGroups:        32,
 		NormEps:              1e-5,
@@ -111,21 +108,11 @@ func (c *UNetConfig) Validate() error {
 	if err := allPositive(p, "block_out_channels", c.BlockOutChannels); err != nil {
 		return err
 	}
-	if len(c.DownBlockTypes) != n {
-		return fieldError(p, "down_block_types", "has %d entries, block_out_channels has %d", len(c.DownBlockTypes), n)
+	if err := blockTypes(p, "down_block_types", c.DownBlockTypes, n, "CrossAttnDownBlock2D", "DownBlock2D"); err != nil {
+		return err
 	}
-	if len(c.UpBlockTypes) != n {
-		return fieldError(p, "up_block_types", "has %d entries, block_out_channels has %d", len(c.UpBlockTypes), n)
-	}
-	for _, t := range c.DownBlockTypes {
-		if t != "CrossAttnDownBlock2D" && t != "DownBlock2D" {
-			return unsupported(p, "down_block_types", "block type %q (supported: CrossAttnDownBlock2D, DownBlock2D)", t)
-		}
-	}
-	for _, t := range c.UpBlockTypes {
-		if t != "CrossAttnUpBlock2D" && t != "UpBlock2D" {
-			return unsupported(p, "up_block_types", "block type %q (supported: CrossAttnUpBlock2D, UpBlock2D)", t)
-		}
+	if err := blockTypes(p, "up_block_types", c.UpBlockTypes, n, "CrossAttnUpBlock2D", "UpBlock2D"); err != nil {
+		return err
 	}
 	if c.MidBlockType != nil && *c.MidBlockType != "UNetMidBlock2DCrossAttn" {
 		return unsupported(p, "mid_block_type", "%q (supported: UNetMidBlock2DCrossAttn)", *c.MidBlockType)
@@ -155,9 +142,9 @@ func (c *UNetConfig) Validate() error {
 			return fieldError(p, "norm_num_groups", "%d does not divide block_out_channels[%d] = %d", c.NormNumGroups, i, ch)
 		}
 	}
-	var ok bool
-	if c.LayersPerBlk, ok = c.LayersPerBlock.PerBlock(n); !ok {
-		return fieldError(p, "layers_per_block", "has %d entries, block_out_channels has %d", len(c.LayersPerBlock.List), n)
+	var err error
+	if c.LayersPerBlk, err = c.LayersPerBlock.perBlock(p, "layers_per_block", n); err != nil {
+		return err
 	}
 	if err := allPositive(p, "layers_per_block", c.LayersPerBlk); err != nil {
 		return err
@@ -170,8 +157,8 @@ func (c *UNetConfig) Validate() error {
 	if c.NumAttentionHeads.Set {
 		heads, field = c.NumAttentionHeads, "num_attention_heads"
 	}
-	if c.Heads, ok = heads.PerBlock(n); !ok {
-		return fieldError(p, field, "has %d entries, block_out_channels has %d", len(heads.List), n)
+	if c.Heads, err = heads.perBlock(p, field, n); err != nil {
+		return err
 	}
 	if err := allPositive(p, field, c.Heads); err != nil {
 		return err
@@ -181,16 +168,16 @@ func (c *UNetConfig) Validate() error {
 			return fieldError(p, field, "%d heads do not divide block_out_channels[%d] = %d", h, i, c.BlockOutChannels[i])
 		}
 	}
-	if c.CrossDims, ok = c.CrossAttentionDim.PerBlock(n); !ok {
-		return fieldError(p, "cross_attention_dim", "has %d entries, block_out_channels has %d", len(c.CrossAttentionDim.List), n)
+	if c.CrossDims, err = c.CrossAttentionDim.perBlock(p, "cross_attention_dim", n); err != nil {
+		return err
 	}
 	if err := allPositive(p, "cross_attention_dim", c.CrossDims); err != nil {
 		return err
 	}
 	if c.TransformerLayersPerBlock.Set {
-		tl, ok := c.TransformerLayersPerBlock.PerBlock(n)
-		if !ok {
-			return fieldError(p, "transformer_layers_per_block", "has %d entries, block_out_channels has %d", len(c.TransformerLayersPerBlock.List), n)
+		tl, err := c.TransformerLayersPerBlock.perBlock(p, "transformer_layers_per_block", n)
+		if err != nil {
+			return err
 		}
 		for _, v := range tl {
 			if v != 1 {
@@ -207,38 +194,35 @@ func (c *UNetConfig) Validate() error {
 		return unsupported(p, "num_class_embeds", "class embeddings are not implemented")
 	case c.EncoderHidDim != nil:
 		return unsupported(p, "encoder_hid_dim", "an encoder hidden projection is not implemented")
-	case c.DualCrossAttention:
-		return unsupported(p, "dual_cross_attention", "is not implemented")
 	case c.ActFn != "silu":
 		return unsupported(p, "act_fn", "%q (only silu is implemented)", c.ActFn)
 	case c.ResnetTimeScaleShift != "default":
 		return unsupported(p, "resnet_time_scale_shift", "%q (only default is implemented)", c.ResnetTimeScaleShift)
-	case c.ResnetSkipTimeAct:
-		return unsupported(p, "resnet_skip_time_act", "is not implemented")
 	case c.ResnetOutScaleFactor != 1:
 		return unsupported(p, "resnet_out_scale_factor", "%g (only 1 is implemented)", c.ResnetOutScaleFactor)
 	case c.TimeEmbeddingType != "positional":
 		return unsupported(p, "time_embedding_type", "%q (only positional is implemented)", c.TimeEmbeddingType)
-	case c.TimeEmbeddingDim != nil:
-		return unsupported(p, "time_embedding_dim", "is not implemented")
-	case c.TimeEmbeddingActFn != nil:
-		return unsupported(p, "time_embedding_act_fn", "is not implemented")
-	case c.TimestepPostAct != nil:
-		return unsupported(p, "timestep_post_act", "is not implemented")
-	case c.TimeCondProjDim != nil:
-		return unsupported(p, "time_cond_proj_dim", "is not implemented")
 	case c.ConvInKernel != 3:
 		return unsupported(p, "conv_in_kernel", "%d (only 3 is implemented)", c.ConvInKernel)
 	case c.ConvOutKernel != 3:
 		return unsupported(p, "conv_out_kernel", "%d (only 3 is implemented)", c.ConvOutKernel)
 	case c.AttentionType != "default":
 		return unsupported(p, "attention_type", "%q (only default is implemented)", c.AttentionType)
-	case c.ClassEmbeddingsConcat:
-		return unsupported(p, "class_embeddings_concat", "is not implemented")
 	case c.CrossAttentionNorm != nil:
 		return unsupported(p, "cross_attention_norm", "%q is not implemented", *c.CrossAttentionNorm)
-	case c.CenterInputSample:
-		return unsupported(p, "center_input_sample", "is not implemented")
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"dual_cross_attention", c.DualCrossAttention}, {"resnet_skip_time_act", c.ResnetSkipTimeAct},
+		{"time_embedding_dim", c.TimeEmbeddingDim != nil}, {"time_embedding_act_fn", c.TimeEmbeddingActFn != nil},
+		{"timestep_post_act", c.TimestepPostAct != nil}, {"time_cond_proj_dim", c.TimeCondProjDim != nil},
+		{"class_embeddings_concat", c.ClassEmbeddingsConcat}, {"center_input_sample", c.CenterInputSample},
+	} {
+		if f.set {
+			return unsupported(p, f.name, "is not implemented")
+		}
 	}
 	switch v := c.OnlyCrossAttention.(type) {
 	case nil, bool:

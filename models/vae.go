@@ -20,15 +20,13 @@ type VAEConfig struct {
 	ActFn            string   `json:"act_fn"`
 	LatentChannels   int      `json:"latent_channels"`
 	NormNumGroups    int      `json:"norm_num_groups"`
-	SampleSize       int      `json:"sample_size"`
 	ScalingFactor    float64  `json:"scaling_factor"`
-	ForceUpcast      *bool    `json:"force_upcast"`
 }
 
 // LoadVAEConfig reads and validates vae/config.json.
 func LoadVAEConfig(path string) (*VAEConfig, error) {
 	c := VAEConfig{InChannels: 3, OutChannels: 3, BlockOutChannels: []int{64}, LayersPerBlock: 1, ActFn: "silu",
-		LatentChannels: 4, NormNumGroups: 32, SampleSize: 32, ScalingFactor: 0.18215,
+		LatentChannels: 4, NormNumGroups: 32, ScalingFactor: 0.18215,
 		DownBlockTypes: []string{"DownEncoderBlock2D"}, UpBlockTypes: []string{"UpDecoderBlock2D"}}
 	if err := readConfig(path, &c); err != nil {
 		return nil, err
@@ -36,27 +34,20 @@ func LoadVAEConfig(path string) (*VAEConfig, error) {
 	c.path = path
 	p := path
 	n := len(c.BlockOutChannels)
-	switch {
-	case n == 0:
+	if n == 0 {
 		return nil, fieldError(p, "block_out_channels", "is empty")
-	case len(c.DownBlockTypes) != n:
-		return nil, fieldError(p, "down_block_types", "has %d entries, block_out_channels has %d", len(c.DownBlockTypes), n)
-	case len(c.UpBlockTypes) != n:
-		return nil, fieldError(p, "up_block_types", "has %d entries, block_out_channels has %d", len(c.UpBlockTypes), n)
+	}
+	if err := blockTypes(p, "down_block_types", c.DownBlockTypes, n, "DownEncoderBlock2D"); err != nil {
+		return nil, err
+	}
+	if err := blockTypes(p, "up_block_types", c.UpBlockTypes, n, "UpDecoderBlock2D"); err != nil {
+		return nil, err
+	}
+	switch {
 	case c.ActFn != "silu":
 		return nil, unsupported(p, "act_fn", "%q (only silu is implemented)", c.ActFn)
 	case c.ScalingFactor <= 0 || math.IsNaN(c.ScalingFactor):
 		return nil, fieldError(p, "scaling_factor", "must be positive, have %g", c.ScalingFactor)
-	}
-	for _, t := range c.DownBlockTypes {
-		if t != "DownEncoderBlock2D" {
-			return nil, unsupported(p, "down_block_types", "block type %q (supported: DownEncoderBlock2D)", t)
-		}
-	}
-	for _, t := range c.UpBlockTypes {
-		if t != "UpDecoderBlock2D" {
-			return nil, unsupported(p, "up_block_types", "block type %q (supported: UpDecoderBlock2D)", t)
-		}
 	}
 	for _, f := range []struct {
 		name string
@@ -112,7 +103,7 @@ const (
 const LatentChannels = 4
 
 func (v *VAE) resnet(g *onnx.Graph, s Scope, x onnx.Value, in, out int64) onnx.Value {
-	return ResnetBlock2D{In: in, Out: out, Groups: int64(v.Config.NormNumGroups), Eps: vaeNormEps, OutScale: 1}.Build(g, s, x, onnx.Value{})
+	return ResnetBlock2D{In: in, Out: out, Groups: int64(v.Config.NormNumGroups), Eps: vaeNormEps}.Build(g, s, x, onnx.Value{})
 }
 
 // midBlock — diffusers: UNetMidBlock2D with one single-head attention:
@@ -135,21 +126,17 @@ func (v *VAE) attention(g *onnx.Graph, s Scope, x onnx.Value, ch int64) onnx.Val
 	h := groupNorm(g, s.Sub("group_norm"), x, int64(v.Config.NormNumGroups), ch, vaeNormEps)
 	// [B,C,H,W] -> [B,HW,C]
 	h = g.Transpose(g.Reshape(h, 0, ch, -1), 0, 2, 1)
-	proj := func(name, legacy string) Scope {
-		if !s.Has(name+".weight") && s.Has(legacy+".weight") {
-			return s.Sub(legacy)
+	proj := func(cur, legacy Scope) Scope {
+		if !cur.Has("weight") && legacy.Has("weight") {
+			return legacy
 		}
-		return s.Sub(name)
+		return cur
 	}
-	q := linear(g, proj("to_q", "query"), h, ch, ch, true)
-	k := linear(g, proj("to_k", "key"), h, ch, ch, true)
-	val := linear(g, proj("to_v", "value"), h, ch, ch, true)
+	q := linear(g, proj(s.Sub("to_q"), s.Sub("query")), h, ch, ch, true)
+	k := linear(g, proj(s.Sub("to_k"), s.Sub("key")), h, ch, ch, true)
+	val := linear(g, proj(s.Sub("to_v"), s.Sub("value")), h, ch, ch, true)
 	a := attention(g, s, q, k, val, 1, float32(1/math.Sqrt(float64(ch))))
-	outScope := s.Sub("to_out").Index(0)
-	if !outScope.Has("weight") && s.Has("proj_attn.weight") {
-		outScope = s.Sub("proj_attn")
-	}
-	a = linear(g, outScope, a, ch, ch, true)
+	a = linear(g, proj(s.Sub("to_out").Index(0), s.Sub("proj_attn")), a, ch, ch, true)
 	// [B,HW,C] -> [B,C,H,W]
 	a = g.ReshapeTo(g.Transpose(a, 0, 2, 1), shape)
 	return g.Add(a, residual)
@@ -167,8 +154,7 @@ func (v *VAE) EncoderGraph() (*onnx.Graph, error) {
 	n := len(c.BlockOutChannels)
 	ch := func(i int) int64 { return int64(c.BlockOutChannels[i]) }
 	in := g.Input(InImage, onnx.Float, onnx.P("batch"), onnx.D(int64(c.InChannels)), onnx.P("height"), onnx.P("width"))
-	x := in
-	x = toDT(g, x, dt)
+	x := toDT(g, in, dt)
 	x = conv2d(g, s.Sub("conv_in"), x, int64(c.InChannels), ch(0), 3, 1, 1)
 	prev := ch(0)
 	for i := 0; i < n; i++ {
@@ -205,8 +191,7 @@ func (v *VAE) DecoderGraph() (*onnx.Graph, error) {
 	ch := func(i int) int64 { return int64(c.BlockOutChannels[i]) }
 	lat := int64(c.LatentChannels)
 	in := g.Input(InLatent, onnx.Float, onnx.P("batch"), onnx.D(lat), onnx.P("latent_height"), onnx.P("latent_width"))
-	x := in
-	x = toDT(g, x, dt)
+	x := toDT(g, in, dt)
 	x = conv2d(g, root.Sub("post_quant_conv"), x, lat, lat, 1, 1, 0)
 	x = conv2d(g, s.Sub("conv_in"), x, lat, ch(n-1), 3, 1, 1)
 	x = v.midBlock(g, s.Sub("mid_block"), x, ch(n-1))

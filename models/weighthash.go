@@ -31,38 +31,36 @@ type weightMemo struct {
 	Files   map[string]weightMemoEntry `json:"files"` // by resolved absolute path
 }
 
-type weightMemoEntry struct {
+// fileStamp is what must be unchanged for a remembered hash to hold.
+type fileStamp struct {
 	Size    int64  `json:"size"`
 	ModTime int64  `json:"mtime_ns"`
 	Inode   uint64 `json:"inode"`
-	SHA256  string `json:"sha256"`
 }
 
-// fileStamp is what must be unchanged for a remembered hash to hold.
-type fileStamp struct {
-	path    string // resolved, absolute
-	size    int64
-	modTime int64
-	inode   uint64
+type weightMemoEntry struct {
+	fileStamp
+	SHA256 string `json:"sha256"`
 }
 
-func stampOf(path string) (fileStamp, error) {
+// stampOf is the resolved, absolute path of a file and its stamp.
+func stampOf(path string) (string, fileStamp, error) {
 	p, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return fileStamp{}, err
+		return "", fileStamp{}, err
 	}
 	if p, err = filepath.Abs(p); err != nil {
-		return fileStamp{}, err
+		return "", fileStamp{}, err
 	}
 	st, err := os.Stat(p)
 	if err != nil {
-		return fileStamp{}, err
+		return "", fileStamp{}, err
 	}
-	return fileStamp{path: p, size: st.Size(), modTime: st.ModTime().UnixNano(), inode: inodeOf(st)}, nil
+	return p, fileStamp{Size: st.Size(), ModTime: st.ModTime().UnixNano(), Inode: inodeOf(st)}, nil
 }
 
 func (e weightMemoEntry) matches(s fileStamp) bool {
-	return e.Size == s.size && e.ModTime == s.modTime && e.Inode == s.inode && len(e.SHA256) == 64
+	return e.fileStamp == s && len(e.SHA256) == 64
 }
 
 // contentHash hashes a file's bytes; a variable so that tests can count
@@ -83,22 +81,22 @@ func weightHashes(root string, files []string) ([]string, error) {
 	out := make([]string, len(files))
 	changed := false
 	for i, f := range files {
-		s, err := stampOf(f)
+		p, s, err := stampOf(f)
 		if err != nil {
 			return nil, fmt.Errorf("model identity: %w", err)
 		}
-		if e, ok := memo.Files[s.path]; ok && e.matches(s) {
+		if e, ok := memo.Files[p]; ok && e.matches(s) {
 			out[i] = e.SHA256
 			continue
 		}
-		sum, err := contentHash(s.path)
+		sum, err := contentHash(p)
 		if err != nil {
 			return nil, fmt.Errorf("model identity: %w", err)
 		}
 		// A file that changed while it was read gives no lasting answer:
 		// use it for this run, remember nothing.
-		if after, err := stampOf(f); err == nil && after == s {
-			memo.Files[s.path] = weightMemoEntry{Size: s.size, ModTime: s.modTime, Inode: s.inode, SHA256: sum}
+		if pa, after, err := stampOf(f); err == nil && pa == p && after == s {
+			memo.Files[p] = weightMemoEntry{s, sum}
 			changed = true
 		}
 		out[i] = sum
@@ -131,7 +129,7 @@ func readWeightMemo(root string) weightMemo {
 // entries of files that are gone or changed.
 func writeWeightMemo(root string, m weightMemo) {
 	for p, e := range m.Files {
-		if s, err := stampOf(p); err != nil || s.path != p || !e.matches(s) {
+		if q, s, err := stampOf(p); err != nil || q != p || !e.matches(s) {
 			delete(m.Files, p)
 		}
 	}
@@ -142,12 +140,6 @@ func writeWeightMemo(root string, m weightMemo) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return
 	}
-	f, err := atomicfile.Create(filepath.Join(root, weightMemoName), 0o666, false)
-	if err != nil {
-		return
-	}
-	defer f.Abort()
-	if _, err := f.Write(append(b, '\n')); err == nil {
-		f.Commit() // best effort: a memo not written is hashed again next run
-	}
+	// Best effort: a memo not written is hashed again next run.
+	atomicfile.WriteFile(filepath.Join(root, weightMemoName), append(b, '\n'), 0o666)
 }

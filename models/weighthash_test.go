@@ -24,7 +24,7 @@ func countHashes(t *testing.T) map[string]int {
 
 func identity(t *testing.T, model, root string) string {
 	t.Helper()
-	c, err := OpenCheckpoint(model)
+	c, err := OpenModel(model, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

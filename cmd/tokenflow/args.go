@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -119,21 +120,12 @@ func inputArgs(promptFlag string, required bool) cobra.PositionalArgs {
 		case len(args) <= 1:
 			return nil
 		}
-		input, words := -1, []string{}
-		for i, a := range args {
-			if input < 0 && looksLikeInput(a) {
-				input = i
-			}
-		}
+		input := slices.IndexFunc(args, looksLikeInput)
 		if input < 0 {
 			// nothing looks like a file: the first single word is taken for it
-			for i, a := range args {
-				if !strings.ContainsAny(a, " \t\n") {
-					input = i
-					break
-				}
-			}
+			input = slices.IndexFunc(args, oneWord)
 		}
+		var words []string
 		for i, a := range args {
 			if i != input && !looksLikeInput(a) {
 				words = append(words, a)
@@ -157,20 +149,16 @@ func looksLikeInput(arg string) bool {
 	if _, err := os.Stat(arg); err == nil {
 		return true
 	}
-	if arg == "" || strings.ContainsAny(arg, " \t\n") {
+	if arg == "" || !oneWord(arg) {
 		return false
 	}
 	if strings.ContainsRune(arg, filepath.Separator) {
 		return true
 	}
 	ext := strings.TrimPrefix(filepath.Ext(arg), ".")
-	if len(ext) < 2 || len(ext) > 4 {
-		return false
-	}
-	for _, r := range ext {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
-			return false
-		}
-	}
-	return true
+	asciiAlnum := func(r rune) bool { return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' }
+	return len(ext) >= 2 && len(ext) <= 4 && strings.TrimFunc(ext, asciiAlnum) == ""
 }
+
+// oneWord reports whether a command-line argument has no blanks.
+func oneWord(arg string) bool { return !strings.ContainsAny(arg, " \t\n") }

@@ -45,13 +45,14 @@ the provider as edit and invert do, and also exits 1 when the CUDA stack is
 incomplete.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := ort.ParseDevice(opts.Device); err != nil {
+			dev, err := ort.ParseDevice(opts.Device)
+			if err != nil {
 				return doctorFlags.wordErr(err)
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return runDoctor(cmd.Context(), opts)
+			return runDoctor(cmd.Context(), opts, dev)
 		},
 	}
 	model := cmp.Or(os.Getenv("TOKENFLOW_MODEL"), pipeline.DefaultModel)
@@ -63,12 +64,8 @@ incomplete.`,
 // doctorFlags words the settings doctor's report names as its flags.
 var doctorFlags = flagNames{"device": "--device", "ort_lib": "--ort-lib", "model": "--model", "original_config": "--original-config"}
 
-// errMissing is returned by doctor when something is missing.
-var errMissing = errors.New("missing")
-
-func runDoctor(ctx context.Context, o *DoctorOptions) error {
+func runDoctor(ctx context.Context, o *DoctorOptions, dev ort.Device) error {
 	w := o.Out
-	dev, _ := ort.ParseDevice(o.Device)
 	var missing []string
 	fmt.Fprintf(w, "tokenflow     %s\n", version.Version)
 	initErr := ort.InitDevice(o.ORTLib, dev)
@@ -100,7 +97,7 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 		missing = append(missing, doctorFlags.text(cudaErr))
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s", errMissing, strings.Join(missing, "; "))
+		return fmt.Errorf("missing: %s", strings.Join(missing, "; "))
 	}
 	return nil
 }
@@ -109,13 +106,10 @@ func runDoctor(ctx context.Context, o *DoctorOptions) error {
 // family and folder, or missing with what to do. It opens the model's
 // configs only (no weights) and returns what is missing ("" for nothing).
 func checkModel(w io.Writer, model string) string {
-	family := ""
 	c, err := models.OpenModel(model, models.OpenOptions{})
+	var cfg *models.UNetConfig
 	if err == nil {
-		var cfg *models.UNetConfig
-		if cfg, err = c.UNetConfig(); err == nil {
-			family = cfg.Family()
-		}
+		cfg, err = c.UNetConfig()
 	}
 	if err != nil {
 		text := doctorFlags.text(err)
@@ -129,7 +123,7 @@ func checkModel(w io.Writer, model string) string {
 	if where != model {
 		where = model + ", " + where
 	}
-	fmt.Fprintf(w, "model         %s (%s)\n", family, where)
+	fmt.Fprintf(w, "model         %s (%s)\n", cfg.Family(), where)
 	return ""
 }
 

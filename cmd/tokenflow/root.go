@@ -39,15 +39,14 @@ const testPanicEnv = "TOKENFLOW_TEST_PANIC"
 var errUsage = errors.New("usage")
 
 // usageError is a usage error; its message is what the user sees.
-type usageError struct{ err error }
+type usageError string
 
-func (e *usageError) Error() string        { return e.err.Error() }
-func (e *usageError) Unwrap() error        { return e.err }
-func (e *usageError) Is(target error) bool { return target == errUsage }
+func (e usageError) Error() string      { return string(e) }
+func (usageError) Is(target error) bool { return target == errUsage }
 
 // usageErr formats a usage error (exit status 2).
 func usageErr(format string, a ...any) error {
-	return &usageError{fmt.Errorf(format, a...)}
+	return usageError(fmt.Sprintf(format, a...))
 }
 
 // globalOptions are the flags every command takes.

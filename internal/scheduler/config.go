@@ -96,12 +96,12 @@ func ParseConfig(data []byte) (Config, error) {
 	fields := reflect.ValueOf(&cfg).Elem()
 	for i := range fields.NumField() {
 		key := fields.Type().Field(i).Tag.Get("json")
-		v, ok := raw[key]
-		if !ok || (string(v) == "null" && key != "trained_betas") {
-			continue // null: diffusers would pass None; keep the default
-		}
-		if err := json.Unmarshal(v, fields.Field(i).Addr().Interface()); err != nil {
-			return Config{}, &ConfigError{Field: key, Msg: fmt.Sprintf("cannot read %s: %v", shorten(string(v)), typeMsg(err))}
+		// A null (diffusers would pass None) keeps the default:
+		// json.Unmarshal leaves a value as it is for null, and a slice nil.
+		if v, ok := raw[key]; ok {
+			if err := json.Unmarshal(v, fields.Field(i).Addr().Interface()); err != nil {
+				return Config{}, &ConfigError{Field: key, Msg: fmt.Sprintf("cannot read %s: %v", shorten(string(v)), typeMsg(err))}
+			}
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -118,14 +118,11 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("load scheduler config: %w", err)
 	}
 	cfg, err := ParseConfig(data)
-	if err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.File = path
-		}
-		return Config{}, err
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		ce.File = path
 	}
-	return cfg, nil
+	return cfg, err
 }
 
 // maxTrainTimesteps bounds num_train_timesteps (and so the tables' size).

@@ -113,9 +113,6 @@ func cosineBetas(T int) []float32 {
 // Config returns the configuration the schedule was built from.
 func (s *DDIM) Config() Config { return s.cfg }
 
-// NumTrainTimesteps is T.
-func (s *DDIM) NumTrainTimesteps() int { return s.cfg.NumTrainTimesteps }
-
 // AlphasCumprod returns a copy of alphas_cumprod (length T).
 func (s *DDIM) AlphasCumprod() []float32 { return append([]float32(nil), s.alphasCumprod...) }
 
@@ -154,35 +151,28 @@ func (s *DDIM) Timesteps(n int) ([]int, error) {
 		}
 	case "trailing":
 		// np.arange(T, 0, -ratio) with a float ratio: its length is
-		// ceil(T/ratio); numpy fills start + i*delta, delta = (start+step)-start.
+		// ceil(T/ratio); numpy stores start and start+step, then fills
+		// start + i*delta, delta = (start+step)-start. That formula gives
+		// the first two as well: delta is exact (Sterbenz; start is the
+		// integer T), so start + 1*delta is start+step again.
 		ratio := float64(T) / float64(n)
 		start, step := float64(T), -ratio
 		length := int(math.Ceil((0 - start) / step))
 		delta := (start + step) - start
 		ts = make([]int, length)
 		for i := range ts {
-			v := start
-			if i == 1 {
-				v = start + step
-			} else if i > 1 {
-				v = start + float64(i)*delta
-			}
-			ts[i] = int(math.RoundToEven(v)) - 1
+			ts[i] = int(math.RoundToEven(start+float64(i)*delta)) - 1
 		}
 	case "linspace":
-		// np.linspace(0, T-1, n): i*step + 0, the last one exactly T-1.
+		// np.linspace(0, T-1, n): i*step + 0, the last one exactly T-1
+		// (n = 1: just 0).
 		ts = make([]int, n)
-		if n == 1 {
-			ts[0] = 0
-			break
-		}
-		step := float64(T-1) / float64(n-1)
-		for i := 0; i < n; i++ {
-			v := float64(i) * step
-			if i == n-1 {
-				v = float64(T - 1)
+		if n > 1 {
+			step := float64(T-1) / float64(n-1)
+			for i := range n - 1 {
+				ts[n-1-i] = int(math.RoundToEven(float64(i) * step))
 			}
-			ts[n-1-i] = int(math.RoundToEven(v))
+			ts[0] = T - 1
 		}
 	}
 	for _, t := range ts {
@@ -241,7 +231,13 @@ func (p *Schedule) Step(modelOutput []float32, t int, x []float32) ([]float32, e
 // StepTo is Step from timestep t to an explicit prevT (negative: the final
 // alpha), for walks that are not evenly spaced (see PlanInversion).
 func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	return s.step(modelOutput, t, prevT, x, s.cfg.PredictionType == "epsilon")
+}
+
+// step is StepTo, reading the model output as eps when isEps, else as the
+// config's v or x0.
+func (s *DDIM) step(modelOutput []float32, t, prevT int, x []float32, isEps bool) ([]float32, error) {
+	if err := s.check(t, modelOutput, x, "ddim step: model output", "sample"); err != nil {
 		return nil, err
 	}
 	aPrev, err := s.AlphaCumprod(prevT)
@@ -249,13 +245,10 @@ func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float
 		return nil, err
 	}
 	aT := s.alphasCumprod[t]
-	if s.cfg.PredictionType == "epsilon" {
-		return s.moveEps(modelOutput, x, aT, aPrev)
+	if isEps {
+		return s.moveEps(modelOutput, x, aT, aPrev), nil
 	}
-	eps, x0, err := s.predict(modelOutput, x, aT)
-	if err != nil {
-		return nil, err
-	}
+	eps, x0 := s.predict(modelOutput, x, aT)
 	s.clip(x0)
 	return s.combine(x0, eps, aPrev), nil
 }
@@ -281,7 +274,9 @@ func (s *DDIM) StepTo(modelOutput []float32, t, prevT int, x []float32) ([]float
 //     clipped if clip_sample
 //  4. z_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps            (eq. 12 towards a_t)
 func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	// Epsilon reads the output at the model's timestep t (step 2).
+	eps, err := s.Epsilon(modelOutput, z, t)
+	if err != nil {
 		return nil, err
 	}
 	if prevT >= t {
@@ -291,26 +286,14 @@ func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]f
 	if err != nil {
 		return nil, err
 	}
-	aT := s.alphasCumprod[t]
-	if s.cfg.PredictionType == "epsilon" {
-		return s.moveEps(modelOutput, z, aPrev, aT)
-	}
-	// Convert to eps at the model's timestep, then move as for epsilon.
-	eps, _, err := s.predict(modelOutput, z, aT)
-	if err != nil {
-		return nil, err
-	}
-	return s.moveEps(eps, z, aPrev, aT)
+	return s.moveEps(eps, z, aPrev, s.alphasCumprod[t]), nil
 }
 
 // AddNoise is add_noise(x0, eps, t): the forward process q(x_t | x0),
 // sqrt(a_t) x0 + sqrt(1 - a_t) eps.
 func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	if err := s.check(t, x0, eps, "add noise: sample", "noise"); err != nil {
 		return nil, err
-	}
-	if len(x0) != len(eps) {
-		return nil, fmt.Errorf("add noise: sample has %d values, noise %d", len(x0), len(eps))
 	}
 	a := s.alphasCumprod[t]
 	mu, sigma := sqrt32(a), sqrt32(1-a)
@@ -325,11 +308,8 @@ func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
 // sqrt(1 - a_t). TokenFlow's get_ddim_eps uses it to recover the noise of the
 // most-inverted latent before re-noising x0 to the first editing timestep.
 func (s *DDIM) NoiseFromSample(xt, x0 []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	if err := s.check(t, xt, x0, "noise from sample: noisy sample", "original"); err != nil {
 		return nil, err
-	}
-	if len(xt) != len(x0) {
-		return nil, fmt.Errorf("noise from sample: noisy sample has %d values, original %d", len(xt), len(x0))
 	}
 	a := s.alphasCumprod[t]
 	mu, sigma := sqrt32(a), sqrt32(1-a)
@@ -340,27 +320,30 @@ func (s *DDIM) NoiseFromSample(xt, x0 []float32, t int) ([]float32, error) {
 	return out, nil
 }
 
-func (s *DDIM) checkT(t int) error {
+// check checks that t is a timestep and that a and b, named so in the
+// error, have one length.
+func (s *DDIM) check(t int, a, b []float32, aName, bName string) error {
 	if t < 0 || t >= s.cfg.NumTrainTimesteps {
 		return fmt.Errorf("%w: timestep %d, want 0 <= t < num_train_timesteps (%d)", ErrTimestep, t, s.cfg.NumTrainTimesteps)
+	}
+	if len(a) != len(b) {
+		return fmt.Errorf("%s has %d values, %s %d", aName, len(a), bName, len(b))
 	}
 	return nil
 }
 
 // moveEps is the epsilon form: x0 = (x - sqrt(1-aFrom) eps)/sqrt(aFrom),
 // clipped if configured, then sqrt(aTo) x0 + sqrt(1-aTo) eps. The float32
-// operation order is diffusers' (and TokenFlow's inversion's).
-func (s *DDIM) moveEps(eps, x []float32, aFrom, aTo float32) ([]float32, error) {
-	if len(eps) != len(x) {
-		return nil, fmt.Errorf("ddim step: model output has %d values, sample %d", len(eps), len(x))
-	}
+// operation order is diffusers' (and TokenFlow's inversion's). The caller
+// has checked the lengths.
+func (s *DDIM) moveEps(eps, x []float32, aFrom, aTo float32) []float32 {
 	sqrtA, sqrtB := sqrt32(aFrom), sqrt32(1-aFrom)
 	x0 := make([]float32, len(x))
 	for i := range x0 {
 		x0[i] = (x[i] - float32(sqrtB*eps[i])) / sqrtA
 	}
 	s.clip(x0)
-	return s.combine(x0, eps, aTo), nil
+	return s.combine(x0, eps, aTo)
 }
 
 // combine is steps 6-7: sqrt(a) x0 + sqrt(1 - a - 0) eps, in place over x0.
@@ -373,35 +356,24 @@ func (s *DDIM) combine(x0, eps []float32, a float32) []float32 {
 	return x0
 }
 
-// predict turns a model output at noise level a into (eps, x0) for the
-// non-epsilon prediction types (step 3).
-func (s *DDIM) predict(out, x []float32, a float32) (eps, x0 []float32, err error) {
-	if len(out) != len(x) {
-		return nil, nil, fmt.Errorf("ddim step: model output has %d values, sample %d", len(out), len(x))
-	}
+// predict turns a v_prediction or sample model output at noise level a
+// into (eps, x0) (step 3); the caller has checked the lengths.
+func (s *DDIM) predict(out, x []float32, a float32) (eps, x0 []float32) {
 	sqrtA, sqrtB := sqrt32(a), sqrt32(1-a)
 	eps = make([]float32, len(x))
 	x0 = make([]float32, len(x))
-	switch s.cfg.PredictionType {
-	case "epsilon":
-		for i := range x {
-			eps[i] = out[i]
-			x0[i] = (x[i] - float32(sqrtB*out[i])) / sqrtA
-		}
-	case "v_prediction":
+	if s.cfg.PredictionType == "v_prediction" {
 		for i := range x {
 			x0[i] = float32(sqrtA*x[i]) - float32(sqrtB*out[i])
 			eps[i] = float32(sqrtA*out[i]) + float32(sqrtB*x[i])
 		}
-	case "sample":
-		for i := range x {
-			x0[i] = out[i]
-			eps[i] = (x[i] - float32(sqrtA*out[i])) / sqrtB
-		}
-	default:
-		return nil, nil, &ConfigError{Field: "prediction_type", Msg: fmt.Sprintf("%q is not supported", s.cfg.PredictionType)}
+		return eps, x0
 	}
-	return eps, x0, nil
+	for i := range x { // sample
+		x0[i] = out[i]
+		eps[i] = (x[i] - float32(sqrtA*out[i])) / sqrtB
+	}
+	return eps, x0
 }
 
 func (s *DDIM) clip(x0 []float32) {
@@ -423,29 +395,14 @@ func (s *DDIM) clip(x0 []float32) {
 // model predicts relative to the timestep it is told, so this is the eps an
 // epsilon model trained alike would give for (x, t).
 func (s *DDIM) Epsilon(modelOutput, x []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
+	if err := s.check(t, modelOutput, x, "ddim step: model output", "sample"); err != nil {
 		return nil, err
 	}
 	if s.cfg.PredictionType == "epsilon" {
-		if len(modelOutput) != len(x) {
-			return nil, fmt.Errorf("ddim step: model output has %d values, sample %d", len(modelOutput), len(x))
-		}
 		return modelOutput, nil
 	}
-	eps, _, err := s.predict(modelOutput, x, s.alphasCumprod[t])
-	return eps, err
-}
-
-// OriginalSample is the predicted x0 a model output at timestep t on the
-// sample x stands for (step 3 of Step, before clipping): epsilon: (x -
-// sqrt(1-a_t) eps) / sqrt(a_t); v: sqrt(a_t) x - sqrt(1-a_t) v; sample: the
-// output. The result is a new slice.
-func (s *DDIM) OriginalSample(modelOutput, x []float32, t int) ([]float32, error) {
-	if err := s.checkT(t); err != nil {
-		return nil, err
-	}
-	_, x0, err := s.predict(modelOutput, x, s.alphasCumprod[t])
-	return x0, err
+	eps, _ := s.predict(modelOutput, x, s.alphasCumprod[t])
+	return eps, nil
 }
 
 // StepEpsilon is Step given the noise prediction itself (from Epsilon)
@@ -453,13 +410,5 @@ func (s *DDIM) OriginalSample(modelOutput, x []float32, t int) ([]float32, error
 // whatever the model predicts. For epsilon models it is Step, bit for bit.
 // The edit uses it to apply classifier-free guidance in epsilon space.
 func (p *Schedule) StepEpsilon(eps []float32, t int, x []float32) ([]float32, error) {
-	s := p.ddim
-	if err := s.checkT(t); err != nil {
-		return nil, err
-	}
-	aPrev, err := s.AlphaCumprod(p.PrevTimestep(t))
-	if err != nil {
-		return nil, err
-	}
-	return s.moveEps(eps, x, s.alphasCumprod[t], aPrev)
+	return p.ddim.step(eps, t, p.PrevTimestep(t), x, true)
 }

@@ -57,33 +57,16 @@ func (s *DDIM) PlanInversion(steps, saveSteps int) (InversionPlan, error) {
 	if err != nil {
 		return InversionPlan{}, fmt.Errorf("editing steps: %w", err)
 	}
-	onWalk := make(map[int]bool, len(grid)+len(edit))
-	for _, t := range grid {
-		onWalk[t] = true
-	}
-	walk := slices.Clone(grid)
-	joined := false
-	for _, t := range edit {
-		if !onWalk[t] {
-			onWalk[t], joined = true, true
-			walk = append(walk, t)
-		}
-	}
-	slices.Sort(walk) // ascending
-	isEdit := make(map[int]bool, len(edit))
-	for _, t := range edit {
-		isEdit[t] = true
-	}
-	var kept []int
-	for _, t := range walk {
-		if isEdit[t] {
-			kept = append(kept, t)
-		}
-	}
+	// Each grid is strictly descending (no repeats), so the walk is joined
+	// exactly when it outgrows the inversion's grid, and the kept timesteps
+	// are the editing ones, ascending.
+	walk := slices.Compact(slices.Sorted(slices.Values(slices.Concat(grid, edit))))
+	kept := slices.Clone(edit)
+	slices.Reverse(kept)
 	if last := walk[len(walk)-1]; kept[len(kept)-1] != last {
 		kept = append(kept, last)
 	}
-	return InversionPlan{Walk: walk, Edit: edit, Kept: kept, Joined: joined}, nil
+	return InversionPlan{Walk: walk, Edit: edit, Kept: kept, Joined: len(walk) > len(grid)}, nil
 }
 
 // MaxSteps is the largest step count Timesteps accepts (999 for the SD

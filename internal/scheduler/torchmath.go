@@ -60,9 +60,6 @@ func linspace32(start, end float32, n int) []float32 {
 		out[0] = start // torch special-cases a single step
 		return out
 	}
-	if n < 1 {
-		return out
-	}
 	step := (end - start) / float32(n-1)
 	half := n / 2
 	scalar := func(i int) float32 {

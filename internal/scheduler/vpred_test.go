@@ -95,10 +95,7 @@ func TestVPredictionGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		check(fmt.Sprintf("eps t=%d", c.T), eps, c.Eps, maxAbs(c.Eps))
-		x0, err := s.OriginalSample(v, x, c.T)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, x0 := s.predict(v, x, s.alphasCumprod[c.T])
 		check(fmt.Sprintf("x0 t=%d", c.T), x0, c.X0, maxAbs(c.X0))
 	}
 	for _, c := range g.Step {

@@ -46,7 +46,7 @@ func TokenFlowGraph(t testing.TB, dir string, inj models.Injection) (*models.UNe
 // Open opens the checkpoint folder dir for a test.
 func Open(t testing.TB, dir string) *models.Checkpoint {
 	t.Helper()
-	c, err := models.OpenCheckpoint(dir)
+	c, err := models.OpenModel(dir, models.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

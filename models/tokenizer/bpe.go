@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"regexp"
 	"strings"
 	"sync"
 	"unicode"
@@ -34,104 +35,21 @@ var byteSymbols = func() (t [256]string) {
 	return t
 }()
 
-// preTokenize splits cleaned text into the words BPE works on, as the
-// CLIPTokenizer pattern does with re.IGNORECASE (alternatives tried in order
-// at each position, leftmost first, spaces between matches skipped):
+// wordPattern is the CLIPTokenizer pattern that splits cleaned text into
+// the words BPE works on, with re.IGNORECASE (which only the literal
+// alternatives are affected by: the others are case-free classes; "'S" and,
+// as in the regex module, "'ſ" match "'s"); \s is White_Space (isSpace).
+// Alternatives are tried in order at each position, leftmost first, and
+// the spaces between matches are skipped:
 //
 //	<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 //
 // The last alternative is greedy: in "!!<|ENDOFTEXT|>" (not split out as a
 // special token, since that split is case-sensitive) "!!<|" is one word.
-func preTokenize(text string, emit func(word string)) {
-	for i := 0; i < len(text); {
-		r, size := utf8.DecodeRuneInString(text[i:])
-		if n := matchLiteral(text[i:]); n > 0 {
-			emit(text[i : i+n])
-			i += n
-			continue
-		}
-		switch {
-		case unicode.IsLetter(r):
-			j := i + size
-			for j < len(text) {
-				r2, s2 := utf8.DecodeRuneInString(text[j:])
-				if !unicode.IsLetter(r2) {
-					break
-				}
-				j += s2
-			}
-			emit(text[i:j])
-			i = j
-		case unicode.IsNumber(r):
-			emit(text[i : i+size])
-			i += size
-		case isSpace(r):
-			i += size
-		default:
-			j := i + size
-			for j < len(text) {
-				r2, s2 := utf8.DecodeRuneInString(text[j:])
-				if unicode.IsLetter(r2) || unicode.IsNumber(r2) || isSpace(r2) {
-					break
-				}
-				j += s2
-			}
-			emit(text[i:j])
-			i = j
-		}
-	}
-}
+var wordPattern = regexp.MustCompile(`(?i:<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^` + whiteSpace + `\p{L}\p{N}]+`)
 
-// literalAlternatives are the pattern's fixed-string alternatives, in order.
-var literalAlternatives = []string{
-	"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d",
-}
-
-// matchLiteral returns the byte length of the first literal alternative that
-// matches at the start of s (case-insensitively), or 0.
-func matchLiteral(s string) int {
-	if s == "" || (s[0] != '<' && s[0] != '\'') {
-		return 0
-	}
-	for _, lit := range literalAlternatives {
-		if n := foldPrefix(s, lit); n > 0 {
-			return n
-		}
-	}
-	return 0
-}
-
-// foldPrefix reports the byte length of the prefix of s that equals the
-// ASCII pattern lit under simple case folding (so "'S" and, as in the regex
-// module, "'ſ" match "'s"), or 0.
-func foldPrefix(s, lit string) int {
-	i := 0
-	for _, want := range lit {
-		if i >= len(s) {
-			return 0
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if !equalFold(r, want) {
-			return 0
-		}
-		i += size
-	}
-	return i
-}
-
-// equalFold reports whether r and want are in the same simple case-folding
-// orbit.
-func equalFold(r, want rune) bool {
-	if r == want {
-		return true
-	}
-	for f := unicode.SimpleFold(want); f != want; f = unicode.SimpleFold(f) {
-		if f == r {
-			return true
-		}
-	}
-	return false
-}
+// whiteSpace is the Unicode White_Space property as a character class body.
+const whiteSpace = `\t-\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}`
 
 // isSpace is \s of the regex module for str patterns: the Unicode
 // White_Space property.
@@ -221,12 +139,7 @@ func (m *bpeModel) lookup(symbols []string) bpeResult {
 // right, non-overlapping) of the adjacent pair with the lowest merge rank,
 // until no adjacent pair has a rank.
 func (m *bpeModel) merge(word string) []string {
-	symbols := make([]string, 0, utf8.RuneCountInString(word))
-	for i := 0; i < len(word); {
-		_, size := utf8.DecodeRuneInString(word[i:])
-		symbols = append(symbols, word[i:i+size])
-		i += size
-	}
+	symbols := strings.Split(word, "") // its characters
 	if len(symbols) == 0 {
 		return nil
 	}

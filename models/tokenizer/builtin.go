@@ -4,6 +4,8 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 )
@@ -25,24 +27,19 @@ const (
 // tokenizer/ folder: vocab.json, merges.txt, special_tokens_map.json and
 // tokenizer_config.json, padding with pad (PadSD1 or PadSD2).
 func WriteBuiltin(dir, pad string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	files, err := fs.Sub(builtinFiles, "clipbpe")
+	if err != nil {
+		return fmt.Errorf("builtin tokenizer: %w", err)
 	}
-	for _, name := range []string{vocabFile, mergesFile} {
-		b, err := builtinFiles.ReadFile("clipbpe/" + name)
-		if err != nil {
-			return fmt.Errorf("builtin tokenizer: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return err
-		}
+	if err := os.CopyFS(dir, files); err != nil {
+		return err
 	}
 	token := func(s string) map[string]any {
 		return map[string]any{"content": s, "lstrip": false, "normalized": true, "rstrip": false, "single_word": false}
 	}
 	specials := map[string]any{"bos_token": token(defaultBOS), "eos_token": token(defaultEOS), "unk_token": token(defaultUnk), "pad_token": pad}
-	config := map[string]any{"bos_token": token(defaultBOS), "eos_token": token(defaultEOS), "unk_token": token(defaultUnk), "pad_token": pad,
-		"add_prefix_space": false, "do_lower_case": true, "errors": "replace", "model_max_length": defaultMaxLength, "tokenizer_class": "CLIPTokenizer"}
+	config := map[string]any{"add_prefix_space": false, "do_lower_case": true, "errors": "replace", "model_max_length": defaultMaxLength, "tokenizer_class": "CLIPTokenizer"}
+	maps.Copy(config, specials)
 	for name, v := range map[string]any{specialTokensFile: specials, configFile: config} {
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
@@ -53,18 +50,4 @@ func WriteBuiltin(dir, pad string) error {
 		}
 	}
 	return nil
-}
-
-// Builtin is the standard CLIP tokenizer padding with pad (PadSD1 or
-// PadSD2).
-func Builtin(pad string) (*Tokenizer, error) {
-	vocab, err := builtinFiles.ReadFile("clipbpe/" + vocabFile)
-	if err != nil {
-		return nil, fmt.Errorf("builtin tokenizer: %w", err)
-	}
-	merges, err := builtinFiles.ReadFile("clipbpe/" + mergesFile)
-	if err != nil {
-		return nil, fmt.Errorf("builtin tokenizer: %w", err)
-	}
-	return New(vocab, merges, Options{Pad: pad})
 }

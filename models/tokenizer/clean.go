@@ -15,21 +15,7 @@ func cleanText(text string) string {
 // (the regex module's \s, i.e. White_Space) become one space, then the ends
 // are stripped.
 func whitespaceClean(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	pendingSpace := false
-	for _, r := range s {
-		if isSpace(r) {
-			pendingSpace = b.Len() > 0
-			continue
-		}
-		if pendingSpace {
-			b.WriteByte(' ')
-			pendingSpace = false
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return strings.Join(strings.FieldsFunc(s, isSpace), " ")
 }
 
 // pyLower is Python's str.lower: the simple lower-case mapping plus its two
@@ -39,14 +25,7 @@ func whitespaceClean(s string) string {
 // Σ, where Python looks at all of them ("AΣ" + 31 "'" + "B" gives ς there,
 // σ in Python).
 func pyLower(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
+	if isASCII(s) {
 		return strings.ToLower(s)
 	}
 	rs := []rune(s)

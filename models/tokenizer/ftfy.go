@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"html"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -52,17 +53,11 @@ func fixText(text string) string {
 	}
 	unescape := true
 	var out strings.Builder
-	for pos := 0; pos < len(text); {
-		end := len(text)
-		if i := strings.IndexByte(text[pos:], '\n'); i >= 0 {
-			end = pos + i + 1
-		}
-		segment := text[pos:end]
+	for segment := range strings.SplitAfterSeq(text, "\n") {
 		if unescape && strings.Contains(segment, "<") {
 			unescape = false // looks like HTML: keep entities, from here on
 		}
 		out.WriteString(fixSegment(segment, unescape))
-		pos = end
 	}
 	return out.String()
 }
@@ -84,7 +79,7 @@ func fixSegment(s string, unescape bool) string {
 		s = mapRunes(s, fixLatinLigature)
 		s = mapRunes(s, fixCharacterWidth)
 		s = mapRunes(s, uncurlQuote)
-		s = fixLineBreaks(s)
+		s = lineBreaks.Replace(s)
 		s = removeTerminalEscapes(s)
 		s = mapRunes(s, removeControlChar)
 		s = nfc(s)
@@ -98,23 +93,16 @@ func fixSegment(s string, unescape bool) string {
 // mapRunes applies a str.translate-style table to s: f returns the
 // replacement of r and true, or false to keep r.
 func mapRunes(s string, f func(r rune) (string, bool)) string {
-	for i, r := range s {
-		if _, ok := f(r); !ok {
-			continue
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		if rep, ok := f(r); ok {
+			b.WriteString(rep)
+		} else {
+			b.WriteRune(r)
 		}
-		var b strings.Builder
-		b.Grow(len(s))
-		b.WriteString(s[:i])
-		for _, r := range s[i:] {
-			if rep, ok := f(r); ok {
-				b.WriteString(rep)
-			} else {
-				b.WriteRune(r)
-			}
-		}
-		return b.String()
 	}
-	return s
+	return b.String()
 }
 
 // decodeCP1252 and encodeCP1252 are ftfy's "sloppy-windows-1252" codec:
@@ -158,9 +146,6 @@ var latinLigatures = map[rune]string{
 }
 
 func fixLatinLigature(r rune) (string, bool) {
-	if r < 0x132 {
-		return "", false
-	}
 	s, ok := latinLigatures[r]
 	return s, ok
 }
@@ -204,94 +189,32 @@ func removeControlChar(r rune) (string, bool) {
 	return "", false
 }
 
-// fixLineBreaks is ftfy.fixes.fix_line_breaks.
+// lineBreaks is ftfy.fixes.fix_line_breaks.
 var lineBreaks = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\u2028", "\n", "\u2029", "\n", "\u0085", "\n")
 
-func fixLineBreaks(s string) string {
-	if !strings.ContainsAny(s, "\r\u2028\u2029\u0085") {
-		return s
-	}
-	return lineBreaks.Replace(s)
-}
+// terminalEscape is ftfy.fixes.remove_terminal_escapes's pattern,
+// \033\[((?:\d|;)*)([a-zA-Z]), \d being any decimal digit (Nd), as in a
+// Python str pattern.
+var terminalEscape = regexp.MustCompile(`\x1b\[[\p{Nd};]*[a-zA-Z]`)
 
 // removeTerminalEscapes is ftfy.fixes.remove_terminal_escapes: it deletes
-// every match of \033\[((?:\d|;)*)([a-zA-Z]) (\d being any decimal digit,
-// as in a Python str pattern).
+// every match of terminalEscape.
 func removeTerminalEscapes(s string) string {
-	if !strings.Contains(s, "\x1b[") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		if strings.HasPrefix(s[i:], "\x1b[") {
-			j := i + 2
-			for j < len(s) {
-				r, size := utf8.DecodeRuneInString(s[j:])
-				if r != ';' && !unicode.IsDigit(r) {
-					break
-				}
-				j += size
-			}
-			if j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
-				i = j + 1
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-		i++
-	}
-	return b.String()
+	return terminalEscape.ReplaceAllString(s, "")
 }
 
-// unescapeHTML is ftfy.fixes.unescape_html: every match of
-// &#?[0-9A-Za-z]{1,24}; that is a known entity is replaced, others stay.
+// entity is ftfy's HTML entity pattern.
+var entity = regexp.MustCompile(`&#?[0-9A-Za-z]{1,24};`)
+
+// unescapeHTML is ftfy.fixes.unescape_html: every match of entity that is a
+// known entity is replaced, others stay.
 func unescapeHTML(s string) string {
-	if !strings.Contains(s, "&") || !strings.Contains(s, ";") {
-		return s
-	}
-	var b strings.Builder
-	last := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] != '&' {
-			continue
+	return entity.ReplaceAllStringFunc(s, func(ent string) string {
+		if rep, ok := decodeEntity(ent); ok {
+			return rep
 		}
-		end := matchEntity(s[i:])
-		if end == 0 {
-			continue
-		}
-		if rep, ok := decodeEntity(s[i : i+end]); ok {
-			b.WriteString(s[last:i])
-			b.WriteString(rep)
-			last = i + end
-		}
-		i += end - 1
-	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
-}
-
-// matchEntity returns the length of the match of &#?[0-9A-Za-z]{1,24}; at
-// the start of s, or 0.
-func matchEntity(s string) int {
-	alnumRun := func(from int) int {
-		j := from
-		for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
-			j++
-		}
-		return j - from
-	}
-	start := 1
-	if len(s) > 1 && s[1] == '#' {
-		start = 2
-	}
-	n := alnumRun(start)
-	if n < 1 || n > 24 || start+n >= len(s) || s[start+n] != ';' {
-		return 0
-	}
-	return start + n + 1
+		return ent
+	})
 }
 
 // decodeEntity is ftfy's _unescape_fixup for one matched "&...;".

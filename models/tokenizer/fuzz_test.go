@@ -43,14 +43,10 @@ func checkRow(t *testing.T, tok *Tokenizer, ids map[int64]bool, text string) {
 			t.Errorf("Encode(%+q)[%d] = %d, not an id of the vocabulary", text, i, id)
 		}
 	}
-	// The word cache must not change results: a second call, and a batch.
+	// The word cache must not change results: a second call.
 	again, _ := tok.Encode(text)
 	if d := diff(row, again); d != "" {
 		t.Errorf("second Encode(%+q) differs: %s", text, d)
-	}
-	batch, flags := tok.EncodeBatch([]string{"", text})
-	if d := diff(row, batch[tok.MaxLength():]); d != "" || flags[1] != truncated {
-		t.Errorf("EncodeBatch row of %+q differs from Encode (truncated %v vs %v): %s", text, flags[1], truncated, d)
 	}
 }
 

@@ -173,12 +173,10 @@ func universalNewlines(s string) string {
 // invalidUTF8 returns the offset of the first byte of data that is not
 // part of a UTF-8 sequence, or -1.
 func invalidUTF8(data []byte) int {
-	for i := 0; i < len(data); {
-		r, n := utf8.DecodeRune(data[i:])
-		if r == utf8.RuneError && n == 1 {
+	for i, r := range string(data) {
+		if r == utf8.RuneError && !bytes.HasPrefix(data[i:], []byte("\uFFFD")) {
 			return i
 		}
-		i += n
 	}
 	return -1
 }

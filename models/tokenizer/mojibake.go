@@ -1,8 +1,11 @@
 package tokenizer
 
 import (
-	"strings"
+	"regexp"
+	"slices"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
 )
 
 // fixEncoding is a narrowed ftfy.fix_encoding: it undoes the most common
@@ -12,7 +15,7 @@ import (
 // ftfy decides whether text "looks bad" with a large hand-tuned heuristic
 // (ftfy.badness.is_bad) and then tries ten single-byte encodings. Here the
 // evidence is narrower and explicit: the text must contain a mojibake
-// sequence (see mojibakeAt) of one of these shapes, written in Latin-1 /
+// sequence (mojibake) of one of these shapes, written in Latin-1 /
 // Windows-1252 characters:
 //
 //	Â or Ã + 1 continuation        U+0080..U+00FF  ("cafÃ©" -> "café")
@@ -37,35 +40,39 @@ func fixEncoding(s string) string {
 }
 
 func fixEncodingStep(s string) string {
-	if isASCII(s) || !hasMojibake(s) {
+	if isASCII(s) || !slices.ContainsFunc(mojibake.FindAllString(s, -1), func(seq string) bool { return decodeSequence(seq) != "" }) {
 		return s
 	}
-	if b, ok := encodeSingleByte(s, false); ok && utf8.Valid(b) {
-		return string(b)
-	}
-	if b, ok := encodeSingleByte(s, true); ok && utf8.Valid(b) {
-		return string(b)
+	for _, enc := range []func(rune) (byte, bool){charmap.ISO8859_1.EncodeRune, encodeCP1252} {
+		if b, ok := encodeSingleByte(s, enc); ok && utf8.Valid(b) {
+			return string(b)
+		}
 	}
 	// decode_inconsistent_utf8: fix the sequences in isolation.
-	var out strings.Builder
-	last := 0
-	for i := 0; i < len(s); {
-		if n, dec := mojibakeAt(s[i:]); n > 0 && n < len(s) {
-			out.WriteString(s[last:i])
-			out.WriteString(dec)
-			i += n
-			last = i
-			continue
+	return mojibake.ReplaceAllStringFunc(s, func(seq string) string {
+		if dec := decodeSequence(seq); dec != "" && len(seq) < len(s) {
+			return dec
 		}
-		_, size := utf8.DecodeRuneInString(s[i:])
-		i += size
-	}
-	if last == 0 {
-		return s
-	}
-	out.WriteString(s[last:])
-	return out.String()
+		return seq
+	})
 }
+
+// decodeSequence is the character a mojibake sequence stands for, or ""
+// when its bytes are not the UTF-8 of one (overlong, too large, U+FFFD).
+func decodeSequence(seq string) string {
+	b, _ := encodeSingleByte(seq, mojibakeByte)
+	if r, size := utf8.DecodeRune(b); r == utf8.RuneError || size != len(b) {
+		return ""
+	}
+	return string(b)
+}
+
+// mojibake matches the sequences of fixEncoding's shapes: a lead and its
+// continuations, characters standing for a byte 0x80..0xBF in Latin-1 or
+// Windows-1252.
+var mojibake = regexp.MustCompile(`[ÂÃ]` + continuation + `|[â-éï]` + continuation + `{2}|ð` + continuation + `{3}`)
+
+const continuation = `[\x{80}-\x{BF}€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]`
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -76,12 +83,12 @@ func isASCII(s string) bool {
 	return true
 }
 
-// encodeSingleByte encodes s as Latin-1 (cp1252 false) or as ftfy's
-// sloppy-windows-1252 (cp1252 true), reporting whether every character fits.
-func encodeSingleByte(s string, cp1252 bool) ([]byte, bool) {
+// encodeSingleByte encodes s with enc (Latin-1, or ftfy's
+// sloppy-windows-1252), reporting whether every character fits.
+func encodeSingleByte(s string, enc func(rune) (byte, bool)) ([]byte, bool) {
 	b := make([]byte, 0, len(s))
 	for _, r := range s {
-		c, ok := singleByte(r, cp1252)
+		c, ok := enc(r)
 		if !ok {
 			return nil, false
 		}
@@ -90,61 +97,10 @@ func encodeSingleByte(s string, cp1252 bool) ([]byte, bool) {
 	return b, true
 }
 
-func singleByte(r rune, cp1252 bool) (byte, bool) {
-	if cp1252 {
-		return encodeCP1252(r)
-	}
-	return byte(r), r <= 0xFF
-}
-
 // mojibakeByte is the byte r stands for in either single-byte encoding.
 func mojibakeByte(r rune) (byte, bool) {
 	if r <= 0xFF {
 		return byte(r), true
 	}
 	return encodeCP1252(r)
-}
-
-func hasMojibake(s string) bool {
-	for i := 0; i < len(s); {
-		if n, _ := mojibakeAt(s[i:]); n > 0 {
-			return true
-		}
-		_, size := utf8.DecodeRuneInString(s[i:])
-		i += size
-	}
-	return false
-}
-
-// mojibakeAt reports whether s starts with a mojibake sequence (see
-// fixEncoding): its length in bytes and the character it decodes to.
-func mojibakeAt(s string) (int, string) {
-	lead, size := utf8.DecodeRuneInString(s)
-	var conts int
-	switch {
-	case lead == 'Â' || lead == 'Ã':
-		conts = 1
-	case lead >= 'â' && lead <= 'é' || lead == 'ï':
-		conts = 2
-	case lead == 'ð':
-		conts = 3
-	default:
-		return 0, ""
-	}
-	buf := [4]byte{byte(lead)}
-	n := size
-	for k := 1; k <= conts; k++ {
-		r, sz := utf8.DecodeRuneInString(s[n:])
-		c, ok := mojibakeByte(r)
-		if sz == 0 || !ok || c < 0x80 || c > 0xBF {
-			return 0, ""
-		}
-		buf[k] = c
-		n += sz
-	}
-	dec, decSize := utf8.DecodeRune(buf[:conts+1])
-	if dec == utf8.RuneError || decSize != conts+1 {
-		return 0, ""
-	}
-	return n, string(dec)
 }

@@ -19,7 +19,10 @@ package tokenizer
 import (
 	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
 )
 
 // Tokenizer encodes prompts. It is safe for concurrent use.
@@ -30,7 +33,7 @@ import (
 // truncation=True).
 type Tokenizer struct {
 	bpe       *bpeModel
-	specials  []string         // longest first, for splitting
+	special   *regexp.Regexp   // the special tokens, longest first
 	specialID map[string]int64 // id of each special token
 	bosID     int64
 	eosID     int64
@@ -120,13 +123,16 @@ func New(vocab, merges []byte, opts Options) (*Tokenizer, error) {
 		if !ok {
 			return nil, &TokenError{Field: st.field, Token: st.token}
 		}
-		if _, dup := t.specialID[st.token]; !dup {
-			t.specialID[st.token] = id
-			t.specials = append(t.specials, st.token)
-		}
+		t.specialID[st.token] = id
 	}
 	t.bosID, t.eosID, t.unkID, t.padID = v[specials[0].token], v[specials[1].token], v[specials[2].token], v[specials[3].token]
-	sort.SliceStable(t.specials, func(i, j int) bool { return len(t.specials[i]) > len(t.specials[j]) })
+	// Longest first: at the leftmost match, the first alternative that
+	// matches is the longest token.
+	tokens := slices.SortedStableFunc(maps.Keys(t.specialID), func(a, b string) int { return len(b) - len(a) })
+	for i, tok := range tokens {
+		tokens[i] = regexp.QuoteMeta(tok)
+	}
+	t.special = regexp.MustCompile(strings.Join(tokens, "|"))
 	t.bpe = newBPEModel(v, m, t.unkID)
 	return t, nil
 }
@@ -152,36 +158,15 @@ func (t *Tokenizer) MaxLength() int { return t.maxLength }
 // token ids + [EOS], padded with PadID. truncated reports that the prompt had
 // more than MaxLength-2 tokens and lost the rest.
 func (t *Tokenizer) Encode(text string) (ids []int64, truncated bool) {
-	ids = make([]int64, t.maxLength)
-	truncated = t.encodeInto(ids, text)
-	return ids, truncated
-}
-
-// EncodeBatch encodes each text as Encode does into one row-major
-// [len(texts), MaxLength] slice; truncated[i] is Encode's flag for texts[i].
-func (t *Tokenizer) EncodeBatch(texts []string) (ids []int64, truncated []bool) {
-	ids = make([]int64, len(texts)*t.maxLength)
-	truncated = make([]bool, len(texts))
-	for i, text := range texts {
-		truncated[i] = t.encodeInto(ids[i*t.maxLength:(i+1)*t.maxLength], text)
-	}
-	return ids, truncated
-}
-
-func (t *Tokenizer) encodeInto(row []int64, text string) bool {
 	_, toks := t.tokenize(text)
-	limit := t.maxLength - 2
-	truncated := len(toks) > limit
-	if truncated {
-		toks = toks[:limit]
+	ids = make([]int64, t.maxLength)
+	ids[0] = t.bosID
+	n := 1 + copy(ids[1:t.maxLength-1], toks) // at most MaxLength-2 tokens
+	ids[n] = t.eosID
+	for i := n + 1; i < len(ids); i++ {
+		ids[i] = t.padID
 	}
-	row[0] = t.bosID
-	n := 1 + copy(row[1:], toks)
-	row[n] = t.eosID
-	for i := n + 1; i < len(row); i++ {
-		row[i] = t.padID
-	}
-	return truncated
+	return ids, len(toks) > t.maxLength-2
 }
 
 // Tokenize returns the token ids of text without BOS/EOS, truncation or
@@ -199,11 +184,11 @@ func (t *Tokenizer) tokenize(text string) (symbols []string, ids []int64) {
 			ids = append(ids, t.specialID[piece])
 			return
 		}
-		preTokenize(cleanText(piece), func(word string) {
+		for _, word := range wordPattern.FindAllString(cleanText(piece), -1) {
 			res := t.bpe.encodeWord(word)
 			symbols = append(symbols, res.tokens...)
 			ids = append(ids, res.ids...)
-		})
+		}
 	})
 	return symbols, ids
 }
@@ -213,24 +198,12 @@ func (t *Tokenizer) tokenize(text string) (symbols []string, ids []int64) {
 // Trie.split) and calls emit for each piece in order.
 func (t *Tokenizer) splitSpecial(text string, emit func(piece string, special bool)) {
 	start := 0
-	for i := 0; i < len(text); {
-		matched := ""
-		for _, sp := range t.specials {
-			if len(text)-i >= len(sp) && text[i:i+len(sp)] == sp {
-				matched = sp
-				break // specials are sorted longest first
-			}
+	for _, m := range t.special.FindAllStringIndex(text, -1) {
+		if start < m[0] {
+			emit(text[start:m[0]], false)
 		}
-		if matched == "" {
-			i++
-			continue
-		}
-		if start < i {
-			emit(text[start:i], false)
-		}
-		emit(matched, true)
-		i += len(matched)
-		start = i
+		emit(text[m[0]:m[1]], true)
+		start = m[1]
 	}
 	if start < len(text) {
 		emit(text[start:], false)

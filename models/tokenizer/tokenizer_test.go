@@ -123,7 +123,7 @@ func TestConformancePrompts(t *testing.T) {
 	}
 }
 
-// TestConformanceSafetensors checks EncodeBatch against the [8,77] int64
+// TestConformanceSafetensors checks Encode against the [8,77] int64
 // input_ids of expected/tokenizer.safetensors.
 func TestConformanceSafetensors(t *testing.T) {
 	for _, model := range conformanceModels {
@@ -138,14 +138,13 @@ func TestConformanceSafetensors(t *testing.T) {
 			for i, p := range pf.Prompts {
 				prompts[i] = p.Prompt
 			}
-			got, truncated := tok.EncodeBatch(prompts)
 			for i := range prompts {
-				row := func(ids []int64) []int64 { return ids[i*tok.MaxLength() : (i+1)*tok.MaxLength()] }
-				if d := diff(row(want), row(got)); d != "" {
+				got, truncated := tok.Encode(prompts[i])
+				if d := diff(want[i*tok.MaxLength():(i+1)*tok.MaxLength()], got); d != "" {
 					t.Errorf("row %d (%q) %s", i, prompts[i], d)
 				}
-				if truncated[i] != pf.Prompts[i].Truncated {
-					t.Errorf("row %d truncated = %v, want %v", i, truncated[i], pf.Prompts[i].Truncated)
+				if truncated != pf.Prompts[i].Truncated {
+					t.Errorf("row %d truncated = %v, want %v", i, truncated, pf.Prompts[i].Truncated)
 				}
 			}
 		})
@@ -296,12 +295,8 @@ func TestTokenizeCases(t *testing.T) {
 	}
 }
 
-func TestEncodeBatchEmpty(t *testing.T) {
+func TestEncodeEmpty(t *testing.T) {
 	tok, _ := loadConformance(t, "tiny-sd21")
-	ids, truncated := tok.EncodeBatch(nil)
-	if len(ids) != 0 || len(truncated) != 0 {
-		t.Errorf("EncodeBatch(nil) = %d ids, %d flags, want none", len(ids), len(truncated))
-	}
 	row, _ := tok.Encode("")
 	want := make([]int64, 77) // SD 2.x pads with "!" = 0
 	want[0], want[1] = 49406, 49407
