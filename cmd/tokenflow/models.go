@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
+	"github.com/tokenflow/tokenflow/internal/sd"
 	"github.com/tokenflow/tokenflow/internal/version"
 	"github.com/tokenflow/tokenflow/internal/video"
 	"github.com/tokenflow/tokenflow/models"
@@ -33,7 +34,7 @@ docs/models.md). Nothing is downloaded.`,
 
 // modelsFlags words the settings of models export and info as theirs: the
 // model is their argument, not a flag.
-var modelsFlags = flagNames{"model": "model", "original_config": "--original-config", "ort_lib": "--ort-lib"}
+var modelsFlags = flagNames{"model": "model", "original_config": "--original-config", "ort_lib": "--ort-lib", "dtype": "--dtype"}
 
 // ExportOptions are `models export`'s inputs.
 type ExportOptions struct {
@@ -78,21 +79,11 @@ NaN otherwise), with float32 inputs and outputs.`,
 	return cmd
 }
 
-func parseDType(s string) (onnx.DataType, error) {
-	switch s {
-	case "fp32", "float32":
-		return onnx.Float, nil
-	case "fp16", "float16":
-		return onnx.Float16, nil
-	}
-	return 0, usageErr("--dtype %q: want fp32 or fp16", s)
-}
-
 func runModelsExport(o *ExportOptions) error {
 	if o.Out == "" {
 		return usageErr("models export: --out DIR is required")
 	}
-	dt, err := parseDType(o.DType)
+	dt, err := sd.ParseDType(o.DType)
 	if err != nil {
 		return err
 	}
@@ -103,7 +94,7 @@ func runModelsExport(o *ExportOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := models.Export(c, o.Out, models.ExportOptions{Type: dt, Producer: "tokenflow", Version: version.Version, Log: o.Err}); err != nil {
+	if err := models.Export(c, o.Out, models.ExportOptions{Type: dt.GraphType(), Producer: "tokenflow", Version: version.Version, Log: o.Err}); err != nil {
 		return err
 	}
 	fmt.Fprintln(o.globalOptions.Out, o.Out)

@@ -188,9 +188,6 @@ func (e *Editor) Start() (tensor.Tensor, error) {
 	return tensor.New(e.in.Z0.Shape, x)
 }
 
-// Prompts is the number of prompts the edit runs.
-func (e *Editor) Prompts() int { return e.prompts }
-
 // Run edits from Start to the final latents, for an edit of one prompt.
 func (e *Editor) Run(ctx context.Context) (tensor.Tensor, error) {
 	if e.prompts != 1 {

@@ -23,18 +23,13 @@ type Memory struct {
 func (m Memory) Total() int64 { return m.Weights + m.Latents + m.Pass }
 
 // estimate is the job's memory estimate for an inversion (and, forEdit, an
-// edit). weights is the weights' bytes in the graphs (half in fp16); heads
-// the number of attention heads at the UNet's full resolution; act the
-// bytes of an activation element (4, or 2 in fp16, whose attention scores
-// are still computed in float32).
-func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, act int64, forEdit bool) Memory {
-	return estimateCalls(weights, heads, frames, kept, batch, latentH, latentW, act, forEdit, 1)
-}
-
-// estimateCalls is estimate for an edit whose UNet calls hold perCall
-// prompts each: 1 + 2 perCall groups of frames, the extended attention of
-// 2 perCall of them. Its pass is at most perCall times one prompt's.
-func estimateCalls(weights int64, heads, frames, kept, batch, latentH, latentW int, act int64, forEdit bool, perCall int) Memory {
+// edit whose UNet calls hold perCall prompts each: 1 + 2 perCall groups of
+// frames, the extended attention of 2 perCall of them, so its pass is at
+// most perCall times one prompt's). weights is the weights' bytes in the
+// graphs (half in fp16); heads the number of attention heads at the UNet's
+// full resolution; act the bytes of an activation element (4, or 2 in
+// fp16, whose attention scores are still computed in float32).
+func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, act int64, forEdit bool, perCall int) Memory {
 	m1 := int64(max(perCall, 1))
 	s := int64(latentH * latentW) // tokens per frame at full resolution
 	m := Memory{Weights: weights, Latents: int64(frames) * int64(kept+2) * 4 * s * 4}

@@ -145,7 +145,7 @@ func (j *job) memory(forEdit bool) error {
 		act = 2 // activations in fp16 (attention scores stay float32)
 	}
 	est := func(perCall int) Memory {
-		return estimateCalls(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit, perCall)
+		return estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit, perCall)
 	}
 	if forEdit {
 		j.perCall = choosePerCall(j.prompts, j.perCall, est)

@@ -40,8 +40,8 @@ func DefaultDType(d ort.Device) DType {
 	return FP32
 }
 
-// graphType is the ONNX element type of the weights ("" is fp32).
-func (d DType) graphType() onnx.DataType {
+// GraphType is the ONNX element type of the weights ("" is fp32).
+func (d DType) GraphType() onnx.DataType {
 	if d == FP16 {
 		return onnx.Float16
 	}

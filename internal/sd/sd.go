@@ -144,7 +144,7 @@ func (p *Model) UNetFrames() int64 { return p.unetFrames.Load() }
 // normalisation parameters an fp16 graph keeps in float32 are not told
 // apart).
 func (p *Model) WeightBytes() (int64, error) {
-	size := int64(p.opts.DType.graphType().Size())
+	size := int64(p.opts.DType.GraphType().Size())
 	var n int64
 	for _, comp := range []string{"unet", "vae", "text_encoder"} {
 		files, err := p.Checkpoint.WeightFiles(comp)
@@ -179,7 +179,7 @@ func (p *Model) componentWeights(comp string) (*models.Weights, error) {
 			return nil, err
 		}
 	}
-	w, err := models.OpenWeights(comp, files, p.opts.DType.graphType())
+	w, err := models.OpenWeights(comp, files, p.opts.DType.GraphType())
 	if err != nil {
 		return nil, err
 	}
