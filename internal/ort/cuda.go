@@ -245,9 +245,6 @@ func libWhat(name string) string {
 	return ""
 }
 
-// Ready reports whether nothing is missing.
-func (s CUDAStack) Ready() bool { return s.Err() == nil }
-
 // DriverTooOld reports whether the driver supports an older CUDA than the
 // provider is built for.
 func (s CUDAStack) DriverTooOld() bool {
