@@ -93,14 +93,7 @@ func TestEditConformance(t *testing.T) {
 			}
 
 			// 2. the inversion in the cache
-			var m cache.Manifest
-			data, err := os.ReadFile(filepath.Join(res.CacheDir, "manifest.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(data, &m); err != nil {
-				t.Fatal(err)
-			}
+			m := readManifest(t, res.CacheDir)
 			wantKept := []int{1, 101, 201, 301, 401, 501, 601, 701, 801, 901} // run_info.json saved_inversion_timesteps
 			if !slices.Equal(m.Kept, wantKept) {
 				t.Fatalf("kept timesteps %v, want %v", m.Kept, wantKept)
@@ -119,21 +112,42 @@ func TestEditConformance(t *testing.T) {
 			}
 
 			// 3. the edit from the official inversion, under the same key
-			if err := os.RemoveAll(res.CacheDir); err != nil {
-				t.Fatal(err)
-			}
-			e, err := cache.StoreContext(t.Context(), cacheDir, cache.Manifest{Key: m.Key, Video: m.Video, Model: m.Model}, ref, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e.Dir != res.CacheDir {
-				t.Fatalf("stored the official inversion at %s, the edit used %s", e.Dir, res.CacheDir)
-			}
+			replaceEntry(t, cacheDir, res.CacheDir, m, ref)
 			res, got = edit("official")
 			if !res.InversionReused || res.UNetFrames != editPasses(10, 8, 4) {
 				t.Fatalf("the edit did not take the stored inversion: inversion_reused %v, unet_frame_evaluations %d", res.InversionReused, res.UNetFrames)
 			}
 			fixture.Close(t, "edit (official inversion) vs latents_after_step9", got, want, conformanceRel, 0)
 		})
+	}
+}
+
+// readManifest reads the manifest of the cache entry in dir.
+func readManifest(t *testing.T, dir string) cache.Manifest {
+	t.Helper()
+	var m cache.Manifest
+	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// replaceEntry stores ref (the official inversion) under m's key in place
+// of the entry in dir, which must be where it lands.
+func replaceEntry(t *testing.T, cacheDir, dir string, m cache.Manifest, ref *cache.Latents) {
+	t.Helper()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	e, err := cache.StoreContext(t.Context(), cacheDir, cache.Manifest{Key: m.Key, Video: m.Video, Model: m.Model}, ref, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Dir != dir {
+		t.Fatalf("stored the official inversion at %s, the edit used %s", e.Dir, dir)
 	}
 }

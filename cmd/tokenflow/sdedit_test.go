@@ -89,14 +89,7 @@ func TestEditSDEditConformance(t *testing.T) {
 			}
 
 			// 2. the edit from the official inversion, under the same key
-			var m cache.Manifest
-			data, err := os.ReadFile(filepath.Join(res.CacheDir, "manifest.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(data, &m); err != nil {
-				t.Fatal(err)
-			}
+			m := readManifest(t, res.CacheDir)
 			shape := m.Latent[:]
 			ref := &cache.Latents{Z0: tensor.Tensor{Shape: shape}, Noisy: map[int]tensor.Tensor{}}
 			ref.Z0.Data, _ = inv.F32("preprocess.latents")
@@ -104,16 +97,7 @@ func TestEditSDEditConformance(t *testing.T) {
 				z, _ := inv.F32(fmt.Sprintf("preprocess.inverted_latents.t%04d", ts))
 				ref.Noisy[ts] = tensor.Tensor{Shape: shape, Data: z}
 			}
-			if err := os.RemoveAll(res.CacheDir); err != nil {
-				t.Fatal(err)
-			}
-			e, err := cache.StoreContext(t.Context(), cacheDir, cache.Manifest{Key: m.Key, Video: m.Video, Model: m.Model}, ref, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e.Dir != res.CacheDir {
-				t.Fatalf("stored the official inversion at %s, the edit used %s", e.Dir, res.CacheDir)
-			}
+			replaceEntry(t, cacheDir, res.CacheDir, m, ref)
 			res, got = edit("official")
 			if !res.InversionReused || res.UNetFrames != editPasses(5, 8, 4) {
 				t.Fatalf("the edit did not take the stored inversion: inversion_reused %v, unet_frame_evaluations %d", res.InversionReused, res.UNetFrames)
