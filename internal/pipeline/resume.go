@@ -144,8 +144,8 @@ func (j *job) newEditState(req *EditRequest, targets []Target, entry *cache.Entr
 // failedPrompt is a prompt that failed before the state: its error, and
 // the NaN's place when that was the error.
 type failedPrompt struct {
-	Prompt    int                     `json:"prompt"`
-	Error     string                  `json:"error"`
+	Prompt    int                    `json:"prompt"`
+	Error     string                 `json:"error"`
 	NonFinite *tensor.NonFiniteError `json:"nonfinite,omitempty"`
 }
 
