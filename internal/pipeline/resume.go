@@ -191,8 +191,14 @@ func (s *editState) prepare(e *edit.Editor, z0 tensor.Tensor, prompts int, noRes
 // them, and continue them when it is run again.
 func (s *editState) sweep() {
 	dir := filepath.Dir(s.path)
-	prefix := strings.TrimSuffix(filepath.Base(s.path), s.key+".safetensors")
-	matches, _ := filepath.Glob(filepath.Join(dir, prefix+"*.safetensors"))
+	prefix := strings.TrimSuffix(filepath.Base(s.path), s.key+".safetensors") // "<entry id>.edit-"
+	var matches []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if name := e.Name(); strings.HasPrefix(name, prefix) && strings.HasSuffix(name, ".safetensors") {
+			matches = append(matches, filepath.Join(dir, name))
+		}
+	}
 	for _, m := range append(matches, s.path) {
 		atomicfile.Sweep(m)
 	}
