@@ -37,6 +37,7 @@ type EditOptions struct {
 	Seed            uint64
 	Out             string
 	Force           bool
+	NoResume        bool
 	SaveLatents     string
 	FramesDir       string
 	Config          string
@@ -133,6 +134,7 @@ status is 1 and the message names it.`,
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice (and of --mode sdedit's Gaussian noise)")
 	fs.StringVarP(&o.Out, "out", "o", "", "output video (default: <input>.tokenflow.mp4); with several prompts a template holding {n} or {slug} (default: <input>.{n}-{slug}.tokenflow.mp4)")
 	fs.BoolVar(&o.Force, "force", false, "overwrite an existing output")
+	fs.BoolVar(&o.NoResume, "no-resume", false, "start over: do not continue the state an interrupted run of this edit left (it is removed)")
 	fs.StringVar(&o.SaveLatents, "save-latents", "", "also write the final latents to this safetensors file (tensor \"latents\")")
 	fs.StringVar(&o.FramesDir, "frames-dir", "", "also write the edited frames as PNGs into this folder")
 	fs.StringVar(&o.Config, "config", "", "YAML file of settings (official config_pnp.yaml and config_sdedit.yaml keys accepted)")
@@ -170,7 +172,7 @@ var editFlags = sourceFlags.with(flagNames{
 	"prompts_per_call": "--prompts-per-call",
 	// the placeholders of output templates, named as they are written
 	"n": pipeline.PlaceN, "slug": pipeline.PlaceSlug,
-	"strength": "--strength",
+	"strength": "--strength", "no_resume": "--no-resume",
 })
 
 // request turns the flags into the pipeline's request.
@@ -180,6 +182,8 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 		return pipeline.EditRequest{}, err
 	}
 	inv.InversionPrompt, inv.InversionSteps, inv.Steps = o.InversionPrompt, o.InversionSteps, o.Steps
+	inv.NoResume = o.NoResume
+	inv.Log = logWords{o.globalOptions.Err, editFlags} // the edit's notes name its own flags
 	kf, err := keyframes.ParsePolicy(o.Keyframes)
 	if err != nil {
 		return pipeline.EditRequest{}, usageErr("--keyframes %s: want random or middle", o.Keyframes)
@@ -270,6 +274,7 @@ type editJSON struct {
 	PeakRSSMB       float64            `json:"peak_rss_mb,omitempty"`
 	Prompts         []promptJSON       `json:"prompts"`
 	PromptsPerCall  int                `json:"prompts_per_call"`
+	ResumedSteps    int                `json:"resumed_steps,omitempty"`
 }
 
 // promptJSON is one prompt's entry: its outputs, or its error.
@@ -297,7 +302,8 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 	if o.JSON {
 		j := editJSON{CacheDir: res.Inversion.CacheDir, InversionReused: res.Inversion.Reused,
 			Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, UNetFrames: res.UNetFrames,
-			DType: string(res.Inversion.DType), Mode: o.Mode, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB(), PromptsPerCall: res.PromptsPerCall}
+			DType: string(res.Inversion.DType), Mode: o.Mode, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB(), PromptsPerCall: res.PromptsPerCall,
+			ResumedSteps: res.ResumedSteps}
 		if len(res.Prompts) == 1 {
 			j.Output, j.Latents, j.FramesDir = res.Output, res.Latents, res.FramesDir
 		}

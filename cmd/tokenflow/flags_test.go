@@ -28,7 +28,7 @@ type editView struct {
 	Keyframes                                       string
 	Seed                                            uint64
 	Out, SaveLatents, FramesDir, Config, OutDir     string
-	Force                                           bool
+	Force, NoResume                                 bool
 	DType                                           string
 	Prompts, NegativePrompts                        []string
 	PromptsFile                                     string
@@ -48,7 +48,7 @@ func viewEdit(o *EditOptions) editView {
 		Prompt: o.Prompt, NegativePrompt: o.NegativePrompt, InversionPrompt: o.InversionPrompt,
 		InversionSteps: o.InversionSteps, Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,
 		Keyframes: o.Keyframes, Seed: o.Seed, Out: o.Out, SaveLatents: o.SaveLatents, FramesDir: o.FramesDir,
-		Config: o.Config, OutDir: o.outDir, Force: o.Force, DType: o.DType,
+		Config: o.Config, OutDir: o.outDir, Force: o.Force, NoResume: o.NoResume, DType: o.DType,
 		Prompts: o.Prompts, NegativePrompts: o.NegativePrompts, PromptsFile: o.PromptsFile, PromptsPerCall: o.PromptsPerCall,
 		Mode: o.Mode, Strength: o.Strength, DDIMNoise: o.DDIMNoise,
 	}

@@ -209,12 +209,39 @@ func (e *Editor) RunPrompts(ctx context.Context) (xs []tensor.Tensor, errs []err
 	if err != nil {
 		return nil, nil, err
 	}
-	xs = make([]tensor.Tensor, e.prompts)
-	errs = make([]error, e.prompts)
-	for p := range xs {
-		xs[p] = x
+	s := State{Xs: make([]tensor.Tensor, e.prompts), Errs: make([]error, e.prompts)}
+	for p := range s.Xs {
+		s.Xs[p] = x
 	}
-	for i := range e.ts {
+	return e.RunFrom(ctx, s, nil)
+}
+
+// State is where an edit stands between two steps: Step steps are done,
+// Xs[p] is prompt p's latents after them (empty for a prompt that has
+// failed, Errs[p] its error). A state given to RunFrom is what an earlier
+// run's after callback was given: the steps from State.Step on then give
+// the latents an uninterrupted run gives, bit for bit.
+type State struct {
+	Step int
+	Xs   []tensor.Tensor
+	Errs []error
+}
+
+// RunFrom runs the steps from s.Step to the last on s (s is not changed)
+// and returns every prompt's final latents and errors, as RunPrompts.
+// After each step, after (when set) is given the new state; an error
+// from it stops the run and is returned. A state with every step done
+// returns its latents as they are.
+func (e *Editor) RunFrom(ctx context.Context, s State, after func(State) error) (xs []tensor.Tensor, errs []error, err error) {
+	if s.Step < 0 || s.Step > len(e.ts) || len(s.Xs) != e.prompts || len(s.Errs) != e.prompts {
+		return nil, nil, fmt.Errorf("edit: a state at step %d of %d with %d prompts' latents and %d errors, for an edit of %d steps and %d prompts",
+			s.Step, len(e.ts), len(s.Xs), len(s.Errs), len(e.ts), e.prompts)
+	}
+	xs, errs = slices.Clone(s.Xs), slices.Clone(s.Errs)
+	for i := s.Step; i < len(e.ts); i++ {
+		if !slices.ContainsFunc(xs, func(x tensor.Tensor) bool { return x.Data != nil }) {
+			break // every prompt failed
+		}
 		next, stepErrs, err := e.StepPrompts(ctx, i, xs)
 		if err != nil {
 			return nil, nil, err
@@ -225,12 +252,24 @@ func (e *Editor) RunPrompts(ctx context.Context) (xs []tensor.Tensor, errs []err
 			}
 		}
 		xs = next
-		if !slices.ContainsFunc(xs, func(x tensor.Tensor) bool { return x.Data != nil }) {
-			break // every prompt failed
+		if after != nil {
+			if err := after(State{Step: i + 1, Xs: slices.Clone(xs), Errs: slices.Clone(errs)}); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	return xs, errs, nil
 }
+
+// Steps is the number of denoising steps the edit runs.
+func (e *Editor) Steps() int { return len(e.ts) }
+
+// Schedule is every step's keyframes (Keyframes of each step).
+func (e *Editor) Schedule() [][]int { return e.kf }
+
+// Total is the edit's work in frame evaluations, as Params.Progress
+// counts it.
+func (e *Editor) Total() int { return len(e.ts) * (len(e.kf[0]) + e.n) * e.prompts }
 
 // textFor is the text states of a pass over n frames per group for the
 // prompts ps: [source x n | negative_p x n ... | prompt_p x n ...].
@@ -452,6 +491,6 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 
 func (e *Editor) progress(done int) {
 	if e.p.Progress != nil {
-		e.p.Progress(done, len(e.ts)*(len(e.kf[0])+e.n)*e.prompts)
+		e.p.Progress(done, e.Total())
 	}
 }

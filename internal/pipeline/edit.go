@@ -35,6 +35,9 @@ type EditResult struct {
 	Prompts []PromptResult
 	// PromptsPerCall is how many prompts shared a UNet call.
 	PromptsPerCall int
+	// ResumedSteps is the steps an interrupted run of this edit had done,
+	// which this one continued (0: it started from the first).
+	ResumedSteps int
 }
 
 // PromptResult is one prompt's outputs (Target), or why it has none.
@@ -151,26 +154,40 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	}
 	// Every prompt is encoded: free the text encoder's memory for the UNet.
 	j.model.Release("text_encoder")
-	var bar progress.Reporter // made at the first report, when the total is known
+	var bar progress.StepReporter // made once the edit knows its work
 	params := edit.Params{Steps: req.Steps, Guidance: req.Guidance, PnPAttn: req.PnPAttn, PnPConv: req.PnPConv,
 		BatchSize: req.BatchSize, Keyframes: req.Keyframes, Seed: req.Seed, PromptsPerCall: j.perCall, SDEdit: req.SDEdit,
-		Progress: func(done, total int) {
-			if bar == nil {
-				bar = progress.New(req.Progress, "edit", "frame-passes", total)
-			}
-			bar.Set(done)
-		}}
+		Progress: func(done, _ int) { bar.Set(done) }}
 	e, err := edit.New(j.model, j.model.Scheduler, edit.Inputs{
 		Z0: lat.Z0, Noisy: lat.Noisy, Source: states.Row(0), Negative: states.Rows(1, 1+negs), Prompt: states.Rows(1+negs, 1+negs+P),
 	}, params)
 	if err != nil {
 		return nil, err
 	}
-	xs, errs, err := e.RunPrompts(ctx)
-	if bar != nil {
-		bar.Finish()
+	// An interrupted run of this edit left its state: continue from it.
+	state := j.newEditState(&req, targets, entry)
+	from := state.prepare(e, lat.Z0, P, req.NoResume)
+	if from == nil {
+		x, err := e.Start()
+		if err != nil {
+			return nil, err
+		}
+		from = &edit.State{Xs: make([]tensor.Tensor, P), Errs: make([]error, P)}
+		for p := range from.Xs {
+			from.Xs[p] = x
+		}
 	}
-	if err == nil && P == 1 {
+	res.ResumedSteps = from.Step
+	perStep := e.Total() / e.Steps()
+	bar = progress.NewSteps(req.Progress, "edit", "frame-passes", e.Total(), e.Steps(), from.Step, from.Step*perStep)
+	xs, errs, err := e.RunFrom(ctx, *from, func(s edit.State) error {
+		state.save(e, s)
+		bar.StepDone(s.Step, s.Step*perStep)
+		return nil
+	})
+	bar.Finish()
+	if err == nil && P == 1 && errs[0] != nil {
+		state.remove() // the edit is over: its one prompt failed
 		err = errs[0]
 	}
 	if err != nil {
@@ -185,6 +202,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	// 3. decode and write each prompt's outputs, each under its temporary
 	// name; 4. they appear together, or none of them
 	perr := &PromptsError{N: P}
+	writeFailed := false // an output of a finished prompt could not be written: its state stays
 	for i, tg := range targets {
 		err := errs[i]
 		if err == nil {
@@ -199,11 +217,17 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 		default:
 			if errs[i] != nil {
 				err = fmt.Errorf("%w: nothing was written for it", err)
+			} else {
+				writeFailed = true
 			}
 			perr.Failed = append(perr.Failed, PromptResult{Target: tg, Err: err})
 			perr.Number = append(perr.Number, i+1)
 		}
 		res.Prompts = append(res.Prompts, PromptResult{Target: tg, Err: err})
+	}
+	// Every output is written (or its prompt failed): the edit is done.
+	if !writeFailed {
+		state.remove()
 	}
 	res.Latents, res.FramesDir = targets[0].SaveLatents, targets[0].FramesDir
 	res.UNetFrames = j.model.UNetFrames() - j.unet0

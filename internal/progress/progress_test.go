@@ -90,7 +90,7 @@ func TestSpeed(t *testing.T) {
 func TestBarFirstTickHasNoRate(t *testing.T) {
 	now := time.Unix(1000, 0)
 	var buf bytes.Buffer
-	b := newBar(&buf, "vae encode", "frames", 100, func() time.Time { return now })
+	b := newBar(&buf, meter{label: "vae encode", unit: "frames", total: 100}, func() time.Time { return now })
 	b.Set(40)
 	if first := buf.String(); !strings.Contains(first, "40/100") || strings.Contains(first, "/s") || strings.Contains(first, "/min") {
 		t.Errorf("first draw %q: want the count, no rate", first)
