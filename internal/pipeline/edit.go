@@ -119,11 +119,19 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	}
 
 	// 1. the inversion, cached or computed
-	entry, lat, reused, err := j.inversion(ctx, true)
+	entry, reused, err := j.inversion(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	j.lock.Release() // the latents are in memory: other runs may use the entry
+	// The edit reads the entry's latents one timestep at a time from the
+	// file opened now, which stays readable even if another run replaces
+	// the entry: other runs may use the entry.
+	inv, err := entry.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer inv.Close()
+	j.lock.Release()
 
 	res := &EditResult{Output: targets[0].Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
 		Inversion:      InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()},
@@ -161,7 +169,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 			bar.Set(done)
 		}}
 	e, err := edit.New(j.model, j.model.Scheduler, edit.Inputs{
-		Z0: lat.Z0, Noisy: lat.Noisy, Source: states.Row(0), Negative: states.Rows(1, 1+negs), Prompt: states.Rows(1+negs, 1+negs+P),
+		Inversion: inv, Source: states.Row(0), Negative: states.Rows(1, 1+negs), Prompt: states.Rows(1+negs, 1+negs+P),
 	}, params)
 	if err != nil {
 		return nil, err

@@ -72,9 +72,12 @@ type InvertRequest struct {
 	BatchSize       int  // frames per UNet call
 	Reconstruct     bool // also write reconstruction.mp4 into the entry
 	Force           bool // recompute even when a valid entry exists
-	CacheDir        string
-	Log             io.Writer // one-line notes: why an entry is rebuilt, warnings
-	Progress        io.Writer // progress bars or lines; nil for none
+	// NoResume starts the inversion over even when an interrupted one of
+	// the same key left a state to continue from.
+	NoResume bool
+	CacheDir string
+	Log      io.Writer // one-line notes: why an entry is rebuilt, warnings
+	Progress io.Writer // progress bars or lines; nil for none
 }
 
 // EditRequest asks for a TokenFlow edit of a video. Its inversion settings
