@@ -4,25 +4,26 @@ package cache
 //
 //	<root>/inversions/<Key.ID()>/
 //	    latents.safetensors   "latents" [N,C,h,w] (z0) and "noisy_latents_<t>"
-//	                          [N,C,h,w] for every kept timestep t, float32
+//	                          [N,C,h,w] for every kept timestep t, float32, in
+//	                          that order (the order an inversion makes them)
 //	    manifest.json         what the entry is (Manifest), written last
 //	    reconstruction.mp4    when asked for (written by the caller)
 //
-// An entry is made in a temporary folder next to its final place
-// (".<id>.tmp-<random>", the atomicfile naming) and renamed into place when
-// complete, so a reader sees a whole entry or none; an interrupted run leaves
-// only a temporary folder, which LookupContext never looks at (its name is not
-// an id) and the next StoreContext of that entry removes. A run holds the entry's
-// lock (".<id>.lock", see Acquire) from its lookup to its store, so two runs
+// An entry is made in ".<id>.partial" next to its final place, one tensor
+// at a time as the inversion makes them, with a state to resume from after
+// every step (partial.go), and renamed into place when complete, so a
+// reader sees a whole entry or none. A run holds the entry's lock
+// (".<id>.lock", see Acquire) from its lookup to its store, so two runs
 // on one video do not both compute it: the second waits, then reuses.
+// An edit reads an entry one tensor at a time (Reader, reader.go).
 //
 // LookupContext trusts nothing it reads: the manifest must parse, have our format,
 // carry exactly the key it is filed under, and describe a consistent latent
 // tensor set; latents.safetensors must have the manifest's size and CRC-32C
 // and hold exactly the tensors the manifest names, with the right dtype and
-// shape, and only finite values (checked in the same read as the CRC; StoreContext
-// refuses NaN and Inf too). Anything else is a reason to rebuild, never an
-// entry to use.
+// shape, and only finite values (checked in the same read as the CRC; the
+// writer refuses NaN and Inf too). Anything else is a reason to rebuild,
+// never an entry to use.
 
 import (
 	"cmp"

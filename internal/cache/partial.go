@@ -417,18 +417,29 @@ func (p *Partial) resume(ctx context.Context) (*Resume, string, error) {
 	if err != nil || ti.DType != safetensors.F32 || !slices.Equal(ti.Shape, p.m.Latent[:]) || sf.Len() != 1 {
 		return nil, "its state does not hold the latents of every frame", nil
 	}
-	raw, err := sf.Raw(stateTensor)
+	// z, read a chunk at a time (no copy of its bytes), and its CRC
+	fh, err := os.Open(filepath.Join(p.dir, stateName))
 	if err != nil {
-		return nil, fmt.Sprintf("its state cannot be read (%s)", oneLine(err.Error())), nil
+		return nil, fmt.Sprintf("its state cannot be read (%s)", oneLine(atomicfile.CauseText(err))), nil
 	}
-	if got := fmt.Sprintf("%08x", crc32.Checksum(raw, crcTable)); got != st.ZCRC {
+	defer fh.Close()
+	z := tensor.Zeros(p.m.Latent[:]...)
+	zcrc := uint32(0)
+	for v, off := z.Data, ti.Offset; len(v) > 0; {
+		k := min(len(v), len(p.buf)/4)
+		b := p.buf[:4*k]
+		if _, err := fh.ReadAt(b, off); err != nil {
+			return nil, fmt.Sprintf("its state cannot be read (%s)", oneLine(err.Error())), nil
+		}
+		zcrc = crc32.Update(zcrc, crcTable, b)
+		for i := range v[:k] {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		v, off = v[k:], off+int64(4*k)
+	}
+	if got := fmt.Sprintf("%08x", zcrc); got != st.ZCRC {
 		return nil, fmt.Sprintf("its state is corrupt (CRC-32C %s, the state says %s)", got, st.ZCRC), nil
 	}
-	z := tensor.Zeros(p.m.Latent[:]...)
-	for i := range z.Data {
-		z.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
-	raw = nil
 	if bad := z.Finite(); bad >= 0 {
 		return nil, fmt.Sprintf("its state holds NaN or infinite values (frame %d)", bad/z.RowSize()), nil
 	}

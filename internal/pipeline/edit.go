@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -436,10 +438,26 @@ func (o *outputs) abort() {
 }
 
 // writeLatents writes x into f as a safetensors file holding "latents",
-// flushed to disk; the file moves to its final name at commit.
+// flushed to disk; the file moves to its final name at commit. The data
+// is converted 1 MiB at a time, not as a copy of x.
 func writeLatents(f *atomicfile.File, x tensor.Tensor) error {
-	if err := safetensors.Write(f, []safetensors.Tensor{safetensors.FromFloat32("latents", x.Shape, x.Data)}, nil); err != nil {
+	hdr, err := safetensors.Header([]safetensors.Spec{{Name: "latents", DType: safetensors.F32, Shape: x.Shape}}, nil)
+	if err != nil {
 		return writeErr(f.Path(), err)
+	}
+	if _, err := f.Write(hdr); err != nil {
+		return writeErr(f.Path(), err)
+	}
+	buf := make([]byte, 1<<20)
+	for v := x.Data; len(v) > 0; {
+		k := min(len(v), len(buf)/4)
+		for i, e := range v[:k] {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(e))
+		}
+		if _, err := f.Write(buf[:4*k]); err != nil {
+			return writeErr(f.Path(), err)
+		}
+		v = v[k:]
 	}
 	if err := atomicfile.Sync(f.Name()); err != nil {
 		return writeErr(f.Path(), err)
