@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/inversion"
@@ -77,14 +78,21 @@ func TestInvertResumes(t *testing.T) {
 	if len(whole) != 10 {
 		t.Fatalf("the sink saw %d steps, want 10", len(whole))
 	}
-	kept := 0
-	for _, s := range whole {
+	plan, err := ddim.PlanInversion(10, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []int
+	for i, s := range whole {
+		if s.step != i || s.t != plan.Walk[i] {
+			t.Fatalf("the sink saw step %d at timestep %d, want step %d at %d", s.step, s.t, i, plan.Walk[i])
+		}
 		if s.kept {
-			kept++
+			kept = append(kept, s.t)
 		}
 	}
-	if kept != 5 || !whole[9].kept {
-		t.Errorf("%d kept steps (the last kept: %v), want 5 and the last", kept, whole[9].kept)
+	if !slices.Equal(kept, plan.Kept) {
+		t.Errorf("kept timesteps %v, want the plan's %v", kept, plan.Kept)
 	}
 	const k = 3
 	part, err := run(z0.Clone(), p, k)
