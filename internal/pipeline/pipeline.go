@@ -350,8 +350,9 @@ func (j *job) invert(ctx context.Context, forEdit bool) (*cache.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The first report, after the first batch, counts a resumed run's
+	// steps as done (they start the rate's measure, not add to it).
 	bar := progress.New(r.Progress, "inversion", "frame-steps", j.walk*n)
-	bar.Set(j.from * n)
 	err = inversion.Invert(ctx, j.model, j.model.Scheduler, z, cond,
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, From: j.from, Progress: func(done, _ int) { bar.Set(done) }},
 		func(ctx context.Context, step, t int, z tensor.Tensor, kept bool) error {
