@@ -35,6 +35,7 @@ type sourceOptions struct {
 	CacheDir  string
 	BatchSize int
 	JSON      bool
+	NoResume  bool
 	framesSet bool
 
 	// OriginalConfig is --original-config: a single-file checkpoint's
@@ -57,6 +58,7 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "inversion cache folder (default: $TOKENFLOW_CACHE, else the user cache folder)")
 	fs.IntVar(&o.BatchSize, "batch-size", pipeline.DefaultBatchSize, "frames per batch")
 	fs.BoolVar(&o.JSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&o.NoResume, "no-resume", false, "start over: do not continue from the state a killed run with the same settings left (it is removed)")
 }
 
 // afterParse records which optional flags were given.
@@ -70,7 +72,7 @@ func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.Invert
 	r := pipeline.InvertRequest{
 		Source:    pipeline.Source{Input: input, Range: video.Range{Start: o.Start, Count: video.ToEnd, Stride: o.Stride}},
 		Runtime:   pipeline.Runtime{Model: o.Model, OriginalConfig: o.OriginalConfig, ORTLib: g.ORTLib, Threads: o.Threads},
-		BatchSize: o.BatchSize, CacheDir: o.CacheDir, Log: logWords{g.Err, sourceFlags}, Progress: g.Err,
+		BatchSize: o.BatchSize, CacheDir: o.CacheDir, NoResume: o.NoResume, Log: logWords{g.Err, sourceFlags}, Progress: g.Err,
 	}
 	if o.framesSet {
 		r.Range.Count = max(o.Frames, 0) // -1 given by hand is an error, not "all"
@@ -104,7 +106,7 @@ type flagNames map[string]string
 var sourceFlags = flagNames{
 	"input": "input", "model": "--model", "original_config": "--original-config", "size": "--size",
 	"start": "--start", "frames": "--frames", "stride": "--stride", "fps": "--fps", "device": "--device", "dtype": "--dtype",
-	"threads": "--threads", "cache_dir": "--cache-dir", "batch_size": "--batch-size", "ort_lib": "--ort-lib",
+	"threads": "--threads", "cache_dir": "--cache-dir", "batch_size": "--batch-size", "ort_lib": "--ort-lib", "no_resume": "--no-resume",
 }
 
 // flag is a setting's name on this command (the setting's own name when

@@ -37,7 +37,6 @@ type EditOptions struct {
 	Seed            uint64
 	Out             string
 	Force           bool
-	NoResume        bool
 	SaveLatents     string
 	FramesDir       string
 	Config          string
@@ -134,7 +133,6 @@ status is 1 and the message names it.`,
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice (and of --mode sdedit's Gaussian noise)")
 	fs.StringVarP(&o.Out, "out", "o", "", "output video (default: <input>.tokenflow.mp4); with several prompts a template holding {n} or {slug} (default: <input>.{n}-{slug}.tokenflow.mp4)")
 	fs.BoolVar(&o.Force, "force", false, "overwrite an existing output")
-	fs.BoolVar(&o.NoResume, "no-resume", false, "start over: do not continue the state an interrupted run of this edit left (it is removed)")
 	fs.StringVar(&o.SaveLatents, "save-latents", "", "also write the final latents to this safetensors file (tensor \"latents\")")
 	fs.StringVar(&o.FramesDir, "frames-dir", "", "also write the edited frames as PNGs into this folder")
 	fs.StringVar(&o.Config, "config", "", "YAML file of settings (official config_pnp.yaml and config_sdedit.yaml keys accepted)")
@@ -182,7 +180,6 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 		return pipeline.EditRequest{}, err
 	}
 	inv.InversionPrompt, inv.InversionSteps, inv.Steps = o.InversionPrompt, o.InversionSteps, o.Steps
-	inv.NoResume = o.NoResume
 	inv.Log = logWords{o.globalOptions.Err, editFlags} // the edit's notes name its own flags
 	kf, err := keyframes.ParsePolicy(o.Keyframes)
 	if err != nil {

@@ -61,7 +61,7 @@ type invertView struct {
 	FramesSet, JSON                                 bool
 	InversionPrompt                                 string
 	InversionSteps, Steps, SaveSteps                int
-	Reconstruct, Force                              bool
+	Reconstruct, Force, NoResume                    bool
 }
 
 func viewInvert(o *InvertOptions) invertView {
@@ -69,7 +69,7 @@ func viewInvert(o *InvertOptions) invertView {
 		Input: o.Input, Model: o.Model, Size: o.Size, FolderFPS: o.FolderFPS, Device: o.Device, CacheDir: o.CacheDir,
 		Start: o.Start, Frames: o.Frames, Stride: o.Stride, Threads: o.Threads, BatchSize: o.BatchSize,
 		FramesSet: o.framesSet, JSON: o.JSON, InversionPrompt: o.InversionPrompt, InversionSteps: o.InversionSteps, Steps: o.Steps, SaveSteps: o.SaveSteps,
-		Reconstruct: o.Reconstruct, Force: o.Force,
+		Reconstruct: o.Reconstruct, Force: o.Force, NoResume: o.NoResume,
 	}
 }
 
@@ -203,10 +203,10 @@ func TestInvertFlags(t *testing.T) {
 		{"defaults", []string{"in.mp4"}, func(v *invertView) { v.Input = "in.mp4" }},
 		{"overrides", []string{"--inversion-prompt", "a ball", "--steps", "10", "--save-steps", "5", "--reconstruct", "--force",
 			"--model", "m", "--size", "32x32", "--start", "1", "--frames", "4", "--stride", "2", "--fps", "12",
-			"--threads", "1", "--cache-dir", "c", "--batch-size", "3", "--json", "dir"}, func(v *invertView) {
+			"--threads", "1", "--cache-dir", "c", "--batch-size", "3", "--json", "--no-resume", "dir"}, func(v *invertView) {
 			*v = invertView{Input: "dir", Model: "m", Size: "32x32", FolderFPS: "12", Device: "cpu", CacheDir: "c",
 				Start: 1, Frames: 4, Stride: 2, Threads: 1, BatchSize: 3, FramesSet: true, JSON: true,
-				InversionPrompt: "a ball", InversionSteps: 500, Steps: 10, SaveSteps: 5, Reconstruct: true, Force: true}
+				InversionPrompt: "a ball", InversionSteps: 500, Steps: 10, SaveSteps: 5, Reconstruct: true, Force: true, NoResume: true}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

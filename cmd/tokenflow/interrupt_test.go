@@ -5,6 +5,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +89,9 @@ func checkInterrupted(t *testing.T, r runResult, after string) {
 
 // TestInvertInterrupted stops an inversion of 100 steps (several seconds
 // of UNet work) once its frames are encoded; no entry is accepted from it,
-// and the next run computes and completes one.
+// and the next run completes one: the whole inversion, or the rest of it
+// when the interrupted run had committed steps to resume from (it says
+// where it resumes; see TestInvertResumesAfterSIGKILL).
 func TestInvertInterrupted(t *testing.T) {
 	d := t.TempDir()
 	cache := filepath.Join(d, "cache")
@@ -104,9 +107,14 @@ func TestInvertInterrupted(t *testing.T) {
 			}
 		}
 	}
-	res, _ := tfJSON[invertResult](t, d, args...)
-	if res.Reused || res.UNetFrames != 100*8 {
-		t.Errorf("run after the interrupted one: reused %v, unet_frame_evaluations %d: want a whole fresh inversion (800)", res.Reused, res.UNetFrames)
+	res, r2 := tfJSON[invertResult](t, d, args...)
+	done := 0 // steps the interrupted run committed
+	if _, after, ok := strings.Cut(r2.Stderr, "inversion: resuming at step "); ok {
+		fmt.Sscanf(after, "%d", &done)
+		done--
+	}
+	if res.Reused || res.UNetFrames != int64(100-done)*8 {
+		t.Errorf("run after the interrupted one: reused %v, unet_frame_evaluations %d: want the inversion's %d remaining steps (%d)", res.Reused, res.UNetFrames, 100-done, (100-done)*8)
 	}
 	res2, _ := tfJSON[invertResult](t, d, args...)
 	if !res2.Reused || res2.UNetFrames != 0 || res2.CacheDir != res.CacheDir {

@@ -101,6 +101,9 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		panic("the test panic asked for by " + testPanicEnv)
 	}
 
+	if !progressFromEnv(stderr) {
+		return exitUsage
+	}
 	root := newRootCmd(&globalOptions{Out: stdout, Err: stderr})
 	root.SetArgs(args)
 	root.SetOut(stdout)

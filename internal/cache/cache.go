@@ -4,30 +4,30 @@ package cache
 //
 //	<root>/inversions/<Key.ID()>/
 //	    latents.safetensors   "latents" [N,C,h,w] (z0) and "noisy_latents_<t>"
-//	                          [N,C,h,w] for every kept timestep t, float32
+//	                          [N,C,h,w] for every kept timestep t, float32, in
+//	                          that order (the order an inversion makes them)
 //	    manifest.json         what the entry is (Manifest), written last
 //	    reconstruction.mp4    when asked for (written by the caller)
 //
-// An entry is made in a temporary folder next to its final place
-// (".<id>.tmp-<random>", the atomicfile naming) and renamed into place when
-// complete, so a reader sees a whole entry or none; an interrupted run leaves
-// only a temporary folder, which LookupContext never looks at (its name is not
-// an id) and the next StoreContext of that entry removes. A run holds the entry's
-// lock (".<id>.lock", see Acquire) from its lookup to its store, so two runs
+// An entry is made in ".<id>.partial" next to its final place, one tensor
+// at a time as the inversion makes them, with a state to resume from after
+// every step (partial.go), and renamed into place when complete, so a
+// reader sees a whole entry or none. A run holds the entry's lock
+// (".<id>.lock", see Acquire) from its lookup to its store, so two runs
 // on one video do not both compute it: the second waits, then reuses.
+// An edit reads an entry one tensor at a time (Reader, reader.go).
 //
 // LookupContext trusts nothing it reads: the manifest must parse, have our format,
 // carry exactly the key it is filed under, and describe a consistent latent
 // tensor set; latents.safetensors must have the manifest's size and CRC-32C
 // and hold exactly the tensors the manifest names, with the right dtype and
-// shape, and only finite values (checked in the same read as the CRC; StoreContext
-// refuses NaN and Inf too). Anything else is a reason to rebuild, never an
-// entry to use.
+// shape, and only finite values (checked in the same read as the CRC; the
+// writer refuses NaN and Inf too). Anything else is a reason to rebuild,
+// never an entry to use.
 
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -53,7 +53,6 @@ import (
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/tensor"
-	"github.com/tokenflow/tokenflow/internal/version"
 )
 
 // Format is the manifest format this code reads and writes. Bump it when
@@ -529,62 +528,38 @@ func nonFiniteReason(f *safetensors.File, m *Manifest, off int64) string {
 	return "latents.safetensors holds NaN or infinite values, from a run that went wrong"
 }
 
-// Load reads the entry's latents, checking every tensor's name, dtype and
-// shape against the manifest. (LookupContext has checked the file's CRC.)
+// Load reads all of the entry's latents into memory (tests and tools;
+// an edit reads them one timestep at a time through Open).
 func (e *Entry) Load() (*Latents, error) {
-	path := filepath.Join(e.Dir, latentsName)
-	fail := func(format string, args ...any) (*Latents, error) {
-		return nil, fmt.Errorf("inversion cache %s: %s", e.Dir, fmt.Sprintf(format, args...))
-	}
-	m := &e.Manifest
-	if reason := m.check(m.Key); reason != "" {
-		return fail("%s", reason)
-	}
-	f, err := safetensors.Open(path)
+	r, err := e.Open()
 	if err != nil {
-		return fail("%s", oneLine(err.Error()))
+		return nil, err
 	}
-	defer f.Close()
-	if f.Size() != m.LatentsSize {
-		return fail("latents.safetensors has %d bytes, manifest says %d", f.Size(), m.LatentsSize)
+	defer r.Close()
+	ctx := context.Background()
+	l := &Latents{Noisy: make(map[int]tensor.Tensor, len(e.Manifest.Kept))}
+	if l.Z0, err = r.Latents(ctx); err != nil {
+		return nil, err
 	}
-	if reason := checkTensors(f, m); reason != "" {
-		return fail("%s", reason)
-	}
-	l := &Latents{Noisy: make(map[int]tensor.Tensor, len(m.Kept))}
-	for i, name := range tensorNames(m.Kept) {
-		v, err := f.Float32(name)
-		if err != nil {
-			return fail("%s", oneLine(err.Error()))
-		}
-		x, err := tensor.New(m.Latent[:], v)
-		if err != nil {
-			return fail("%s", oneLine(err.Error()))
-		}
-		// LookupContext checked this, but the file may have changed since.
-		if bad := x.Finite(); bad >= 0 {
-			return nil, fmt.Errorf("inversion cache %s: tensor %q holds %w (frame %d): delete the entry's folder to rebuild it", e.Dir, name, tensor.ErrNonFinite, bad/x.RowSize())
-		}
-		if i == 0 {
-			l.Z0 = x
-		} else {
-			l.Noisy[m.Kept[i-1]] = x
+	for _, t := range e.Manifest.Kept {
+		if l.Noisy[t], err = r.At(ctx, t); err != nil {
+			return nil, err
 		}
 	}
 	return l, nil
 }
 
-// StoreContext writes a new entry for m.Key holding l, atomically: a
-// temporary folder next to the final one receives latents.safetensors, then
-// manifest.json, and is renamed into place. It fills in m's Format, Kept
+// StoreContext writes a new entry for m.Key holding l, atomically (Begin,
+// WriteZ0, Append, Commit: see Partial). It fills in m's Format, Kept
 // (from l.Noisy; a Kept already set must agree), Latent (l.Z0's shape), Tool
-// and Created (when zero), LatentsCRC and LatentsSize.
+// and Created (when zero), LatentsCRC and LatentsSize. It is for latents
+// already in memory (tests, tools); an inversion streams its own through a
+// Partial.
 //
 // The caller holds the entry's Lock. A valid entry already there is kept
 // and returned, unless replace; an invalid one, or the one replaced, is
 // moved aside only once the new one is complete, then removed. Nothing
-// partial is ever visible under the final name. StoreContext also removes the
-// temporary folders that interrupted runs left. Writing stops when ctx
+// partial is ever visible under the final name. Writing stops when ctx
 // ends, with ctx's error; nothing of it stays.
 func StoreContext(ctx context.Context, root string, m Manifest, l *Latents, replace bool) (*Entry, error) {
 	if l == nil {
@@ -593,8 +568,7 @@ func StoreContext(ctx context.Context, root string, m Manifest, l *Latents, repl
 	if err := fillManifest(&m, l); err != nil {
 		return nil, err
 	}
-	dir := Dir(root, m.Key)
-	parent := filepath.Dir(dir)
+	parent := filepath.Join(root, subdir)
 	if err := os.MkdirAll(parent, 0o777); err != nil {
 		return nil, writeError(root, err)
 	}
@@ -604,31 +578,29 @@ func StoreContext(ctx context.Context, root string, m Manifest, l *Latents, repl
 			return e, err
 		}
 	}
-
-	d, err := atomicfile.CreateDir(dir)
+	p, _, err := Begin(ctx, root, m, Options{NoResume: true})
 	if err != nil {
-		return nil, writeError(root, err)
+		return nil, err
 	}
-	defer d.Abort()
-	if err := writeFiles(ctx, d.Name(), &m, l); err != nil {
+	e, err := func() (*Entry, error) {
+		if err := p.WriteZ0(ctx, l.Z0); err != nil {
+			return nil, err
+		}
+		for _, t := range m.Kept {
+			if err := p.Append(ctx, t, l.Noisy[t]); err != nil {
+				return nil, err
+			}
+		}
+		return p.Commit(ctx, replace)
+	}()
+	if err != nil {
+		p.Discard()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, writeError(root, err)
+		return nil, err
 	}
-	// The new entry is complete: move what is there out of the way (renamed,
-	// so that no reader sees it half-deleted), put the new one in its place,
-	// then remove the old one.
-	old := filepath.Join(parent, "."+filepath.Base(dir)+".old-"+rand.Text())
-	if err := os.Rename(dir, old); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, writeError(root, err)
-	}
-	if err := d.Commit(); err != nil {
-		os.Rename(old, dir) // put back what was there
-		return nil, writeError(root, err)
-	}
-	os.RemoveAll(old) // best effort: a leftover is removed by a later StoreContext
-	return &Entry{Dir: dir, Manifest: m}, nil
+	return e, nil
 }
 
 // fillManifest completes m from l and checks the two agree.
@@ -643,24 +615,10 @@ func fillManifest(m *Manifest, l *Latents) error {
 	if len(l.Z0.Shape) != 4 {
 		return fmt.Errorf("inversion cache: store: z0 has shape %v, want [N,C,h,w]", l.Z0.Shape)
 	}
-	m.Format = Format
-	m.Numerics = Numerics
 	m.Kept = kept
 	m.Latent = [4]int64(l.Z0.Shape)
-	if m.Tool == "" {
-		m.Tool = version.Version
-	}
-	if m.Created.IsZero() {
-		m.Created = time.Now()
-	}
-	// As it reads back from manifest.json, so the returned Entry is equal to
-	// what a later LookupContext gives.
-	m.Created = m.Created.UTC().Truncate(time.Second)
-	// Placeholders so that check can judge everything else now; the
-	// real values come when the file is written.
-	m.LatentsCRC, m.LatentsSize = "00000000", 1
-	if reason := m.check(m.Key); reason != "" {
-		return fmt.Errorf("inversion cache: store: %s", strings.Replace(reason, "manifest.json", "the manifest", 1))
+	if err := prepare(m); err != nil {
+		return err
 	}
 	n := int(m.Latent[0] * m.Latent[1] * m.Latent[2] * m.Latent[3]) // bounded by check
 	// Latents that went NaN or infinite are a failed run, never an entry.
@@ -682,51 +640,6 @@ func fillManifest(m *Manifest, l *Latents) error {
 		}
 	}
 	return nil
-}
-
-// writeFiles writes latents.safetensors, then manifest.json (with the
-// latents' CRC and size) into tmp.
-func writeFiles(ctx context.Context, tmp string, m *Manifest, l *Latents) error {
-	shape := m.Latent[:]
-	tensors := []safetensors.Tensor{safetensors.FromFloat32(z0Tensor, shape, l.Z0.Data)}
-	for _, t := range m.Kept {
-		tensors = append(tensors, safetensors.FromFloat32(noisyName(t), shape, l.Noisy[t].Data))
-	}
-	meta := map[string]string{"tokenflow_inversion": m.Key.ID(), "format": strconv.Itoa(Format), "numerics": strconv.Itoa(Numerics)}
-
-	f, err := os.OpenFile(filepath.Join(tmp, latentsName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
-	if err != nil {
-		return err
-	}
-	h := crc32.New(crcTable)
-	cw := &countingWriter{ctx: ctx, w: io.MultiWriter(f, h)}
-	if err := cmp.Or(safetensors.Write(cw, tensors, meta), f.Close()); err != nil { // the first error; both run
-		return err
-	}
-	m.LatentsCRC = fmt.Sprintf("%08x", h.Sum32())
-	m.LatentsSize = cw.n
-
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(tmp, manifestName), append(data, '\n'), 0o666)
-}
-
-// countingWriter counts what it writes, and stops when ctx ends.
-type countingWriter struct {
-	ctx context.Context
-	w   io.Writer
-	n   int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // cleanTemps removes, best effort, from dir: replaced entries of any age,

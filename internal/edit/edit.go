@@ -70,11 +70,49 @@ type Params struct {
 // Inputs are what the edit starts from: the inversion and the prompts'
 // text states.
 type Inputs struct {
-	Z0       tensor.Tensor         // VAE latents of the video [N,C,h,w]
-	Noisy    map[int]tensor.Tensor // inverted latents by kept timestep
-	Source   tensor.Tensor         // inversion prompt's states [1,77,C]
-	Negative tensor.Tensor         // [1,77,C] for every prompt, or one row per prompt
-	Prompt   tensor.Tensor         // [P,77,C]: one row per prompt to edit with
+	Inversion Inversion     // z0 and the inverted latents, read as needed
+	Source    tensor.Tensor // inversion prompt's states [1,77,C]
+	Negative  tensor.Tensor // [1,77,C] for every prompt, or one row per prompt
+	Prompt    tensor.Tensor // [P,77,C]: one row per prompt to edit with
+}
+
+// Inversion is the inverted clip as the edit reads it, one tensor of all
+// frames at a time: Start reads z0 and the most inverted latents, each
+// step the latents at its timestep, so that only the current timestep's
+// stay in memory. The cache entry (cache.Reader) reads them from disk;
+// Memory holds them.
+type Inversion interface {
+	// Shape is [N,C,h,w], the shape of every tensor.
+	Shape() []int64
+	// Kept is the kept timesteps, ascending.
+	Kept() []int
+	// Latents reads z0, the frames' VAE latents.
+	Latents(ctx context.Context) (tensor.Tensor, error)
+	// At reads the inverted latents at kept timestep t.
+	At(ctx context.Context, t int) (tensor.Tensor, error)
+}
+
+// Memory is an Inversion held in memory: Z0 and the inverted latents by
+// kept timestep.
+type Memory struct {
+	Z0    tensor.Tensor
+	Noisy map[int]tensor.Tensor
+}
+
+func (m *Memory) Shape() []int64 { return m.Z0.Shape }
+func (m *Memory) Kept() []int    { return slices.Sorted(maps.Keys(m.Noisy)) }
+func (m *Memory) Latents(context.Context) (tensor.Tensor, error) {
+	return m.Z0, nil
+}
+func (m *Memory) At(_ context.Context, t int) (tensor.Tensor, error) {
+	z, ok := m.Noisy[t]
+	switch {
+	case !ok:
+		return tensor.Tensor{}, fmt.Errorf("edit: the inversion has no latents for timestep %d", t)
+	case !tensor.SameShape(z, m.Z0):
+		return tensor.Tensor{}, fmt.Errorf("edit: inverted latents at timestep %d have shape %v, want %v", t, z.Shape, m.Z0.Shape)
+	}
+	return z, nil
 }
 
 // Editor runs one edit.
@@ -106,10 +144,14 @@ type Editor struct {
 // New prepares the schedules of an edit of in with p, and checks that the
 // inputs fit together.
 func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
-	n := in.Z0.N()
-	if n < 1 || len(in.Z0.Shape) != 4 {
-		return nil, fmt.Errorf("edit: latents of shape %v: want [N,C,h,w] with N at least 1", in.Z0.Shape)
+	if in.Inversion == nil {
+		return nil, fmt.Errorf("edit: no inversion to start from")
 	}
+	shape := in.Inversion.Shape()
+	if len(shape) != 4 || shape[0] < 1 {
+		return nil, fmt.Errorf("edit: latents of shape %v: want [N,C,h,w] with N at least 1", shape)
+	}
+	n := int(shape[0])
 	sched, err := ddim.Schedule(p.Steps)
 	if err != nil {
 		return nil, err
@@ -121,13 +163,17 @@ func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
 		}
 		ts = ts[FirstKept(sd.Start, len(ts)):]
 	}
+	kept := in.Inversion.Kept()
 	for _, t := range ts {
-		z, ok := in.Noisy[t]
-		if !ok {
+		if !slices.Contains(kept, t) {
 			return nil, fmt.Errorf("edit: the inversion has no latents for timestep %d of the %d-step edit", t, p.Steps)
 		}
-		if !tensor.SameShape(z, in.Z0) {
-			return nil, fmt.Errorf("edit: inverted latents at timestep %d have shape %v, want %v", t, z.Shape, in.Z0.Shape)
+	}
+	if m, ok := in.Inversion.(*Memory); ok {
+		for _, t := range ts {
+			if _, err := m.At(context.Background(), t); err != nil {
+				return nil, err
+			}
 		}
 	}
 	batch := min(p.BatchSize, n)
@@ -149,7 +195,7 @@ func New(u UNet, ddim *scheduler.DDIM, in Inputs, p Params) (*Editor, error) {
 	if sd := p.SDEdit; sd != nil {
 		e.inject, e.noInject = pnp.Schedule{}, true
 		if sd.Gaussian {
-			if e.shared, err = SharedNoise(p.Seed, n, in.Z0.Shape[1:]); err != nil {
+			if e.shared, err = SharedNoise(p.Seed, n, shape[1:]); err != nil {
 				return nil, err
 			}
 		}
@@ -168,24 +214,32 @@ func (e *Editor) Keyframes(i int) []int { return e.kf[i] }
 // kept timestep, added back to z0 at the schedule's first timestep.
 //
 // With SDEdit's Gaussian noise, that noise is added instead.
-func (e *Editor) Start() (tensor.Tensor, error) {
+func (e *Editor) Start(ctx context.Context) (tensor.Tensor, error) {
+	z0, err := e.in.Inversion.Latents(ctx)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
 	if e.shared.Len() > 0 {
-		x, err := e.ddim.AddNoise(e.in.Z0.Data, e.shared.Data, e.ts[0])
+		x, err := e.ddim.AddNoise(z0.Data, e.shared.Data, e.ts[0])
 		if err != nil {
 			return tensor.Tensor{}, err
 		}
-		return tensor.New(e.in.Z0.Shape, x)
+		return tensor.New(z0.Shape, x)
 	}
-	tmax := slices.Max(slices.Collect(maps.Keys(e.in.Noisy)))
-	eps, err := e.ddim.NoiseFromSample(e.in.Noisy[tmax].Data, e.in.Z0.Data, tmax)
+	tmax := slices.Max(e.in.Inversion.Kept())
+	zT, err := e.in.Inversion.At(ctx, tmax)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
-	x, err := e.ddim.AddNoise(e.in.Z0.Data, eps, e.ts[0])
+	eps, err := e.ddim.NoiseFromSample(zT.Data, z0.Data, tmax)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
-	return tensor.New(e.in.Z0.Shape, x)
+	x, err := e.ddim.AddNoise(z0.Data, eps, e.ts[0])
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	return tensor.New(z0.Shape, x)
 }
 
 // Run edits from Start to the final latents, for an edit of one prompt.
@@ -205,7 +259,7 @@ func (e *Editor) Run(ctx context.Context) (tensor.Tensor, error) {
 // *tensor.NonFiniteError in errs[p] (xs[p] empty), and the others go on;
 // err is an error that stopped them all (the UNet's, cancellation).
 func (e *Editor) RunPrompts(ctx context.Context) (xs []tensor.Tensor, errs []error, err error) {
-	x, err := e.Start()
+	x, err := e.Start(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -375,7 +429,10 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 		return nil, nil, fmt.Errorf("edit: %d prompts' latents for an edit of %d", len(xs), e.prompts)
 	}
 	t := e.ts[i]
-	src := e.in.Noisy[t]
+	src, err := e.in.Inversion.At(ctx, t) // read once per step
+	if err != nil {
+		return nil, nil, err
+	}
 	inj := e.inject.At(t)
 	if e.noInject {
 		inj = pnp.Injection{} // SDEdit: not even the official t == 1000 rule

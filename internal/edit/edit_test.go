@@ -16,12 +16,12 @@ import (
 // is checked apart from encoding and inversion.
 func fixtureInputs(t *testing.T, exp *fixture.File) edit.Inputs {
 	z0, shape := exp.F32("edit.latents")
-	in := edit.Inputs{Z0: tensor.Tensor{Shape: shape, Data: z0}, Noisy: map[int]tensor.Tensor{}}
+	in := edit.Inputs{Inversion: &edit.Memory{Z0: tensor.Tensor{Shape: shape, Data: z0}, Noisy: map[int]tensor.Tensor{}}}
 	for _, name := range exp.Names() {
 		var ts int
 		if _, err := fmt.Sscanf(name, "preprocess.inverted_latents.t%04d", &ts); err == nil {
 			z, _ := exp.F32(name)
-			in.Noisy[ts] = tensor.Tensor{Shape: shape, Data: z}
+			mem(in).Noisy[ts] = tensor.Tensor{Shape: shape, Data: z}
 		}
 	}
 	pg, _ := exp.F32("edit.pnp_guidance_embeds")
@@ -58,7 +58,7 @@ func TestEditConformanceEndToEnd(t *testing.T) {
 					t.Errorf("step %d keyframes %v, want %v", i, got, want)
 				}
 			}
-			x, err := e.Start()
+			x, err := e.Start(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

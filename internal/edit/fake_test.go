@@ -51,9 +51,9 @@ func (f *fakeUNet) PropagationPass(_ context.Context, x tensor.Tensor, t int, te
 
 func fakeInputs(n int, ts []int) edit.Inputs {
 	z0 := tensor.Zeros(int64(n), 4, 2, 3)
-	in := edit.Inputs{Z0: z0, Noisy: map[int]tensor.Tensor{}}
+	in := edit.Inputs{Inversion: &edit.Memory{Z0: z0, Noisy: map[int]tensor.Tensor{}}}
 	for _, t := range ts {
-		in.Noisy[t] = tensor.Zeros(int64(n), 4, 2, 3)
+		mem(in).Noisy[t] = tensor.Zeros(int64(n), 4, 2, 3)
 	}
 	text := tensor.Zeros(1, 77, 8)
 	in.Source, in.Negative, in.Prompt = text, text, text
@@ -129,7 +129,7 @@ func TestEditInputsChecked(t *testing.T) {
 		t.Fatal("an inversion without the edit's timesteps was accepted")
 	}
 	in = fakeInputs(3, ts)
-	in.Noisy[ts[1]] = tensor.Zeros(2, 4, 2, 3)
+	mem(in).Noisy[ts[1]] = tensor.Zeros(2, 4, 2, 3)
 	if _, err := edit.New(&fakeUNet{}, ddim, in, edit.Params{Steps: 2, BatchSize: 2}); err == nil {
 		t.Fatal("inverted latents of another shape were accepted")
 	}
@@ -227,3 +227,6 @@ func TestEditLoopVPrediction(t *testing.T) {
 		}
 	}
 }
+
+// mem is the in-memory inversion of test inputs.
+func mem(in edit.Inputs) *edit.Memory { return in.Inversion.(*edit.Memory) }

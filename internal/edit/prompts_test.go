@@ -80,11 +80,11 @@ func promptInputs(n int, ts []int, P int) edit.Inputs {
 		}
 		return t
 	}
-	for k := range in.Z0.Data {
-		in.Z0.Data[k] = float32(k%7) / 7
+	for k := range mem(in).Z0.Data {
+		mem(in).Z0.Data[k] = float32(k%7) / 7
 	}
 	for _, t := range ts {
-		z := in.Noisy[t]
+		z := mem(in).Noisy[t]
 		for k := range z.Data {
 			z.Data[k] = float32(k%5)/5 + float32(t)/1000
 		}

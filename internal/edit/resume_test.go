@@ -26,7 +26,7 @@ func TestRunFromState(t *testing.T) {
 	ts, _ := ddim.Timesteps(steps)
 	p := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8, BatchSize: 4, Keyframes: keyframes.Random, Seed: 3}
 	in := fakeInputs(10, ts)
-	for _, z := range in.Noisy { // not all zero, so that the steps move the latents
+	for _, z := range mem(in).Noisy { // not all zero, so that the steps move the latents
 		for k := range z.Data {
 			z.Data[k] = float32(k%7) / 7
 		}
@@ -36,7 +36,7 @@ func TestRunFromState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x0, err := e.Start()
+	x0, err := e.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,11 +52,11 @@ func TestFirstKept(t *testing.T) {
 // sdeditInputs are fakeInputs with values that tell the latents apart.
 func sdeditInputs(n int, ts []int) edit.Inputs {
 	in := fakeInputs(n, ts)
-	for i := range in.Z0.Data {
-		in.Z0.Data[i] = float32(math.Sin(float64(i)))
+	for i := range mem(in).Z0.Data {
+		mem(in).Z0.Data[i] = float32(math.Sin(float64(i)))
 	}
 	for _, t := range ts {
-		z := in.Noisy[t]
+		z := mem(in).Noisy[t]
 		for i := range z.Data {
 			z.Data[i] = float32(t)/1000 + float32(math.Cos(float64(i+t)))
 		}
@@ -86,12 +86,12 @@ func TestSDEditLoop(t *testing.T) {
 	if got := e.Timesteps(); !slices.Equal(got, ts[2:]) {
 		t.Fatalf("timesteps %v, want the last two of %v", got, ts)
 	}
-	x, err := e.Start()
+	x, err := e.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, _ := ddim.NoiseFromSample(in.Noisy[ts[0]].Data, in.Z0.Data, ts[0])
-	want, _ := ddim.AddNoise(in.Z0.Data, eps, ts[2])
+	eps, _ := ddim.NoiseFromSample(mem(in).Noisy[ts[0]].Data, mem(in).Z0.Data, ts[0])
+	want, _ := ddim.AddNoise(mem(in).Z0.Data, eps, ts[2])
 	if !slices.Equal(x.Data, want) {
 		t.Errorf("start latents %v..., want add_noise(z0, eps of ts[0], ts[2]) %v...", x.Data[:3], want[:3])
 	}
@@ -160,7 +160,7 @@ func TestSDEditGaussianNoise(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		x, err := e.Start()
+		x, err := e.Start(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,17 +173,17 @@ func TestSDEditGaussianNoise(t *testing.T) {
 	if slices.Equal(a.Data, c.Data) {
 		t.Error("seeds 1 and 2 start from the same latents")
 	}
-	noise, err := edit.SharedNoise(1, n, in.Z0.Shape[1:])
+	noise, err := edit.SharedNoise(1, n, mem(in).Z0.Shape[1:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := ddim.AddNoise(in.Z0.Data, noise.Data, ts[5]) // the first kept
+	want, _ := ddim.AddNoise(mem(in).Z0.Data, noise.Data, ts[5]) // the first kept
 	if !slices.Equal(a.Data, want) {
 		t.Errorf("start latents %v..., want add_noise(z0, shared noise, ts[5]) %v...", a.Data[:3], want[:3])
 	}
 	// one noise for all frames
-	if !slices.Equal(noise.Shape, in.Z0.Shape) {
-		t.Fatalf("noise shape %v, want %v", noise.Shape, in.Z0.Shape)
+	if !slices.Equal(noise.Shape, mem(in).Z0.Shape) {
+		t.Fatalf("noise shape %v, want %v", noise.Shape, mem(in).Z0.Shape)
 	}
 	for f := 1; f < n; f++ {
 		if !slices.Equal(noise.Row(f).Data, noise.Row(0).Data) {
@@ -191,7 +191,7 @@ func TestSDEditGaussianNoise(t *testing.T) {
 		}
 	}
 	// and it is not the inversion's
-	eps, _ := ddim.NoiseFromSample(in.Noisy[ts[0]].Data, in.Z0.Data, ts[0])
+	eps, _ := ddim.NoiseFromSample(mem(in).Noisy[ts[0]].Data, mem(in).Z0.Data, ts[0])
 	if slices.Equal(noise.Data, eps) {
 		t.Error("Gaussian noise is the inversion's")
 	}
@@ -238,9 +238,9 @@ func TestSDEditConformance(t *testing.T) {
 			inv := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "tokenflow.safetensors"))
 			exp := fixture.Open(t, fixture.Expected(t, model, "sdedit_s06", "sdedit.safetensors"))
 			in := fixtureInputs(t, inv)
-			in.Z0.Data, _ = exp.F32("sdedit.latents") // this run's own VAE encoding
+			mem(in).Z0.Data, _ = exp.F32("sdedit.latents") // this run's own VAE encoding
 			eps, _ := exp.F32("sdedit.eps")
-			got, err := p.Scheduler.NoiseFromSample(in.Noisy[901].Data, in.Z0.Data, 901)
+			got, err := p.Scheduler.NoiseFromSample(mem(in).Noisy[901].Data, mem(in).Z0.Data, 901)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -261,7 +261,7 @@ func TestSDEditConformance(t *testing.T) {
 					t.Errorf("step %d keyframes %v, want %v", i, got, want)
 				}
 			}
-			x, err := e.Start()
+			x, err := e.Start(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

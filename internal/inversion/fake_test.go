@@ -52,7 +52,7 @@ func TestInvertStopsOnNaN(t *testing.T) {
 	// (0-based) is call 4*3+2.
 	d := &nanDenoiser{nanAt: at, start: 4*3 + 1, row: 1}
 	z0 := tensor.Zeros(5, 4, 2, 3)
-	_, err = inversion.Invert(context.Background(), d, ddim, z0, tensor.Zeros(1, 77, 8), inversion.Params{Steps: 10, SaveSteps: 2, BatchSize: 2})
+	_, err = invertAll(context.Background(), d, ddim, z0, tensor.Zeros(1, 77, 8), inversion.Params{Steps: 10, SaveSteps: 2, BatchSize: 2})
 	var nf *tensor.NonFiniteError
 	if !errors.As(err, &nf) || !errors.Is(err, tensor.ErrNonFinite) {
 		t.Fatalf("Invert = %v, want a *tensor.NonFiniteError", err)

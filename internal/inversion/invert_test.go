@@ -73,7 +73,7 @@ func TestInversionConformance(t *testing.T) {
 				fixture.Close(t, "inversion prompt states", cond.Data, want, invRel, 0)
 
 				before := p.UNetFrames()
-				noisy, err := inversion.Invert(ctx, p, p.Scheduler, z0, cond, inversion.Params{Steps: run.steps, SaveSteps: 10, BatchSize: 4})
+				noisy, err := invertAll(ctx, p, p.Scheduler, z0, cond, inversion.Params{Steps: run.steps, SaveSteps: 10, BatchSize: 4})
 				if err != nil {
 					t.Fatal(err)
 				}

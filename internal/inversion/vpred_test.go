@@ -63,7 +63,7 @@ func TestVPredictionInvertReconstruct(t *testing.T) {
 	}
 	o := vOracle{ddim: ddim, eps: eps}
 	p := inversion.Params{Steps: 10, SaveSteps: 10, BatchSize: 2}
-	kept, err := inversion.Invert(context.Background(), o, ddim, z0, tensor.Zeros(1, 77, 8), p)
+	kept, err := invertAll(context.Background(), o, ddim, z0, tensor.Zeros(1, 77, 8), p)
 	if err != nil {
 		t.Fatal(err)
 	}

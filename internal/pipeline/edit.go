@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,11 +124,19 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	}
 
 	// 1. the inversion, cached or computed
-	entry, lat, reused, err := j.inversion(ctx, true)
+	entry, reused, err := j.inversion(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	j.lock.Release() // the latents are in memory: other runs may use the entry
+	// The edit reads the entry's latents one timestep at a time from the
+	// file opened now, which stays readable even if another run replaces
+	// the entry: other runs may use the entry.
+	inv, err := entry.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer inv.Close()
+	j.lock.Release()
 
 	res := &EditResult{Output: targets[0].Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
 		Inversion:      InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()},
@@ -159,16 +169,16 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 		BatchSize: req.BatchSize, Keyframes: req.Keyframes, Seed: req.Seed, PromptsPerCall: j.perCall, SDEdit: req.SDEdit,
 		Progress: func(done, _ int) { bar.Set(done) }}
 	e, err := edit.New(j.model, j.model.Scheduler, edit.Inputs{
-		Z0: lat.Z0, Noisy: lat.Noisy, Source: states.Row(0), Negative: states.Rows(1, 1+negs), Prompt: states.Rows(1+negs, 1+negs+P),
+		Inversion: inv, Source: states.Row(0), Negative: states.Rows(1, 1+negs), Prompt: states.Rows(1+negs, 1+negs+P),
 	}, params)
 	if err != nil {
 		return nil, err
 	}
 	// An interrupted run of this edit left its state: continue from it.
 	state := j.newEditState(&req, targets, entry)
-	from := state.prepare(e, lat.Z0, P, req.NoResume)
+	from := state.prepare(e, inv.Shape(), P, req.NoResume)
 	if from == nil {
-		x, err := e.Start()
+		x, err := e.Start(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -452,10 +462,26 @@ func (o *outputs) abort() {
 }
 
 // writeLatents writes x into f as a safetensors file holding "latents",
-// flushed to disk; the file moves to its final name at commit.
+// flushed to disk; the file moves to its final name at commit. The data
+// is converted 1 MiB at a time, not as a copy of x.
 func writeLatents(f *atomicfile.File, x tensor.Tensor) error {
-	if err := safetensors.Write(f, []safetensors.Tensor{safetensors.FromFloat32("latents", x.Shape, x.Data)}, nil); err != nil {
+	hdr, err := safetensors.Header([]safetensors.Spec{{Name: "latents", DType: safetensors.F32, Shape: x.Shape}}, nil)
+	if err != nil {
 		return writeErr(f.Path(), err)
+	}
+	if _, err := f.Write(hdr); err != nil {
+		return writeErr(f.Path(), err)
+	}
+	buf := make([]byte, 1<<20)
+	for v := x.Data; len(v) > 0; {
+		k := min(len(v), len(buf)/4)
+		for i, e := range v[:k] {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(e))
+		}
+		if _, err := f.Write(buf[:4*k]); err != nil {
+			return writeErr(f.Path(), err)
+		}
+		v = v[k:]
 	}
 	if err := atomicfile.Sync(f.Name()); err != nil {
 		return writeErr(f.Path(), err)

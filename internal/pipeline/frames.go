@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tokenflow/tokenflow/internal/progress"
@@ -46,7 +47,7 @@ func Frame(index int, img tensor.Tensor) video.Frame {
 
 // encodeVideo decodes the job's frames and VAE-encodes them one by one
 // into z0 [N,C,h,w]; decoded frames are dropped as soon as they are
-// encoded.
+// encoded, and each frame's latents go straight into their row of z0.
 func (j *job) encodeVideo(ctx context.Context) (tensor.Tensor, error) {
 	bar := progress.New(j.req.Progress, "vae encode", "frames", j.rng.Count)
 	defer bar.Finish()
@@ -58,7 +59,8 @@ func (j *job) encodeVideo(ctx context.Context) (tensor.Tensor, error) {
 		j.times["vae encode"] += vae
 		j.times["decode video"] += time.Since(t) - vae
 	}()
-	var z []tensor.Tensor
+	var z tensor.Tensor // [N,C,h,w], made at the first frame
+	n := 0
 	for f, err := range video.Frames(ctx, j.info, video.DecodeOptions{Size: j.size, Range: j.rng}) {
 		if err != nil {
 			return tensor.Tensor{}, err
@@ -70,12 +72,22 @@ func (j *job) encodeVideo(ctx context.Context) (tensor.Tensor, error) {
 			return tensor.Tensor{}, err
 		}
 		if bad := lat.Finite(); bad >= 0 {
-			return tensor.Tensor{}, nonFinite(fmt.Errorf("the vae encoder gave %w in its latents (frame %d)", tensor.ErrNonFinite, len(z)), "nothing was stored")
+			return tensor.Tensor{}, nonFinite(fmt.Errorf("the vae encoder gave %w in its latents (frame %d)", tensor.ErrNonFinite, n), "nothing was stored")
 		}
-		z = append(z, lat)
-		bar.Set(len(z))
+		if n == 0 {
+			z = tensor.Zeros(append([]int64{int64(j.rng.Count)}, lat.Shape[1:]...)...)
+		}
+		if n >= z.N() || !slices.Equal(lat.Shape[1:], z.Shape[1:]) {
+			return tensor.Tensor{}, fmt.Errorf("vae encode: frame %d gave latents of shape %v, want [1 %v] of %d frames", n, lat.Shape, z.Shape[1:], z.N())
+		}
+		copy(z.Row(n).Data, lat.Data)
+		n++
+		bar.Set(n)
 	}
-	return tensor.Concat(z...)
+	if n != j.rng.Count {
+		return tensor.Tensor{}, fmt.Errorf("vae encode: the video gave %d frames, want %d", n, j.rng.Count)
+	}
+	return z, nil
 }
 
 // writeVideo VAE-decodes x frame by frame and encodes the frames into a

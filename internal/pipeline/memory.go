@@ -12,8 +12,9 @@ import (
 
 // Memory is a run's estimated peak, in bytes, by what takes it. The
 // estimate is rough (within tens of percent of the measured peak on the
-// benchmark workload): the weights, every kept inverted latent, and the
-// largest UNet pass, counted as its largest self-attention score matrix
+// benchmark workload): the weights, the latents of all frames held at once
+// (the inversion is streamed to and from the cache one timestep at a
+// time, so these are a few tensors of [N,C,h,w]), and the largest UNet pass, counted as its largest self-attention score matrix
 // (full resolution, every head) plus the pass's other activations.
 type Memory struct {
 	Weights, Latents, Pass int64
@@ -29,10 +30,10 @@ func (m Memory) Total() int64 { return m.Weights + m.Latents + m.Pass }
 // graphs (half in fp16); heads the number of attention heads at the UNet's
 // full resolution; act the bytes of an activation element (4, or 2 in
 // fp16, whose attention scores are still computed in float32).
-func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, act int64, forEdit bool, perCall int) Memory {
+func estimate(weights int64, heads, frames, resident, batch, latentH, latentW int, act int64, forEdit bool, perCall int) Memory {
 	m1 := int64(max(perCall, 1))
 	s := int64(latentH * latentW) // tokens per frame at full resolution
-	m := Memory{Weights: weights, Latents: int64(frames) * int64(kept+2) * 4 * s * 4}
+	m := Memory{Weights: weights, Latents: int64(frames) * int64(resident) * 4 * s * 4}
 	b := int64(min(max(batch, 1), frames))
 	// inversion: B frames, each attending to itself
 	scores := b * int64(heads) * s * s * 4
@@ -89,7 +90,7 @@ func (j *job) checkMemory(m Memory) error {
 		return nil
 	}
 	gb := func(b int64) string { return strconv.FormatFloat(float64(b)/(1<<30), 'f', 1, 64) + " GB" }
-	what := fmt.Sprintf("about %s (weights %s, inverted latents %s, the largest UNet pass %s)", gb(m.Total()), gb(m.Weights), gb(m.Latents), gb(m.Pass))
+	what := fmt.Sprintf("about %s (weights %s, latents %s, the largest UNet pass %s)", gb(m.Total()), gb(m.Weights), gb(m.Latents), gb(m.Pass))
 	switch {
 	case m.Total() > total:
 		return param.Errorf("size", j.size, "a run at this size needs %s, more than this machine's %s of memory and swap: give a smaller {size}, {batch_size} or fewer {frames}", what, gb(total))

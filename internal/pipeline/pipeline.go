@@ -24,6 +24,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/progress"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/sd"
+	"github.com/tokenflow/tokenflow/internal/tensor"
 	"github.com/tokenflow/tokenflow/internal/version"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
@@ -72,6 +73,8 @@ type job struct {
 	// editSteps is the steps the edit runs when not all of req.Steps
 	// (SDEdit); 0 for all.
 	editSteps int
+	// from is the inversion steps a resumed inversion had done.
+	from int
 }
 
 // open loads ONNX Runtime and the model, checks the schedule against the
@@ -139,13 +142,19 @@ func (j *job) memory(forEdit bool) error {
 	if len(layers) > 0 {
 		heads = int(layers[0].Heads)
 	}
-	kept := j.req.Steps + 1
+	// The latents of all frames held at once (the cache streams the rest):
+	// the inversion's z; the edit's latents and next latents of each prompt
+	// of a call, and the step's source latents.
+	resident := 1
+	if forEdit {
+		resident = 1 + 2*max(j.prompts, 1)
+	}
 	act := int64(4)
 	if j.req.GraphDType() == sd.FP16 {
 		act = 2 // activations in fp16 (attention scores stay float32)
 	}
 	est := func(perCall int) Memory {
-		return estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit, perCall)
+		return estimate(weights, heads, j.rng.Count, resident, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit, perCall)
 	}
 	if forEdit {
 		j.perCall = choosePerCall(j.prompts, j.perCall, est)
@@ -243,69 +252,133 @@ func (j *job) lockEntry(ctx context.Context) error {
 
 // inversion finds the request's inversion in the cache or computes and
 // stores it, holding the entry's lock. forEdit says an edit follows: the
-// latents are returned even when reused, and the work announced counts the
-// edit.
-func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache.Latents, bool, error) {
+// work announced counts it.
+func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, bool, error) {
 	r := j.req
 	if err := j.memory(forEdit); err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	if err := j.lockEntry(ctx); err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	if !r.Force {
 		entry, reason, err := cache.LookupContext(ctx, j.root, j.key)
 		if err != nil {
-			return nil, nil, false, err
+			return nil, false, err
 		}
 		if reason != "" && r.Log != nil {
 			fmt.Fprintf(r.Log, "inversion cache %s: %s; rebuilding\n", cache.Dir(j.root, j.key), reason)
 		}
 		if entry != nil {
 			j.announce(entry, forEdit)
-			if !forEdit && (!r.Reconstruct || exists(entry.ReconstructionPath())) {
-				return entry, nil, true, nil
-			}
-			lat, err := entry.Load()
-			return entry, lat, true, err
+			return entry, true, nil
 		}
 	}
+	entry, err := j.invert(ctx, forEdit)
+	return entry, false, err
+}
 
-	j.announce(nil, forEdit)
-
-	// 1. frames -> z0
-	z0, err := j.encodeVideo(ctx)
+// invert computes the inversion into a new entry, streaming: the frames
+// are decoded and VAE-encoded one at a time, z0 and the latents of each
+// kept timestep are written to the entry in the making as they are made,
+// and after every step a state to resume from is committed next to it
+// (cache.Partial). An interrupted inversion of the same key is continued
+// from its last step, unless the request says NoResume. The entry becomes
+// visible only when complete.
+func (j *job) invert(ctx context.Context, forEdit bool) (*cache.Entry, error) {
+	r := j.req
+	plan, err := j.model.Scheduler.PlanInversion(r.InversionSteps, r.Steps)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, err
+	}
+	n := j.rng.Count
+	m := cache.Manifest{Key: j.key, Tool: version.Version,
+		Video:  cache.VideoInfo{Path: r.Input, FPS: j.info.FPS.String(), Frames: j.info.Frames, Width: j.info.DisplaySize().W, Height: j.info.DisplaySize().H, HasAudio: j.info.HasAudio},
+		Model:  cache.ModelInfo{Ref: r.Model, Dir: j.model.Dir(), ID: j.model.ID()},
+		Kept:   plan.Kept,
+		Latent: [4]int64{int64(n), int64(j.model.VAEConfig.LatentChannels), int64(j.size.H / 8), int64(j.size.W / 8)}}
+	note := func(s string) {
+		if r.Log != nil {
+			fmt.Fprintln(r.Log, s)
+		}
+	}
+	part, resume, err := cache.Begin(ctx, j.root, m, cache.Options{Walk: plan.Walk, NoResume: r.NoResume, Note: note})
+	if err != nil {
+		return nil, err
+	}
+	// Whatever ends the run keeps the last committed state for the next
+	// one, but a failed run's (NaN), and one with nothing committed yet.
+	checkpointed := resume != nil
+	defer func() {
+		if checkpointed {
+			part.Close()
+		} else {
+			part.Discard()
+		}
+	}()
+
+	var z tensor.Tensor
+	if resume != nil {
+		j.from, z = resume.Step, resume.Z
+		j.announce(nil, forEdit)
+		if r.Log != nil {
+			if j.from < len(plan.Walk) {
+				fmt.Fprintf(r.Log, "inversion: resuming at step %d of %d from %s\n", j.from+1, len(plan.Walk), resume.Dir)
+			} else {
+				fmt.Fprintf(r.Log, "inversion: resuming after its last step (%d) from %s\n", len(plan.Walk), resume.Dir)
+			}
+		}
+	} else {
+		j.announce(nil, forEdit)
+		// 1. frames -> z0, into the entry first
+		if z, err = j.encodeVideo(ctx); err != nil {
+			return nil, err
+		}
+		if err := part.WriteZ0(ctx, z); err != nil {
+			return nil, err
+		}
+		if err := part.Checkpoint(ctx, 0, z); err != nil {
+			return nil, err
+		}
+		checkpointed = true
 	}
 	j.model.Release("vae_encoder") // not needed again: free its memory for the UNet
 
-	// 2. DDIM inversion
+	// 2. DDIM inversion, each step into the entry and the state
 	t := time.Now()
 	cond, err := j.model.EncodeText(ctx, r.InversionPrompt)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, err
 	}
-	bar := progress.New(r.Progress, "inversion", "frame-steps", j.walk*z0.N())
-	noisy, err := inversion.Invert(ctx, j.model, j.model.Scheduler, z0, cond,
-		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
+	// The first report, after the first batch, counts a resumed run's
+	// steps as done (they start the rate's measure, not add to it).
+	bar := progress.New(r.Progress, "inversion", "frame-steps", j.walk*n)
+	err = inversion.Invert(ctx, j.model, j.model.Scheduler, z, cond,
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, From: j.from, Progress: func(done, _ int) { bar.Set(done) }},
+		func(ctx context.Context, step, t int, z tensor.Tensor, kept bool) error {
+			if kept {
+				if err := part.Append(ctx, t, z); err != nil {
+					return err
+				}
+			}
+			return part.Checkpoint(ctx, step+1, z)
+		})
 	bar.Finish()
 	if err != nil {
-		return nil, nil, false, nonFinite(err, "nothing was stored")
+		if errors.Is(err, tensor.ErrNonFinite) {
+			checkpointed = false // never resume into the same NaN
+		}
+		return nil, nonFinite(err, "nothing was stored")
 	}
 	j.times["inversion"] = time.Since(t)
 
-	// 3. store
-	lat := &cache.Latents{Z0: z0, Noisy: noisy}
-	m := cache.Manifest{Key: j.key, Tool: version.Version,
-		Video: cache.VideoInfo{Path: r.Input, FPS: j.info.FPS.String(), Frames: j.info.Frames, Width: j.info.DisplaySize().W, Height: j.info.DisplaySize().H, HasAudio: j.info.HasAudio},
-		Model: cache.ModelInfo{Ref: r.Model, Dir: j.model.Dir(), ID: j.model.ID()}}
-	// Force replaces a valid entry, once the new one is complete.
-	entry, err := cache.StoreContext(ctx, j.root, m, lat, r.Force)
+	// 3. the entry into place; Force replaces a valid one. (Without Force
+	// the lookup above found none valid, under the lock still held.)
+	entry, err := part.Commit(ctx, true)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, err
 	}
-	return entry, lat, false, nil
+	return entry, nil
 }
 
 // announce says on the log, before the work, the working size (and that
@@ -342,8 +415,9 @@ func (j *job) announce(entry *cache.Entry, forEdit bool) {
 	var total int64
 	var parts []string
 	if entry == nil {
-		total += int64(j.walk * n)
-		parts = append(parts, fmt.Sprintf("inversion %d steps x %d frames", j.walk, n))
+		steps := j.walk - j.from // a resumed inversion has the rest to do
+		total += int64(steps * n)
+		parts = append(parts, fmt.Sprintf("inversion %d steps x %d frames", steps, n))
 	}
 	if r.Reconstruct && !forEdit && (entry == nil || !exists(entry.ReconstructionPath())) {
 		total += int64(j.walk * n)
@@ -399,7 +473,7 @@ func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
 		return nil, err
 	}
 	defer j.close()
-	entry, lat, reused, err := j.inversion(ctx, false)
+	entry, reused, err := j.inversion(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +481,7 @@ func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
 	if req.Reconstruct {
 		res.Reconstruction = entry.ReconstructionPath()
 		if !exists(res.Reconstruction) {
-			if err := j.reconstruct(ctx, entry, lat); err != nil {
+			if err := j.reconstruct(ctx, entry); err != nil {
 				return nil, err
 			}
 		}
@@ -419,7 +493,7 @@ func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
 
 // reconstruct DDIM-samples back from the most inverted latent, decodes,
 // and writes the entry's reconstruction.mp4 (atomically).
-func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.Latents) error {
+func (j *job) reconstruct(ctx context.Context, entry *cache.Entry) error {
 	t := time.Now()
 	r := j.req
 	kept := entry.Manifest.Kept
@@ -427,7 +501,15 @@ func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.La
 	if err != nil {
 		return err
 	}
-	zT := lat.Noisy[kept[len(kept)-1]]
+	rd, err := entry.Open()
+	if err != nil {
+		return err
+	}
+	zT, err := rd.At(ctx, kept[len(kept)-1]) // the one tensor it needs
+	rd.Close()
+	if err != nil {
+		return err
+	}
 	bar := progress.New(r.Progress, "reconstruction", "frame-steps", j.walk*zT.N())
 	x, err := inversion.Reconstruct(ctx, j.model, j.model.Scheduler, zT, cond,
 		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})

@@ -72,10 +72,13 @@ type InvertRequest struct {
 	BatchSize       int  // frames per UNet call
 	Reconstruct     bool // also write reconstruction.mp4 into the entry
 	Force           bool // recompute even when a valid entry exists
-	NoResume        bool // start over: ignore (and remove) the state an interrupted run left
-	CacheDir        string
-	Log             io.Writer // one-line notes: why an entry is rebuilt, warnings
-	Progress        io.Writer // progress bars or lines; nil for none
+	// NoResume starts over even when an interrupted run of the same key
+	// (the inversion, or an edit) left a state to continue from; that
+	// state is removed.
+	NoResume bool
+	CacheDir string
+	Log      io.Writer // one-line notes: why an entry is rebuilt, warnings
+	Progress io.Writer // progress bars or lines; nil for none
 }
 
 // EditRequest asks for a TokenFlow edit of a video. Its inversion settings

@@ -160,7 +160,7 @@ func (s *editState) logf(format string, args ...any) {
 // and returns the state to continue from, or nil to start over: with
 // noResume, or when there is none, or when it cannot be used (said on the
 // log, and removed).
-func (s *editState) prepare(e *edit.Editor, z0 tensor.Tensor, prompts int, noResume bool) *edit.State {
+func (s *editState) prepare(e *edit.Editor, shape []int64, prompts int, noResume bool) *edit.State {
 	s.sweep()
 	if _, err := os.Stat(s.path); err != nil {
 		return nil
@@ -170,7 +170,7 @@ func (s *editState) prepare(e *edit.Editor, z0 tensor.Tensor, prompts int, noRes
 		s.logf("edit: starting over ({no_resume}): removed the state of an interrupted run, %s", s.path)
 		return nil
 	}
-	st, reason := s.load(e, z0, prompts)
+	st, reason := s.load(e, shape, prompts)
 	if reason != "" {
 		os.Remove(s.path)
 		s.logf("edit: the state of an interrupted run, %s, cannot be used (%s): removed it; starting over", s.path, reason)
@@ -223,7 +223,7 @@ func (s *editState) sweep() {
 
 // load reads the state and checks it against the edit it would continue;
 // reason says why it cannot be used.
-func (s *editState) load(e *edit.Editor, z0 tensor.Tensor, prompts int) (*edit.State, string) {
+func (s *editState) load(e *edit.Editor, shape []int64, prompts int) (*edit.State, string) {
 	f, err := safetensors.Open(s.path)
 	if err != nil {
 		return nil, oneLine(err.Error())
@@ -275,7 +275,7 @@ func (s *editState) load(e *edit.Editor, z0 tensor.Tensor, prompts int) (*edit.S
 		if err != nil {
 			return nil, oneLine(err.Error())
 		}
-		x, err := tensor.New(z0.Shape, v)
+		x, err := tensor.New(shape, v)
 		if err != nil {
 			return nil, fmt.Sprintf("prompt %d's latents: %s", p+1, oneLine(err.Error()))
 		}

@@ -37,10 +37,11 @@ func stateEditor(t *testing.T) (*edit.Editor, tensor.Tensor) {
 	}
 	ts, _ := ddim.Timesteps(4)
 	z0 := tensor.Zeros(6, 4, 2, 3)
-	in := edit.Inputs{Z0: z0, Noisy: map[int]tensor.Tensor{}, Source: tensor.Zeros(1, 77, 8), Negative: tensor.Zeros(1, 77, 8), Prompt: tensor.Zeros(3, 77, 8)}
+	inv := &edit.Memory{Z0: z0, Noisy: map[int]tensor.Tensor{}}
 	for _, t := range ts {
-		in.Noisy[t] = z0
+		inv.Noisy[t] = z0
 	}
+	in := edit.Inputs{Inversion: inv, Source: tensor.Zeros(1, 77, 8), Negative: tensor.Zeros(1, 77, 8), Prompt: tensor.Zeros(3, 77, 8)}
 	e, err := edit.New(noUNet{}, ddim, in, edit.Params{Steps: 4, BatchSize: 4, Keyframes: keyframes.Random, Seed: 9})
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +73,7 @@ func TestStateRoundTrip(t *testing.T) {
 	if s.failed || log.Len() != 0 {
 		t.Fatalf("save: %s", log.String())
 	}
-	got := s.prepare(e, z0, 3, false)
+	got := s.prepare(e, z0.Shape, 3, false)
 	if got == nil {
 		t.Fatalf("the saved state was not used: %s", log.String())
 	}
@@ -115,7 +116,7 @@ func TestStateRoundTrip(t *testing.T) {
 		if c.change != nil {
 			c.change(&s2)
 		}
-		if got := s2.prepare(e, z0, 3, false); got != nil {
+		if got := s2.prepare(e, z0.Shape, 3, false); got != nil {
 			t.Errorf("%s: the state was used", c.name)
 		}
 		if !strings.Contains(log.String(), "cannot be used (") || !strings.Contains(log.String(), c.reason) {
@@ -129,7 +130,7 @@ func TestStateRoundTrip(t *testing.T) {
 	// --no-resume: removed, said.
 	log.Reset()
 	os.WriteFile(s.path, b, 0o666)
-	if got := s.prepare(e, z0, 3, true); got != nil {
+	if got := s.prepare(e, z0.Shape, 3, true); got != nil {
 		t.Errorf("--no-resume used the state")
 	}
 	if _, err := os.Stat(s.path); err == nil || !strings.Contains(log.String(), "starting over ({no_resume})") {
@@ -160,7 +161,7 @@ func TestStateSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testState(dir, `{"inversion_latents_crc32c":"0badf00d"}`, nil)
-	if got := s.prepare(e, z0, 3, false); got != nil {
+	if got := s.prepare(e, z0.Shape, 3, false); got != nil {
 		t.Fatal("a state was used where this edit has none")
 	}
 	for path, keep := range map[string]bool{stale: false, other: true, tmp: false} {

@@ -69,7 +69,65 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	slices.SortStableFunc(order, func(a, b Tensor) int {
 		return cmp.Or(cmp.Compare(b.DType.Size(), a.DType.Size()), strings.Compare(a.Name, b.Name))
 	})
+	specs := make([]Spec, len(order))
+	for i, t := range order {
+		specs[i] = Spec{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	bw.Write(header(specs, metadata))
+	for _, t := range order {
+		bw.Write(t.Data)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("safetensors: write: %w", err)
+	}
+	return nil
+}
 
+// Spec is a tensor of a file whose data is written later (see Header):
+// its name, element type and shape.
+type Spec struct {
+	Name  string
+	DType DType
+	Shape []int64
+}
+
+// Bytes is the size of the tensor's data.
+func (s Spec) Bytes() int64 {
+	n := int64(s.DType.Size())
+	for _, d := range s.Shape {
+		n *= d
+	}
+	return n
+}
+
+// Header is the start of a safetensors file holding the tensors specs laid
+// out in that order, with no gaps: the 8-byte length, the JSON header and
+// its padding. The data follows, tensor after tensor, so that a writer can
+// stream each tensor when it has it. Every tensor keeps its alignment when
+// they are all of one element size (Write orders tensors of several so
+// that it holds).
+func Header(specs []Spec, metadata map[string]string) ([]byte, error) {
+	for k, v := range metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, fmt.Errorf("safetensors: write: %s entry %q is not valid UTF-8", metadataKey, k)
+		}
+	}
+	seen := make(map[string]bool, len(specs))
+	for _, s := range specs {
+		if err := checkSpec(s); err != nil {
+			return nil, err
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("safetensors: write: duplicate tensor name %q", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return header(specs, metadata), nil
+}
+
+// header is the file's start for tensors laid out as specs (checked).
+func header(specs []Spec, metadata map[string]string) []byte {
 	var hdr strings.Builder
 	hdr.WriteByte('{')
 	if len(metadata) > 0 {
@@ -83,11 +141,11 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 		hdr.WriteByte('}')
 	}
 	var off int64
-	for i, t := range order {
+	for i, t := range specs {
 		if i > 0 || len(metadata) > 0 {
 			hdr.WriteByte(',')
 		}
-		end := off + int64(len(t.Data))
+		end := off + t.Bytes()
 		fmt.Fprintf(&hdr, `%s:{"dtype":%s,"shape":%s,"data_offsets":[%d,%d]}`,
 			quote(t.Name), quote(string(t.DType)), fmtShape(t.Shape), off, end)
 		off = end
@@ -97,47 +155,47 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	if r := hdr.Len() % 8; r != 0 {
 		hdr.WriteString(strings.Repeat(" ", 8-r))
 	}
+	out := make([]byte, 8, 8+hdr.Len())
+	binary.LittleEndian.PutUint64(out, uint64(hdr.Len()))
+	return append(out, hdr.String()...)
+}
 
-	bw := bufio.NewWriterSize(w, 1<<20)
-	var lenBuf [8]byte
-	binary.LittleEndian.PutUint64(lenBuf[:], uint64(hdr.Len()))
-	bw.Write(lenBuf[:])
-	bw.WriteString(hdr.String())
-	for _, t := range order {
-		bw.Write(t.Data)
+// checkSpec checks a tensor's name, dtype and shape as checkTensor does,
+// without data.
+func checkSpec(s Spec) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("safetensors: write: tensor %q: %s", s.Name, fmt.Sprintf(format, args...))
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("safetensors: write: %w", err)
+	switch {
+	case s.Name == "":
+		return errors.New("safetensors: write: tensor with an empty name")
+	case s.Name == metadataKey:
+		return fail("the name is reserved for metadata")
+	case !utf8.ValidString(s.Name):
+		return fail("the name is not valid UTF-8")
+	case !s.DType.Valid():
+		return fail("unsupported dtype %q", s.DType)
+	}
+	n := int64(s.DType.Size())
+	for _, d := range s.Shape {
+		if d < 0 {
+			return fail("negative dimension in shape %s", fmtShape(s.Shape))
+		}
+		if d != 0 && n > math.MaxInt64/d {
+			return fail("shape %s is too large", fmtShape(s.Shape))
+		}
+		n *= d
 	}
 	return nil
 }
 
 func checkTensor(t Tensor) error {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("safetensors: write: tensor %q: %s", t.Name, fmt.Sprintf(format, args...))
+	s := Spec{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	if err := checkSpec(s); err != nil {
+		return err
 	}
-	switch {
-	case t.Name == "":
-		return errors.New("safetensors: write: tensor with an empty name")
-	case t.Name == metadataKey:
-		return fail("the name is reserved for metadata")
-	case !utf8.ValidString(t.Name):
-		return fail("the name is not valid UTF-8")
-	case !t.DType.Valid():
-		return fail("unsupported dtype %q", t.DType)
-	}
-	n := int64(t.DType.Size())
-	for _, d := range t.Shape {
-		if d < 0 {
-			return fail("negative dimension in shape %s", fmtShape(t.Shape))
-		}
-		if d != 0 && n > math.MaxInt64/d {
-			return fail("shape %s is too large", fmtShape(t.Shape))
-		}
-		n *= d
-	}
-	if n != int64(len(t.Data)) {
-		return fail("%d data bytes do not match shape %s x %s (%d bytes)", len(t.Data), fmtShape(t.Shape), t.DType, n)
+	if n := s.Bytes(); n != int64(len(t.Data)) {
+		return fmt.Errorf("safetensors: write: tensor %q: %d data bytes do not match shape %s x %s (%d bytes)", t.Name, len(t.Data), fmtShape(t.Shape), t.DType, n)
 	}
 	return nil
 }
