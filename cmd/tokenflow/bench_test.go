@@ -60,6 +60,13 @@ type benchWorkload struct {
 }
 
 func BenchmarkPipeline(b *testing.B) {
+	benchEach(b, []int{1, 2}, benchWorkloadRun)
+}
+
+// benchEach runs run as a sub-benchmark on each workload: the tiny model
+// on the fixture clip at 2 threads, and (unless TOKENFLOW_BENCH_FULL=0)
+// PERF.md's full-size model and clip at each of threads.
+func benchEach(b *testing.B, threads []int, run func(*testing.B, benchWorkload)) {
 	testenv.FFmpeg(b)
 	loads := []benchWorkload{{name: "tiny-sd21", model: fixture.Model(b, "tiny-sd21"),
 		input: fixture.Expected(b, "tiny-sd21", "tokenflow_inv10", "input_frames"), size: "64x64", threads: 2}}
@@ -82,14 +89,14 @@ func BenchmarkPipeline(b *testing.B) {
 		if out, err := gen.CombinedOutput(); err != nil {
 			b.Fatalf("make the clip: %v\n%s", err, out)
 		}
-		for _, th := range []int{1, 2} {
+		for _, th := range threads {
 			loads = append(loads, benchWorkload{name: "sd21-base-256", model: s.Dir, input: clip, size: "256x256", weightsMB: mb, threads: th, official: officialSeconds[th]})
 		}
 	}
 	for _, w := range loads {
 		b.Run(fmt.Sprintf("%s/threads=%d", w.name, w.threads), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				benchWorkloadRun(b, w)
+				run(b, w)
 			}
 		})
 	}

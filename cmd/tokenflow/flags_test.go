@@ -7,13 +7,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/tokenflow/tokenflow/internal/pipeline"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 )
 
 // editView is what parsing fills in an EditOptions, flattened for diffs.
@@ -86,42 +89,62 @@ func diffFields(want, got any) string {
 	return b.String()
 }
 
-func parseEdit(t *testing.T, args ...string) (editView, error) {
+// parseArgs runs the command newCmd makes on args, its output discarded,
+// with a runF that keeps the options: what the flags gave (nil when the
+// command failed before runF), the command and its error. A command that
+// succeeds without calling runF fails t.
+func parseArgs[O any](t testing.TB, newCmd func(*globalOptions, func(context.Context, *O) error) *cobra.Command, args ...string) (*O, *cobra.Command, error) {
 	t.Helper()
-	var got *EditOptions
-	cmd := newCmdEdit(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *EditOptions) error {
+	var got *O
+	cmd := newCmd(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *O) error {
 		got = o
 		return nil
 	})
 	cmd.SetArgs(args)
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(io.Discard)
-	if err := cmd.Execute(); err != nil {
-		return editView{}, err
-	}
-	if got == nil {
+	err := cmd.Execute()
+	if err == nil && got == nil {
 		t.Fatal("runF was not called")
 	}
-	return viewEdit(got), nil
+	return got, cmd, err
+}
+
+// parseView is parseArgs' options seen through view.
+func parseView[O, V any](t *testing.T, newCmd func(*globalOptions, func(context.Context, *O) error) *cobra.Command, view func(*O) V, args []string) (V, error) {
+	t.Helper()
+	o, _, err := parseArgs(t, newCmd, args...)
+	if err != nil {
+		var zero V
+		return zero, err
+	}
+	return view(o), nil
+}
+
+func parseEdit(t *testing.T, args ...string) (editView, error) {
+	t.Helper()
+	return parseView(t, newCmdEdit, viewEdit, args)
 }
 
 func parseInvert(t *testing.T, args ...string) (invertView, error) {
 	t.Helper()
-	var got *InvertOptions
-	cmd := newCmdInvert(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *InvertOptions) error {
-		got = o
-		return nil
-	})
-	cmd.SetArgs(args)
-	cmd.SetOut(io.Discard)
-	cmd.SetErr(io.Discard)
-	if err := cmd.Execute(); err != nil {
-		return invertView{}, err
+	return parseView(t, newCmdInvert, viewInvert, args)
+}
+
+// checkParsed parses args and checks every field of what they give against
+// defaults with change applied; it returns what they gave.
+func checkParsed[V any](t *testing.T, parse func(*testing.T, ...string) (V, error), defaults V, args []string, change func(*V)) V {
+	t.Helper()
+	got, err := parse(t, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got == nil {
-		t.Fatal("runF was not called")
+	want := defaults
+	change(&want)
+	if d := diffFields(want, got); d != "" {
+		t.Errorf("%s (-want +got):\n%s", strings.Join(args, " "), d)
 	}
-	return viewInvert(got), nil
+	return got
 }
 
 // editDefaults is edit with no flags: the official TokenFlow defaults
@@ -166,15 +189,7 @@ func TestEditFlags(t *testing.T) {
 		{"--frames 0 is recorded as given", []string{"--frames", "0", "in"}, func(v *editView) { v.Input, v.FramesSet = "in", true }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseEdit(t, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := editDefaults
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("edit %s (-want +got):\n%s", strings.Join(tc.args, " "), d)
-			}
+			checkParsed(t, parseEdit, editDefaults, tc.args, tc.change)
 		})
 	}
 }
@@ -210,15 +225,7 @@ func TestInvertFlags(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseInvert(t, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := invertDefaults
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("invert %s (-want +got):\n%s", strings.Join(tc.args, " "), d)
-			}
+			checkParsed(t, parseInvert, invertDefaults, tc.args, tc.change)
 		})
 	}
 }
@@ -293,15 +300,7 @@ func TestEditConfig(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseEdit(t, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := editDefaults
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("edit %s (-want +got):\n%s", strings.Join(tc.args, " "), d)
-			}
+			checkParsed(t, parseEdit, editDefaults, tc.args, tc.change)
 		})
 	}
 }
@@ -321,16 +320,10 @@ threads: 1
 cache_dir: cache
 sd_version: "1.5"   # model: wins over it
 `)
-	got, err := parseEdit(t, "--config", cfg, "in")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := editDefaults
-	want.Config, want.Input, want.Prompt, want.Model, want.InversionPrompt, want.Keyframes = cfg, "in", "a cat", "testdata/tiny", "a dog", "middle"
-	want.Size, want.Start, want.Stride, want.FolderFPS, want.Out, want.Threads, want.CacheDir = "64x48", 2, 2, "24", "cat.mp4", 1, "cache"
-	if d := diffFields(want, got); d != "" {
-		t.Errorf("(-want +got):\n%s", d)
-	}
+	checkParsed(t, parseEdit, editDefaults, []string{"--config", cfg, "in"}, func(want *editView) {
+		want.Config, want.Input, want.Prompt, want.Model, want.InversionPrompt, want.Keyframes = cfg, "in", "a cat", "testdata/tiny", "a dog", "middle"
+		want.Size, want.Start, want.Stride, want.FolderFPS, want.Out, want.Threads, want.CacheDir = "64x48", 2, 2, "24", "cat.mp4", 1, "cache"
+	})
 	// The official sd_version names a hub model, unless --model is given.
 	for _, tc := range []struct {
 		args []string

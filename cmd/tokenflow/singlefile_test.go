@@ -24,12 +24,9 @@ func tfIn(t *testing.T, dir, cache string, args ...string) runResult {
 	t.Helper()
 	cmd := tfCommand(t, dir, args...)
 	cmd.Env = append(cmd.Env, "TOKENFLOW_CACHE="+cache) // the last one counts
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := runResult{Stdout: out.String(), Stderr: errb.String()}
-	if err != nil {
-		t.Fatalf("tokenflow %s: %v\n%v", strings.Join(args, " "), err, r)
+	r := runCmd(t, cmd)
+	if r.Code != 0 {
+		t.Fatalf("tokenflow %s: %v", strings.Join(args, " "), r)
 	}
 	return r
 }
