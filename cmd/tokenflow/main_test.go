@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,6 +117,33 @@ func runCmd(t *testing.T, cmd *exec.Cmd) runResult {
 			t.Fatalf("tokenflow %s: %v", strings.Join(cmd.Args[1:], " "), err)
 		}
 		r.Code = ee.ExitCode()
+	}
+	return r
+}
+
+// tfRefused runs the binary in d (as tf) for a run that must refuse
+// before any work: it checks that the run printed nothing on stdout and
+// left d's tree, and the bytes of each file named in keep, as they were.
+func tfRefused(t *testing.T, d string, keep []string, args ...string) runResult {
+	t.Helper()
+	before := listTree(t, d)
+	saved := map[string][]byte{}
+	for _, name := range keep {
+		if b, err := os.ReadFile(filepath.Join(d, name)); err == nil {
+			saved[name] = b
+		}
+	}
+	r := tf(t, d, args...)
+	if r.Stdout != "" {
+		t.Errorf("stdout %q, want nothing", r.Stdout)
+	}
+	if after := listTree(t, d); !slices.Equal(before, after) {
+		t.Errorf("the run wrote files: before %q, after %q", before, after)
+	}
+	for name, b := range saved {
+		if got, _ := os.ReadFile(filepath.Join(d, name)); string(got) != string(b) {
+			t.Errorf("%s changed", name)
+		}
 	}
 	return r
 }
