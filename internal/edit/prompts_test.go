@@ -11,7 +11,6 @@ import (
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
 	"github.com/tokenflow/tokenflow/internal/pnp"
-	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/tensor"
 	"github.com/tokenflow/tokenflow/internal/tokens"
 )
@@ -100,12 +99,8 @@ func promptInputs(n int, ts []int, P int) edit.Inputs {
 // latents of its own single-prompt edit; the source group goes once into
 // every call.
 func TestEditPromptsEqualSingleRuns(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps, P = 3, 3
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	params := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8, BatchSize: 4, Keyframes: keyframes.Random, Seed: 3}
 	all := promptInputs(10, ts, P)
 	want := make([]tensor.Tensor, P)
@@ -163,12 +158,8 @@ func TestEditPromptsEqualSingleRuns(t *testing.T) {
 // stops with its error naming the step, and is left out of every later
 // pass; the others finish with their own runs' latents.
 func TestEditPromptsOneFails(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps, P = 3, 3
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	params := edit.Params{Steps: steps, Guidance: 7.5, BatchSize: 4, Keyframes: keyframes.Middle}
 	all := promptInputs(10, ts, P)
 	f := &groupUNet{nanText: 2} // prompt 2's cond rows
