@@ -38,126 +38,124 @@ func openSingle(t testing.TB, name string) *Checkpoint {
 	return c
 }
 
+// eachSingle runs f as a subtest on each single-file fixture, opened.
+func eachSingle(t *testing.T, f func(t *testing.T, model string, c *Checkpoint)) {
+	for _, model := range singleFiles {
+		t.Run(model, func(t *testing.T) { f(t, model, openSingle(t, model)) })
+	}
+}
+
 // TestSingleFileConformance: every component graph built from a single
 // file reproduces diffusers' outputs with the same helper and tolerance
 // (compRel, compAbs) as the folder-based conformance tests.
 func TestSingleFileConformance(t *testing.T) {
-	for _, model := range singleFiles {
-		t.Run(model, func(t *testing.T) {
-			c := openSingle(t, model)
-			t.Run("text_encoder", func(t *testing.T) {
-				s := textEncoderSession(t, c)
-				exp := fixture.Open(t, singleExpected(t, model, "text_encoder.safetensors"))
-				checkTextEncoder(t, s, exp, model, compRel, compAbs)
-			})
-			t.Run("vae", func(t *testing.T) {
-				checkVAE(t, floatVAE(t, c), fixture.Open(t, singleExpected(t, model, "vae.safetensors")), model, compRel, compAbs)
-			})
-			t.Run("unet", func(t *testing.T) {
-				_, g := unetGraph(t, c)
-				// Converted weights stay external: the graph holds none
-				// of them inline (protobuf's 2 GiB cap).
-				for _, init := range g.Proto().Initializers {
-					if strings.Contains(init.Name, ".") && init.External == nil {
-						t.Errorf("weight %s is inlined in the graph; want external data", init.Name)
-						break
-					}
-				}
-				s := unetSession(t, g)
-				exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
-				for _, cs := range []string{"a", "b", "c"} {
-					checkUNetCase(t, s, exp, model+" unet", cs, compRel, compAbs)
-				}
-			})
+	eachSingle(t, func(t *testing.T, model string, c *Checkpoint) {
+		t.Run("text_encoder", func(t *testing.T) {
+			s := textEncoderSession(t, c)
+			exp := fixture.Open(t, singleExpected(t, model, "text_encoder.safetensors"))
+			checkTextEncoder(t, s, exp, model, compRel, compAbs)
 		})
-	}
+		t.Run("vae", func(t *testing.T) {
+			checkVAE(t, floatVAE(t, c), fixture.Open(t, singleExpected(t, model, "vae.safetensors")), model, compRel, compAbs)
+		})
+		t.Run("unet", func(t *testing.T) {
+			_, g := unetGraph(t, c)
+			// Converted weights stay external: the graph holds none
+			// of them inline (protobuf's 2 GiB cap).
+			for _, init := range g.Proto().Initializers {
+				if strings.Contains(init.Name, ".") && init.External == nil {
+					t.Errorf("weight %s is inlined in the graph; want external data", init.Name)
+					break
+				}
+			}
+			s := unetSession(t, g)
+			exp := fixture.Open(t, singleExpected(t, model, "unet.safetensors"))
+			for _, cs := range []string{"a", "b", "c"} {
+				checkUNetCase(t, s, exp, model+" unet", cs, compRel, compAbs)
+			}
+		})
+	})
 }
 
 // TestSingleFileTokenizer: the builtin tokenizer with the family's pad
 // token gives the expected ids.
 func TestSingleFileTokenizer(t *testing.T) {
-	for _, model := range singleFiles {
-		t.Run(model, func(t *testing.T) {
-			c := openSingle(t, model)
-			tok, err := c.Tokenizer()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pf struct {
-				PadToken string `json:"pad_token"`
-				Prompts  []struct {
-					Prompt string `json:"prompt"`
-				} `json:"prompts"`
-			}
-			b, err := os.ReadFile(singleExpected(t, model, "tokenizer_prompts.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &pf); err != nil {
-				t.Fatal(err)
-			}
-			var prompts []string
-			for _, p := range pf.Prompts {
-				prompts = append(prompts, p.Prompt)
-			}
-			exp := fixture.Open(t, singleExpected(t, model, "tokenizer.safetensors"))
-			want, shape := exp.I64("input_ids")
-			if int(shape[0]) != len(prompts) {
-				t.Fatalf("%d prompts, %d rows of ids", len(prompts), shape[0])
-			}
-			var got []int64
-			for _, p := range prompts {
-				row, _ := tok.Encode(p)
-				got = append(got, row...)
-			}
-			if !reflect.DeepEqual(got, want) {
-				for i := range got {
-					if got[i] != want[i] {
-						t.Fatalf("ids differ first at [%d] (row %d, %q): got %d want %d", i, i/77, prompts[i/77], got[i], want[i])
-					}
+	eachSingle(t, func(t *testing.T, model string, c *Checkpoint) {
+		tok, err := c.Tokenizer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pf struct {
+			PadToken string `json:"pad_token"`
+			Prompts  []struct {
+				Prompt string `json:"prompt"`
+			} `json:"prompts"`
+		}
+		b, err := os.ReadFile(singleExpected(t, model, "tokenizer_prompts.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &pf); err != nil {
+			t.Fatal(err)
+		}
+		var prompts []string
+		for _, p := range pf.Prompts {
+			prompts = append(prompts, p.Prompt)
+		}
+		exp := fixture.Open(t, singleExpected(t, model, "tokenizer.safetensors"))
+		want, shape := exp.I64("input_ids")
+		if int(shape[0]) != len(prompts) {
+			t.Fatalf("%d prompts, %d rows of ids", len(prompts), shape[0])
+		}
+		var got []int64
+		for _, p := range prompts {
+			row, _ := tok.Encode(p)
+			got = append(got, row...)
+		}
+		if !reflect.DeepEqual(got, want) {
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("ids differ first at [%d] (row %d, %q): got %d want %d", i, i/77, prompts[i/77], got[i], want[i])
 				}
 			}
-			wantPad := map[string]int64{"<|endoftext|>": 49407, "!": 0}[pf.PadToken]
-			if tok.PadID() != wantPad {
-				t.Errorf("pad id %d, want %d (%q)", tok.PadID(), wantPad, pf.PadToken)
-			}
-		})
-	}
+		}
+		wantPad := map[string]int64{"<|endoftext|>": 49407, "!": 0}[pf.PadToken]
+		if tok.PadID() != wantPad {
+			t.Errorf("pad id %d, want %d (%q)", tok.PadID(), wantPad, pf.PadToken)
+		}
+	})
 }
 
 // TestSingleFileScheduler: the scheduler from the YAML's schedule gives
 // diffusers' DDIM timesteps and alphas.
 func TestSingleFileScheduler(t *testing.T) {
-	for _, model := range singleFiles {
-		t.Run(model, func(t *testing.T) {
-			c := openSingle(t, model)
-			cfg, err := c.SchedulerConfig()
+	eachSingle(t, func(t *testing.T, model string, c *Checkpoint) {
+		cfg, err := c.SchedulerConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := scheduler.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := fixture.Open(t, singleExpected(t, model, "scheduler.safetensors"))
+		for _, n := range []int{10, 50} {
+			want, _ := exp.I64("timesteps_" + itoa(n))
+			got, err := s.Timesteps(n)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := scheduler.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			exp := fixture.Open(t, singleExpected(t, model, "scheduler.safetensors"))
-			for _, n := range []int{10, 50} {
-				want, _ := exp.I64("timesteps_" + itoa(n))
-				got, err := s.Timesteps(n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range want {
-					if int64(got[i]) != want[i] {
-						t.Fatalf("timesteps(%d) = %v, want %v", n, got, want)
-					}
+			for i := range want {
+				if int64(got[i]) != want[i] {
+					t.Fatalf("timesteps(%d) = %v, want %v", n, got, want)
 				}
 			}
-			want, _ := exp.F32("alphas_cumprod")
-			// float32 cumulative product in the same order: exact up to a
-			// rounding or two.
-			fixture.Close(t, model+" alphas_cumprod", s.AlphasCumprod(), want, 1e-6, 0)
-		})
-	}
+		}
+		want, _ := exp.F32("alphas_cumprod")
+		// float32 cumulative product in the same order: exact up to a
+		// rounding or two.
+		fixture.Close(t, model+" alphas_cumprod", s.AlphasCumprod(), want, 1e-6, 0)
+	})
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

@@ -124,24 +124,8 @@ func TestSingleFileEndToEnd(t *testing.T) {
 func TestSingleFileErrors(t *testing.T) {
 	d := t.TempDir()
 	file, yaml := singleFile(t, "tiny-sd15-ldm")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := os.ReadFile(yaml)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, b []byte) string {
-		p := filepath.Join(d, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	fake := func(name string, shapes map[string][]int64) string {
-		return fixture.WriteZeros(t, filepath.Join(d, name), shapes)
-	}
+	src, y := fixture.Read(t, file), fixture.Read(t, yaml)
+	write, fake := fixture.Writers(t, d)
 	text := "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 	tests := []struct {
 		name string
