@@ -11,6 +11,27 @@ func fixture(parts ...string) string {
 	return filepath.Join(append([]string{"..", "..", "testdata", "conformance"}, parts...)...)
 }
 
+// fixtureConfig reads a tiny conformance model's scheduler config.
+func fixtureConfig(t *testing.T, model string) Config {
+	t.Helper()
+	cfg, err := LoadConfig(fixture(model, "scheduler", "scheduler_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// convert is v with every value converted to U: float32 to float64 is
+// exact, and so is float64 to float32 for the golden inputs, which
+// golden.py rounded to float32.
+func convert[U, T float32 | float64](v []T) []U {
+	out := make([]U, len(v))
+	for i, x := range v {
+		out[i] = U(x)
+	}
+	return out
+}
+
 // diff is the worst elementwise disagreement between two tensors.
 type diff struct {
 	index     int     // where |got - want| - tol is largest
