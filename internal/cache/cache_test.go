@@ -25,6 +25,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/tensor"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // testKey is a small but complete key: 2 frames of 16x24 pixels, so
@@ -127,15 +128,7 @@ func testMustHit(t *testing.T, root string, k Key) *Entry {
 // testListing is the sorted names in root/inversions.
 func testListing(t *testing.T, root string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(root, "inversions"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
+	return testenv.DirNames(t, filepath.Join(root, "inversions"))
 }
 
 // testEditManifest rewrites dir/manifest.json through edit, as a user
