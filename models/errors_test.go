@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // copyModel copies a tiny fixture model into a temporary folder to break.
@@ -316,19 +316,8 @@ func TestUNetOddLatent(t *testing.T) {
 // every one of want and, when is is not nil, is is.
 func checkErrorLine(t *testing.T, err, is error, want ...string) {
 	t.Helper()
-	if err == nil {
-		t.Fatal("no error")
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "\n") {
-		t.Errorf("error is not one line: %q", msg)
-	}
-	for _, w := range want {
-		if !strings.Contains(msg, w) {
-			t.Errorf("error %q does not mention %q", msg, w)
-		}
-	}
+	testenv.ErrorLine(t, err, want...)
 	if is != nil && !errors.Is(err, is) {
-		t.Errorf("error %q is not %v", msg, is)
+		t.Errorf("error %q is not %v", err, is)
 	}
 }
