@@ -292,11 +292,10 @@ func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]f
 // AddNoise is add_noise(x0, eps, t): the forward process q(x_t | x0),
 // sqrt(a_t) x0 + sqrt(1 - a_t) eps.
 func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
-	if err := s.check(t, x0, eps, "add noise: sample", "noise"); err != nil {
+	mu, sigma, err := s.noising(t, x0, eps, "add noise: sample", "noise")
+	if err != nil {
 		return nil, err
 	}
-	a := s.alphasCumprod[t]
-	mu, sigma := sqrt32(a), sqrt32(1-a)
 	out := make([]float32, len(x0))
 	for i := range out {
 		out[i] = float32(mu*x0[i]) + float32(sigma*eps[i])
@@ -308,16 +307,25 @@ func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
 // sqrt(1 - a_t). TokenFlow's get_ddim_eps uses it to recover the noise of the
 // most-inverted latent before re-noising x0 to the first editing timestep.
 func (s *DDIM) NoiseFromSample(xt, x0 []float32, t int) ([]float32, error) {
-	if err := s.check(t, xt, x0, "noise from sample: noisy sample", "original"); err != nil {
+	mu, sigma, err := s.noising(t, xt, x0, "noise from sample: noisy sample", "original")
+	if err != nil {
 		return nil, err
 	}
-	a := s.alphasCumprod[t]
-	mu, sigma := sqrt32(a), sqrt32(1-a)
 	out := make([]float32, len(xt))
 	for i := range out {
 		out[i] = (xt[i] - float32(mu*x0[i])) / sigma
 	}
 	return out, nil
+}
+
+// noising checks t, a and b as check does and gives the forward process's
+// coefficients at t: sqrt(a_t) for the sample, sqrt(1 - a_t) for the noise.
+func (s *DDIM) noising(t int, a, b []float32, aName, bName string) (mu, sigma float32, err error) {
+	if err := s.check(t, a, b, aName, bName); err != nil {
+		return 0, 0, err
+	}
+	at := s.alphasCumprod[t]
+	return sqrt32(at), sqrt32(1 - at), nil
 }
 
 // check checks that t is a timestep and that a and b, named so in the
