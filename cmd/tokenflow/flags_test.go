@@ -131,6 +131,22 @@ func parseInvert(t *testing.T, args ...string) (invertView, error) {
 	return parseView(t, newCmdInvert, viewInvert, args)
 }
 
+// parseCase is a command line and what it changes in the default options.
+type parseCase[V any] struct {
+	name   string
+	args   []string
+	change func(*V)
+}
+
+// checkParseCases runs checkParsed on each case, as a subtest.
+func checkParseCases[V any](t *testing.T, parse func(*testing.T, ...string) (V, error), defaults V, cases []parseCase[V]) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			checkParsed(t, parse, defaults, tc.args, tc.change)
+		})
+	}
+}
+
 // checkParsed parses args and checks every field of what they give against
 // defaults with change applied; it returns what they gave.
 func checkParsed[V any](t *testing.T, parse func(*testing.T, ...string) (V, error), defaults V, args []string, change func(*V)) V {
@@ -164,11 +180,7 @@ var invertDefaults = invertView{
 
 func TestEditFlags(t *testing.T) {
 	t.Setenv("TOKENFLOW_MODEL", "")
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		change func(*editView)
-	}{
+	checkParseCases(t, parseEdit, editDefaults, []parseCase[editView]{
 		{"defaults", []string{"in.mp4"}, func(v *editView) { v.Input = "in.mp4" }},
 		{"no input yet (checked by runEdit)", nil, func(*editView) {}},
 		{"overrides", []string{
@@ -187,11 +199,7 @@ func TestEditFlags(t *testing.T) {
 		}},
 		{"short flags", []string{"-p", "x", "-o", "y.mp4", "in"}, func(v *editView) { v.Prompt, v.Out, v.Input = "x", "y.mp4", "in" }},
 		{"--frames 0 is recorded as given", []string{"--frames", "0", "in"}, func(v *editView) { v.Input, v.FramesSet = "in", true }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			checkParsed(t, parseEdit, editDefaults, tc.args, tc.change)
-		})
-	}
+	})
 }
 
 func TestEditFlagsModelFromEnv(t *testing.T) {
@@ -210,11 +218,7 @@ func TestEditFlagsModelFromEnv(t *testing.T) {
 
 func TestInvertFlags(t *testing.T) {
 	t.Setenv("TOKENFLOW_MODEL", "")
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		change func(*invertView)
-	}{
+	checkParseCases(t, parseInvert, invertDefaults, []parseCase[invertView]{
 		{"defaults", []string{"in.mp4"}, func(v *invertView) { v.Input = "in.mp4" }},
 		{"overrides", []string{"--inversion-prompt", "a ball", "--steps", "10", "--save-steps", "5", "--reconstruct", "--force",
 			"--model", "m", "--size", "32x32", "--start", "1", "--frames", "4", "--stride", "2", "--fps", "12",
@@ -223,11 +227,7 @@ func TestInvertFlags(t *testing.T) {
 				Start: 1, Frames: 4, Stride: 2, Threads: 1, BatchSize: 3, FramesSet: true, JSON: true,
 				InversionPrompt: "a ball", InversionSteps: 500, Steps: 10, SaveSteps: 5, Reconstruct: true, Force: true}
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			checkParsed(t, parseInvert, invertDefaults, tc.args, tc.change)
-		})
-	}
+	})
 }
 
 // officialConfig is a config_pnp.yaml as the official TokenFlow repository
@@ -276,11 +276,7 @@ func TestEditConfig(t *testing.T) {
 		v.Guidance, v.Steps, v.Prompt, v.NegativePrompt, v.BatchSize = 6.5, 10, "a marble sculpture of a woman running", "ugly, blurry", 4
 		v.PnPAttn, v.PnPConv = 0.4, 0.7
 	}
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		change func(*editView)
-	}{
+	checkParseCases(t, parseEdit, editDefaults, []parseCase[editView]{
 		{"official keys", []string{"--config", official}, fromFile},
 		{"flags override the file", []string{"--config", official, "--steps", "5", "--prompt", "a bronze statue",
 			"--guidance", "7.5", "--batch-size", "2", "--frames", "8", "--seed", "3", "--cache-dir", "c",
@@ -298,11 +294,7 @@ func TestEditConfig(t *testing.T) {
 			fromFile(v)
 			v.Out, v.OutDir = "x.mp4", ""
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			checkParsed(t, parseEdit, editDefaults, tc.args, tc.change)
-		})
-	}
+	})
 }
 
 func TestEditConfigOwnKeys(t *testing.T) {

@@ -292,40 +292,34 @@ func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]f
 // AddNoise is add_noise(x0, eps, t): the forward process q(x_t | x0),
 // sqrt(a_t) x0 + sqrt(1 - a_t) eps.
 func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
-	mu, sigma, err := s.noising(t, x0, eps, "add noise: sample", "noise")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]float32, len(x0))
-	for i := range out {
-		out[i] = float32(mu*x0[i]) + float32(sigma*eps[i])
-	}
-	return out, nil
+	return s.noising(t, x0, eps, "add noise: sample", "noise", func(mu, sigma, x0, eps float32) float32 {
+		return float32(mu*x0) + float32(sigma*eps)
+	})
 }
 
 // NoiseFromSample inverts AddNoise for eps: (x_t - sqrt(a_t) x0) /
 // sqrt(1 - a_t). TokenFlow's get_ddim_eps uses it to recover the noise of the
 // most-inverted latent before re-noising x0 to the first editing timestep.
 func (s *DDIM) NoiseFromSample(xt, x0 []float32, t int) ([]float32, error) {
-	mu, sigma, err := s.noising(t, xt, x0, "noise from sample: noisy sample", "original")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]float32, len(xt))
-	for i := range out {
-		out[i] = (xt[i] - float32(mu*x0[i])) / sigma
-	}
-	return out, nil
+	return s.noising(t, xt, x0, "noise from sample: noisy sample", "original", func(mu, sigma, xt, x0 float32) float32 {
+		return (xt - float32(mu*x0)) / sigma
+	})
 }
 
-// noising checks t, a and b as check does and gives the forward process's
-// coefficients at t: sqrt(a_t) for the sample, sqrt(1 - a_t) for the noise.
-func (s *DDIM) noising(t int, a, b []float32, aName, bName string) (mu, sigma float32, err error) {
+// noising checks t, a and b as check does, then applies f to each pair of
+// their values with the forward process's coefficients at t: mu =
+// sqrt(a_t) for the sample, sigma = sqrt(1 - a_t) for the noise.
+func (s *DDIM) noising(t int, a, b []float32, aName, bName string, f func(mu, sigma, a, b float32) float32) ([]float32, error) {
 	if err := s.check(t, a, b, aName, bName); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	at := s.alphasCumprod[t]
-	return sqrt32(at), sqrt32(1 - at), nil
+	mu, sigma := sqrt32(at), sqrt32(1-at)
+	out := make([]float32, len(a))
+	for i := range out {
+		out[i] = f(mu, sigma, a[i], b[i])
+	}
+	return out, nil
 }
 
 // check checks that t is a timestep and that a and b, named so in the
