@@ -14,6 +14,15 @@ import (
 	"time"
 )
 
+// symlinkIn is a setup that makes d/name a symbolic link to target.
+func symlinkIn(target, name string) func(t *testing.T, d string) {
+	return func(t *testing.T, d string) {
+		if err := os.Symlink(target, filepath.Join(d, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestOutputIsInput: an output that is the input, by name, through a
 // symbolic or hard link, or inside the input's frame folder, is refused
 // with one line (exit 2) whether or not --force is given, and the input is
@@ -32,11 +41,7 @@ func TestOutputIsInput(t *testing.T) {
 		{name: "--out is the input without --force", input: "in.mp4", args: []string{"--out", "$D/in.mp4"},
 			want: "tokenflow: --out $D/in.mp4: is the input $D/in.mp4: the edit would replace it; give another path"},
 		{name: "--out is a symbolic link to the input", input: "in.mp4", args: []string{"--out", "$D/link.mp4", "--force"},
-			setup: func(t *testing.T, d string) {
-				if err := os.Symlink("in.mp4", filepath.Join(d, "link.mp4")); err != nil {
-					t.Fatal(err)
-				}
-			},
+			setup: symlinkIn("in.mp4", "link.mp4"),
 			want: "tokenflow: --out $D/link.mp4: is the input $D/in.mp4: the edit would replace it; give another path"},
 		{name: "--out is a hard link to the input", input: "in.mp4", args: []string{"--out", "$D/hard.mp4", "--force"},
 			setup: func(t *testing.T, d string) {
@@ -52,11 +57,7 @@ func TestOutputIsInput(t *testing.T) {
 		{name: "--frames-dir inside the input folder", input: "frames", args: []string{"--out", "$D/out.mp4", "--frames-dir", "$D/frames/edited"},
 			want: "tokenflow: --frames-dir $D/frames/edited: is inside the input folder $D/frames: give a path outside it"},
 		{name: "--out inside the input folder through a link", input: "frames", args: []string{"--out", "$D/alias/out.mp4", "--force"},
-			setup: func(t *testing.T, d string) {
-				if err := os.Symlink("frames", filepath.Join(d, "alias")); err != nil {
-					t.Fatal(err)
-				}
-			},
+			setup: symlinkIn("frames", "alias"),
 			want: "tokenflow: --out $D/alias/out.mp4: is inside the input folder $D/frames: give a path outside it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
