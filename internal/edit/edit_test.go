@@ -48,10 +48,7 @@ func conformanceEditor(t *testing.T, model, run string) (*edit.Editor, *fixture.
 	t.Helper()
 	p := sdtest.Open(t, model)
 	exp := fixture.Open(t, fixture.Expected(t, model, run, "tokenflow.safetensors"))
-	e, err := edit.New(p, p.Scheduler, fixtureInputs(t, exp), params)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEditor(t, p, p.Scheduler, fixtureInputs(t, exp), params)
 	return e, exp
 }
 

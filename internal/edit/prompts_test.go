@@ -178,10 +178,7 @@ func TestEditPromptsOneFails(t *testing.T) {
 // runPrompts edits all the prompts of in together with f.
 func runPrompts(t *testing.T, f *groupUNet, ddim *scheduler.DDIM, in edit.Inputs, p edit.Params) ([]tensor.Tensor, []error) {
 	t.Helper()
-	e, err := edit.New(f, ddim, in, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEditor(t, f, ddim, in, p)
 	xs, errs, err := e.RunPrompts(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -194,10 +191,7 @@ func runSingle(t *testing.T, ddim *scheduler.DDIM, all edit.Inputs, p int, param
 	t.Helper()
 	in := all
 	in.Prompt = all.Prompt.Row(p)
-	e, err := edit.New(&groupUNet{}, ddim, in, params)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEditor(t, &groupUNet{}, ddim, in, params)
 	x, err := e.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -74,10 +74,7 @@ func TestSDEditLoop(t *testing.T) {
 	f := &fakeUNet{}
 	p := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 1, PnPConv: 1, BatchSize: 4, Keyframes: keyframes.Middle,
 		SDEdit: &edit.SDEdit{Start: 0.75}}
-	e, err := edit.New(f, ddim, in, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEditor(t, f, ddim, in, p)
 	if got := e.Timesteps(); !slices.Equal(got, ts[2:]) {
 		t.Fatalf("timesteps %v, want the last two of %v", got, ts)
 	}
@@ -108,9 +105,7 @@ func TestSDEditLoop(t *testing.T) {
 	// The same settings without SDEdit: every step, with injection.
 	p.SDEdit = nil
 	f = &fakeUNet{}
-	if e, err = edit.New(f, ddim, in, p); err != nil {
-		t.Fatal(err)
-	}
+	e = newEditor(t, f, ddim, in, p)
 	if _, err := e.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -149,10 +144,7 @@ func TestSDEditGaussianNoise(t *testing.T) {
 		t.Helper()
 		p := edit.Params{Steps: 10, Guidance: 7.5, BatchSize: 2, Keyframes: keyframes.Random, Seed: seed,
 			SDEdit: &edit.SDEdit{Start: 0.6, Gaussian: true}}
-		e, err := edit.New(&fakeUNet{}, ddim, in, p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := newEditor(t, &fakeUNet{}, ddim, in, p)
 		x, err := e.Start()
 		if err != nil {
 			t.Fatal(err)
@@ -239,10 +231,7 @@ func TestSDEditConformance(t *testing.T) {
 			fixture.Close(t, "eps from the inv10 inversion's z_901 vs sdedit.eps", got, eps, 1e-5, 0)
 			sp := params
 			sp.SDEdit = &edit.SDEdit{Start: 0.6}
-			e, err := edit.New(p, p.Scheduler, in, sp)
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := newEditor(t, p, p.Scheduler, in, sp)
 			kept, _ := exp.I64("sdedit.timesteps")
 			if got := e.Timesteps(); !slices.Equal(got, []int{int(kept[0]), int(kept[1]), int(kept[2]), int(kept[3]), int(kept[4])}) || len(kept) != 5 {
 				t.Fatalf("timesteps %v, want %v", got, kept)
