@@ -127,13 +127,13 @@ func checkVAE(t testing.TB, v *VAE, exp *fixture.File, what string, rel, abs flo
 // vaeSessions are sessions of v's encoder and decoder graphs.
 func vaeSessions(t testing.TB, v *VAE) (enc, dec *ort.Session) {
 	t.Helper()
-	eg, err := v.EncoderGraph()
-	if err != nil {
-		t.Fatal(err)
+	open := func(build func() (*onnx.Graph, error), in, out string) *ort.Session {
+		t.Helper()
+		g, err := build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return session(t, g, []string{in}, []string{out})
 	}
-	dg, err := v.DecoderGraph()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return session(t, eg, []string{InImage}, []string{OutLatent}), session(t, dg, []string{InLatent}, []string{OutImage})
+	return open(v.EncoderGraph, InImage, OutLatent), open(v.DecoderGraph, InLatent, OutImage)
 }
