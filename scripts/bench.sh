@@ -11,7 +11,11 @@
 #
 # Environment:
 #   BENCH         regexp of benchmarks to run (default: all); e.g.
-#                 BenchmarkPrompts for only the many-prompt comparison
+#                 BenchmarkPrompts for only the many-prompt comparison,
+#                 BenchmarkFrames for the clip-length one (16, 64, 256
+#                 frames; TOKENFLOW_BENCH_FRAMES picks others, and
+#                 TOKENFLOW_BENCH_BASE=<older tokenflow binary> compares
+#                 the first length's latents and speed with that build)
 #   BENCHTIME     -benchtime for the quick benchmarks (default 1s)
 #   UNET_EVALS    timed full-size UNet evaluations per thread count (default 5)
 #   PIPELINE_TIME -benchtime for internal/inversion and internal/edit (default 1x)
@@ -140,6 +144,7 @@ log "bench: done in $(($(date +%s) - start))s, load average $(loadavg)"
   section peak-rss "Peak RSS with the full-size UNet session open (budget 1.3x the UNet weights):"
   section pipeline "Whole runs (tokenflow edit; PERF.md workload for sd21-base-256; official: 1184 s at 1 thread, 923 s at 2):"
   section prompts "Four prompts in one run vs four runs of one prompt, one inversion shared (issue 11; target ratio 0.70 or less):"
+  section frames "Clip length (issue 10: full-size SD 2.1, 128x128, 2+2 steps, batch 8; peak RSS and s/frame flat within 15 % from 64 to 256 frames):"
   if grep -q -- '--- FAIL\|^FAIL' "$out"; then
     echo
     echo "FAILURES:"
