@@ -42,7 +42,7 @@ func TestOutputIsInput(t *testing.T) {
 			want: "tokenflow: --out $D/in.mp4: is the input $D/in.mp4: the edit would replace it; give another path"},
 		{name: "--out is a symbolic link to the input", input: "in.mp4", args: []string{"--out", "$D/link.mp4", "--force"},
 			setup: symlinkIn("in.mp4", "link.mp4"),
-			want: "tokenflow: --out $D/link.mp4: is the input $D/in.mp4: the edit would replace it; give another path"},
+			want:  "tokenflow: --out $D/link.mp4: is the input $D/in.mp4: the edit would replace it; give another path"},
 		{name: "--out is a hard link to the input", input: "in.mp4", args: []string{"--out", "$D/hard.mp4", "--force"},
 			setup: func(t *testing.T, d string) {
 				if err := os.Link(filepath.Join(d, "in.mp4"), filepath.Join(d, "hard.mp4")); err != nil {
@@ -58,7 +58,7 @@ func TestOutputIsInput(t *testing.T) {
 			want: "tokenflow: --frames-dir $D/frames/edited: is inside the input folder $D/frames: give a path outside it"},
 		{name: "--out inside the input folder through a link", input: "frames", args: []string{"--out", "$D/alias/out.mp4", "--force"},
 			setup: symlinkIn("frames", "alias"),
-			want: "tokenflow: --out $D/alias/out.mp4: is inside the input folder $D/frames: give a path outside it"},
+			want:  "tokenflow: --out $D/alias/out.mp4: is inside the input folder $D/frames: give a path outside it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := t.TempDir()
