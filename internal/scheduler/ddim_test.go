@@ -296,14 +296,9 @@ func TestInvertThenStepRoundTrip(t *testing.T) {
 				if i == 0 || pred != "epsilon" {
 					continue
 				}
-				zt, err := s.InvertStep(out, tt, plan.Prev(i), z0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				back, err := sched.Step(out, tt, zt)
-				if err != nil {
-					t.Fatal(err)
-				}
+				back := thereAndBack(t, z0,
+					func(z0 []float32) ([]float32, error) { return s.InvertStep(out, tt, plan.Prev(i), z0) },
+					func(zt []float32) ([]float32, error) { return sched.Step(out, tt, zt) })
 				// Two DDIM moves in float32: errors of a few ulps of the
 				// values, times 1/sqrt(a_t) <= 15. 2e-5 absolute on unit
 				// values covers that with margin.
@@ -334,14 +329,9 @@ func TestNoiseFromSampleInvertsAddNoise(t *testing.T) {
 	s := mustNew(t, sdConfig())
 	x0, eps := probe(64, 0.1), probe(64, 3.3)
 	for _, tt := range []int{1, 501, 901, 999} {
-		xt, err := s.AddNoise(x0, eps, tt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.NoiseFromSample(xt, x0, tt)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := thereAndBack(t, eps,
+			func(eps []float32) ([]float32, error) { return s.AddNoise(x0, eps, tt) },
+			func(xt []float32) ([]float32, error) { return s.NoiseFromSample(xt, x0, tt) })
 		// Rounding of x_t (~1 ulp of |x_t| <= 2) divided by sqrt(1-a_t),
 		// which is 0.03 at t=1: up to ~1e-5 there.
 		compare(t, fmt.Sprintf("t=%d", tt), got, eps, 0, 2e-5)

@@ -32,6 +32,21 @@ func convert[U, T float32 | float64](v []T) []U {
 	return out
 }
 
+// thereAndBack is x through there and then back (a move and its inverse),
+// failing t on an error of either.
+func thereAndBack(t *testing.T, x []float32, there, back func([]float32) ([]float32, error)) []float32 {
+	t.Helper()
+	y, err := there(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := back(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z
+}
+
 // diff is the worst elementwise disagreement between two tensors.
 type diff struct {
 	index     int     // where |got - want| - tol is largest
