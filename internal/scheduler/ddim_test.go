@@ -296,7 +296,7 @@ func TestInvertThenStepRoundTrip(t *testing.T) {
 				if i == 0 || pred != "epsilon" {
 					continue
 				}
-				back := thereAndBack(t, z0,
+				back := through(t, z0,
 					func(z0 []float32) ([]float32, error) { return s.InvertStep(out, tt, plan.Prev(i), z0) },
 					func(zt []float32) ([]float32, error) { return sched.Step(out, tt, zt) })
 				// Two DDIM moves in float32: errors of a few ulps of the
@@ -329,7 +329,7 @@ func TestNoiseFromSampleInvertsAddNoise(t *testing.T) {
 	s := mustNew(t, sdConfig())
 	x0, eps := probe(64, 0.1), probe(64, 3.3)
 	for _, tt := range []int{1, 501, 901, 999} {
-		got := thereAndBack(t, eps,
+		got := through(t, eps,
 			func(eps []float32) ([]float32, error) { return s.AddNoise(x0, eps, tt) },
 			func(xt []float32) ([]float32, error) { return s.NoiseFromSample(xt, x0, tt) })
 		// Rounding of x_t (~1 ulp of |x_t| <= 2) divided by sqrt(1-a_t),

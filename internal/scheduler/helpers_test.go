@@ -32,19 +32,17 @@ func convert[U, T float32 | float64](v []T) []U {
 	return out
 }
 
-// thereAndBack is x through there and then back (a move and its inverse),
-// failing t on an error of either.
-func thereAndBack(t *testing.T, x []float32, there, back func([]float32) ([]float32, error)) []float32 {
+// through is x moved by each of moves in turn (e.g. a move and its
+// inverse), failing t on an error.
+func through(t *testing.T, x []float32, moves ...func([]float32) ([]float32, error)) []float32 {
 	t.Helper()
-	y, err := there(x)
-	if err != nil {
-		t.Fatal(err)
+	for _, move := range moves {
+		var err error
+		if x, err = move(x); err != nil {
+			t.Fatal(err)
+		}
 	}
-	z, err := back(y)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return z
+	return x
 }
 
 // diff is the worst elementwise disagreement between two tensors.
