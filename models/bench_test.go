@@ -124,6 +124,17 @@ type benchComponent struct {
 	open          func(c *models.Checkpoint) (build func() (*onnx.Graph, error), w *models.Weights, err error)
 }
 
+// vaeComponent opens the VAE for the graph that graph builds.
+func vaeComponent(graph func(*models.VAE) (*onnx.Graph, error)) func(*models.Checkpoint) (func() (*onnx.Graph, error), *models.Weights, error) {
+	return func(c *models.Checkpoint) (func() (*onnx.Graph, error), *models.Weights, error) {
+		v, err := c.VAE(onnx.Float)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func() (*onnx.Graph, error) { return graph(v) }, v.Weights, nil
+	}
+}
+
 var benchComponents = []benchComponent{
 	{"unet", []string{models.InSample, models.InTimestep, models.InTextEmbeds}, []string{models.OutSample},
 		func(c *models.Checkpoint) (func() (*onnx.Graph, error), *models.Weights, error) {
@@ -133,22 +144,8 @@ var benchComponents = []benchComponent{
 			}
 			return func() (*onnx.Graph, error) { return u.Graph(models.UNetGraphOptions{}) }, u.Weights, nil
 		}},
-	{"vae_encoder", []string{models.InImage}, []string{models.OutLatent},
-		func(c *models.Checkpoint) (func() (*onnx.Graph, error), *models.Weights, error) {
-			v, err := c.VAE(onnx.Float)
-			if err != nil {
-				return nil, nil, err
-			}
-			return v.EncoderGraph, v.Weights, nil
-		}},
-	{"vae_decoder", []string{models.InLatent}, []string{models.OutImage},
-		func(c *models.Checkpoint) (func() (*onnx.Graph, error), *models.Weights, error) {
-			v, err := c.VAE(onnx.Float)
-			if err != nil {
-				return nil, nil, err
-			}
-			return v.DecoderGraph, v.Weights, nil
-		}},
+	{"vae_encoder", []string{models.InImage}, []string{models.OutLatent}, vaeComponent((*models.VAE).EncoderGraph)},
+	{"vae_decoder", []string{models.InLatent}, []string{models.OutImage}, vaeComponent((*models.VAE).DecoderGraph)},
 	{"text_encoder", []string{models.InInputIDs}, []string{models.OutHiddenState, models.OutPoolerOutput},
 		func(c *models.Checkpoint) (func() (*onnx.Graph, error), *models.Weights, error) {
 			m, err := c.TextEncoder(onnx.Float)

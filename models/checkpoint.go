@@ -187,13 +187,20 @@ func (c *Checkpoint) Weights(component string, t onnx.DataType) (*Weights, error
 	return OpenWeights(component, files, t)
 }
 
+// component reads a component's config.json with load and opens its
+// weights for graphs of element type t.
+func component[C any](c *Checkpoint, name string, t onnx.DataType, load func(string) (*C, error)) (*C, *Weights, error) {
+	cfg, err := load(c.Path(name, "config.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := c.Weights(name, t)
+	return cfg, w, err
+}
+
 // UNet loads the UNet's config and weights.
 func (c *Checkpoint) UNet(t onnx.DataType) (*UNet, error) {
-	cfg, err := LoadUNetConfig(c.Path("unet", "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	w, err := c.Weights("unet", t)
+	cfg, w, err := component(c, "unet", t, LoadUNetConfig)
 	if err != nil {
 		return nil, err
 	}

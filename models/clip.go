@@ -123,11 +123,7 @@ func (m *CLIPText) Graph() (*onnx.Graph, error) {
 
 // TextEncoder loads the CLIP text model's config and weights.
 func (c *Checkpoint) TextEncoder(t onnx.DataType) (*CLIPText, error) {
-	cfg, err := LoadCLIPTextConfig(c.Path("text_encoder", "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	w, err := c.Weights("text_encoder", t)
+	cfg, w, err := component(c, "text_encoder", t, LoadCLIPTextConfig)
 	if err != nil {
 		return nil, err
 	}

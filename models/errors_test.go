@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // copyModel copies a tiny fixture model into a temporary folder to break.
@@ -231,22 +231,7 @@ func TestBadCheckpoints(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyModel(t, "tiny-sd15")
-			err := buildAll(tc.break_(t, dir))
-			if err == nil {
-				t.Fatal("no error")
-			}
-			msg := err.Error()
-			if strings.Contains(msg, "\n") {
-				t.Errorf("error is not one line: %q", msg)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error %q does not mention %q", msg, w)
-				}
-			}
-			if tc.is != nil && !errors.Is(err, tc.is) {
-				t.Errorf("error %q is not %v", msg, tc.is)
-			}
+			checkErrorLine(t, buildAll(tc.break_(t, dir)), tc.is, tc.want...)
 		})
 	}
 }
@@ -282,22 +267,7 @@ func TestGeometryRefusedAtLoad(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyModel(t, "tiny-sd15")
 			editJSON(t, filepath.Join(dir, tc.config, "config.json"), tc.edit)
-			err := loadConfigs(dir)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			msg := err.Error()
-			if strings.Contains(msg, "\n") {
-				t.Errorf("error is not one line: %q", msg)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error %q does not mention %q", msg, w)
-				}
-			}
-			if !errors.Is(err, ErrUnsupported) {
-				t.Errorf("error %q is not %v", msg, ErrUnsupported)
-			}
+			checkErrorLine(t, loadConfigs(dir), ErrUnsupported, tc.want...)
 		})
 	}
 }
@@ -339,5 +309,15 @@ func TestUNetOddLatent(t *testing.T) {
 				t.Fatalf("%dx%d: out[%d] = %g", h, w, i, v)
 			}
 		}
+	}
+}
+
+// checkErrorLine fails t unless err is an error of one line that mentions
+// every one of want and, when is is not nil, is is.
+func checkErrorLine(t *testing.T, err, is error, want ...string) {
+	t.Helper()
+	testenv.ErrorLine(t, err, want...)
+	if is != nil && !errors.Is(err, is) {
+		t.Errorf("error %q is not %v", err, is)
 	}
 }

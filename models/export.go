@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
+	"github.com/tokenflow/tokenflow/internal/atomicfile"
 	"github.com/tokenflow/tokenflow/internal/onnx"
 )
 
@@ -104,7 +104,7 @@ func Export(c *Checkpoint, out string, o ExportOptions) error {
 		}
 	}
 	for _, sub := range []string{"tokenizer", "scheduler"} {
-		if err := copyDir(c.Path(sub), filepath.Join(out, sub)); err != nil {
+		if err := atomicfile.CopyDir(c.Path(sub), filepath.Join(out, sub)); err != nil {
 			return fmt.Errorf("export %s: %w", sub, err)
 		}
 	}
@@ -385,33 +385,6 @@ func pipelineIndex(c *Checkpoint) ([]byte, error) {
 // checkpoint names none (a converted single file): the version the
 // conformance references were made with.
 const exportDiffusersVersion = "0.20.2"
-
-func copyDir(src, dst string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return writeFile(dst, b)
-}
 
 func writeFile(dst string, b []byte) error {
 	tmp := dst + ".tmp"

@@ -147,16 +147,7 @@ func TestExportForOnnxPipeline(t *testing.T) {
 					})
 					// tokenflow's run: its TokenFlow UNet in plain mode,
 					// int64 scalar timestep, as internal/sd calls it.
-					in := map[string]ort.Tensor{
-						InSample: ort.New(xs, x), InTimestep: ort.Scalar(step[0]), InTextEmbeds: ort.New(es, e),
-						InAttnMode: ort.New([]int64{1}, []int64{ModePlain}), InQKInject: ort.New([]int64{1}, []bool{false}),
-						InConvInject: ort.New([]int64{1}, []bool{false}), InPivots: ort.New([]int64{2}, []int64{0, 0}),
-						InPivotWeights: ort.New([]int64{0}, []float32{}),
-					}
-					for _, l := range ts.layers {
-						in[InKeyTokens(l.Path)] = ort.New([]int64{0, 0, l.Channels}, []float32{})
-						in[InKeyAttn(l.Path)] = ort.New([]int64{0, 0, l.Channels}, []float32{})
-					}
+					in := ts.passInputs(ort.New(xs, x), ort.Scalar(step[0]), ort.New(es, e), ModePlain, false, []int64{0, 0}, []float32{}, 0)
 					mine := data(t, ts.run(t, in)[OutSample])
 					fixture.Close(t, "exported unet case "+cs+" vs tokenflow's", got[0], mine, exportRel, exportAbs)
 					fixture.Close(t, "exported unet case "+cs+" vs diffusers", got[0], want, compRel, compAbs)
@@ -165,17 +156,7 @@ func TestExportForOnnxPipeline(t *testing.T) {
 
 			t.Run("vae", func(t *testing.T) {
 				exp := fixture.Open(t, fixture.Expected(t, model, "vae.safetensors"))
-				v := floatVAE(t, c)
-				eg, err := v.EncoderGraph()
-				if err != nil {
-					t.Fatal(err)
-				}
-				dg, err := v.DecoderGraph()
-				if err != nil {
-					t.Fatal(err)
-				}
-				ownEnc := session(t, eg, []string{InImage}, []string{OutLatent})
-				ownDec := session(t, dg, []string{InLatent}, []string{OutImage})
+				ownEnc, ownDec := vaeSessions(t, floatVAE(t, c))
 
 				// The encoder gets the whole batch of images, as img2img
 				// passes init_image. tokenflow's encoder gives the

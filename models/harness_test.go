@@ -113,20 +113,27 @@ func floatVAE(t testing.TB, c *Checkpoint) *VAE {
 // expected vae.safetensors within rel*max|ref| + abs.
 func checkVAE(t testing.TB, v *VAE, exp *fixture.File, what string, rel, abs float64) {
 	t.Helper()
-	eg, err := v.EncoderGraph()
-	if err != nil {
-		t.Fatal(err)
-	}
+	enc, dec := vaeSessions(t, v)
 	x, xs := exp.F32("encode_input")
 	mean, _ := exp.F32("encode_mean")
-	got := runF32(t, session(t, eg, []string{InImage}, []string{OutLatent}), ort.New(xs, x))[0]
+	got := runF32(t, enc, ort.New(xs, x))[0]
 	fixture.Close(t, what+" vae encoder posterior mean", got, mean, rel, abs)
-	dg, err := v.DecoderGraph()
-	if err != nil {
-		t.Fatal(err)
-	}
 	z, zs := exp.F32("decode_input")
 	want, _ := exp.F32("decode_output")
-	got = runF32(t, session(t, dg, []string{InLatent}, []string{OutImage}), ort.New(zs, z))[0]
+	got = runF32(t, dec, ort.New(zs, z))[0]
 	fixture.Close(t, what+" vae decoder", got, want, rel, abs)
+}
+
+// vaeSessions are sessions of v's encoder and decoder graphs.
+func vaeSessions(t testing.TB, v *VAE) (enc, dec *ort.Session) {
+	t.Helper()
+	open := func(build func() (*onnx.Graph, error), in, out string) *ort.Session {
+		t.Helper()
+		g, err := build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return session(t, g, []string{in}, []string{out})
+	}
+	return open(v.EncoderGraph, InImage, OutLatent), open(v.DecoderGraph, InLatent, OutImage)
 }

@@ -90,17 +90,8 @@ func TestTokenFlowGraphPrompts(t *testing.T) {
 				}
 				// lat is [source | x_1..x_P | x_1..x_P]: uncond and cond
 				// groups take the same latents.
-				in := map[string]ort.Tensor{
-					InSample: groupBatch(fs, lat...), InTimestep: ort.Scalar(int64(901)),
-					InTextEmbeds: groupBatch([]int64{int64(len(idx)), 77, C}, text...),
-					InAttnMode:   ort.New([]int64{1}, []int64{mode}), InQKInject: ort.New([]int64{1}, []bool{inject}),
-					InConvInject: ort.New([]int64{1}, []bool{inject}), InPivots: ort.New([]int64{2}, pv),
-					InPivotWeights: ort.New([]int64{int64(len(w))}, w),
-				}
-				for _, l := range ts.layers {
-					in[InKeyTokens(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
-					in[InKeyAttn(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
-				}
+				in := ts.passInputs(groupBatch(fs, lat...), ort.Scalar(int64(901)), groupBatch([]int64{int64(len(idx)), 77, C}, text...),
+					mode, inject, pv, w, 1)
 				for name, v := range cache {
 					in[name] = v
 				}

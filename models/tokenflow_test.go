@@ -42,6 +42,24 @@ func (ts *tfSession) run(t *testing.T, in map[string]ort.Tensor) map[string]ort.
 	return ortsession.RunNamed(t, ts.s, ts.inputs, ts.outputs, in)
 }
 
+// passInputs are the TokenFlow UNet's inputs for one pass: sample,
+// timestep and text states, the attention mode, one switch for both
+// injections, the pivots and their weights, and every layer's cached
+// keyframe tokens and attention inputs empty ([0, keyRows, channels]).
+func (ts *tfSession) passInputs(sample, timestep, text ort.Tensor, mode int64, inject bool, pivots []int64, w []float32, keyRows int64) map[string]ort.Tensor {
+	in := map[string]ort.Tensor{
+		InSample: sample, InTimestep: timestep, InTextEmbeds: text,
+		InAttnMode: ort.New([]int64{1}, []int64{mode}), InQKInject: ort.New([]int64{1}, []bool{inject}),
+		InConvInject: ort.New([]int64{1}, []bool{inject}), InPivots: ort.New([]int64{2}, pivots),
+		InPivotWeights: ort.New([]int64{int64(len(w))}, w),
+	}
+	for _, l := range ts.layers {
+		in[InKeyTokens(l.Path)] = ort.New([]int64{0, keyRows, l.Channels}, []float32{})
+		in[InKeyAttn(l.Path)] = ort.New([]int64{0, keyRows, l.Channels}, []float32{})
+	}
+	return in
+}
+
 func data(t *testing.T, x ort.Tensor) []float32 {
 	t.Helper()
 	return ortsession.Data[float32](t, x)
@@ -95,16 +113,7 @@ func TestTokenFlowGraphStep0(t *testing.T) {
 			lay := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "layers.safetensors"))
 			kf := []int{2, 6}
 			sample, text := Step0Batch(t, exp, kf)
-			in := map[string]ort.Tensor{
-				InSample: sample, InTimestep: ort.Scalar(int64(901)), InTextEmbeds: text,
-				InAttnMode: ort.New([]int64{1}, []int64{ModeKeyframe}), InQKInject: ort.New([]int64{1}, []bool{true}),
-				InConvInject: ort.New([]int64{1}, []bool{true}), InPivots: ort.New([]int64{2}, []int64{0, 0}),
-				InPivotWeights: ort.New([]int64{0}, []float32{}),
-			}
-			for _, l := range ts.layers {
-				in[InKeyTokens(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
-				in[InKeyAttn(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
-			}
+			in := ts.passInputs(sample, ort.Scalar(int64(901)), text, ModeKeyframe, true, []int64{0, 0}, []float32{}, 1)
 			out := ts.run(t, in)
 			// The attention outputs of the keyframe pass feed every later
 			// pass: the reference's own float64 twin is at ~1e-5 relative.
@@ -134,12 +143,7 @@ func TestTokenFlowGraphStep0(t *testing.T) {
 				if len(pb.PivotSlots) == 2 {
 					pv[1] = int64(pb.PivotSlots[1])
 				}
-				pin := map[string]ort.Tensor{
-					InSample: sample, InTimestep: ort.Scalar(int64(901)), InTextEmbeds: text,
-					InAttnMode: ort.New([]int64{1}, []int64{ModePropagate}), InQKInject: ort.New([]int64{1}, []bool{true}),
-					InConvInject: ort.New([]int64{1}, []bool{true}), InPivots: ort.New([]int64{2}, pv),
-					InPivotWeights: ort.New([]int64{int64(len(pb.Weights))}, pb.Weights),
-				}
+				pin := ts.passInputs(sample, ort.Scalar(int64(901)), text, ModePropagate, true, pv, pb.Weights, 1)
 				for _, l := range ts.layers {
 					pin[InKeyTokens(l.Path)] = out[OutTokens(l.Path)]
 					pin[InKeyAttn(l.Path)] = out[OutAttn(l.Path)]

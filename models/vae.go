@@ -227,11 +227,7 @@ func finish(g *onnx.Graph, w *Weights) (*onnx.Graph, error) {
 
 // VAE loads the autoencoder's config and weights.
 func (c *Checkpoint) VAE(t onnx.DataType) (*VAE, error) {
-	cfg, err := LoadVAEConfig(c.Path("vae", "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	w, err := c.Weights("vae", t)
+	cfg, w, err := component(c, "vae", t, LoadVAEConfig)
 	if err != nil {
 		return nil, err
 	}

@@ -132,31 +132,19 @@ log "bench: done in $(($(date +%s) - start))s, load average $(loadavg)"
     echo
     grep -m1 '^full-model:' "$out"
   fi
-  if grep -q '^unet-eval:' "$out"; then
-    echo
-    echo "UNet speed (full size, 32x32 latent, batch 1; PERF.md: 181 GFLOP per evaluation):"
-    grep '^unet-eval:' "$out" | sed 's/^unet-eval: /  /'
-  fi
-  if grep -q '^peak-rss:' "$out"; then
-    echo
-    echo "Peak RSS with the full-size UNet session open (budget 1.3x the UNet weights):"
-    grep '^peak-rss:' "$out" | sed 's/^peak-rss: /  /'
-  fi
-  if grep -q '^pipeline:' "$out"; then
-    echo
-    echo "Whole runs (tokenflow edit; PERF.md workload for sd21-base-256; official: 1184 s at 1 thread, 923 s at 2):"
-    grep '^pipeline:' "$out" | sed 's/^pipeline: /  /'
-  fi
-  if grep -q '^prompts:' "$out"; then
-    echo
-    echo "Four prompts in one run vs four runs of one prompt, one inversion shared (issue 11; target ratio 0.70 or less):"
-    grep '^prompts:' "$out" | sed 's/^prompts: /  /'
-  fi
-  if grep -q '^frames:' "$out"; then
-    echo
-    echo "Clip length (issue 10: full-size SD 2.1, 128x128, 2+2 steps, batch 8; peak RSS and s/frame flat within 15 % from 64 to 256 frames):"
-    grep '^frames:' "$out" | sed 's/^frames: /  /'
-  fi
+  # section TAG TITLE: the benchmarks' "TAG: ..." lines under TITLE, if any.
+  section() {
+    if grep -q "^$1:" "$out"; then
+      echo
+      echo "$2"
+      grep "^$1:" "$out" | sed "s/^$1: /  /"
+    fi
+  }
+  section unet-eval "UNet speed (full size, 32x32 latent, batch 1; PERF.md: 181 GFLOP per evaluation):"
+  section peak-rss "Peak RSS with the full-size UNet session open (budget 1.3x the UNet weights):"
+  section pipeline "Whole runs (tokenflow edit; PERF.md workload for sd21-base-256; official: 1184 s at 1 thread, 923 s at 2):"
+  section prompts "Four prompts in one run vs four runs of one prompt, one inversion shared (issue 11; target ratio 0.70 or less):"
+  section frames "Clip length (issue 10: full-size SD 2.1, 128x128, 2+2 steps, batch 8; peak RSS and s/frame flat within 15 % from 64 to 256 frames):"
   if grep -q -- '--- FAIL\|^FAIL' "$out"; then
     echo
     echo "FAILURES:"

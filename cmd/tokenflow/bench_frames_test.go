@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/testenv"
-	"github.com/tokenflow/tokenflow/internal/testmodel"
 )
 
 // BenchmarkFrames measures how a run grows with the clip's length: the
@@ -32,14 +29,7 @@ func BenchmarkFrames(b *testing.B) {
 		b.Skip("TOKENFLOW_BENCH_FULL=0: the frames benchmark needs the full-size model")
 	}
 	testenv.FFmpeg(b)
-	root, err := testmodel.DefaultCacheDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := testmodel.Cached(root, fixture.Model(b, "tiny-sd21"), testmodel.SD21Base(), 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := fullModel(b)
 	lengths := []int{16, 64, 256}
 	if v := os.Getenv("TOKENFLOW_BENCH_FRAMES"); v != "" {
 		lengths = nil
@@ -57,12 +47,7 @@ func BenchmarkFrames(b *testing.B) {
 	for i, n := range lengths {
 		b.Run(fmt.Sprintf("frames=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
-			clip := filepath.Join(dir, "clip.mp4")
-			gen := exec.Command("ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=128x128:rate=10",
-				"-frames:v", strconv.Itoa(n), "-c:v", "libx264", "-pix_fmt", "yuv420p", clip)
-			if out, err := gen.CombinedOutput(); err != nil {
-				b.Fatalf("make the clip: %v\n%s", err, out)
-			}
+			clip := patternClip(b, filepath.Join(dir, "clip.mp4"), "128x128", n)
 			args := func(tag string) []string {
 				return []string{"edit", "--model", s.Dir, "--prompt", "a marble statue", "--inversion-prompt", "a test pattern",
 					"--size", "128x128", "--batch-size", "8", "--inversion-steps", "2", "--steps", "2", "--keyframes", "middle",

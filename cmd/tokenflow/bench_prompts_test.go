@@ -2,16 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/tokenflow/tokenflow/internal/fixture"
-	"github.com/tokenflow/tokenflow/internal/testenv"
-	"github.com/tokenflow/tokenflow/internal/testmodel"
 )
 
 // benchPrompts are the four prompts of the many-prompt benchmark.
@@ -27,33 +21,7 @@ var benchPrompts = []string{"a marble statue", "a bronze statue", "a watercolor 
 // ratio (issue 11's target: at most 0.70) and the peak RSS of each.
 // TOKENFLOW_BENCH_FULL=0 leaves out the full-size model.
 func BenchmarkPrompts(b *testing.B) {
-	testenv.FFmpeg(b)
-	loads := []benchWorkload{{name: "tiny-sd21", model: fixture.Model(b, "tiny-sd21"),
-		input: fixture.Expected(b, "tiny-sd21", "tokenflow_inv10", "input_frames"), size: "64x64", threads: 2}}
-	if os.Getenv("TOKENFLOW_BENCH_FULL") != "0" {
-		root, err := testmodel.DefaultCacheDir()
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := testmodel.Cached(root, fixture.Model(b, "tiny-sd21"), testmodel.SD21Base(), 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		clip := filepath.Join(b.TempDir(), "perf.mp4")
-		gen := exec.Command("ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=256x256:rate=10", "-frames:v", "8",
-			"-c:v", "libx264", "-pix_fmt", "yuv420p", clip)
-		if out, err := gen.CombinedOutput(); err != nil {
-			b.Fatalf("make the clip: %v\n%s", err, out)
-		}
-		loads = append(loads, benchWorkload{name: "sd21-base-256", model: s.Dir, input: clip, size: "256x256", threads: 2})
-	}
-	for _, w := range loads {
-		b.Run(fmt.Sprintf("%s/threads=%d", w.name, w.threads), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				benchPromptsRun(b, w)
-			}
-		})
-	}
+	benchEach(b, []int{2}, benchPromptsRun)
 }
 
 func benchPromptsRun(b *testing.B, w benchWorkload) {

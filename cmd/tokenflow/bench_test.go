@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,36 +61,56 @@ type benchWorkload struct {
 }
 
 func BenchmarkPipeline(b *testing.B) {
+	benchEach(b, []int{1, 2}, benchWorkloadRun)
+}
+
+// fullModel is PERF.md's model: the full-size Stable Diffusion 2.1-base
+// architecture with random weights, written once into the test model cache.
+func fullModel(b *testing.B) *testmodel.Summary {
+	root, err := testmodel.DefaultCacheDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := testmodel.Cached(root, fixture.Model(b, "tiny-sd21"), testmodel.SD21Base(), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// patternClip writes at path an H.264 clip of ffmpeg's testsrc2 pattern,
+// size WxH at 10 fps, frames long.
+func patternClip(b *testing.B, path, size string, frames int) string {
+	gen := exec.Command("ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size="+size+":rate=10",
+		"-frames:v", strconv.Itoa(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p", path)
+	if out, err := gen.CombinedOutput(); err != nil {
+		b.Fatalf("make the clip: %v\n%s", err, out)
+	}
+	return path
+}
+
+// benchEach runs run as a sub-benchmark on each workload: the tiny model
+// on the fixture clip at 2 threads, and (unless TOKENFLOW_BENCH_FULL=0)
+// PERF.md's full-size model and clip at each of threads.
+func benchEach(b *testing.B, threads []int, run func(*testing.B, benchWorkload)) {
 	testenv.FFmpeg(b)
 	loads := []benchWorkload{{name: "tiny-sd21", model: fixture.Model(b, "tiny-sd21"),
 		input: fixture.Expected(b, "tiny-sd21", "tokenflow_inv10", "input_frames"), size: "64x64", threads: 2}}
 	if os.Getenv("TOKENFLOW_BENCH_FULL") != "0" {
-		root, err := testmodel.DefaultCacheDir()
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := testmodel.Cached(root, fixture.Model(b, "tiny-sd21"), testmodel.SD21Base(), 1)
-		if err != nil {
-			b.Fatal(err)
-		}
+		s := fullModel(b)
 		var mb float64
 		for _, c := range s.Components {
 			mb += float64(c.Bytes) / (1 << 20)
 		}
-		clip := filepath.Join(b.TempDir(), "perf.mp4")
-		gen := exec.Command("ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=256x256:rate=10", "-frames:v", "8",
-			"-c:v", "libx264", "-pix_fmt", "yuv420p", clip)
-		if out, err := gen.CombinedOutput(); err != nil {
-			b.Fatalf("make the clip: %v\n%s", err, out)
-		}
-		for _, th := range []int{1, 2} {
+		clip := patternClip(b, filepath.Join(b.TempDir(), "perf.mp4"), "256x256", 8)
+		for _, th := range threads {
 			loads = append(loads, benchWorkload{name: "sd21-base-256", model: s.Dir, input: clip, size: "256x256", weightsMB: mb, threads: th, official: officialSeconds[th]})
 		}
 	}
 	for _, w := range loads {
 		b.Run(fmt.Sprintf("%s/threads=%d", w.name, w.threads), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				benchWorkloadRun(b, w)
+				run(b, w)
 			}
 		})
 	}

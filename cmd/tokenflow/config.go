@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -98,13 +96,9 @@ type configSetting struct {
 // loadConfig reads --config: a YAML mapping of known keys to single values,
 // each key once and no two keys setting one flag.
 func loadConfig(path string) (*editConfig, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFlagFile("--config", path)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, usageErr("--config %s: %v", path, err)
+		return nil, err
 	}
 	c, err := parseConfig(b)
 	if err != nil {

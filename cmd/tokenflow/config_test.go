@@ -6,10 +6,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +17,18 @@ import (
 
 	"github.com/spf13/pflag"
 )
+
+// checkConfig parses edit --config with a file holding yaml (args after
+// it) and checks the options against edit's defaults with that file and
+// change applied; it returns what they gave.
+func checkConfig(t *testing.T, yaml string, args []string, change func(*editView)) editView {
+	t.Helper()
+	cfg := writeConfig(t, yaml)
+	return checkParsed(t, parseEdit, editDefaults, append([]string{"--config", cfg}, args...), func(v *editView) {
+		v.Config = cfg
+		change(v)
+	})
+}
 
 func TestConfigKeys(t *testing.T) {
 	t.Setenv("TOKENFLOW_MODEL", "")
@@ -94,17 +104,7 @@ func TestConfigKeys(t *testing.T) {
 		key, _, _ := strings.Cut(tc.yaml, ":")
 		tested[key] = true
 		t.Run(tc.yaml, func(t *testing.T) {
-			cfg := writeConfig(t, tc.yaml+"\n")
-			got, err := parseEdit(t, "--config", cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := editDefaults
-			want.Config = cfg
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("config %q (-want +got):\n%s", tc.yaml, d)
-			}
+			got := checkConfig(t, tc.yaml+"\n", nil, tc.change)
 			if tc.flags == nil {
 				return
 			}
@@ -257,19 +257,8 @@ func FuzzConfig(f *testing.F) {
 	path := filepath.Join(dir, "config.yaml")
 	noInput := filepath.Join(dir, "no-such-input") // check stops there, before making output_path
 	parse := func(t *testing.T, args ...string) (*EditOptions, *pflag.FlagSet, error) {
-		var got *EditOptions
-		cmd := newCmdEdit(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *EditOptions) error {
-			got = o
-			return nil
-		})
-		cmd.SetArgs(args)
-		cmd.SetOut(io.Discard)
-		cmd.SetErr(io.Discard)
-		err := cmd.Execute()
-		if err == nil && got == nil {
-			t.Fatal("runF was not called")
-		}
-		return got, cmd.Flags(), err
+		o, cmd, err := parseArgs(t, newCmdEdit, args...)
+		return o, cmd.Flags(), err
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
@@ -369,17 +358,7 @@ func TestConfigSDEdit(t *testing.T) {
 		{"--mode pnp: start is the first frame", "start: 3\nuse_ddim_noise: true\n", []string{"--mode", "pnp"}, func(v *editView) { v.Start = 3 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := writeConfig(t, tc.yaml)
-			got, err := parseEdit(t, append([]string{"--config", cfg}, tc.args...)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := editDefaults
-			want.Config = cfg
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("config %q %q (-want +got):\n%s", tc.yaml, tc.args, d)
-			}
+			checkConfig(t, tc.yaml, tc.args, tc.change)
 		})
 	}
 

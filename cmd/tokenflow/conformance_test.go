@@ -65,19 +65,9 @@ func TestEditConformance(t *testing.T) {
 			cacheDir := filepath.Join(d, "cache")
 			edit := func(out string) (editResult, []float32) {
 				t.Helper()
-				latents := filepath.Join(d, out+".safetensors")
-				res, r := tfJSON[editResult](t, d, "edit", "--model", model(t, name),
-					"--prompt", "a red cube", "--inversion-prompt", "a ball",
-					"--inversion-steps", "10", "--steps", "10", "--batch-size", "4", "--keyframes", "middle",
-					"--size", "64x64", "--fps", "10", "--cache-dir", cacheDir,
-					"-o", filepath.Join(d, out+".mp4"), "--save-latents", latents, "--json", fixtureFrames(t, name))
-				checkStderrProgress(t, r)
-				if res.Latents != latents || res.Frames != 8 || res.Size != "64x64" || res.FPS != "10/1" || res.Keyframes != "middle" {
+				res, _, got := conformanceEdit(t, d, cacheDir, name, out, wantShape)
+				if res.FPS != "10/1" {
 					t.Errorf("result %+v", res)
-				}
-				got, gotShape := fixture.Open(t, latents).F32("latents")
-				if !slices.Equal(gotShape, wantShape) {
-					t.Fatalf("--save-latents shape %v, want %v", gotShape, wantShape)
 				}
 				return res, got
 			}
@@ -99,16 +89,12 @@ func TestEditConformance(t *testing.T) {
 				t.Fatalf("kept timesteps %v, want %v", m.Kept, wantKept)
 			}
 			entry := fixture.Open(t, filepath.Join(res.CacheDir, "latents.safetensors"))
-			shape := m.Latent[:]
-			ref := &cache.Latents{Z0: tensor.Tensor{Shape: shape}, Noisy: map[int]tensor.Tensor{}}
-			ref.Z0.Data, _ = exp.F32("preprocess.latents")
+			ref := officialInversion(exp, m)
 			z0, _ := entry.F32("latents")
 			fixture.Close(t, "inversion z0 vs preprocess.latents", z0, ref.Z0.Data, conformanceInvRel, 0)
 			for _, ts := range m.Kept {
-				want, _ := exp.F32(fmt.Sprintf("preprocess.inverted_latents.t%04d", ts))
-				ref.Noisy[ts] = tensor.Tensor{Shape: shape, Data: want}
 				zt, _ := entry.F32(fmt.Sprintf("noisy_latents_%d", ts))
-				fixture.Close(t, fmt.Sprintf("inversion z_%d vs preprocess.inverted_latents.t%04d", ts, ts), zt, want, conformanceInvRel, 0)
+				fixture.Close(t, fmt.Sprintf("inversion z_%d vs preprocess.inverted_latents.t%04d", ts, ts), zt, ref.Noisy[ts].Data, conformanceInvRel, 0)
 			}
 
 			// 3. the edit from the official inversion, under the same key
@@ -120,6 +106,48 @@ func TestEditConformance(t *testing.T) {
 			fixture.Close(t, "edit (official inversion) vs latents_after_step9", got, want, conformanceRel, 0)
 		})
 	}
+}
+
+// conformanceEdit runs `tokenflow edit` in d on the fixture clip with the
+// settings of the official runs behind model name's fixtures (prompts
+// "a red cube" and "a ball", 10 inversion and 10 editing steps, batches of
+// 4, middle keyframes, 64x64, 10 fps), the cache cacheDir and extra flags,
+// saving its video and latents under the name out. It checks the progress
+// lines and what the JSON says of the latents, frames, size and keyframes,
+// and returns the result, the run and the saved latents (of shape
+// wantShape).
+func conformanceEdit(t *testing.T, d, cacheDir, name, out string, wantShape []int64, extra ...string) (editResult, runResult, []float32) {
+	t.Helper()
+	latents := filepath.Join(d, out+".safetensors")
+	args := append([]string{"edit", "--model", model(t, name),
+		"--prompt", "a red cube", "--inversion-prompt", "a ball",
+		"--inversion-steps", "10", "--steps", "10", "--batch-size", "4", "--keyframes", "middle",
+		"--size", "64x64", "--fps", "10", "--cache-dir", cacheDir,
+		"-o", filepath.Join(d, out+".mp4"), "--save-latents", latents, "--json"}, extra...)
+	res, r := tfJSON[editResult](t, d, append(args, fixtureFrames(t, name))...)
+	checkStderrProgress(t, r)
+	if res.Latents != latents || res.Frames != 8 || res.Size != "64x64" || res.Keyframes != "middle" {
+		t.Errorf("result %+v", res)
+	}
+	got, gotShape := fixture.Open(t, latents).F32("latents")
+	if !slices.Equal(gotShape, wantShape) {
+		t.Fatalf("--save-latents shape %v, want %v", gotShape, wantShape)
+	}
+	return res, r, got
+}
+
+// officialInversion is the official run's inversion in exp
+// (preprocess.latents and preprocess.inverted_latents.t*) at the
+// timesteps the manifest m keeps, in m's latent shape.
+func officialInversion(exp *fixture.File, m cache.Manifest) *cache.Latents {
+	shape := m.Latent[:]
+	ref := &cache.Latents{Z0: tensor.Tensor{Shape: shape}, Noisy: map[int]tensor.Tensor{}}
+	ref.Z0.Data, _ = exp.F32("preprocess.latents")
+	for _, ts := range m.Kept {
+		z, _ := exp.F32(fmt.Sprintf("preprocess.inverted_latents.t%04d", ts))
+		ref.Noisy[ts] = tensor.Tensor{Shape: shape, Data: z}
+	}
+	return ref
 }
 
 // readManifest reads the manifest of the cache entry in dir.

@@ -9,7 +9,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -54,15 +53,7 @@ func tfLimited(t *testing.T, dir string, limit int64, args ...string) runResult 
 	cmd := tfCommand(t, dir, args...)
 	cmd.Path, cmd.Args = os.Args[0], append([]string{os.Args[0]}, args...)
 	cmd.Env = append(cmd.Env, fsizeEnv+"="+strconv.FormatInt(limit, 10), execEnv+"="+tfBin)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := runResult{Stdout: out.String(), Stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.Code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	r := runCmd(t, cmd)
 	if r.Code == 3 && strings.Contains(r.Stderr, "fsize helper") {
 		t.Fatalf("could not limit the file size: %s", r.Stderr)
 	}

@@ -76,30 +76,10 @@ func tfMake(t *testing.T, dir string, env []string, args ...string) runResult {
 	if err != nil {
 		t.Fatalf("build tokenflow with make's link flags: %v", err)
 	}
-	var base []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "TOKENFLOW_MODEL", "TOKENFLOW_CACHE", "ONNXRUNTIME_LIB":
-			continue
-		}
-		base = append(base, kv)
-	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(append(base, "TOKENFLOW_CACHE="+filepath.Join(t.TempDir(), "default-cache")), env...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	r := runResult{}
-	if err := cmd.Run(); err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("tokenflow %s: %v", strings.Join(args, " "), err)
-		}
-		r.Code = ee.ExitCode()
-	}
-	r.Stdout, r.Stderr = out.String(), errb.String()
-	return r
+	cmd.Env = append(append(userEnv(), "TOKENFLOW_CACHE="+filepath.Join(t.TempDir(), "default-cache")), env...)
+	return runCmd(t, cmd)
 }
 
 // reportLine is the line of doctor's report that starts with prefix

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenflow/tokenflow/internal/testenv"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
@@ -141,15 +142,10 @@ func TestEditFramesDirAndLongPrompt(t *testing.T) {
 	if res.FramesDir != filepath.Join(d, "frames") {
 		t.Errorf("frames_dir %q", res.FramesDir)
 	}
-	ents, err := os.ReadDir(filepath.Join(d, "frames"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-		if got := pngSize(t, filepath.Join(d, "frames", e.Name())); got.X != 48 || got.Y != 32 {
-			t.Errorf("%s is %dx%d, want the working size 48x32", e.Name(), got.X, got.Y)
+	names := testenv.DirNames(t, filepath.Join(d, "frames"))
+	for _, name := range names {
+		if got := pngSize(t, filepath.Join(d, "frames", name)); got.X != 48 || got.Y != 32 {
+			t.Errorf("%s is %dx%d, want the working size 48x32", name, got.X, got.Y)
 		}
 	}
 	var want []string

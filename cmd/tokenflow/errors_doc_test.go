@@ -6,6 +6,7 @@ package main
 // checks them.
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -102,24 +103,12 @@ func TestErrorsDoc(t *testing.T) {
 				args = slices.Concat([]string{"invert", "--model", sd15, "--size", "32x32", "--steps", "2", "--save-steps", "2",
 					"--cache-dir", filepath.Join(d, "cache")}, args[1:])
 			}
-			before := listTree(t, d)
-			res := tf(t, d, args...)
+			res := tfRefused(t, d, slices.Collect(maps.Keys(files)), args...)
 			if got, want := checkErrorLine(t, res), expand(r.line); got != want {
 				t.Errorf("error line\n%s\nwant (docs/errors.md)\n%s", got, want)
 			}
 			if want, _ := strconv.Atoi(r.exit); res.Code != want {
 				t.Errorf("exit %d, docs/errors.md says %s", res.Code, r.exit)
-			}
-			if res.Stdout != "" {
-				t.Errorf("stdout %q, want nothing", res.Stdout)
-			}
-			if after := listTree(t, d); !slices.Equal(before, after) {
-				t.Errorf("the run wrote files: before %q, after %q", before, after)
-			}
-			for name, text := range files {
-				if b, _ := os.ReadFile(filepath.Join(d, name)); string(b) != text {
-					t.Errorf("%s changed", name)
-				}
 			}
 		})
 	}

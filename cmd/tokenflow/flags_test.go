@@ -7,13 +7,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/tokenflow/tokenflow/internal/pipeline"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tokenflow/tokenflow/internal/pipeline"
 )
 
 // editView is what parsing fills in an EditOptions, flattened for diffs.
@@ -86,42 +89,78 @@ func diffFields(want, got any) string {
 	return b.String()
 }
 
-func parseEdit(t *testing.T, args ...string) (editView, error) {
+// parseArgs runs the command newCmd makes on args, its output discarded,
+// with a runF that keeps the options: what the flags gave (nil when the
+// command failed before runF), the command and its error. A command that
+// succeeds without calling runF fails t.
+func parseArgs[O any](t testing.TB, newCmd func(*globalOptions, func(context.Context, *O) error) *cobra.Command, args ...string) (*O, *cobra.Command, error) {
 	t.Helper()
-	var got *EditOptions
-	cmd := newCmdEdit(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *EditOptions) error {
+	var got *O
+	cmd := newCmd(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *O) error {
 		got = o
 		return nil
 	})
 	cmd.SetArgs(args)
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(io.Discard)
-	if err := cmd.Execute(); err != nil {
-		return editView{}, err
-	}
-	if got == nil {
+	err := cmd.Execute()
+	if err == nil && got == nil {
 		t.Fatal("runF was not called")
 	}
-	return viewEdit(got), nil
+	return got, cmd, err
+}
+
+// parseView is parseArgs' options seen through view.
+func parseView[O, V any](t *testing.T, newCmd func(*globalOptions, func(context.Context, *O) error) *cobra.Command, view func(*O) V, args []string) (V, error) {
+	t.Helper()
+	o, _, err := parseArgs(t, newCmd, args...)
+	if err != nil {
+		var zero V
+		return zero, err
+	}
+	return view(o), nil
+}
+
+func parseEdit(t *testing.T, args ...string) (editView, error) {
+	t.Helper()
+	return parseView(t, newCmdEdit, viewEdit, args)
 }
 
 func parseInvert(t *testing.T, args ...string) (invertView, error) {
 	t.Helper()
-	var got *InvertOptions
-	cmd := newCmdInvert(&globalOptions{Out: io.Discard, Err: io.Discard}, func(_ context.Context, o *InvertOptions) error {
-		got = o
-		return nil
-	})
-	cmd.SetArgs(args)
-	cmd.SetOut(io.Discard)
-	cmd.SetErr(io.Discard)
-	if err := cmd.Execute(); err != nil {
-		return invertView{}, err
+	return parseView(t, newCmdInvert, viewInvert, args)
+}
+
+// parseCase is a command line and what it changes in the default options.
+type parseCase[V any] struct {
+	name   string
+	args   []string
+	change func(*V)
+}
+
+// checkParseCases runs checkParsed on each case, as a subtest.
+func checkParseCases[V any](t *testing.T, parse func(*testing.T, ...string) (V, error), defaults V, cases []parseCase[V]) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			checkParsed(t, parse, defaults, tc.args, tc.change)
+		})
 	}
-	if got == nil {
-		t.Fatal("runF was not called")
+}
+
+// checkParsed parses args and checks every field of what they give against
+// defaults with change applied; it returns what they gave.
+func checkParsed[V any](t *testing.T, parse func(*testing.T, ...string) (V, error), defaults V, args []string, change func(*V)) V {
+	t.Helper()
+	got, err := parse(t, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return viewInvert(got), nil
+	want := defaults
+	change(&want)
+	if d := diffFields(want, got); d != "" {
+		t.Errorf("%s (-want +got):\n%s", strings.Join(args, " "), d)
+	}
+	return got
 }
 
 // editDefaults is edit with no flags: the official TokenFlow defaults
@@ -141,11 +180,7 @@ var invertDefaults = invertView{
 
 func TestEditFlags(t *testing.T) {
 	t.Setenv("TOKENFLOW_MODEL", "")
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		change func(*editView)
-	}{
+	checkParseCases(t, parseEdit, editDefaults, []parseCase[editView]{
 		{"defaults", []string{"in.mp4"}, func(v *editView) { v.Input = "in.mp4" }},
 		{"no input yet (checked by runEdit)", nil, func(*editView) {}},
 		{"overrides", []string{
@@ -164,19 +199,7 @@ func TestEditFlags(t *testing.T) {
 		}},
 		{"short flags", []string{"-p", "x", "-o", "y.mp4", "in"}, func(v *editView) { v.Prompt, v.Out, v.Input = "x", "y.mp4", "in" }},
 		{"--frames 0 is recorded as given", []string{"--frames", "0", "in"}, func(v *editView) { v.Input, v.FramesSet = "in", true }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseEdit(t, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := editDefaults
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("edit %s (-want +got):\n%s", strings.Join(tc.args, " "), d)
-			}
-		})
-	}
+	})
 }
 
 func TestEditFlagsModelFromEnv(t *testing.T) {
@@ -195,11 +218,7 @@ func TestEditFlagsModelFromEnv(t *testing.T) {
 
 func TestInvertFlags(t *testing.T) {
 	t.Setenv("TOKENFLOW_MODEL", "")
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		change func(*invertView)
-	}{
+	checkParseCases(t, parseInvert, invertDefaults, []parseCase[invertView]{
 		{"defaults", []string{"in.mp4"}, func(v *invertView) { v.Input = "in.mp4" }},
 		{"overrides", []string{"--inversion-prompt", "a ball", "--steps", "10", "--save-steps", "5", "--reconstruct", "--force",
 			"--model", "m", "--size", "32x32", "--start", "1", "--frames", "4", "--stride", "2", "--fps", "12",
@@ -208,19 +227,7 @@ func TestInvertFlags(t *testing.T) {
 				Start: 1, Frames: 4, Stride: 2, Threads: 1, BatchSize: 3, FramesSet: true, JSON: true,
 				InversionPrompt: "a ball", InversionSteps: 500, Steps: 10, SaveSteps: 5, Reconstruct: true, Force: true, NoResume: true}
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseInvert(t, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := invertDefaults
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("invert %s (-want +got):\n%s", strings.Join(tc.args, " "), d)
-			}
-		})
-	}
+	})
 }
 
 // officialConfig is a config_pnp.yaml as the official TokenFlow repository
@@ -269,11 +276,7 @@ func TestEditConfig(t *testing.T) {
 		v.Guidance, v.Steps, v.Prompt, v.NegativePrompt, v.BatchSize = 6.5, 10, "a marble sculpture of a woman running", "ugly, blurry", 4
 		v.PnPAttn, v.PnPConv = 0.4, 0.7
 	}
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		change func(*editView)
-	}{
+	checkParseCases(t, parseEdit, editDefaults, []parseCase[editView]{
 		{"official keys", []string{"--config", official}, fromFile},
 		{"flags override the file", []string{"--config", official, "--steps", "5", "--prompt", "a bronze statue",
 			"--guidance", "7.5", "--batch-size", "2", "--frames", "8", "--seed", "3", "--cache-dir", "c",
@@ -291,19 +294,7 @@ func TestEditConfig(t *testing.T) {
 			fromFile(v)
 			v.Out, v.OutDir = "x.mp4", ""
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseEdit(t, tc.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := editDefaults
-			tc.change(&want)
-			if d := diffFields(want, got); d != "" {
-				t.Errorf("edit %s (-want +got):\n%s", strings.Join(tc.args, " "), d)
-			}
-		})
-	}
+	})
 }
 
 func TestEditConfigOwnKeys(t *testing.T) {
@@ -321,16 +312,10 @@ threads: 1
 cache_dir: cache
 sd_version: "1.5"   # model: wins over it
 `)
-	got, err := parseEdit(t, "--config", cfg, "in")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := editDefaults
-	want.Config, want.Input, want.Prompt, want.Model, want.InversionPrompt, want.Keyframes = cfg, "in", "a cat", "testdata/tiny", "a dog", "middle"
-	want.Size, want.Start, want.Stride, want.FolderFPS, want.Out, want.Threads, want.CacheDir = "64x48", 2, 2, "24", "cat.mp4", 1, "cache"
-	if d := diffFields(want, got); d != "" {
-		t.Errorf("(-want +got):\n%s", d)
-	}
+	checkParsed(t, parseEdit, editDefaults, []string{"--config", cfg, "in"}, func(want *editView) {
+		want.Config, want.Input, want.Prompt, want.Model, want.InversionPrompt, want.Keyframes = cfg, "in", "a cat", "testdata/tiny", "a dog", "middle"
+		want.Size, want.Start, want.Stride, want.FolderFPS, want.Out, want.Threads, want.CacheDir = "64x48", 2, 2, "24", "cat.mp4", 1, "cache"
+	})
 	// The official sd_version names a hub model, unless --model is given.
 	for _, tc := range []struct {
 		args []string

@@ -4,12 +4,11 @@ package main
 // cache entry a later run would accept.
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,50 +19,19 @@ import (
 // callers give it far more work than the wait.
 func interrupt(t *testing.T, dir, after string, args ...string) runResult {
 	t.Helper()
-	cmd := tfCommand(t, dir, args...)
-	var stdout strings.Builder
-	cmd.Stdout = &stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	r := start(t, tfCommand(t, dir, args...))
+	if !r.lines.waitFor(after, 2*time.Minute) {
+		r.cmd.Process.Kill()
+		t.Fatalf("no %q line on stderr before the run ended:\n%s", after, r.lines.wait())
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := watchLines(stderr)
-	if !lines.waitFor(after, 2*time.Minute) {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("no %q line on stderr before the run ended:\n%s", after, lines.wait())
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatalf("send SIGINT: %v", err)
-	}
+	r.signal(syscall.SIGINT)
 	sent := time.Now()
-	done := make(chan error, 1)
-	go func() {
-		lines.wait() // cmd.Wait closes the pipe: read it all first
-		done <- cmd.Wait()
-	}()
-	select {
-	case err = <-done:
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		<-done
+	res, ok := r.exited(time.Minute)
+	if !ok {
 		t.Fatalf("still running a minute after SIGINT")
 	}
 	t.Logf("stopped %v after SIGINT", time.Since(sent).Round(time.Millisecond))
-	r := runResult{Stdout: stdout.String(), Stderr: lines.wait()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		r.Code = 0
-	case errors.As(err, &ee):
-		r.Code = ee.ExitCode()
-	default:
-		t.Fatal(err)
-	}
-	return r
+	return res
 }
 
 // checkInterrupted checks a run stopped by SIGINT while its task named by

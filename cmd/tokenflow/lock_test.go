@@ -15,27 +15,16 @@ func TestSecondRunWaitsAndReuses(t *testing.T) {
 	d := t.TempDir()
 	args := []string{"invert", "--model", model(t, "tiny-sd15"), "--size", "64x64", "--steps", "100", "--save-steps", "10",
 		"--cache-dir", filepath.Join(d, "cache"), "--json", fixtureFrames(t, "tiny-sd15")}
-	first := tfCommand(t, d, args...)
-	var out1 strings.Builder
-	first.Stdout = &out1
-	stderr, err := first.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := watchLines(stderr)
-	if !lines.waitFor("vae encode:", 2*time.Minute) {
-		first.Process.Kill()
-		first.Wait()
-		t.Fatalf("the first run never started its inversion:\n%s", lines.wait())
+	first := start(t, tfCommand(t, d, args...))
+	if !first.lines.waitFor("vae encode:", 2*time.Minute) {
+		first.cmd.Process.Kill()
+		t.Fatalf("the first run never started its inversion:\n%s", first.lines.wait())
 	}
 	// The first run holds the entry's lock now: the second must wait.
 	second := tf(t, d, args...)
-	lines.wait()
-	if err := first.Wait(); err != nil {
-		t.Fatalf("first run: %v\n%s", err, lines.wait())
+	res1, ok := first.exited(10 * time.Minute)
+	if !ok || res1.Code != 0 {
+		t.Fatalf("first run: ended %v: %v", ok, res1)
 	}
 	if second.Code != 0 {
 		t.Fatalf("second run: %v", second)
@@ -44,7 +33,7 @@ func TestSecondRunWaitsAndReuses(t *testing.T) {
 		t.Errorf("the second run did not say it waits:\n%s", second.Stderr)
 	}
 	var r1, r2 invertResult
-	if err := json.Unmarshal([]byte(out1.String()), &r1); err != nil {
+	if err := json.Unmarshal([]byte(res1.Stdout), &r1); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal([]byte(second.Stdout), &r2); err != nil {

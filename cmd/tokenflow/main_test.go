@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,6 +69,12 @@ func (r runResult) String() string {
 func tfEnv(t *testing.T) []string {
 	t.Helper()
 	lib := testenv.ORTLibrary(t)
+	return append(userEnv(), "ONNXRUNTIME_LIB="+lib, "TOKENFLOW_CACHE="+filepath.Join(t.TempDir(), "default-cache"))
+}
+
+// userEnv is our environment without the variables that change the
+// binary's defaults (TOKENFLOW_MODEL, TOKENFLOW_CACHE, ONNXRUNTIME_LIB).
+func userEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
@@ -77,7 +84,7 @@ func tfEnv(t *testing.T) []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "ONNXRUNTIME_LIB="+lib, "TOKENFLOW_CACHE="+filepath.Join(t.TempDir(), "default-cache"))
+	return env
 }
 
 // tfCommand prepares a run of the binary in dir ("" for the test's own).
@@ -93,7 +100,13 @@ func tfCommand(t *testing.T, dir string, args ...string) *exec.Cmd {
 // tf runs the binary to completion.
 func tf(t *testing.T, dir string, args ...string) runResult {
 	t.Helper()
-	cmd := tfCommand(t, dir, args...)
+	return runCmd(t, tfCommand(t, dir, args...))
+}
+
+// runCmd runs cmd to completion and says what it did; it fails t when cmd
+// could not run or exit (an exit status is a result, not a failure).
+func runCmd(t *testing.T, cmd *exec.Cmd) runResult {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -101,9 +114,36 @@ func tf(t *testing.T, dir string, args ...string) runResult {
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			t.Fatalf("tokenflow %s: %v", strings.Join(args, " "), err)
+			t.Fatalf("tokenflow %s: %v", strings.Join(cmd.Args[1:], " "), err)
 		}
 		r.Code = ee.ExitCode()
+	}
+	return r
+}
+
+// tfRefused runs the binary in d (as tf) for a run that must refuse
+// before any work: it checks that the run printed nothing on stdout and
+// left d's tree, and the bytes of each file named in keep, as they were.
+func tfRefused(t *testing.T, d string, keep []string, args ...string) runResult {
+	t.Helper()
+	before := listTree(t, d)
+	saved := map[string][]byte{}
+	for _, name := range keep {
+		if b, err := os.ReadFile(filepath.Join(d, name)); err == nil {
+			saved[name] = b
+		}
+	}
+	r := tf(t, d, args...)
+	if r.Stdout != "" {
+		t.Errorf("stdout %q, want nothing", r.Stdout)
+	}
+	if after := listTree(t, d); !slices.Equal(before, after) {
+		t.Errorf("the run wrote files: before %q, after %q", before, after)
+	}
+	for name, b := range saved {
+		if got, _ := os.ReadFile(filepath.Join(d, name)); string(got) != string(b) {
+			t.Errorf("%s changed", name)
+		}
 	}
 	return r
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -36,15 +37,41 @@ docs/models.md). Nothing is downloaded.`,
 // model is their argument, not a flag.
 var modelsFlags = flagNames{"model": "model", "original_config": "--original-config", "ort_lib": "--ort-lib", "dtype": "--dtype"}
 
+// modelSource is the model `models export` and `models info` act on: their
+// argument and, for a single file, its original inference YAML.
+type modelSource struct {
+	Model          string
+	OriginalConfig string // --original-config, for a single-file model
+}
+
+// open opens the model; a single file's conversion is reported on log.
+func (m *modelSource) open(log io.Writer) (*models.Checkpoint, error) {
+	return models.OpenModel(m.Model, models.OpenOptions{OriginalConfig: m.OriginalConfig, Log: log})
+}
+
+// modelsCommand finishes a models subcommand acting on o: <model> is its
+// one argument and --original-config its flag; it calls runF when a test
+// gives one, else run, whose errors modelsFlags words.
+func modelsCommand[O any](cmd *cobra.Command, o *O, m *modelSource, runF func(context.Context, *O) error, run func(*O) error) *cobra.Command {
+	cmd.Args = cobra.ExactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		m.Model = args[0]
+		if runF != nil {
+			return runF(cmd.Context(), o)
+		}
+		return modelsFlags.wordErr(run(o))
+	}
+	cmd.Flags().StringVar(&m.OriginalConfig, "original-config", "", "original inference YAML of a single-file <model>")
+	return cmd
+}
+
 // ExportOptions are `models export`'s inputs.
 type ExportOptions struct {
 	*globalOptions
-	Model string
+	modelSource
 	Out   string
 	DType string
 	Force bool
-
-	OriginalConfig string // --original-config, for a single-file model
 }
 
 func newCmdModelsExport(g *globalOptions, runF func(context.Context, *ExportOptions) error) *cobra.Command {
@@ -63,20 +90,11 @@ so they need ONNX Runtime. In fp32 the weights are hard-linked from the
 checkpoint when it is on the same file system (copied otherwise); --dtype fp16
 converts them, keeping normalisations and attention in float32 (SD 2.x gives
 NaN otherwise), with float32 inputs and outputs.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Model = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return modelsFlags.wordErr(runModelsExport(o))
-		},
 	}
 	cmd.Flags().StringVar(&o.Out, "out", "", "output folder (required)")
 	cmd.Flags().StringVar(&o.DType, "dtype", "fp32", "weight type: fp32 or fp16")
 	cmd.Flags().BoolVar(&o.Force, "force", false, "write into a folder that already holds an export")
-	cmd.Flags().StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file <model>")
-	return cmd
+	return modelsCommand(cmd, o, &o.modelSource, runF, runModelsExport)
 }
 
 func runModelsExport(o *ExportOptions) error {
@@ -90,7 +108,7 @@ func runModelsExport(o *ExportOptions) error {
 	if _, err := os.Stat(filepath.Join(o.Out, "unet", "model.onnx")); err == nil && !o.Force {
 		return fmt.Errorf("--out %s already holds an export: pass --force to overwrite it", o.Out)
 	}
-	c, err := models.OpenModel(o.Model, models.OpenOptions{OriginalConfig: o.OriginalConfig, Log: o.Err})
+	c, err := o.open(o.Err)
 	if err != nil {
 		return err
 	}
@@ -104,11 +122,9 @@ func runModelsExport(o *ExportOptions) error {
 // InfoOptions are `models info`'s inputs.
 type InfoOptions struct {
 	*globalOptions
-	Model string
-	Size  string
-	JSON  bool
-
-	OriginalConfig string // --original-config, for a single-file model
+	modelSource
+	Size string
+	JSON bool
 }
 
 func newCmdModelsInfo(g *globalOptions, runF func(context.Context, *InfoOptions) error) *cobra.Command {
@@ -119,19 +135,10 @@ func newCmdModelsInfo(g *globalOptions, runF func(context.Context, *InfoOptions)
 		Long: `Prints the checkpoint's family (SD 1.x / 2.x), its component sizes, and the
 self-attention layers TokenFlow acts on, with their token shapes per frame at
 the given frame size.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Model = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return modelsFlags.wordErr(runModelsInfo(o))
-		},
 	}
 	cmd.Flags().StringVar(&o.Size, "size", "512x512", "frame size WxH (multiples of 8) for the token shapes")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
-	cmd.Flags().StringVar(&o.OriginalConfig, "original-config", "", "original inference YAML of a single-file <model>")
-	return cmd
+	return modelsCommand(cmd, o, &o.modelSource, runF, runModelsInfo)
 }
 
 type layerInfo struct {
@@ -159,7 +166,7 @@ func runModelsInfo(o *InfoOptions) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	c, err := models.OpenModel(o.Model, models.OpenOptions{OriginalConfig: o.OriginalConfig, Log: o.Err})
+	c, err := o.open(o.Err)
 	if err != nil {
 		return err
 	}

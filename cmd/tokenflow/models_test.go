@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -282,18 +281,7 @@ func TestModelsFromHubCache(t *testing.T) {
 	run := func(env []string, args ...string) runResult {
 		cmd := tfCommand(t, d, args...)
 		cmd.Env = append(cmd.Env, env...)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		r := runResult{}
-		if err := cmd.Run(); err != nil {
-			ee, ok := err.(*exec.ExitError)
-			if !ok {
-				t.Fatal(err)
-			}
-			r.Code = ee.ExitCode()
-		}
-		r.Stdout, r.Stderr = out.String(), errb.String()
-		return r
+		return runCmd(t, cmd)
 	}
 	home := "HOME=" + filepath.Join(d, "user")
 	for _, tc := range []struct {

@@ -7,10 +7,8 @@ package main
 // first progress tick.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,24 +147,10 @@ func TestWorkingSizeSaid(t *testing.T) {
 func TestDoctorModel(t *testing.T) {
 	testenv.ORTLibrary(t)
 	hub := t.TempDir()
-	env := func(cmd *exec.Cmd) *exec.Cmd {
-		cmd.Env = append(cmd.Env, "HF_HUB_CACHE="+hub, "HF_HOME="+filepath.Join(hub, "home"), "HOME="+hub)
-		return cmd
-	}
 	run := func(args ...string) runResult {
-		cmd := env(tfCommand(t, "", args...))
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		r := runResult{}
-		if err := cmd.Run(); err != nil {
-			ee, ok := err.(*exec.ExitError)
-			if !ok {
-				t.Fatal(err)
-			}
-			r.Code = ee.ExitCode()
-		}
-		r.Stdout, r.Stderr = out.String(), errb.String()
-		return r
+		cmd := tfCommand(t, "", args...)
+		cmd.Env = append(cmd.Env, "HF_HUB_CACHE="+hub, "HF_HOME="+filepath.Join(hub, "home"), "HOME="+hub)
+		return runCmd(t, cmd)
 	}
 
 	r := run("doctor")
@@ -189,26 +173,7 @@ func TestDoctorModel(t *testing.T) {
 
 	// The default hub id, present in the cache as the hub lays it out: a
 	// snapshot folder of links, named by refs/main.
-	repo := filepath.Join(hub, "models--stabilityai--stable-diffusion-2-1-base")
-	snap := filepath.Join(repo, "snapshots", "0123abc")
-	if err := os.MkdirAll(snap, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(tiny21)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if err := os.Symlink(filepath.Join(tiny21, e.Name()), filepath.Join(snap, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(repo, "refs"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repo, "refs", "main"), []byte("0123abc"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	snap := hubRepo(t, hub, "stabilityai/stable-diffusion-2-1-base", "0123abc", tiny21, true)
 	r = run("doctor")
 	if r.Code != 0 {
 		t.Fatalf("doctor with the default model in the hub cache: %v", r)
@@ -396,12 +361,8 @@ func TestInvertSchedule(t *testing.T) {
 		{[]string{"--inversion-steps", "100", "--save-steps", "10"}, 100, 10, "--inversion-steps", "--save-steps", "write --steps 10"},
 		{[]string{"--save-steps", "10"}, 500, 10, "--inversion-steps", "--save-steps", "write --steps 10"},
 	} {
-		var got *InvertOptions
-		cmd := newCmdInvert(&globalOptions{}, func(_ context.Context, o *InvertOptions) error { got = o; return nil })
-		cmd.SetArgs(append(c.args, "in.mp4"))
-		cmd.SetOut(io.Discard)
-		cmd.SetErr(io.Discard)
-		if err := cmd.Execute(); err != nil {
+		got, _, err := parseArgs(t, newCmdInvert, append(c.args, "in.mp4")...)
+		if err != nil {
 			t.Fatalf("%v: %v", c.args, err)
 		}
 		inv, steps, names, note, err := got.schedule()

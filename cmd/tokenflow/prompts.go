@@ -29,16 +29,26 @@ func (f *promptFlag) Set(v string) error {
 	return nil
 }
 
-// readPrompts reads --prompts FILE: one prompt per line; blank lines and
-// lines starting with # (after spaces) are ignored.
-func readPrompts(path string) ([]string, error) {
+// readFlagFile reads the file a flag names; the error is a usage error
+// naming the flag, the file and the cause ("no such file or directory").
+func readFlagFile(flag, path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, usageErr("--prompts %s: %v", path, err)
+		return nil, usageErr("%s %s: %v", flag, path, err)
+	}
+	return b, nil
+}
+
+// readPrompts reads --prompts FILE: one prompt per line; blank lines and
+// lines starting with # (after spaces) are ignored.
+func readPrompts(path string) ([]string, error) {
+	b, err := readFlagFile("--prompts", path)
+	if err != nil {
+		return nil, err
 	}
 	var ps []string
 	sc := bufio.NewScanner(bytes.NewReader(b))

@@ -212,14 +212,7 @@ func TestPanicIsOneLine(t *testing.T) {
 	tmp := t.TempDir()
 	cmd := tfCommand(t, "", "doctor")
 	cmd.Env = append(cmd.Env, testPanicEnv+"=1", "TMPDIR="+tmp)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		t.Fatalf("run: %v, want exit 1", err)
-	}
-	r := runResult{Code: ee.ExitCode(), Stdout: stdout.String(), Stderr: stderr.String()}
+	r := runCmd(t, cmd)
 	if r.Code != exitError {
 		t.Errorf("exit %d, want %d", r.Code, exitError)
 	}

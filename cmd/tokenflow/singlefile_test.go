@@ -24,12 +24,9 @@ func tfIn(t *testing.T, dir, cache string, args ...string) runResult {
 	t.Helper()
 	cmd := tfCommand(t, dir, args...)
 	cmd.Env = append(cmd.Env, "TOKENFLOW_CACHE="+cache) // the last one counts
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := runResult{Stdout: out.String(), Stderr: errb.String()}
-	if err != nil {
-		t.Fatalf("tokenflow %s: %v\n%v", strings.Join(args, " "), err, r)
+	r := runCmd(t, cmd)
+	if r.Code != 0 {
+		t.Fatalf("tokenflow %s: %v", strings.Join(args, " "), r)
 	}
 	return r
 }
@@ -127,24 +124,8 @@ func TestSingleFileEndToEnd(t *testing.T) {
 func TestSingleFileErrors(t *testing.T) {
 	d := t.TempDir()
 	file, yaml := singleFile(t, "tiny-sd15-ldm")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := os.ReadFile(yaml)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, b []byte) string {
-		p := filepath.Join(d, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	fake := func(name string, shapes map[string][]int64) string {
-		return fixture.WriteZeros(t, filepath.Join(d, name), shapes)
-	}
+	src, y := fixture.Read(t, file), fixture.Read(t, yaml)
+	write, fake := fixture.Writers(t, d)
 	text := "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 	tests := []struct {
 		name string

@@ -49,51 +49,74 @@ func TestFile(t *testing.T) {
 				if _, err := f.Write([]byte("new")); err != nil {
 					return err
 				}
-				if !tt.commit {
-					return f.Abort()
-				}
-				return f.Commit()
+				return end(f, tt.commit)
 			}()
-			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
-				t.Fatalf("err = %v, want %v", err, tt.wantErr)
-			}
 			if err != nil && strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)
 			}
-			got, rerr := os.ReadFile(path)
-			switch {
-			case tt.wantFinal == "" && rerr == nil:
-				t.Errorf("%s exists with %q, want no file", path, got)
-			case tt.wantFinal != "" && string(got) != tt.wantFinal:
-				t.Errorf("%s holds %q (%v), want %q", path, got, rerr, tt.wantFinal)
-			}
-			// Nothing but the final file is left in the folder.
-			want := []string{}
-			if tt.wantFinal != "" {
-				want = []string{"out.mp4"}
-			}
-			if got := testenv.DirNames(t, dir); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
-				t.Errorf("folder holds %v, want %v", got, want)
-			}
+			checkEnded(t, err, tt.wantErr, path, "", tt.wantFinal)
 		})
 	}
+}
+
+// end commits w (a *File or *Dir), or aborts it when commit is false.
+func end(w interface {
+	Commit() error
+	Abort() error
+}, commit bool) error {
+	if !commit {
+		return w.Abort()
+	}
+	return w.Commit()
+}
+
+// checkEnded checks how a write of path ended: the error against wantErr;
+// the content of path (of path/inside for a folder) against want, or no
+// path at all when want is ""; and that path's folder holds nothing else.
+func checkEnded(t *testing.T, err, wantErr error, path, inside, want string) {
+	t.Helper()
+	if !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
+		t.Fatalf("err = %v, want %v", err, wantErr)
+	}
+	got, rerr := os.ReadFile(filepath.Join(path, inside))
+	switch {
+	case want == "" && rerr == nil:
+		t.Errorf("%s exists with %q, want nothing", path, got)
+	case want != "" && string(got) != want:
+		t.Errorf("%s holds %q (%v), want %q", filepath.Join(path, inside), got, rerr, want)
+	}
+	wantNames := []string{}
+	if want != "" {
+		wantNames = []string{filepath.Base(path)}
+	}
+	if names := testenv.DirNames(t, filepath.Dir(path)); !slices.Equal(names, wantNames) && !(len(names) == 0 && len(wantNames) == 0) {
+		t.Errorf("%s holds %v, want %v", filepath.Dir(path), names, wantNames)
+	}
+}
+
+// create starts a write of out.mp4 in a folder of the test's own, aborted
+// when the test ends.
+func create(t *testing.T, noClobber bool) (dir, path string, f *File) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "out.mp4")
+	f, err := Create(path, 0o666, noClobber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Abort() })
+	return dir, path, f
 }
 
 func TestNoClobberCommitRace(t *testing.T) {
 	// The path appears between Create and Commit: Commit must refuse it and
 	// leave the newcomer alone.
-	dir := t.TempDir()
-	path := filepath.Join(dir, "out.mp4")
-	f, err := Create(path, 0o666, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Abort()
+	dir, path, f := create(t, true)
 	f.Write([]byte("mine"))
 	if err := os.WriteFile(path, []byte("theirs"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = f.Commit()
+	err := f.Commit()
 	if !errors.Is(err, ErrExist) {
 		t.Fatalf("Commit = %v, want ErrExist", err)
 	}
@@ -109,11 +132,7 @@ func TestNoClobberCommitRace(t *testing.T) {
 }
 
 func TestCommitTwice(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "x")
-	f, err := Create(path, 0o666, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, path, f := create(t, false)
 	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -242,28 +261,9 @@ func TestDir(t *testing.T) {
 				if err := WriteFile(filepath.Join(d.Name(), "sub", "x"), []byte("x"), 0o644); err != nil {
 					return err
 				}
-				if !tt.commit {
-					return d.Abort()
-				}
-				return d.Commit()
+				return end(d, tt.commit)
 			}()
-			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
-				t.Fatalf("err = %v, want %v", err, tt.wantErr)
-			}
-			got, rerr := os.ReadFile(filepath.Join(path, "data"))
-			switch {
-			case tt.wantFile == "" && rerr == nil:
-				t.Errorf("%s exists, want nothing", path)
-			case tt.wantFile != "" && string(got) != tt.wantFile:
-				t.Errorf("data holds %q (%v), want %q", got, rerr, tt.wantFile)
-			}
-			want := []string{}
-			if tt.wantFile != "" {
-				want = []string{"cache-1"}
-			}
-			if got := testenv.DirNames(t, parent); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
-				t.Errorf("parent holds %v, want %v", got, want)
-			}
+			checkEnded(t, err, tt.wantErr, path, "data", tt.wantFile)
 		})
 	}
 }

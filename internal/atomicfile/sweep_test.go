@@ -11,13 +11,7 @@ import (
 // released (as when its process dies) it is swept; names that are not
 // this destination's temporary names always stay.
 func TestSweep(t *testing.T) {
-	d := t.TempDir()
-	path := filepath.Join(d, "out.mp4")
-	f, err := Create(path, 0o666, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Abort()
+	d, path, f := create(t, false)
 	dir, err := CreateDir(path)
 	if err != nil {
 		t.Fatal(err)

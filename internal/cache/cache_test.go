@@ -25,6 +25,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/param"
 	"github.com/tokenflow/tokenflow/internal/safetensors"
 	"github.com/tokenflow/tokenflow/internal/tensor"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // testKey is a small but complete key: 2 frames of 16x24 pixels, so
@@ -127,15 +128,7 @@ func testMustHit(t *testing.T, root string, k Key) *Entry {
 // testListing is the sorted names in root/inversions.
 func testListing(t *testing.T, root string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(root, "inversions"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
+	return testenv.DirNames(t, filepath.Join(root, "inversions"))
 }
 
 // testEditManifest rewrites dir/manifest.json through edit, as a user
@@ -157,6 +150,19 @@ func testEditManifest(t *testing.T, dir string, edit func(m map[string]any)) {
 	}
 	if err := os.WriteFile(path, data, 0o666); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// setManifest is a corruption that sets the manifest's field at path (a
+// field of the key: "key", "video_sha256") to v.
+func setManifest(v any, path ...string) func(t *testing.T, dir string) {
+	return func(t *testing.T, dir string) {
+		testEditManifest(t, dir, func(m map[string]any) {
+			for _, k := range path[:len(path)-1] {
+				m = m[k].(map[string]any)
+			}
+			m[path[len(path)-1]] = v
+		})
 	}
 }
 
@@ -333,50 +339,20 @@ func TestCacheInvalidEntries(t *testing.T) {
 		{"manifest of the wrong shape", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`{"format": "one"}`), 0o666)
 		}, "manifest.json is not a manifest"},
-		{"edited prompt", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) {
-				m["key"].(map[string]any)["inversion_prompt"] = "a cat"
-			})
-		}, "another inversion prompt"},
-		{"edited video hash", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) {
-				m["key"].(map[string]any)["video_sha256"] = "00"
-			})
-		}, "another video"},
-		{"edited steps", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) {
-				m["key"].(map[string]any)["inversion_steps"] = 49
-			})
-		}, "49 inversion steps, want 50"},
-		{"edited dtype", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) {
-				m["key"].(map[string]any)["dtype"] = "fp16"
-			})
-		}, "made with fp16 graphs, want fp32"},
+		{"edited prompt", setManifest("a cat", "key", "inversion_prompt"), "another inversion prompt"},
+		{"edited video hash", setManifest("00", "key", "video_sha256"), "another video"},
+		{"edited steps", setManifest(49, "key", "inversion_steps"), "49 inversion steps, want 50"},
+		{"edited dtype", setManifest("fp16", "key", "dtype"), "made with fp16 graphs, want fp32"},
 		{"format 0", func(t *testing.T, dir string) {
 			testEditManifest(t, dir, func(m map[string]any) { delete(m, "format") })
 		}, "format 0, want 1"},
-		{"latent shape disagrees with the frame count", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{3, 4, 3, 2} })
-		}, "latents for 3 frames"},
-		{"latent shape disagrees with the size", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) { m["latent_shape"] = []int{2, 4, 2, 3} })
-		}, "latents of 3x2"},
-		{"no kept timesteps", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{} })
-		}, "no kept timesteps"},
-		{"kept timesteps out of order", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{21, 1, 41} })
-		}, "ascending"},
-		{"kept timesteps repeated", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 21, 41} })
-		}, "unique"},
-		{"kept timestep with no tensor", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) { m["kept_timesteps"] = []int{1, 21, 61} })
-		}, `no tensor "noisy_latents_61"`},
-		{"edited crc", func(t *testing.T, dir string) {
-			testEditManifest(t, dir, func(m map[string]any) { m["latents_crc32c"] = "zz" })
-		}, "no valid CRC"},
+		{"latent shape disagrees with the frame count", setManifest([]int{3, 4, 3, 2}, "latent_shape"), "latents for 3 frames"},
+		{"latent shape disagrees with the size", setManifest([]int{2, 4, 2, 3}, "latent_shape"), "latents of 3x2"},
+		{"no kept timesteps", setManifest([]int{}, "kept_timesteps"), "no kept timesteps"},
+		{"kept timesteps out of order", setManifest([]int{21, 1, 41}, "kept_timesteps"), "ascending"},
+		{"kept timesteps repeated", setManifest([]int{1, 21, 21, 41}, "kept_timesteps"), "unique"},
+		{"kept timestep with no tensor", setManifest([]int{1, 21, 61}, "kept_timesteps"), `no tensor "noisy_latents_61"`},
+		{"edited crc", setManifest("zz", "latents_crc32c"), "no valid CRC"},
 		{"tensor of the wrong dtype", func(t *testing.T, dir string) {
 			testRewriteLatents(t, dir, testTensors(testLatents(1), safetensors.F16, []int64{2, 4, 3, 2}))
 		}, "is F16, want F32"},

@@ -42,35 +42,49 @@ var params = edit.Params{Steps: 10, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8, B
 // or pivot moves the latents by 1e-1 relative and more).
 const stepRel = 1e-3
 
+// conformanceEditor is the PnP edit of the official run's own inputs in
+// the fixture run of model (inv10 or inv20), with that run's tensors.
+func conformanceEditor(t *testing.T, model, run string) (*edit.Editor, *fixture.File) {
+	t.Helper()
+	p := sdtest.Open(t, model)
+	exp := fixture.Open(t, fixture.Expected(t, model, run, "tokenflow.safetensors"))
+	e := newEditor(t, p, p.Scheduler, fixtureInputs(t, exp), params)
+	return e, exp
+}
+
+// checkEndToEnd runs e from its start and checks it against the official
+// run's tensors named prefix.* in exp: every step's keyframes, the start
+// latents within startRel of max|ref|, and the latents after every step
+// within stepRel. It returns the final latents.
+func checkEndToEnd(t *testing.T, e *edit.Editor, exp *fixture.File, prefix string, startRel float64) tensor.Tensor {
+	t.Helper()
+	kf, _ := exp.I64(prefix + ".keyframes")
+	for i := range e.Timesteps() {
+		if got, want := e.Keyframes(i), kf[2*i:2*i+2]; got[0] != int(want[0]) || got[1] != int(want[1]) {
+			t.Errorf("step %d keyframes %v, want %v", i, got, want)
+		}
+	}
+	x, err := e.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := exp.F32(prefix + ".noisy_latents_init")
+	fixture.Close(t, "start latents", x.Data, want, startRel, 0)
+	for i := range e.Timesteps() {
+		if x, err = e.Step(context.Background(), i, x); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := exp.F32(fmt.Sprintf("%s.latents_after_step%d", prefix, i))
+		fixture.Close(t, fmt.Sprintf("end to end, after step %d", i), x.Data, want, stepRel, 0)
+	}
+	return x
+}
+
 func TestEditConformanceEndToEnd(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
-			ctx := context.Background()
-			p := sdtest.Open(t, model)
-			exp := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "tokenflow.safetensors"))
-			e, err := edit.New(p, p.Scheduler, fixtureInputs(t, exp), params)
-			if err != nil {
-				t.Fatal(err)
-			}
-			kf, _ := exp.I64("edit.keyframes")
-			for i := range e.Timesteps() {
-				if got, want := e.Keyframes(i), kf[2*i:2*i+2]; got[0] != int(want[0]) || got[1] != int(want[1]) {
-					t.Errorf("step %d keyframes %v, want %v", i, got, want)
-				}
-			}
-			x, err := e.Start(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := exp.F32("edit.noisy_latents_init")
-			fixture.Close(t, "start latents", x.Data, want, 1e-6, 0)
-			for i := range e.Timesteps() {
-				if x, err = e.Step(ctx, i, x); err != nil {
-					t.Fatal(err)
-				}
-				want, _ := exp.F32(fmt.Sprintf("edit.latents_after_step%d", i))
-				fixture.Close(t, fmt.Sprintf("end to end, after step %d", i), x.Data, want, stepRel, 0)
-			}
+			e, exp := conformanceEditor(t, model, "tokenflow_inv10")
+			checkEndToEnd(t, e, exp, "edit", 1e-6)
 		})
 	}
 }
@@ -82,20 +96,14 @@ func TestEditConformanceEndToEnd(t *testing.T) {
 func TestEditConformanceStepwise(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
-			ctx := context.Background()
-			p := sdtest.Open(t, model)
-			exp := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv20", "tokenflow.safetensors"))
-			e, err := edit.New(p, p.Scheduler, fixtureInputs(t, exp), params)
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, exp := conformanceEditor(t, model, "tokenflow_inv20")
 			for i := range e.Timesteps() {
 				inName := "edit.noisy_latents_init"
 				if i > 0 {
 					inName = fmt.Sprintf("edit.latents_after_step%d", i-1)
 				}
 				in, shape := exp.F32(inName)
-				x, err := e.Step(ctx, i, tensor.Tensor{Shape: shape, Data: in})
+				x, err := e.Step(context.Background(), i, tensor.Tensor{Shape: shape, Data: in})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -49,6 +49,31 @@ func (f *fakeUNet) PropagationPass(_ context.Context, x tensor.Tensor, t int, te
 	return out, nil
 }
 
+// defaultDDIM is the DDIM scheduler of scheduler.DefaultConfig and its
+// timesteps for an edit of steps steps.
+func defaultDDIM(t *testing.T, steps int) (*scheduler.DDIM, []int) {
+	t.Helper()
+	ddim, err := scheduler.New(scheduler.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := ddim.Timesteps(steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ddim, ts
+}
+
+// newEditor is edit.New's editor; an error fails t.
+func newEditor(t *testing.T, u edit.UNet, ddim *scheduler.DDIM, in edit.Inputs, p edit.Params) *edit.Editor {
+	t.Helper()
+	e, err := edit.New(u, ddim, in, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func fakeInputs(n int, ts []int) edit.Inputs {
 	z0 := tensor.Zeros(int64(n), 4, 2, 3)
 	in := edit.Inputs{Inversion: &edit.Memory{Z0: z0, Noisy: map[int]tensor.Tensor{}}}
@@ -64,17 +89,10 @@ func fakeInputs(n int, ts []int) edit.Inputs {
 // batches of 4 (a smaller last batch of 2), middle keyframes, injection
 // windows of 2 steps (query/key) and 3 steps (features) out of 4.
 func TestEditLoopControlFlow(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps = 4
-	ts, _ := ddim.Timesteps(steps) // 751, 501, 251, 1
+	ddim, ts := defaultDDIM(t, steps) // 751, 501, 251, 1
 	f := &fakeUNet{}
-	e, err := edit.New(f, ddim, fakeInputs(10, ts), edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.75, BatchSize: 4, Keyframes: keyframes.Middle})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEditor(t, f, ddim, fakeInputs(10, ts), edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.75, BatchSize: 4, Keyframes: keyframes.Middle})
 	if _, err := e.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -95,15 +113,8 @@ func TestEditLoopControlFlow(t *testing.T) {
 // TestEditLoopGuidance checks one step's arithmetic against the scheduler:
 // with uncond noise 0 and cond noise 1, the guided noise is g everywhere.
 func TestEditLoopGuidance(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, _ := ddim.Timesteps(2)
-	e, err := edit.New(&fakeUNet{}, ddim, fakeInputs(3, ts), edit.Params{Steps: 2, Guidance: 2.5, BatchSize: 2, Keyframes: keyframes.Middle})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ddim, ts := defaultDDIM(t, 2)
+	e := newEditor(t, &fakeUNet{}, ddim, fakeInputs(3, ts), edit.Params{Steps: 2, Guidance: 2.5, BatchSize: 2, Keyframes: keyframes.Middle})
 	x := tensor.Zeros(3, 4, 2, 3)
 	got, err := e.Step(context.Background(), 0, x)
 	if err != nil {
@@ -121,8 +132,7 @@ func TestEditLoopGuidance(t *testing.T) {
 }
 
 func TestEditInputsChecked(t *testing.T) {
-	ddim, _ := scheduler.New(scheduler.DefaultConfig())
-	ts, _ := ddim.Timesteps(2)
+	ddim, ts := defaultDDIM(t, 2)
 	in := fakeInputs(3, ts[:1])
 	_, err := edit.New(&fakeUNet{}, ddim, in, edit.Params{Steps: 2, BatchSize: 2})
 	if err == nil {
@@ -159,19 +169,12 @@ func (f *nanUNet) PropagationPass(ctx context.Context, x tensor.Tensor, t int, t
 // once, with one line naming the phase, the step, its timestep and the
 // frame; no later pass runs.
 func TestEditLoopStopsOnNaN(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps = 4
-	ts, _ := ddim.Timesteps(steps) // 750, 500, 250, 0 (DefaultConfig)
+	ddim, ts := defaultDDIM(t, steps) // 750, 500, 250, 0 (DefaultConfig)
 	// 10 frames in batches of 4: frame 1 of the second batch is frame 5.
 	f := &nanUNet{nanAt: ts[2], frame: 1}
-	e, err := edit.New(f, ddim, fakeInputs(10, ts), edit.Params{Steps: steps, Guidance: 7.5, BatchSize: 4, Keyframes: keyframes.Middle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = e.Run(context.Background())
+	e := newEditor(t, f, ddim, fakeInputs(10, ts), edit.Params{Steps: steps, Guidance: 7.5, BatchSize: 4, Keyframes: keyframes.Middle})
+	_, err := e.Run(context.Background())
 	var nf *tensor.NonFiniteError
 	if !errors.As(err, &nf) || !errors.Is(err, tensor.ErrNonFinite) {
 		t.Fatalf("Run = %v, want a *tensor.NonFiniteError", err)
@@ -197,10 +200,7 @@ func TestEditLoopVPrediction(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts, _ := ddim.Timesteps(2) // 500, 0
-	e, err := edit.New(&fakeUNet{}, ddim, fakeInputs(3, ts), edit.Params{Steps: 2, Guidance: 2.5, BatchSize: 2, Keyframes: keyframes.Middle})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEditor(t, &fakeUNet{}, ddim, fakeInputs(3, ts), edit.Params{Steps: 2, Guidance: 2.5, BatchSize: 2, Keyframes: keyframes.Middle})
 	x := tensor.Zeros(3, 4, 2, 3)
 	for i := range x.Data {
 		x.Data[i] = float32(i%7)/3 - 1

@@ -100,25 +100,13 @@ func promptInputs(n int, ts []int, P int) edit.Inputs {
 // latents of its own single-prompt edit; the source group goes once into
 // every call.
 func TestEditPromptsEqualSingleRuns(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps, P = 3, 3
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	params := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8, BatchSize: 4, Keyframes: keyframes.Random, Seed: 3}
 	all := promptInputs(10, ts, P)
 	want := make([]tensor.Tensor, P)
 	for p := range P {
-		in := all
-		in.Prompt = all.Prompt.Row(p)
-		e, err := edit.New(&groupUNet{}, ddim, in, params)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want[p], err = e.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		want[p] = runSingle(t, ddim, all, p, params)
 	}
 	for _, tc := range []struct {
 		perCall int
@@ -132,14 +120,7 @@ func TestEditPromptsEqualSingleRuns(t *testing.T) {
 			f := &groupUNet{}
 			p := params
 			p.PromptsPerCall = tc.perCall
-			e, err := edit.New(f, ddim, all, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			xs, errs, err := e.RunPrompts(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			xs, errs := runPrompts(t, f, ddim, all, p)
 			for p := range P {
 				if errs[p] != nil {
 					t.Fatalf("prompt %d: %v", p+1, errs[p])
@@ -163,23 +144,12 @@ func TestEditPromptsEqualSingleRuns(t *testing.T) {
 // stops with its error naming the step, and is left out of every later
 // pass; the others finish with their own runs' latents.
 func TestEditPromptsOneFails(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps, P = 3, 3
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	params := edit.Params{Steps: steps, Guidance: 7.5, BatchSize: 4, Keyframes: keyframes.Middle}
 	all := promptInputs(10, ts, P)
 	f := &groupUNet{nanText: 2} // prompt 2's cond rows
-	e, err := edit.New(f, ddim, all, params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	xs, errs, err := e.RunPrompts(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	xs, errs := runPrompts(t, f, ddim, all, params)
 	var nf *tensor.NonFiniteError
 	if !errors.As(errs[1], &nf) || nf.Step != 1 || nf.Frame != 0 || xs[1].Data != nil {
 		t.Fatalf("prompt 2: error %v, latents %d values; want a NaN error at step 1, frame 0, and none", errs[1], xs[1].Len())
@@ -198,20 +168,35 @@ func TestEditPromptsOneFails(t *testing.T) {
 		t.Errorf("calls (-want +got):\n-%q\n+%q", wantCalls, got)
 	}
 	for _, p := range []int{0, 2} {
-		in := all
-		in.Prompt = all.Prompt.Row(p)
-		single, err := edit.New(&groupUNet{}, ddim, in, params)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := single.Run(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := runSingle(t, ddim, all, p, params)
 		if errs[p] != nil || !slices.Equal(xs[p].Data, want.Data) {
 			t.Errorf("prompt %d: error %v, or latents that differ from its own run's", p+1, errs[p])
 		}
 	}
+}
+
+// runPrompts edits all the prompts of in together with f.
+func runPrompts(t *testing.T, f *groupUNet, ddim *scheduler.DDIM, in edit.Inputs, p edit.Params) ([]tensor.Tensor, []error) {
+	t.Helper()
+	e := newEditor(t, f, ddim, in, p)
+	xs, errs, err := e.RunPrompts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return xs, errs
+}
+
+// runSingle edits prompt p of all alone.
+func runSingle(t *testing.T, ddim *scheduler.DDIM, all edit.Inputs, p int, params edit.Params) tensor.Tensor {
+	t.Helper()
+	in := all
+	in.Prompt = all.Prompt.Row(p)
+	e := newEditor(t, &groupUNet{}, ddim, in, params)
+	x, err := e.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
 }
 
 func cutWord(s string) (string, string, bool) {

@@ -10,7 +10,6 @@ import (
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/fixture"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
-	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/sdtest"
 	"github.com/tokenflow/tokenflow/internal/tensor"
 )
@@ -69,20 +68,13 @@ func sdeditInputs(n int, ts []int) edit.Inputs {
 // injections off; the start latents are the inversion's noise of the
 // noisiest timestep added to z0 at the first kept timestep.
 func TestSDEditLoop(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps = 4
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	in := sdeditInputs(10, ts)
 	f := &fakeUNet{}
 	p := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 1, PnPConv: 1, BatchSize: 4, Keyframes: keyframes.Middle,
 		SDEdit: &edit.SDEdit{Start: 0.75}}
-	e, err := edit.New(f, ddim, in, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEditor(t, f, ddim, in, p)
 	if got := e.Timesteps(); !slices.Equal(got, ts[2:]) {
 		t.Fatalf("timesteps %v, want the last two of %v", got, ts)
 	}
@@ -113,9 +105,7 @@ func TestSDEditLoop(t *testing.T) {
 	// The same settings without SDEdit: every step, with injection.
 	p.SDEdit = nil
 	f = &fakeUNet{}
-	if e, err = edit.New(f, ddim, in, p); err != nil {
-		t.Fatal(err)
-	}
+	e = newEditor(t, f, ddim, in, p)
 	if _, err := e.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +117,7 @@ func TestSDEditLoop(t *testing.T) {
 // TestSDEditNeedsOnlyKeptTimesteps: the inversion must hold the kept
 // timesteps (and gives the noise from its noisiest), not the dropped ones.
 func TestSDEditNeedsOnlyKeptTimesteps(t *testing.T) {
-	ddim, _ := scheduler.New(scheduler.DefaultConfig())
-	ts, _ := ddim.Timesteps(4)
+	ddim, ts := defaultDDIM(t, 4)
 	p := edit.Params{Steps: 4, Guidance: 7.5, BatchSize: 4, Keyframes: keyframes.Middle, SDEdit: &edit.SDEdit{Start: 0.75}}
 	if _, err := edit.New(&fakeUNet{}, ddim, sdeditInputs(3, ts[2:]), p); err != nil {
 		t.Errorf("an inversion holding the kept timesteps %v: %v", ts[2:], err)
@@ -148,18 +137,14 @@ func TestSDEditNeedsOnlyKeptTimesteps(t *testing.T) {
 // noise shared by every frame, the same for the same seed, another for
 // another seed, and the start latents are z0 noised with it.
 func TestSDEditGaussianNoise(t *testing.T) {
-	ddim, _ := scheduler.New(scheduler.DefaultConfig())
-	ts, _ := ddim.Timesteps(10)
+	ddim, ts := defaultDDIM(t, 10)
 	const n = 5
 	in := sdeditInputs(n, ts)
 	start := func(seed uint64) tensor.Tensor {
 		t.Helper()
 		p := edit.Params{Steps: 10, Guidance: 7.5, BatchSize: 2, Keyframes: keyframes.Random, Seed: seed,
 			SDEdit: &edit.SDEdit{Start: 0.6, Gaussian: true}}
-		e, err := edit.New(&fakeUNet{}, ddim, in, p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := newEditor(t, &fakeUNet{}, ddim, in, p)
 		x, err := e.Start(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -233,7 +218,6 @@ func TestSharedNoiseIsGaussian(t *testing.T) {
 func TestSDEditConformance(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
-			ctx := context.Background()
 			p := sdtest.Open(t, model)
 			inv := fixture.Open(t, fixture.Expected(t, model, "tokenflow_inv10", "tokenflow.safetensors"))
 			exp := fixture.Open(t, fixture.Expected(t, model, "sdedit_s06", "sdedit.safetensors"))
@@ -247,36 +231,15 @@ func TestSDEditConformance(t *testing.T) {
 			fixture.Close(t, "eps from the inv10 inversion's z_901 vs sdedit.eps", got, eps, 1e-5, 0)
 			sp := params
 			sp.SDEdit = &edit.SDEdit{Start: 0.6}
-			e, err := edit.New(p, p.Scheduler, in, sp)
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := newEditor(t, p, p.Scheduler, in, sp)
 			kept, _ := exp.I64("sdedit.timesteps")
 			if got := e.Timesteps(); !slices.Equal(got, []int{int(kept[0]), int(kept[1]), int(kept[2]), int(kept[3]), int(kept[4])}) || len(kept) != 5 {
 				t.Fatalf("timesteps %v, want %v", got, kept)
 			}
-			kf, _ := exp.I64("sdedit.keyframes")
-			for i := range e.Timesteps() {
-				if got, want := e.Keyframes(i), kf[2*i:2*i+2]; got[0] != int(want[0]) || got[1] != int(want[1]) {
-					t.Errorf("step %d keyframes %v, want %v", i, got, want)
-				}
-			}
-			x, err := e.Start(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := exp.F32("sdedit.noisy_latents_init")
 			// The sdedit run inverted the clip again: its eps differs from
 			// the inv10 inversion's by about 3.6e-6 of max|eps| (checked
-			// above), and so do the start latents.
-			fixture.Close(t, "start latents", x.Data, want, 1e-5, 0)
-			for i := range e.Timesteps() {
-				if x, err = e.Step(ctx, i, x); err != nil {
-					t.Fatal(err)
-				}
-				want, _ := exp.F32(fmt.Sprintf("sdedit.latents_after_step%d", i))
-				fixture.Close(t, fmt.Sprintf("end to end, after step %d", i), x.Data, want, stepRel, 0)
-			}
+			// above), and so do the start latents: 1e-5.
+			x := checkEndToEnd(t, e, exp, "sdedit", 1e-5)
 			final, _ := exp.F32("sdedit.final_latents")
 			fixture.Close(t, "final latents", x.Data, final, stepRel, 0)
 		})

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tokenflow/tokenflow/internal/ort"
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // fakeLib writes an empty file called name in dir: FindLibrary only looks
@@ -131,15 +132,7 @@ func TestFindLibraryErrors(t *testing.T) {
 			if !errors.Is(err, ort.ErrNoLibrary) {
 				t.Errorf("error %q does not wrap ErrNoLibrary", err)
 			}
-			msg := flagWords(err)
-			for _, w := range c.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error %q does not mention %q", msg, w)
-				}
-			}
-			if strings.Contains(msg, "\n") {
-				t.Errorf("error %q spans several lines", msg)
-			}
+			testenv.OneLine(t, flagWords(err), c.want...)
 		})
 	}
 }

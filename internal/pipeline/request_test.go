@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tokenflow/tokenflow/internal/edit"
+	"github.com/tokenflow/tokenflow/internal/ort"
 	"github.com/tokenflow/tokenflow/internal/param"
+	"github.com/tokenflow/tokenflow/internal/sd"
 	"github.com/tokenflow/tokenflow/internal/video"
 )
 
@@ -26,8 +29,14 @@ func validEdit(t *testing.T) EditRequest {
 	}
 }
 
+// sdeditStart makes a request an SDEdit one from start.
+func sdeditStart(start float64) func(*EditRequest) {
+	return func(r *EditRequest) { r.SDEdit = &edit.SDEdit{Start: start, Gaussian: true} }
+}
+
 // TestValidate: every setting is checked before any work, and the error
-// names the setting as the request does (the command line words it).
+// names the setting as the request does (the command line words it). A PnP
+// request ("valid") ignores SDEdit's setting entirely.
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -55,6 +64,17 @@ func TestValidate(t *testing.T) {
 		{"out folder missing", func(r *EditRequest) { r.Out = filepath.Join(r.Out, "x", "y.mp4") }, "out"},
 		{"out exists", func(r *EditRequest) { os.WriteFile(r.Out, nil, 0o644) }, "out"},
 		{"out exists, overwrite", func(r *EditRequest) { os.WriteFile(r.Out, nil, 0o644); r.Overwrite = true }, ""},
+		// SDEdit's start (the strength setting): above 0, at most 1, a number
+		{"sdedit start 0.9", sdeditStart(0.9), ""},
+		{"sdedit start 1", sdeditStart(1), ""},
+		{"sdedit start 0.01", sdeditStart(0.01), ""},
+		{"sdedit start 0.6", sdeditStart(0.6), ""},
+		{"sdedit start 0", sdeditStart(0), "strength"},
+		{"sdedit start -0.1", sdeditStart(-0.1), "strength"},
+		{"sdedit start 1.0000001", sdeditStart(1.0000001), "strength"},
+		{"sdedit start 2", sdeditStart(2), "strength"},
+		{"sdedit start NaN", sdeditStart(math.NaN()), "strength"},
+		{"sdedit start +Inf", sdeditStart(math.Inf(1)), "strength"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := validEdit(t)
@@ -87,5 +107,33 @@ func TestEditRefusesBeforeWork(t *testing.T) {
 	}
 	if _, err := os.Stat(r.Out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Edit refused but left %s (%v)", r.Out, err)
+	}
+}
+
+// TestDType: the request's dtype is checked with the other settings, and
+// without one the graphs' dtype follows the device.
+func TestDType(t *testing.T) {
+	for _, tc := range []struct {
+		dev  ort.Device
+		dt   sd.DType
+		want sd.DType
+	}{
+		{"", "", sd.FP32}, {ort.CPU, "", sd.FP32}, {ort.CUDA, "", sd.FP16},
+		{ort.CUDA, sd.FP32, sd.FP32}, {ort.CPU, sd.FP16, sd.FP16},
+	} {
+		r := validEdit(t)
+		r.Device, r.DType = tc.dev, tc.dt
+		if err := r.Validate(); err != nil {
+			t.Errorf("device %q dtype %q: %v", tc.dev, tc.dt, err)
+		}
+		if got := r.GraphDType(); got != tc.want {
+			t.Errorf("device %q dtype %q: graphs in %q, want %q", tc.dev, tc.dt, got, tc.want)
+		}
+	}
+	r := validEdit(t)
+	r.DType = "fp8"
+	var pe *param.Error
+	if err := r.Validate(); !errors.As(err, &pe) || pe.Name != "dtype" || pe.Value != "fp8" {
+		t.Errorf("dtype fp8: %v, want a *param.Error naming dtype", err)
 	}
 }

@@ -25,10 +25,7 @@ func TestParseConfigDefaults(t *testing.T) {
 func TestLoadConfigFixture(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
-			cfg, err := LoadConfig(fixture(model, "scheduler", "scheduler_config.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := fixtureConfig(t, model)
 			want := Config{
 				NumTrainTimesteps: 1000,
 				BetaStart:         0.00085,

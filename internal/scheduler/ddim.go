@@ -292,30 +292,32 @@ func (s *DDIM) InvertStep(modelOutput []float32, t, prevT int, z []float32) ([]f
 // AddNoise is add_noise(x0, eps, t): the forward process q(x_t | x0),
 // sqrt(a_t) x0 + sqrt(1 - a_t) eps.
 func (s *DDIM) AddNoise(x0, eps []float32, t int) ([]float32, error) {
-	if err := s.check(t, x0, eps, "add noise: sample", "noise"); err != nil {
-		return nil, err
-	}
-	a := s.alphasCumprod[t]
-	mu, sigma := sqrt32(a), sqrt32(1-a)
-	out := make([]float32, len(x0))
-	for i := range out {
-		out[i] = float32(mu*x0[i]) + float32(sigma*eps[i])
-	}
-	return out, nil
+	return s.noising(t, x0, eps, "add noise: sample", "noise", func(mu, sigma, x0, eps float32) float32 {
+		return float32(mu*x0) + float32(sigma*eps)
+	})
 }
 
 // NoiseFromSample inverts AddNoise for eps: (x_t - sqrt(a_t) x0) /
 // sqrt(1 - a_t). TokenFlow's get_ddim_eps uses it to recover the noise of the
 // most-inverted latent before re-noising x0 to the first editing timestep.
 func (s *DDIM) NoiseFromSample(xt, x0 []float32, t int) ([]float32, error) {
-	if err := s.check(t, xt, x0, "noise from sample: noisy sample", "original"); err != nil {
+	return s.noising(t, xt, x0, "noise from sample: noisy sample", "original", func(mu, sigma, xt, x0 float32) float32 {
+		return (xt - float32(mu*x0)) / sigma
+	})
+}
+
+// noising checks t, a and b as check does, then applies f to each pair of
+// their values with the forward process's coefficients at t: mu =
+// sqrt(a_t) for the sample, sigma = sqrt(1 - a_t) for the noise.
+func (s *DDIM) noising(t int, a, b []float32, aName, bName string, f func(mu, sigma, a, b float32) float32) ([]float32, error) {
+	if err := s.check(t, a, b, aName, bName); err != nil {
 		return nil, err
 	}
-	a := s.alphasCumprod[t]
-	mu, sigma := sqrt32(a), sqrt32(1-a)
-	out := make([]float32, len(xt))
+	at := s.alphasCumprod[t]
+	mu, sigma := sqrt32(at), sqrt32(1-at)
+	out := make([]float32, len(a))
 	for i := range out {
-		out[i] = (xt[i] - float32(mu*x0[i])) / sigma
+		out[i] = f(mu, sigma, a[i], b[i])
 	}
 	return out, nil
 }

@@ -86,10 +86,7 @@ func TestTimestepsErrors(t *testing.T) {
 func TestConformanceScheduler(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
 		t.Run(model, func(t *testing.T) {
-			cfg, err := LoadConfig(fixture(model, "scheduler", "scheduler_config.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := fixtureConfig(t, model)
 			s := mustNew(t, cfg)
 			f, err := safetensors.Open(fixture(model, "expected", "scheduler.safetensors"))
 			if err != nil {
@@ -203,14 +200,6 @@ func probe(n int, seed float64) []float32 {
 	return v
 }
 
-func toF64(v []float32) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return out
-}
-
 func TestStepPredictionTypes(t *testing.T) {
 	x, out := probe(64, 0.3), probe(64, 2.1)
 	for _, pred := range []string{"epsilon", "v_prediction", "sample"} {
@@ -241,7 +230,7 @@ func TestStepPredictionTypes(t *testing.T) {
 					// A handful of float32 roundings, each <= 2^-24
 					// relative, amplified by at most 1/sqrt(a_t) ~ 15 at
 					// t=981: 1e-5 relative to the tensor's scale is ample.
-					compare(t, fmt.Sprintf("t=%d", tt), toF64(got), want, 0, 1e-5*maxAbs(want))
+					compare(t, fmt.Sprintf("t=%d", tt), convert[float64](got), want, 0, 1e-5*maxAbs(want))
 				}
 			})
 		}
@@ -307,14 +296,9 @@ func TestInvertThenStepRoundTrip(t *testing.T) {
 				if i == 0 || pred != "epsilon" {
 					continue
 				}
-				zt, err := s.InvertStep(out, tt, plan.Prev(i), z0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				back, err := sched.Step(out, tt, zt)
-				if err != nil {
-					t.Fatal(err)
-				}
+				back := through(t, z0,
+					func(z0 []float32) ([]float32, error) { return s.InvertStep(out, tt, plan.Prev(i), z0) },
+					func(zt []float32) ([]float32, error) { return sched.Step(out, tt, zt) })
 				// Two DDIM moves in float32: errors of a few ulps of the
 				// values, times 1/sqrt(a_t) <= 15. 2e-5 absolute on unit
 				// values covers that with margin.
@@ -328,7 +312,7 @@ func TestInvertThenStepRoundTrip(t *testing.T) {
 			}
 			aT := float64(s.alphasCumprod[plan.Walk[0]])
 			want := ddimRef(pred, out, z0, aT, float64(s.finalAlpha), aT, 0)
-			compare(t, "first inversion step", toF64(got), want, 0, 1e-5*maxAbs(want))
+			compare(t, "first inversion step", convert[float64](got), want, 0, 1e-5*maxAbs(want))
 			// And a later one.
 			got, err = s.InvertStep(out, plan.Walk[5], plan.Prev(5), z0)
 			if err != nil {
@@ -336,7 +320,7 @@ func TestInvertThenStepRoundTrip(t *testing.T) {
 			}
 			aT = float64(s.alphasCumprod[plan.Walk[5]])
 			want = ddimRef(pred, out, z0, aT, float64(s.alphasCumprod[plan.Walk[4]]), aT, 0)
-			compare(t, "inversion step 5", toF64(got), want, 0, 1e-5*maxAbs(want))
+			compare(t, "inversion step 5", convert[float64](got), want, 0, 1e-5*maxAbs(want))
 		})
 	}
 }
@@ -345,14 +329,9 @@ func TestNoiseFromSampleInvertsAddNoise(t *testing.T) {
 	s := mustNew(t, sdConfig())
 	x0, eps := probe(64, 0.1), probe(64, 3.3)
 	for _, tt := range []int{1, 501, 901, 999} {
-		xt, err := s.AddNoise(x0, eps, tt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.NoiseFromSample(xt, x0, tt)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := through(t, eps,
+			func(eps []float32) ([]float32, error) { return s.AddNoise(x0, eps, tt) },
+			func(xt []float32) ([]float32, error) { return s.NoiseFromSample(xt, x0, tt) })
 		// Rounding of x_t (~1 ulp of |x_t| <= 2) divided by sqrt(1-a_t),
 		// which is 0.03 at t=1: up to ~1e-5 there.
 		compare(t, fmt.Sprintf("t=%d", tt), got, eps, 0, 2e-5)

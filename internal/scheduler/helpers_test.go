@@ -11,6 +11,40 @@ func fixture(parts ...string) string {
 	return filepath.Join(append([]string{"..", "..", "testdata", "conformance"}, parts...)...)
 }
 
+// fixtureConfig reads a tiny conformance model's scheduler config.
+func fixtureConfig(t *testing.T, model string) Config {
+	t.Helper()
+	cfg, err := LoadConfig(fixture(model, "scheduler", "scheduler_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// convert is v with every value converted to U: float32 to float64 is
+// exact, and so is float64 to float32 for the golden inputs, which
+// golden.py rounded to float32.
+func convert[U, T float32 | float64](v []T) []U {
+	out := make([]U, len(v))
+	for i, x := range v {
+		out[i] = U(x)
+	}
+	return out
+}
+
+// through is x moved by each of moves in turn (e.g. a move and its
+// inverse), failing t on an error.
+func through(t *testing.T, x []float32, moves ...func([]float32) ([]float32, error)) []float32 {
+	t.Helper()
+	for _, move := range moves {
+		var err error
+		if x, err = move(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return x
+}
+
 // diff is the worst elementwise disagreement between two tensors.
 type diff struct {
 	index     int     // where |got - want| - tol is largest

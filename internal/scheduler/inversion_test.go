@@ -15,10 +15,7 @@ import (
 // --steps and --save_steps they were made with).
 func TestPlanInversionFixtures(t *testing.T) {
 	for _, model := range []string{"tiny-sd15", "tiny-sd21"} {
-		cfg, err := LoadConfig(fixture(model, "scheduler", "scheduler_config.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := fixtureConfig(t, model)
 		s := mustNew(t, cfg)
 		for _, run := range []string{"tokenflow_inv10", "tokenflow_inv20"} {
 			t.Run(model+"/"+run, func(t *testing.T) {

@@ -55,15 +55,6 @@ func loadVGolden(t *testing.T) vGolden {
 	return g
 }
 
-// to32 reads golden inputs, which golden.py rounded to float32: exact.
-func to32(v []float64) []float32 {
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(x)
-	}
-	return out
-}
-
 // vTol is the tolerance against the float64 golden values, relative to the
 // largest golden value of the tensor. The float32 path rounds the schedule
 // (betas in float32, each alphas_cumprod prefix rounded to float32: up to
@@ -83,10 +74,10 @@ func TestVPredictionGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, v := to32(g.X), to32(g.V)
+	x, v := convert[float32](g.X), convert[float32](g.V)
 	check := func(name string, got []float32, want []float64, scale float64) {
 		t.Helper()
-		d := compare(t, name, toF64(got), want, 0, vTol*scale)
+		d := compare(t, name, convert[float64](got), want, 0, vTol*scale)
 		t.Logf("%s: max error %.3g of the scale %.3g (%.3g)", name, d.maxAbs, scale, d.maxAbs/scale)
 	}
 	for _, c := range g.Convert {
@@ -125,7 +116,7 @@ func TestVPredictionGolden(t *testing.T) {
 	// Guidance in epsilon space, as the edit does it, against diffusers'
 	// guidance on the model output: equal, as eps is linear in v for a
 	// fixed sample.
-	u, c := to32(g.U), to32(g.C)
+	u, c := convert[float32](g.U), convert[float32](g.C)
 	gs := float32(g.Guidance)
 	for _, gc := range g.GuidedStep {
 		eu, err := s.Epsilon(u, x, gc.T)

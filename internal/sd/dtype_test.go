@@ -20,6 +20,7 @@ import (
 	"github.com/tokenflow/tokenflow/internal/sd"
 	"github.com/tokenflow/tokenflow/internal/tensor"
 	"github.com/tokenflow/tokenflow/internal/testenv"
+	"github.com/tokenflow/tokenflow/internal/tokens"
 )
 
 // fp16Rel bounds one fp16 graph evaluation against the fp32 one, relative
@@ -129,65 +130,33 @@ func TestFP16Modes(t *testing.T) {
 				fixture.Close(t, what, got, want, fp16Rel, 0)
 			}
 
-			text32, err := p32.EncodeText(ctx, "a ball", "a red cube")
-			if err != nil {
-				t.Fatal(err)
+			// same compares the fp32 and fp16 models' outputs of call.
+			same := func(what string, call func(*sd.Model) (tensor.Tensor, error)) tensor.Tensor {
+				t.Helper()
+				r32, r16 := both(t, p32, p16, call)
+				cmp(what, r16.Data, r32.Data)
+				return r32
 			}
-			text16, err := p16.EncodeText(ctx, "a ball", "a red cube")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmp("text encoder", text16.Data, text32.Data)
 
+			same("text encoder", func(p *sd.Model) (tensor.Tensor, error) { return p.EncodeText(ctx, "a ball", "a red cube") })
 			z0 := fixtureTensor(t, f, "preprocess.latents").Rows(0, 2)
-			img32, err := p32.DecodeLatents(ctx, z0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			img16, err := p16.DecodeLatents(ctx, z0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmp("vae decoder", img16.Data, img32.Data)
+			img32 := same("vae decoder", func(p *sd.Model) (tensor.Tensor, error) { return p.DecodeLatents(ctx, z0) })
 			pix := tensor.Zeros(img32.Shape...)
 			for i, v := range img32.Data {
 				pix.Data[i] = 2*v - 1
 			}
-			enc32, err := p32.EncodePixels(ctx, pix)
-			if err != nil {
-				t.Fatal(err)
-			}
-			enc16, err := p16.EncodePixels(ctx, pix)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmp("vae encoder", enc16.Data, enc32.Data)
+			same("vae encoder", func(p *sd.Model) (tensor.Tensor, error) { return p.EncodePixels(ctx, pix) })
 
 			// plain mode
 			x := fixtureTensor(t, f, "preprocess.inverted_latents.t0901").Rows(0, 2)
 			text := pick(t, fixtureTensor(t, f, "edit.pnp_guidance_embeds"), []int{0, 0})
-			e32, err := p32.UNet(ctx, x, 901, text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e16, err := p16.UNet(ctx, x, 901, text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmp("plain mode noise", e16.Data, e32.Data)
+			same("plain mode noise", func(p *sd.Model) (tensor.Tensor, error) { return p.UNet(ctx, x, 901, text) })
 
 			// keyframe mode, with both injections on
 			inj := pnp.Injection{QK: true, Conv: true}
 			kf := []int{2, 6}
 			lat, txt := step0(t, f, kf)
-			c32, err := p32.KeyframePass(ctx, lat, 901, txt, inj, kf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c16, err := p16.KeyframePass(ctx, lat, 901, txt, inj, kf)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c32, c16 := both(t, p32, p16, func(p *sd.Model) (*tokens.PivotCache, error) { return p.KeyframePass(ctx, lat, 901, txt, inj, kf) })
 			for _, l := range p32.UNetConfig.SelfAttentionLayers() {
 				cmp("keyframe tokens "+l.Path, c16.Tokens[l.Path].Data, c32.Tokens[l.Path].Data)
 				cmp("keyframe attn "+l.Path, c16.Attn[l.Path].Data, c32.Attn[l.Path].Data)
@@ -326,4 +295,18 @@ func TestFP16WeightsCache(t *testing.T) {
 	if l := log.String(); !strings.Contains(l, "converting the unet") || strings.Contains(l, "converting the vae") {
 		t.Errorf("after the unet's file changed, log %q: want the unet alone converted again", l)
 	}
+}
+
+// both is what call gives on the fp32 model and on the fp16 one.
+func both[T any](t *testing.T, p32, p16 *sd.Model, call func(*sd.Model) (T, error)) (T, T) {
+	t.Helper()
+	r32, err := call(p32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r16, err := call(p16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r32, r16
 }

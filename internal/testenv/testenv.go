@@ -151,3 +151,27 @@ func LoaderFinds(t testing.TB, ldPath, name string) bool {
 	}
 	return false
 }
+
+// ErrorLine fails t unless err is an error of one line that mentions every
+// one of want.
+func ErrorLine(t testing.TB, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	OneLine(t, err.Error(), want...)
+}
+
+// OneLine fails t unless the error message msg is one line that mentions
+// every one of want.
+func OneLine(t testing.TB, msg string, want ...string) {
+	t.Helper()
+	if strings.ContainsAny(msg, "\n\r") {
+		t.Errorf("error is not one line: %q", msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q does not mention %q", msg, w)
+		}
+	}
+}

@@ -12,10 +12,8 @@ package testmodel
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
 	"github.com/tokenflow/tokenflow/models"
@@ -157,8 +155,8 @@ func Write(dir, assets string, spec Spec, seed uint64) (*Summary, error) {
 		return nil, err
 	}
 	for _, sub := range []string{"tokenizer", "scheduler"} {
-		if err := copyDir(filepath.Join(assets, sub), filepath.Join(dir, sub)); err != nil {
-			return nil, err
+		if err := atomicfile.CopyDir(filepath.Join(assets, sub), filepath.Join(dir, sub)); err != nil {
+			return nil, fmt.Errorf("copy test model assets: %w", err)
 		}
 	}
 	sum := &Summary{Dir: dir, Seed: seed}
@@ -284,41 +282,4 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-// copyDir copies the regular files of src into dst.
-func copyDir(src, dst string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return fmt.Errorf("copy test model assets: %w", err)
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return fmt.Errorf("copy test model assets: %w", err)
-	}
-	for _, e := range entries { // sorted by name
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("copy test model assets: %w", err)
-	}
-	defer in.Close()
-	out, err := atomicfile.Create(dst, 0o644, false)
-	if err != nil {
-		return err
-	}
-	defer out.Abort()
-	if _, err := io.Copy(out, in); err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return out.Commit()
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 func TestProbeFile(t *testing.T) {
@@ -326,7 +328,7 @@ func TestDecodeLyingFrameCount(t *testing.T) {
 	if !errors.Is(err, ErrTruncated) {
 		t.Errorf("err = %v, want ErrTruncated", err)
 	}
-	oneLine(t, err, path, "only 3 of the 1099511627776 frames")
+	testenv.ErrorLine(t, err, path, "only 3 of the 1099511627776 frames")
 	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
 		t.Errorf("decoding allocated %d bytes for 3 frames of 3 KiB", got)
 	}

@@ -134,7 +134,7 @@ func TestEncodeCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("after cancel: %v, want context.Canceled", err)
 	}
-	oneLine(t, err, "out.mp4")
+	testenv.ErrorLine(t, err, "out.mp4")
 	if n := testenv.DirNames(t, dir); len(n) != 0 {
 		t.Errorf("left behind: %v", n)
 	}
@@ -151,7 +151,7 @@ func TestEncodeFailureLeavesNothing(t *testing.T) {
 	if !errors.Is(err, ErrFFmpeg) {
 		t.Errorf("err = %v, want ErrFFmpeg", err)
 	}
-	oneLine(t, err, out, "ffmpeg")
+	testenv.ErrorLine(t, err, out, "ffmpeg")
 	if n := testenv.DirNames(t, filepath.Dir(out)); len(n) != 0 {
 		t.Errorf("left behind: %v", n)
 	}
@@ -170,7 +170,7 @@ func TestEncodeNoClobber(t *testing.T) {
 	if !errors.Is(err, fs.ErrExist) {
 		t.Errorf("err = %v, want ErrExist", err)
 	}
-	oneLine(t, err, out)
+	testenv.ErrorLine(t, err, out)
 	if b, _ := os.ReadFile(out); string(b) != "precious" {
 		t.Errorf("existing file now holds %q", b)
 	}

@@ -81,7 +81,7 @@ func TestBadInputs(t *testing.T) {
 			if !errors.Is(err, tt.kind) {
 				t.Errorf("err = %v, want %v", err, tt.kind)
 			}
-			oneLine(t, err, tt.names...)
+			testenv.ErrorLine(t, err, tt.names...)
 			t.Log(err)
 		})
 	}
@@ -110,11 +110,11 @@ func TestUnwritableOutput(t *testing.T) {
 	if !errors.Is(err, fs.ErrPermission) {
 		t.Errorf("Encode: %v, want a permission error", err)
 	}
-	oneLine(t, err, out, "folder "+ro+" is not writable")
+	testenv.ErrorLine(t, err, out, "folder "+ro+" is not writable")
 
 	err = writePNGs(ro, []Frame{frame})
 	if !errors.Is(err, fs.ErrPermission) {
 		t.Errorf("writePNGs: %v, want a permission error", err)
 	}
-	oneLine(t, err, filepath.Join(ro, "00000.png"), "folder "+ro+" is not writable")
+	testenv.ErrorLine(t, err, filepath.Join(ro, "00000.png"), "folder "+ro+" is not writable")
 }

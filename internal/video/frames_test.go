@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tokenflow/tokenflow/internal/testenv"
 )
 
 // folderOf writes each named file into a new folder: a real 8x8 PNG for
@@ -84,7 +86,7 @@ func TestFrameFiles(t *testing.T) {
 			dir := folderOf(t, tt.files...)
 			got, err := FrameFiles(dir)
 			if tt.wantErr != nil {
-				oneLine(t, err, append([]string{dir}, tt.wantErr...)...)
+				testenv.ErrorLine(t, err, append([]string{dir}, tt.wantErr...)...)
 				if !errors.Is(err, ErrUnreadable) && !errors.Is(err, ErrNoFrames) {
 					t.Errorf("err = %v, want ErrUnreadable or ErrNoFrames", err)
 				}

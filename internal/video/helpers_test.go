@@ -230,20 +230,3 @@ func firstDiff(want, got Frame) string {
 	}
 	return ""
 }
-
-// oneLine fails t unless err is a single line mentioning each of names.
-func oneLine(t testing.TB, err error, names ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatal("no error")
-	}
-	msg := err.Error()
-	if strings.ContainsAny(msg, "\n\r") {
-		t.Errorf("error is not one line: %q", msg)
-	}
-	for _, n := range names {
-		if !strings.Contains(msg, n) {
-			t.Errorf("error %q does not mention %q", msg, n)
-		}
-	}
-}

@@ -11,9 +11,7 @@ import (
 // fix_character_width, uncurl_quotes, fix_line_breaks, remove_bom); the
 // others follow from the order in which ftfy 6 applies its fixes.
 func TestFixText(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-	}{
+	checkStrings(t, "fixText", fixText, []stringCase{
 		{"plain ASCII", "a red cube, 4k", "a red cube, 4k"},
 
 		// Mojibake.
@@ -68,20 +66,11 @@ func TestFixText(t *testing.T) {
 		{"em dash and ellipsis", "a — b … c", "a — b … c"},
 		{"CJK and emoji", "日本語のテキスト 😀", "日本語のテキスト 😀"},
 		{"voilà with a plain space (restore_byte_a0 not implemented)", "voilÃ le travail", "voilÃ le travail"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := fixText(tt.in); got != tt.want {
-				t.Errorf("fixText(%+q) (-want +got):\n-%+q\n+%+q", tt.in, tt.want, got)
-			}
-		})
-	}
+	})
 }
 
 func TestCleanText(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-	}{
+	checkStrings(t, "cleanText", cleanText, []stringCase{
 		{"collapse and strip", "  Mixed   CASE\twith\ttabs\nand newlines  ", "mixed case with tabs and newlines"},
 		{"unicode spaces", "a\u00a0b\u2003c\u3000d\u2028e", "a b c d e"},
 		{"fullwidth then lower", "Ｈｅｌｌｏ　Ｗｏｒｌｄ", "hello world"},
@@ -89,20 +78,11 @@ func TestCleanText(t *testing.T) {
 		{"dotted capital I", "İSTANBUL", "i\u0307stanbul"},
 		{"entity", "Tom &amp; Jerry", "tom & jerry"},
 		{"only spaces", " \t\n ", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := cleanText(tt.in); got != tt.want {
-				t.Errorf("cleanText(%+q) (-want +got):\n-%+q\n+%+q", tt.in, tt.want, got)
-			}
-		})
-	}
+	})
 }
 
 func TestNFC(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-	}{
+	checkStrings(t, "nfc", nfc, []stringCase{
 		{"ASCII", "abc", "abc"},
 		{"compose", "e\u0301", "\u00e9"},
 		{"already composed", "\u00e9", "\u00e9"},
@@ -121,11 +101,18 @@ func TestNFC(t *testing.T) {
 		{"31 marks then one that composes", "a" + strings.Repeat("\u0331", 31) + "\u0301", "\u00e1" + strings.Repeat("\u0331", 31)},
 		{"40 marks reordered", "a" + strings.Repeat("\u0301", 20) + strings.Repeat("\u0323", 20), "\u1ea1" + strings.Repeat("\u0323", 19) + strings.Repeat("\u0301", 20)},
 		{"a CGJ of the input stays", "a" + strings.Repeat("\u0331", 31) + "\u034f\u0301", "a" + strings.Repeat("\u0331", 31) + "\u034f\u0301"},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// stringCase is a named input of a string function and its result.
+type stringCase struct{ name, in, want string }
+
+// checkStrings runs f, named name, on each case's input as a subtest.
+func checkStrings(t *testing.T, name string, f func(string) string, cases []stringCase) {
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nfc(tt.in); got != tt.want {
-				t.Errorf("nfc(%+q) (-want +got):\n-%+q\n+%+q", tt.in, tt.want, got)
+			if got := f(tt.in); got != tt.want {
+				t.Errorf("%s(%+q) (-want +got):\n-%+q\n+%+q", name, tt.in, tt.want, got)
 			}
 		})
 	}
