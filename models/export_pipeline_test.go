@@ -156,6 +156,8 @@ func TestExportForOnnxPipeline(t *testing.T) {
 					for _, l := range ts.layers {
 						in[InKeyTokens(l.Path)] = ort.New([]int64{0, 0, l.Channels}, []float32{})
 						in[InKeyAttn(l.Path)] = ort.New([]int64{0, 0, l.Channels}, []float32{})
+						in[InAnchorKeys(l.Path)] = ort.New([]int64{0, 0, l.Channels}, []float32{})
+						in[InAnchorValues(l.Path)] = ort.New([]int64{0, 0, l.Channels}, []float32{})
 					}
 					mine := data(t, ts.run(t, in)[OutSample])
 					fixture.Close(t, "exported unet case "+cs+" vs tokenflow's", got[0], mine, exportRel, exportAbs)

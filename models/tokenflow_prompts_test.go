@@ -100,6 +100,8 @@ func TestTokenFlowGraphPrompts(t *testing.T) {
 				for _, l := range ts.layers {
 					in[InKeyTokens(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
 					in[InKeyAttn(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
+					in[InAnchorKeys(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
+					in[InAnchorValues(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
 				}
 				for name, v := range cache {
 					in[name] = v
