@@ -236,6 +236,8 @@ func TestSelfAttentionLayersMatchesGraph(t *testing.T) {
 	for _, l := range reg {
 		in[models.InKeyTokens(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
 		in[models.InKeyAttn(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
+		in[models.InAnchorKeys(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
+		in[models.InAnchorValues(l.Path)] = ort.New([]int64{0, 1, int64(l.Channels)}, []float32{})
 	}
 	shapes := map[string][]int64{}
 	for name, out := range ortsession.RunNamed(t, s, inputs, outputs, in) {

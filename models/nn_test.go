@@ -365,6 +365,8 @@ func TestNNPropagateOntoItself(t *testing.T) {
 			for _, l := range layers {
 				in[models.InKeyTokens(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
 				in[models.InKeyAttn(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
+				in[models.InAnchorKeys(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
+				in[models.InAnchorValues(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
 			}
 			key := run(t, in)
 

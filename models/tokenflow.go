@@ -17,7 +17,18 @@ import (
 //	2 propagation: batch [source | uncond | cond] of n frames; attn1 is not
 //	               evaluated: its output is gathered from two keyframes'
 //	               cached outputs at the source tokens' nearest neighbours
-//	               (cosine similarity) and blended by pivot_weights.
+//	               (cosine similarity) and blended by pivot_weights;
+//	3 keyframe, keeping keys/values: mode 1, and it also outputs each
+//	               layer's self-attention keys and values of the edited
+//	               groups (after injection: the ones the pass used), for
+//	               the anchors of a windowed step (package edit, Window).
+//
+// In modes 1 and 3 the per-layer inputs anchor_keys/anchor_values, when
+// not empty, are kept anchors' keys and values [2P,A*S,C] (A anchors, S
+// tokens each): every edited group's keys and values are its own K*S
+// followed by its group's anchors' A*S along the sequence axis, so each
+// query of the pass also attends to the anchors. Empty, the pass is the
+// official keyframe pass (the concatenation adds nothing).
 //
 // Feature injection (conv_inject) replaces up_blocks.1.resnets.1's residual
 // branch of the uncond and cond thirds by the source third's, in modes 1
@@ -37,9 +48,10 @@ const (
 	InPivots       = "pivots"        // int64 [2]: keyframe slots of the first and second pivot
 	InPivotWeights = "pivot_weights" // float32 [n]: the first pivot's weight per frame; its length is the frames per group (keyframe mode: K, or empty for three groups)
 
-	ModePlain     = 0
-	ModeKeyframe  = 1
-	ModePropagate = 2
+	ModePlain        = 0
+	ModeKeyframe     = 1
+	ModePropagate    = 2
+	ModeKeyframeKeep = 3
 )
 
 // Per-layer TokenFlow I/O names: keyframe-pass outputs, and the same
@@ -49,10 +61,19 @@ func OutAttn(layer string) string     { return "attn/" + layer }   // [(1+2P)K,S
 func InKeyTokens(layer string) string { return "kf_tokens/" + layer }
 func InKeyAttn(layer string) string   { return "kf_attn/" + layer }
 
+// Per-layer keys/values of a windowed keyframe pass (modes 1 and 3): the
+// anchors' inputs, and the outputs mode 3 keeps ([2P,K*S,C]; empty in
+// other modes).
+func InAnchorKeys(layer string) string   { return "anchor_keys/" + layer }
+func InAnchorValues(layer string) string { return "anchor_values/" + layer }
+func OutKeys(layer string) string        { return "keys/" + layer }
+func OutValues(layer string) string      { return "values/" + layer }
+
 // tokenflowState holds the graph inputs every TokenFlow processor shares.
 type tokenflowState struct {
 	ready           bool
 	isKey, isProp   onnx.Value
+	isKeep          onnx.Value
 	qk, conv        onnx.Value
 	pivots, weights onnx.Value
 }
@@ -63,7 +84,8 @@ func (st *tokenflowState) init(g *onnx.Graph) {
 	}
 	st.ready = true
 	mode := g.Input(InAttnMode, onnx.Int64, onnx.D(1))
-	st.isKey = g.Op("Equal", []onnx.Value{mode, g.Ints(ModeKeyframe)})
+	st.isKeep = g.Op("Equal", []onnx.Value{mode, g.Ints(ModeKeyframeKeep)})
+	st.isKey = g.Op("Or", []onnx.Value{g.Op("Equal", []onnx.Value{mode, g.Ints(ModeKeyframe)}), st.isKeep})
 	st.isProp = g.Op("Equal", []onnx.Value{mode, g.Ints(ModePropagate)})
 	st.qk = g.Input(InQKInject, onnx.Bool, onnx.D(1))
 	st.conv = g.Input(InConvInject, onnx.Bool, onnx.D(1))
@@ -101,24 +123,28 @@ func (p tokenflowAttn) Apply(g *onnx.Graph, a *Attention, x onnx.Value, l Layer)
 	st := p.st
 	st.init(g)
 	dt := a.Scope.w.Type
-	types := []onnx.DataType{dt, dt, dt}
+	types := []onnx.DataType{dt, dt, dt, dt, dt}
 	kfTokens := g.Input(InKeyTokens(l.Path), onnx.Float, onnx.P("keyframes"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
 	kfAttn := g.Input(InKeyAttn(l.Path), onnx.Float, onnx.P("keyframes3"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
+	anchorK := g.Input(InAnchorKeys(l.Path), onnx.Float, onnx.P("anchor_groups"), onnx.P("anchor_tokens_"+l.Path), onnx.D(l.Channels))
+	anchorV := g.Input(InAnchorValues(l.Path), onnx.Float, onnx.P("anchor_groups"), onnx.P("anchor_tokens_"+l.Path), onnx.D(l.Channels))
 	outs := g.If(st.isProp, types,
 		func(b *onnx.Graph) []onnx.Value {
 			return p.propagate(b, a, x, l, kfTokens, kfAttn)
 		},
 		func(b *onnx.Graph) []onnx.Value {
 			return b.If(st.isKey, types,
-				func(bb *onnx.Graph) []onnx.Value { return p.keyframe(bb, a, x, l) },
+				func(bb *onnx.Graph) []onnx.Value { return p.keyframe(bb, a, x, l, anchorK, anchorV) },
 				func(bb *onnx.Graph) []onnx.Value {
 					out := PlainAttn{}.Apply(bb, a, x, l)
 					e := empty(bb, x)
-					return []onnx.Value{out, e, e}
+					return []onnx.Value{out, e, e, e, e}
 				})
 		})
 	g.Output(OutTokens(l.Path), fromDT(g, outs[1], dt), onnx.Float, onnx.P("keyframes"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
 	g.Output(OutAttn(l.Path), fromDT(g, outs[2], dt), onnx.Float, onnx.P("keyframes3"), onnx.P("tokens_"+l.Path), onnx.D(l.Channels))
+	g.Output(OutKeys(l.Path), fromDT(g, outs[3], dt), onnx.Float, onnx.P("kept_groups"), onnx.P("kept_tokens_"+l.Path), onnx.D(l.Channels))
+	g.Output(OutValues(l.Path), fromDT(g, outs[4], dt), onnx.Float, onnx.P("kept_groups"), onnx.P("kept_tokens_"+l.Path), onnx.D(l.Channels))
 	return outs[0]
 }
 
@@ -144,8 +170,9 @@ func toDT(g *onnx.Graph, v onnx.Value, dt onnx.DataType) onnx.Value {
 }
 
 // keyframe is the keyframe pass: x [(1+2P)K,S,C] = [source | uncond_1..P
-// | cond_1..P], K keyframes per group.
-func (p tokenflowAttn) keyframe(g *onnx.Graph, a *Attention, x onnx.Value, l Layer) []onnx.Value {
+// | cond_1..P], K keyframes per group; anchorK and anchorV [2P,A*S,C] are
+// kept anchors' keys and values (A = 0: none).
+func (p tokenflowAttn) keyframe(g *onnx.Graph, a *Attention, x onnx.Value, l Layer, anchorK, anchorV onnx.Value) []onnx.Value {
 	K, G := p.st.groups(g, x)
 	q, k, v := a.Q(g, x), a.K(g, x), a.V(g, x)
 	// The source group, frame by frame: [K,S,D]; the 2P edited groups,
@@ -166,13 +193,23 @@ func (p tokenflowAttn) keyframe(g *onnx.Graph, a *Attention, x onnx.Value, l Lay
 		qe = g.Where(p.st.qk, seq(q0), qe)
 		ke = g.Where(p.st.qk, seq(k0), ke)
 	}
+	// Windowed step: each edited group's own keys/values, then its
+	// anchors' ([2P,A*S,D]; an empty input reshapes to [2P,0,D] and the
+	// concatenation is the pass's own).
+	dt := a.Scope.w.Type
+	anchor := func(t onnx.Value) onnx.Value { return g.ReshapeTo(toDT(g, t, dt), edited) }
+	ka := g.Concat(1, ke, anchor(anchorK))
+	va := g.Concat(1, ve, anchor(anchorV))
 	srcOut := a.Attend(g, q0, k0, v0)
-	extOut := a.Attend(g, qe, ke, ve)
+	extOut := a.Attend(g, qe, ka, va)
 	// [2P,K*S,D] -> [2PK,S,D]
 	extOut = g.ReshapeTo(extOut, g.Concat(0, g.Ints(-1), g.ShapeRange(x, 1, 2), g.Ints(a.InnerDim)))
 	out := a.Out(g, g.Concat(0, srcOut, extOut))
 	tokens := rows(g, x, zero, K)
-	return []onnx.Value{out, tokens, out}
+	kept := g.If(p.st.isKeep, []onnx.DataType{dt, dt},
+		func(b *onnx.Graph) []onnx.Value { return []onnx.Value{b.Identity(ke), b.Identity(ve)} },
+		func(b *onnx.Graph) []onnx.Value { e := empty(b, x); return []onnx.Value{e, e} })
+	return []onnx.Value{out, tokens, out, kept[0], kept[1]}
 }
 
 // propagate is the propagation pass: x [(1+2P)n,S,C]; attn1's output comes from
@@ -183,7 +220,7 @@ func (p tokenflowAttn) propagate(g *onnx.Graph, a *Attention, x onnx.Value, l La
 		X: x, KfTokens: kfTokens, KfAttn: kfAttn, Pivots: st.pivots, Weights: st.weights,
 	})
 	e := empty(g, x)
-	return []onnx.Value{out, e, e}
+	return []onnx.Value{out, e, e, e, e}
 }
 
 // unitRows divides each row (last axis) by its Euclidean norm, as the

@@ -56,6 +56,8 @@ func (ts *tfSession) passInputs(sample, timestep, text ort.Tensor, mode int64, i
 	for _, l := range ts.layers {
 		in[InKeyTokens(l.Path)] = ort.New([]int64{0, keyRows, l.Channels}, []float32{})
 		in[InKeyAttn(l.Path)] = ort.New([]int64{0, keyRows, l.Channels}, []float32{})
+		in[InAnchorKeys(l.Path)] = ort.New([]int64{0, keyRows, l.Channels}, []float32{})
+		in[InAnchorValues(l.Path)] = ort.New([]int64{0, keyRows, l.Channels}, []float32{})
 	}
 	return in
 }
@@ -147,6 +149,8 @@ func TestTokenFlowGraphStep0(t *testing.T) {
 				for _, l := range ts.layers {
 					pin[InKeyTokens(l.Path)] = out[OutTokens(l.Path)]
 					pin[InKeyAttn(l.Path)] = out[OutAttn(l.Path)]
+					pin[InAnchorKeys(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
+					pin[InAnchorValues(l.Path)] = ort.New([]int64{0, 1, l.Channels}, []float32{})
 				}
 				pout := ts.run(t, pin)
 				want, _ := lay.F32(fmt.Sprintf("step0.batch%d.unet.noise_pred", b))

@@ -58,6 +58,7 @@ var configKeys = map[string]string{
 	"prompts":          "prompts",
 	"prompts_per_call": "prompts-per-call",
 	"no_resume":        "no-resume",
+	"keyframe_window":  "keyframe-window",
 	// SDEdit (--mode sdedit): the official config_sdedit.yaml's start and
 	// use_ddim_noise, and this tool's names. start is --start (the first
 	// frame) except in an SDEdit edit, where it is the official start,

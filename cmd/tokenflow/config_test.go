@@ -85,6 +85,7 @@ func TestConfigKeys(t *testing.T) {
 		{"prompts: p.txt", []string{"--prompts", "p.txt"}, func(v *editView) { v.PromptsFile = "p.txt" }},
 		{"prompts_per_call: 2", []string{"--prompts-per-call", "2"}, func(v *editView) { v.PromptsPerCall = 2 }},
 		{"no_resume: true", []string{"--no-resume"}, func(v *editView) { v.NoResume = true }},
+		{"keyframe_window: 16", []string{"--keyframe-window", "16"}, func(v *editView) { v.KeyframeWindow = 16 }},
 		// lists: several prompts, a negative prompt for each
 		{"prompt: [a, b, c]", []string{"--prompt", "a", "--prompt", "b", "--prompt", "c"}, func(v *editView) { v.Prompt, v.Prompts = "a", []string{"b", "c"} }},
 		{"prompt:\n  - a\n  - ~", []string{"--prompt", "a", "--prompt", ""}, func(v *editView) { v.Prompt, v.Prompts = "a", []string{""} }},

@@ -35,6 +35,7 @@ type EditOptions struct {
 	PnPConv         float64
 	Keyframes       string
 	Seed            uint64
+	KeyframeWindow  int
 	Out             string
 	Force           bool
 	SaveLatents     string
@@ -130,6 +131,7 @@ status is 1 and the message names it.`,
 	fs.Float64Var(&o.PnPAttn, "pnp-attn", pipeline.DefaultPnPAttn, "fraction of the steps with query/key injection, in [0,1]")
 	fs.Float64Var(&o.PnPConv, "pnp-conv", pipeline.DefaultPnPConv, "fraction of the steps with feature injection, in [0,1]")
 	fs.StringVar(&o.Keyframes, "keyframes", "random", "keyframe of each batch: random (seeded) or middle (reproducible across implementations)")
+	fs.IntVar(&o.KeyframeWindow, "keyframe-window", pipeline.DefaultKeyframeWindow, "the most keyframes (one per batch) a keyframe pass attends to: a longer clip's steps go windowed, anchors plus chunks, in bounded memory; up to it the pass is the official one; 0: no bound")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random keyframe choice (and of --mode sdedit's Gaussian noise)")
 	fs.StringVarP(&o.Out, "out", "o", "", "output video (default: <input>.tokenflow.mp4); with several prompts a template holding {n} or {slug} (default: <input>.{n}-{slug}.tokenflow.mp4)")
 	fs.BoolVar(&o.Force, "force", false, "overwrite an existing output")
@@ -167,7 +169,7 @@ var editFlags = sourceFlags.with(flagNames{
 	"prompt": "--prompt", "inversion_steps": "--inversion-steps", "steps": "--steps", "guidance": "--guidance",
 	"pnp_attn": "--pnp-attn", "pnp_conv": "--pnp-conv", "out": "--out", "save_latents": "--save-latents",
 	"frames_dir": "--frames-dir", "keyframes": "--keyframes", "negative_prompt": "--negative-prompt",
-	"prompts_per_call": "--prompts-per-call",
+	"prompts_per_call": "--prompts-per-call", "keyframe_window": "--keyframe-window",
 	// the placeholders of output templates, named as they are written
 	"n": pipeline.PlaceN, "slug": pipeline.PlaceSlug,
 	"strength": "--strength", "no_resume": "--no-resume",
@@ -206,7 +208,7 @@ func (o *EditOptions) request() (pipeline.EditRequest, error) {
 	several := len(prompts) > 1 || len(prompts) == 1 && o.Prompt != ""
 	return pipeline.EditRequest{InvertRequest: inv, Prompt: o.Prompt, Prompts: prompts, NegativePrompt: o.NegativePrompt,
 		NegativePrompts: o.NegativePrompts, PromptsPerCall: o.PromptsPerCall,
-		Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv, Keyframes: kf, Seed: o.Seed,
+		Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv, Keyframes: kf, Seed: o.Seed, KeyframeWindow: o.KeyframeWindow,
 		Out: o.outputPath(several), SaveLatents: o.SaveLatents, FramesDir: o.FramesDir, Overwrite: o.Force, SDEdit: sd}, nil
 }
 
@@ -272,6 +274,17 @@ type editJSON struct {
 	Prompts         []promptJSON       `json:"prompts"`
 	PromptsPerCall  int                `json:"prompts_per_call"`
 	ResumedSteps    int                `json:"resumed_steps,omitempty"`
+	KeyframeRule    keyframeRuleJSON   `json:"keyframe_rule"`
+}
+
+// keyframeRuleJSON is which keyframe pass the steps used (pipeline.KeyframeRule).
+type keyframeRuleJSON struct {
+	Rule       string `json:"rule"` // "official" or "windowed"
+	K          int    `json:"keyframes"`
+	W          int    `json:"window"`
+	A          int    `json:"anchors,omitempty"`
+	Chunk      int    `json:"chunk,omitempty"`
+	PeakPivots int    `json:"peak_pivots,omitempty"`
 }
 
 // promptJSON is one prompt's entry: its outputs, or its error.
@@ -301,6 +314,11 @@ func runEdit(ctx context.Context, o *EditOptions) error {
 			Frames: res.Frames, Size: res.Size.String(), FPS: res.FPS.String(), Keyframes: o.Keyframes, UNetFrames: res.UNetFrames,
 			DType: string(res.Inversion.DType), Mode: o.Mode, Seconds: seconds(res.Timings), PeakRSSMB: peakRSSMB(), PromptsPerCall: res.PromptsPerCall,
 			ResumedSteps: res.ResumedSteps}
+		r := res.KeyframeRule
+		j.KeyframeRule = keyframeRuleJSON{Rule: "official", K: r.K, W: r.W, A: r.A, Chunk: r.Chunk, PeakPivots: r.PeakPivots}
+		if r.Windowed {
+			j.KeyframeRule.Rule = "windowed"
+		}
 		if len(res.Prompts) == 1 {
 			j.Output, j.Latents, j.FramesDir = res.Output, res.Latents, res.FramesDir
 		}

@@ -36,6 +36,7 @@ type editView struct {
 	Prompts, NegativePrompts                        []string
 	PromptsFile                                     string
 	PromptsPerCall                                  int
+	KeyframeWindow                                  int
 
 	Mode      string
 	Strength  float64
@@ -52,7 +53,7 @@ func viewEdit(o *EditOptions) editView {
 		InversionSteps: o.InversionSteps, Steps: o.Steps, Guidance: o.Guidance, PnPAttn: o.PnPAttn, PnPConv: o.PnPConv,
 		Keyframes: o.Keyframes, Seed: o.Seed, Out: o.Out, SaveLatents: o.SaveLatents, FramesDir: o.FramesDir,
 		Config: o.Config, OutDir: o.outDir, Force: o.Force, NoResume: o.NoResume, DType: o.DType,
-		Prompts: o.Prompts, NegativePrompts: o.NegativePrompts, PromptsFile: o.PromptsFile, PromptsPerCall: o.PromptsPerCall,
+		Prompts: o.Prompts, NegativePrompts: o.NegativePrompts, PromptsFile: o.PromptsFile, PromptsPerCall: o.PromptsPerCall, KeyframeWindow: o.KeyframeWindow,
 		Mode: o.Mode, Strength: o.Strength, DDIMNoise: o.DDIMNoise,
 	}
 }
@@ -169,7 +170,7 @@ var editDefaults = editView{
 	Model: pipeline.DefaultModel, FolderFPS: "10", Device: "cpu", Stride: 1, BatchSize: 8,
 	NegativePrompt: "ugly, blurry, low res, unrealistic, unaesthetic",
 	InversionSteps: 500, Steps: 50, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8,
-	Keyframes: "random", Seed: 1,
+	Keyframes: "random", Seed: 1, KeyframeWindow: pipeline.DefaultKeyframeWindow,
 	Mode: "pnp", Strength: 0.9, DDIMNoise: true,
 }
 
@@ -189,11 +190,11 @@ func TestEditFlags(t *testing.T) {
 			"--keyframes", "middle", "--seed", "42", "--out", "o.mp4", "--force", "--save-latents", "l.safetensors",
 			"--frames-dir", "fr", "--model", "m", "--size", "64x32", "--start", "2", "--frames", "5", "--stride", "3",
 			"--fps", "30000/1001", "--device", "cuda", "--threads", "2", "--cache-dir", "c", "--batch-size", "4", "--json",
-			"clip"}, func(v *editView) {
+			"--keyframe-window", "0", "clip"}, func(v *editView) {
 			*v = editView{Input: "clip", Model: "m", Size: "64x32", FolderFPS: "30000/1001", Device: "cuda", CacheDir: "c",
 				Start: 2, Frames: 5, Stride: 3, Threads: 2, BatchSize: 4, FramesSet: true, JSON: true,
 				Prompt: "a red cube", NegativePrompt: "", InversionPrompt: "a ball", InversionSteps: 10, Steps: 10,
-				Guidance: 5, PnPAttn: 0.25, PnPConv: 1, Keyframes: "middle", Seed: 42,
+				Guidance: 5, PnPAttn: 0.25, PnPConv: 1, Keyframes: "middle", Seed: 42, KeyframeWindow: 0,
 				Out: "o.mp4", SaveLatents: "l.safetensors", FramesDir: "fr", Force: true,
 				Mode: "pnp", Strength: 0.9, DDIMNoise: true}
 		}},
@@ -393,6 +394,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"edit", "-p", "   ", "in.mp4"}, "--prompt is required"},
 		{[]string{"edit", "-p", "x"}, "no input"},
 		{[]string{"edit", "-p", "x", "--keyframes", "first", "in.mp4"}, "--keyframes"},
+		{[]string{"edit", "-p", "x", "--keyframe-window", "1", "in.mp4"}, "--keyframe-window 1"},
+		{[]string{"edit", "-p", "x", "--keyframe-window", "-2", "in.mp4"}, "--keyframe-window -2"},
 		{[]string{"edit", "-p", "x", "--size", "63x64", "in.mp4"}, "63x64"},
 		{[]string{"edit", "-p", "x", "--inversion-steps", "0", "in.mp4"}, "--inversion-steps 0"},
 		{[]string{"edit", "-p", "x", "--guidance", "NaN", "in.mp4"}, "--guidance"},

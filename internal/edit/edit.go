@@ -35,8 +35,15 @@ import (
 // [source | uncond_1..uncond_m | cond_1..cond_m]: the source group once,
 // its injected features shared by every prompt; the cache and the noise
 // are in the same groups. One prompt is m = 1, the thirds above.
+//
+// WindowKeyframePass is KeyframePass for a windowed step (see Window):
+// every edited group also attends to its group's kept anchor keys/values
+// (anchors nil: none), and with keep it returns this pass's own
+// keys/values of the edited groups (after query/key injection), [2m,K*S,C]
+// per layer. With anchors nil and keep false it is KeyframePass.
 type UNet interface {
 	KeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int) (*tokens.PivotCache, error)
+	WindowKeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error)
 	PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, weights []float32) (tensor.Tensor, error)
 }
 
@@ -58,6 +65,11 @@ type Params struct {
 	// separate calls give the same results, the source group is then
 	// evaluated once per call.
 	PromptsPerCall int
+	// KeyframeWindow is W, the most keyframes one keyframe pass attends
+	// to (0: no bound, every step official). A step with more keyframes
+	// than W is windowed (see Window); with at most W it is the official
+	// keyframe pass, bit for bit.
+	KeyframeWindow int
 	// SDEdit, when set, makes the edit the official SDEdit variant (see
 	// SDEdit): it runs only the schedule's kept timesteps, from the
 	// noise it says, with no injection (PnPAttn and PnPConv are unused).
@@ -139,6 +151,11 @@ type Editor struct {
 
 	// Time spent in keyframe and propagation passes.
 	KeyframeTime, PropagateTime time.Duration
+	// PeakPivots is the most keyframes' pivots a windowed step has held
+	// at once (0 when no step was windowed); held are those of the
+	// windowed step running.
+	PeakPivots int
+	held       map[int]*tokens.PivotCache
 }
 
 // New prepares the schedules of an edit of in with p, and checks that the
@@ -208,6 +225,17 @@ func (e *Editor) Timesteps() []int { return e.ts }
 
 // Keyframes are the keyframes of step i, one per batch.
 func (e *Editor) Keyframes(i int) []int { return e.kf[i] }
+
+// Window is step i's keyframe schedule under Params.KeyframeWindow.
+func (e *Editor) Window(i int) Window { return WindowPlan(len(e.kf[i]), e.p.KeyframeWindow) }
+
+// injection is the Plug-and-Play injection at timestep t.
+func (e *Editor) injection(t int) pnp.Injection {
+	if e.noInject {
+		return pnp.Injection{} // SDEdit: not even the official t == 1000 rule
+	}
+	return e.inject.At(t)
+}
 
 // Start is the edit's starting latents: the inversion's noise
 // eps = (z_tmax - sqrt(a_tmax) z0)/sqrt(1 - a_tmax), tmax the most inverted
@@ -433,11 +461,9 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 	if err != nil {
 		return nil, nil, err
 	}
-	inj := e.inject.At(t)
-	if e.noInject {
-		inj = pnp.Injection{} // SDEdit: not even the official t == 1000 rule
-	}
+	inj := e.injection(t)
 	kf := e.kf[i]
+	win := e.Window(i)
 	batch := min(e.p.BatchSize, e.n)
 	per := len(kf) + e.n
 	done := i * per * e.prompts
@@ -455,15 +481,22 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 	}
 	g := float32(e.p.Guidance)
 	for _, ps := range e.chunks(active) {
-		// 1. keyframe pass: the pivot cache of this timestep
-		start := time.Now()
-		cache, err := e.u.KeyframePass(ctx, groups(src, xs, ps, kf), t, e.textFor(len(kf), ps), inj, kf)
-		if err != nil {
+		// 1. keyframe pass: the pivot cache of this timestep; windowed,
+		// the anchors' pass, the other keyframes' passes as batches need
+		// them (step 2)
+		pass := func(slots []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
+			return e.keyframePass(ctx, src, xs, ps, t, kf, slots, anchors, keep, &done)
+		}
+		var cache *tokens.PivotCache
+		var w *window
+		if win.Windowed() {
+			w = newWindow(e, win, kf, pass)
+			if err := w.start(); err != nil {
+				return nil, nil, err
+			}
+		} else if cache, _, err = pass(win.Chunks[0], nil, false); err != nil {
 			return nil, nil, err
 		}
-		e.KeyframeTime += time.Since(start)
-		done += len(kf) * len(ps)
-		e.progress(done)
 
 		// 2. one propagation pass per batch, guidance, DDIM step
 		outs := make([]tensor.Tensor, len(ps))
@@ -475,9 +508,19 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 		for j := range pos {
 			pos[j] = j
 		}
-		for _, b := range plan {
+		for bi, b := range plan {
 			if len(live) == 0 {
 				break
+			}
+			c := cache
+			pivots := [2]int{b.PivotSlots[0], b.PivotSlots[0]}
+			if len(b.PivotSlots) > 1 {
+				pivots[1] = b.PivotSlots[1]
+			}
+			if w != nil {
+				if c, pivots, err = w.forBatch(bi); err != nil {
+					return nil, nil, err
+				}
 			}
 			start := time.Now()
 			idx := make([]int, 0, b.End-b.Start)
@@ -485,13 +528,8 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 				idx = append(idx, f)
 			}
 			m := len(idx)
-			pivots := [2]int{b.PivotSlots[0], b.PivotSlots[0]}
-			if len(b.PivotSlots) > 1 {
-				pivots[1] = b.PivotSlots[1]
-			}
-			c := cache
 			if len(live) < len(ps) {
-				c = keepGroups(cache, len(ps), pos)
+				c = keepGroups(c, len(ps), pos)
 			}
 			noise, err := e.u.PropagationPass(ctx, groups(src, xs, live, idx), t, e.textFor(m, live), inj, c, pivots, b.Weights)
 			if err != nil {
@@ -535,7 +573,11 @@ func (e *Editor) StepPrompts(ctx context.Context, i int, xs []tensor.Tensor) (ne
 			}
 			done += m * L
 			e.progress(done)
+			if w != nil {
+				w.done(bi)
+			}
 		}
+		e.held = nil
 		for j, p := range ps {
 			if errs[p] == nil {
 				next[p] = outs[j]

@@ -40,6 +40,32 @@ type EditResult struct {
 	// ResumedSteps is the steps an interrupted run of this edit had done,
 	// which this one continued (0: it started from the first).
 	ResumedSteps int
+	// KeyframeRule is which keyframe pass the steps used (KeyframeRule).
+	KeyframeRule KeyframeRule
+}
+
+// KeyframeRule says which keyframe pass an edit's steps use: the
+// official one (all K keyframes in one pass) when K <= W or W = 0, else
+// the windowed one (edit.Window): A anchors, the others in chunks of at
+// most W - A.
+type KeyframeRule struct {
+	Windowed bool
+	K        int // keyframes per step: one per batch
+	W        int // the window (0: none)
+	A        int // anchors (windowed only)
+	Chunk    int // the most keyframes of a chunk pass (windowed only)
+	// PeakPivots is the most keyframes' pivots held at once (windowed).
+	PeakPivots int
+}
+
+func (r KeyframeRule) String() string {
+	if !r.Windowed {
+		if r.W == 0 {
+			return fmt.Sprintf("official (K=%d keyframes in one pass, no window)", r.K)
+		}
+		return fmt.Sprintf("official (K=%d keyframes in one pass, K <= W=%d)", r.K, r.W)
+	}
+	return fmt.Sprintf("windowed (K=%d keyframes > W=%d: A=%d anchors, then chunks of at most %d attending to them)", r.K, r.W, r.A, r.Chunk)
 }
 
 // PromptResult is one prompt's outputs (Target), or why it has none.
@@ -118,7 +144,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 		return nil, err
 	}
 	defer j.close()
-	j.prompts, j.perCall = P, req.PromptsPerCall
+	j.prompts, j.perCall, j.window = P, req.PromptsPerCall, req.KeyframeWindow
 	if req.SDEdit != nil {
 		j.editSteps = req.Steps - edit.FirstKept(req.SDEdit.Start, req.Steps)
 	}
@@ -167,12 +193,21 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	var bar progress.StepReporter // made once the edit knows its work
 	params := edit.Params{Steps: req.Steps, Guidance: req.Guidance, PnPAttn: req.PnPAttn, PnPConv: req.PnPConv,
 		BatchSize: req.BatchSize, Keyframes: req.Keyframes, Seed: req.Seed, PromptsPerCall: j.perCall, SDEdit: req.SDEdit,
-		Progress: func(done, _ int) { bar.Set(done) }}
+		KeyframeWindow: req.KeyframeWindow,
+		Progress:       func(done, _ int) { bar.Set(done) }}
 	e, err := edit.New(j.model, j.model.Scheduler, edit.Inputs{
 		Inversion: inv, Source: states.Row(0), Negative: states.Rows(1, 1+negs), Prompt: states.Rows(1+negs, 1+negs+P),
 	}, params)
 	if err != nil {
 		return nil, err
+	}
+	rule := KeyframeRule{K: len(e.Keyframes(0)), W: req.KeyframeWindow}
+	if w := e.Window(0); w.Windowed() {
+		rule.Windowed, rule.A, rule.Chunk = true, len(w.Anchors), len(w.Chunks[0])
+	}
+	res.KeyframeRule = rule
+	if req.Log != nil {
+		fmt.Fprintf(req.Log, "keyframe pass: %s\n", rule)
 	}
 	// An interrupted run of this edit left its state: continue from it.
 	state := j.newEditState(&req, targets, entry)
@@ -196,6 +231,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 		return nil
 	})
 	bar.Finish()
+	res.KeyframeRule.PeakPivots = e.PeakPivots
 	if err == nil && P == 1 && errs[0] != nil {
 		state.remove() // the edit is over: its one prompt failed
 		err = errs[0]

@@ -29,8 +29,10 @@ func (m Memory) Total() int64 { return m.Weights + m.Latents + m.Pass }
 // most perCall times one prompt's). weights is the weights' bytes in the
 // graphs (half in fp16); heads the number of attention heads at the UNet's
 // full resolution; act the bytes of an activation element (4, or 2 in
-// fp16, whose attention scores are still computed in float32).
-func estimate(weights int64, heads, frames, resident, batch, latentH, latentW int, act int64, forEdit bool, perCall int) Memory {
+// fp16, whose attention scores are still computed in float32); window the
+// edit's keyframe window (0: none): a windowed step's passes attend to at
+// most W keyframes.
+func estimate(weights int64, heads, frames, resident, batch, latentH, latentW int, act int64, forEdit bool, perCall, window int) Memory {
 	m1 := int64(max(perCall, 1))
 	s := int64(latentH * latentW) // tokens per frame at full resolution
 	m := Memory{Weights: weights, Latents: int64(frames) * int64(resident) * 4 * s * 4}
@@ -40,6 +42,9 @@ func estimate(weights int64, heads, frames, resident, batch, latentH, latentW in
 	units := b
 	if forEdit {
 		k := (int64(frames) + b - 1) / b
+		if window >= 2 {
+			k = min(k, int64(window))
+		}
 		// keyframe pass: each prompt's uncond and cond attend to all K
 		// keyframes' tokens
 		scores = max(scores, 2*m1*int64(heads)*(k*s)*(k*s)*4+k*int64(heads)*s*s*4)

@@ -8,19 +8,19 @@ import "testing"
 // weights), and every term grows with what drives it.
 func TestEstimate(t *testing.T) {
 	const weights = 4921 << 20
-	m := estimate(weights, 5, 8, 3, 4, 32, 32, 4, true, 1)
+	m := estimate(weights, 5, 8, 3, 4, 32, 32, 4, true, 1, 0)
 	if got := float64(m.Total()) / (1 << 20); got < 5000 || got > 6500 {
 		t.Errorf("PERF workload estimate %.0f MB (%+v), want within 5000..6500 (measured 5339..6000)", got, m)
 	}
-	inv := estimate(weights, 5, 8, 3, 4, 32, 32, 4, false, 1)
+	inv := estimate(weights, 5, 8, 3, 4, 32, 32, 4, false, 1, 0)
 	if inv.Pass >= m.Pass {
 		t.Errorf("an inversion's pass (%d) is not below the edit's (%d)", inv.Pass, m.Pass)
 	}
-	big := estimate(weights, 5, 8, 3, 4, 64, 64, 4, true, 1)
+	big := estimate(weights, 5, 8, 3, 4, 64, 64, 4, true, 1, 0)
 	if big.Pass <= 4*m.Pass || big.Latents != 4*m.Latents {
 		t.Errorf("at 512x512: pass %d, latents %d; want the pass to grow more than 4x (%d) and latents 4x (%d)", big.Pass, big.Latents, m.Pass, m.Latents)
 	}
-	many := estimate(weights, 5, 256, 3, 8, 64, 64, 4, true, 1)
+	many := estimate(weights, 5, 256, 3, 8, 64, 64, 4, true, 1, 0)
 	if many.Latents != int64(256*3*4*64*64*4) {
 		t.Errorf("3 latents of 256 frames: %d", many.Latents)
 	}
@@ -31,8 +31,8 @@ func TestEstimate(t *testing.T) {
 // scores, which fp16 graphs compute in float32.
 func TestEstimateFP16(t *testing.T) {
 	const weights = 4921 << 20
-	full := estimate(weights, 5, 8, 3, 4, 64, 64, 4, true, 1)
-	half := estimate(weights/2, 5, 8, 3, 4, 64, 64, 2, true, 1)
+	full := estimate(weights, 5, 8, 3, 4, 64, 64, 4, true, 1, 0)
+	half := estimate(weights/2, 5, 8, 3, 4, 64, 64, 2, true, 1, 0)
 	if half.Weights != full.Weights/2 || half.Latents != full.Latents {
 		t.Errorf("fp16 %+v against fp32 %+v: want half the weights, the same latents", half, full)
 	}
@@ -45,5 +45,23 @@ func TestAvailable(t *testing.T) {
 	avail, total := available()
 	if avail <= 0 || total < avail {
 		t.Errorf("available() = %d, %d: want 0 < available <= total", avail, total)
+	}
+}
+
+// TestEstimateWindow: a windowed edit's keyframe passes attend to at most
+// W keyframes: 256 frames in batches of 8 (K = 32) under W = 8 estimate
+// the pass of 64 frames (K = 8) with the same batch, not one of K = 32;
+// with no window, or W >= K, the estimate is the official pass's.
+func TestEstimateWindow(t *testing.T) {
+	const weights = 4921 << 20
+	official := estimate(weights, 5, 256, 51, 8, 64, 64, 4, true, 1, 0)
+	wide := estimate(weights, 5, 256, 51, 8, 64, 64, 4, true, 1, 32)
+	windowed := estimate(weights, 5, 256, 51, 8, 64, 64, 4, true, 1, 8)
+	eight := estimate(weights, 5, 64, 51, 8, 64, 64, 4, true, 1, 0)
+	if wide != official {
+		t.Errorf("W = K: %+v, want the official estimate %+v", wide, official)
+	}
+	if windowed.Pass != eight.Pass || windowed.Pass >= official.Pass {
+		t.Errorf("W = 8 of K = 32: pass %d, want that of K = 8 (%d), below the official %d", windowed.Pass, eight.Pass, official.Pass)
 	}
 }

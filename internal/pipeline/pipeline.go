@@ -69,6 +69,7 @@ type job struct {
 	// An edit's prompts, and how many share a UNet call (0 until memory
 	// chooses, when the request leaves it to the estimate).
 	prompts, perCall int
+	window           int // the edit's keyframe window (EditRequest.KeyframeWindow)
 
 	// editSteps is the steps the edit runs when not all of req.Steps
 	// (SDEdit); 0 for all.
@@ -154,7 +155,7 @@ func (j *job) memory(forEdit bool) error {
 		act = 2 // activations in fp16 (attention scores stay float32)
 	}
 	est := func(perCall int) Memory {
-		return estimate(weights, heads, j.rng.Count, resident, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit, perCall)
+		return estimate(weights, heads, j.rng.Count, resident, j.req.BatchSize, j.size.H/8, j.size.W/8, act, forEdit, perCall, j.window)
 	}
 	if forEdit {
 		j.perCall = choosePerCall(j.prompts, j.perCall, est)

@@ -27,6 +27,10 @@ const (
 	DefaultPnPAttn        = 0.5
 	DefaultPnPConv        = 0.8
 	DefaultBatchSize      = 8
+	// DefaultKeyframeWindow is W, the most keyframes a keyframe pass
+	// attends to (edit.Params.KeyframeWindow): chosen by measurement,
+	// docs/ARCHITECTURE.md "Bounded keyframe attention".
+	DefaultKeyframeWindow = 8
 )
 
 // DefaultStrength is the official SDEdit start (configs/config_sdedit.yaml).
@@ -104,6 +108,11 @@ type EditRequest struct {
 	PnPConv        float64 // fraction of the steps with feature injection
 	Keyframes      keyframes.Policy
 	Seed           uint64
+	// KeyframeWindow is W (edit.Params.KeyframeWindow): a step with more
+	// keyframes (batches) than W is windowed, one with at most W is the
+	// official keyframe pass; 0 is no bound (always official). 1 is
+	// refused: a window needs room for an anchor.
+	KeyframeWindow int
 	// Out is the output video; SaveLatents and FramesDir, when not "",
 	// where the final latents and the edited frames (PNGs) also go. With
 	// several prompts each is a template holding {n} (the prompt's
@@ -179,6 +188,7 @@ func (r *EditRequest) Validate() error {
 	}
 	checks := []error{
 		param.AtLeast("prompts_per_call", r.PromptsPerCall, 0),
+		keyframeWindow(r.KeyframeWindow),
 		param.Fraction("pnp_attn", r.PnPAttn),
 		param.Fraction("pnp_conv", r.PnPConv),
 	}
@@ -202,6 +212,14 @@ func (r *EditRequest) Validate() error {
 		if err := t.validate(r.Input, r.Overwrite); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// keyframeWindow checks W: 0 (no bound) or at least 2.
+func keyframeWindow(w int) error {
+	if w < 0 || w == 1 {
+		return param.Errorf("keyframe_window", w, "must be 0 (no bound: every step the official keyframe pass) or at least 2 (half of it anchors)")
 	}
 	return nil
 }

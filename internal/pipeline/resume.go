@@ -94,6 +94,7 @@ func (j *job) editKeyFields(req *EditRequest, targets []Target, entry *cache.Ent
 		{"batch_size", req.BatchSize},
 		{"keyframes", req.Keyframes.String()},
 		{"seed", req.Seed},
+		{"keyframe_window", req.KeyframeWindow},
 		{"prompts_per_call", j.perCall}, // as chosen: calls over other groups may round differently
 		{"sdedit", sdedit},
 		{"dtype", string(req.GraphDType())},

@@ -25,6 +25,10 @@ func (noUNet) KeyframePass(context.Context, tensor.Tensor, int, tensor.Tensor, p
 	return nil, errors.New("no UNet here")
 }
 
+func (noUNet) WindowKeyframePass(context.Context, tensor.Tensor, int, tensor.Tensor, pnp.Injection, []int, *tokens.AnchorKV, bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
+	return nil, nil, errors.New("no UNet here")
+}
+
 func (noUNet) PropagationPass(context.Context, tensor.Tensor, int, tensor.Tensor, pnp.Injection, *tokens.PivotCache, [2]int, []float32) (tensor.Tensor, error) {
 	return tensor.Tensor{}, errors.New("no UNet here")
 }

@@ -74,6 +74,8 @@ func Open(o Options) (*Model, error) {
 	for _, l := range p.UNetConfig.SelfAttentionLayers() {
 		p.kfChannels[models.InKeyTokens(l.Path)] = l.Channels
 		p.kfChannels[models.InKeyAttn(l.Path)] = l.Channels
+		p.kfChannels[models.InAnchorKeys(l.Path)] = l.Channels
+		p.kfChannels[models.InAnchorValues(l.Path)] = l.Channels
 	}
 	if p.VAEConfig, err = c.VAEConfig(); err != nil {
 		return nil, err

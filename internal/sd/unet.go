@@ -100,24 +100,60 @@ func flag(b bool) ort.Tensor { return ort.New([]int64{1}, []bool{b}) }
 // prompts, and returns its pivot cache. Its noise prediction is not used
 // by TokenFlow.
 func (p *Model) KeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int) (*tokens.PivotCache, error) {
+	c, _, err := p.WindowKeyframePass(ctx, x, t, text, inj, keyframes, nil, false)
+	return c, err
+}
+
+// WindowKeyframePass is KeyframePass for a windowed step (edit.Window):
+// the edited groups also attend to the anchors' kept keys/values (nil:
+// none, the official pass), and with keep it also returns this pass's own
+// keys/values of the edited groups, to be the anchors of the step's later
+// passes.
+func (p *Model) WindowKeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, keyframes []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
 	// pivot_weights' length tells the graph the group size, K; the keyframe
 	// pass does not read their values.
 	groupSize := make([]float32, len(keyframes))
-	out, err := p.callUNet(ctx, x, t, text, models.ModeKeyframe, unetCall{models.InQKInject: flag(inj.QK), models.InConvInject: flag(inj.Conv),
-		models.InPivotWeights: ort.New([]int64{int64(len(keyframes))}, groupSize)})
+	call := unetCall{models.InQKInject: flag(inj.QK), models.InConvInject: flag(inj.Conv),
+		models.InPivotWeights: ort.New([]int64{int64(len(keyframes))}, groupSize)}
+	if anchors != nil {
+		for path, v := range anchors.Keys {
+			call[models.InAnchorKeys(path)] = ort.New(v.Shape, v.Data)
+		}
+		for path, v := range anchors.Values {
+			call[models.InAnchorValues(path)] = ort.New(v.Shape, v.Data)
+		}
+	}
+	mode := int64(models.ModeKeyframe)
+	if keep {
+		mode = models.ModeKeyframeKeep
+	}
+	out, err := p.callUNet(ctx, x, t, text, mode, call)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := &tokens.PivotCache{Keyframes: keyframes, Tokens: map[string]tensor.Tensor{}, Attn: map[string]tensor.Tensor{}}
+	var kv *tokens.AnchorKV
+	if keep {
+		kv = &tokens.AnchorKV{Keyframes: keyframes, Keys: map[string]tensor.Tensor{}, Values: map[string]tensor.Tensor{}}
+	}
 	for _, l := range p.UNetConfig.SelfAttentionLayers() {
 		if c.Tokens[l.Path], err = hostTensor(out[models.OutTokens(l.Path)]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if c.Attn[l.Path], err = hostTensor(out[models.OutAttn(l.Path)]); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if kv == nil {
+			continue
+		}
+		if kv.Keys[l.Path], err = hostTensor(out[models.OutKeys(l.Path)]); err != nil {
+			return nil, nil, err
+		}
+		if kv.Values[l.Path], err = hostTensor(out[models.OutValues(l.Path)]); err != nil {
+			return nil, nil, err
 		}
 	}
-	return c, nil
+	return c, kv, nil
 }
 
 // PropagationPass runs the propagation pass on x = [source | uncond |

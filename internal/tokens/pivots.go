@@ -14,3 +14,36 @@ type PivotCache struct {
 	Tokens    map[string]tensor.Tensor
 	Attn      map[string]tensor.Tensor
 }
+
+// AnchorKV is what a windowed step keeps of its anchors' keyframe pass
+// (package edit, Window): per self-attention layer, the keys and values
+// the edited groups attended to, after Plug-and-Play query/key injection,
+// [2P,A*S,C] for P prompts and A anchors of S tokens. Later keyframe
+// passes of the step attend to them as well as to their own.
+type AnchorKV struct {
+	Keyframes []int // the anchors' frame indices, in order
+	Keys      map[string]tensor.Tensor
+	Values    map[string]tensor.Tensor
+}
+
+// Bytes is the memory the keys and values hold.
+func (a *AnchorKV) Bytes() int64 {
+	var n int64
+	for _, m := range []map[string]tensor.Tensor{a.Keys, a.Values} {
+		for _, v := range m {
+			n += 4 * int64(v.Len())
+		}
+	}
+	return n
+}
+
+// Bytes is the memory the pivot cache holds.
+func (c *PivotCache) Bytes() int64 {
+	var n int64
+	for _, m := range []map[string]tensor.Tensor{c.Tokens, c.Attn} {
+		for _, v := range m {
+			n += 4 * int64(v.Len())
+		}
+	}
+	return n
+}
