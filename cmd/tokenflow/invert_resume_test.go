@@ -1,26 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+	"time"
 )
 
 // TestInvertResumesAfterSIGKILL kills an inversion with SIGKILL (no
-// chance to clean up) once its progress on stderr shows step k done,
-// runs the same command again, and checks that it resumes from a step at
-// or after k (saying so), does only the remaining steps, and leaves the
-// entry an uninterrupted run makes: the same latents.safetensors, byte for
-// byte, and no state or partial folder.
+// chance to clean up) once its progress on stderr shows step k done, at
+// several points: the first run at step 3, the run that resumes it at step
+// 25; runs the same command a third time, and checks that each run resumes
+// from a step at or after the last kill's (saying so), the last does only
+// the remaining steps, and the entry is the one an uninterrupted run makes:
+// the same latents.safetensors, byte for byte, and no state or partial
+// folder.
 func TestInvertResumesAfterSIGKILL(t *testing.T) {
-	const steps, frames, k = 40, 8, 12
+	const steps, frames = 40, 8
 	d := t.TempDir()
 	args := func(cache string) []string {
 		return []string{"invert", "--model", model(t, "tiny-sd15"), "--size", "64x64", "--inversion-steps", fmt.Sprint(steps), "--steps", "10",
@@ -28,52 +27,54 @@ func TestInvertResumesAfterSIGKILL(t *testing.T) {
 	}
 	killed, whole := filepath.Join(d, "killed"), filepath.Join(d, "whole")
 
-	// 1. killed once step k is done: a progress line at every batch
-	cmd := tfCommand(t, d, args(killed)...)
-	cmd.Env = append(cmd.Env, progressIntervalEnv+"=0s")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log strings.Builder
-	sent := false
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		line := sc.Text()
-		log.WriteString(line + "\n")
-		var done, total int
-		if _, err := fmt.Sscanf(line, "inversion: %d/%d frame-steps", &done, &total); err == nil && !sent && done >= k*frames {
-			if done == total {
-				t.Fatalf("the inversion was complete before the kill: %q", line)
+	// resumedAt is the step a run's log says it resumed at, 0 if none.
+	resumedAt := func(stderr string) int {
+		_, after, ok := strings.Cut(stderr, "inversion: resuming at step ")
+		var at, of int
+		if ok {
+			fmt.Sscanf(after, "%d of %d", &at, &of)
+			if of != steps {
+				t.Fatalf("resumed %d of %d, want of %d:\n%s", at, of, steps, stderr)
 			}
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			sent = true
 		}
+		return at
 	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !sent || !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("the run was not killed at step %d (sent %v, %v):\n%s", k, sent, err, log.String())
-	}
-	partials, _ := filepath.Glob(filepath.Join(killed, "inversions", ".*.partial", "state.safetensors"))
-	if len(partials) != 1 {
-		t.Fatalf("the killed run left states %q, want one", partials)
+	// 1. killed once step k is done (a progress line at every batch);
+	// the next run resumes at k or later and is killed in turn
+	last := 0
+	for _, k := range []int{3, 25} {
+		cmd := tfCommand(t, d, args(killed)...)
+		cmd.Env = append(cmd.Env, progressIntervalEnv+"=0s")
+		r := start(t, cmd)
+		line := fmt.Sprintf("inversion: %d/%d frame-steps", k*frames, steps*frames)
+		if !r.lines.waitFor(line, 3*time.Minute) {
+			t.Fatalf("no %q line before the run ended:\n%s", line, r.lines.wait())
+		}
+		if err := r.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		res, ok := r.exited(time.Minute)
+		if !ok {
+			t.Fatal("still running a minute after SIGKILL")
+		}
+		if res.Code != -1 || strings.Contains(res.Stdout, "cache_dir") {
+			t.Fatalf("the run ended before the kill at step %d:\n%v", k, res)
+		}
+		if at := resumedAt(res.Stderr); (last == 0) != (at == 0) || at < last {
+			t.Fatalf("the run killed at step %d resumed at %d, after a kill at step %d:\n%s", k, at, last, res.Stderr)
+		}
+		partials, _ := filepath.Glob(filepath.Join(killed, "inversions", ".*.partial", "state.safetensors"))
+		if len(partials) != 1 {
+			t.Fatalf("the run killed at step %d left states %q, want one", k, partials)
+		}
+		last = k
 	}
 
 	// 2. the same command again: it resumes and completes
 	res, r := tfJSON[invertResult](t, d, args(killed)...)
-	_, after, ok := strings.Cut(r.Stderr, "inversion: resuming at step ")
-	var at, of int
-	if ok {
-		fmt.Sscanf(after, "%d of %d", &at, &of)
-	}
-	if at < k || at > steps || of != steps {
-		t.Fatalf("the second run did not resume at a step from %d of %d:\n%s", k, steps, r.Stderr)
+	at := resumedAt(r.Stderr)
+	if at < last || at > steps {
+		t.Fatalf("the last run did not resume at a step from %d of %d:\n%s", last, steps, r.Stderr)
 	}
 	if res.Reused || res.UNetFrames != int64((steps-(at-1))*frames) {
 		t.Errorf("resumed run: reused %v, unet_frame_evaluations %d, want the %d remaining steps (%d)", res.Reused, res.UNetFrames, steps-(at-1), (steps-(at-1))*frames)
