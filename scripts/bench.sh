@@ -15,6 +15,9 @@
 #   BENCHTIME     -benchtime for the quick benchmarks (default 1s)
 #   UNET_EVALS    timed full-size UNet evaluations per thread count (default 5)
 #   PIPELINE_TIME -benchtime for internal/inversion and internal/edit (default 1x)
+#   PIPELINE_THREADS  thread counts of the full-size pipeline runs (default 1,2)
+#   PIPELINE_RECON=0  skip the pipeline benchmark's second part (invert
+#                 --reconstruct, then edit from the cache)
 #   BENCH_OUT     raw output file (default bench.out)
 #   TOKENFLOW_BENCH_RSS_CONFIGS  extra session configs for the memory
 #                 benchmark: "name:key=value,key=value;name2:..."
@@ -142,6 +145,11 @@ log "bench: done in $(($(date +%s) - start))s, load average $(loadavg)"
     echo
     echo "Whole runs (tokenflow edit; PERF.md workload for sd21-base-256; official: 1184 s at 1 thread, 923 s at 2):"
     grep '^pipeline:' "$out" | sed 's/^pipeline: /  /'
+  fi
+  if grep -q '^pipeline-phase:' "$out"; then
+    echo
+    echo "Whole runs per phase (GFLOP/s at 181 GFLOP per 32x32 frame-evaluation, PERF.md; session creation is the time the run waited for sessions):"
+    grep '^pipeline-phase:' "$out" | sed 's/^pipeline-phase: /  /'
   fi
   if grep -q '^prompts:' "$out"; then
     echo

@@ -123,14 +123,15 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	j.lock.Release() // the latents are in memory: other runs may use the entry
+	j.lock.Release()  // the latents are in memory: other runs may use the entry
+	j.model.Prepare() // a reused inversion's: the UNet's session is made while the prompts are encoded
 
 	res := &EditResult{Output: targets[0].Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
 		Inversion:      InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()},
 		PromptsPerCall: j.perCall}
 
 	// 2. the edit
-	t := time.Now()
+	t, w := time.Now(), j.model.SessionWait()
 	// [inversion prompt | negative, once or per prompt | prompts]
 	texts := []string{req.InversionPrompt}
 	negs := 1
@@ -176,8 +177,8 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	if err != nil {
 		return nil, nonFinite(err, "nothing was written")
 	}
-	j.times["edit"] = time.Since(t)
-	j.times["edit keyframe passes"] = e.KeyframeTime
+	j.times["edit"] = j.since(t, w)
+	j.times["edit keyframe passes"] = e.KeyframeTime - (j.model.SessionWait() - w) // a reused inversion's first pass may wait for the UNet
 	j.times["edit propagation passes"] = e.PropagateTime
 	// Every step checked its latents (tensor.CheckFinite): the xs of the
 	// prompts without an error are finite.

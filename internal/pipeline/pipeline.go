@@ -65,9 +65,13 @@ type job struct {
 	unet0  int64
 	ortRun time.Duration
 	ortNew time.Duration
+	wait0  time.Duration // the model's SessionWait at open
 	// An edit's prompts, and how many share a UNet call (0 until memory
 	// chooses, when the request leaves it to the estimate).
 	prompts, perCall int
+
+	// invBatch is the inversion's frames per UNet call (memory sets it).
+	invBatch int
 
 	// editSteps is the steps the edit runs when not all of req.Steps
 	// (SDEdit); 0 for all.
@@ -96,6 +100,7 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 		return nil, err
 	}
 	j.model, j.unet0 = m, m.UNetFrames()
+	j.wait0 = m.SessionWait()
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -150,7 +155,20 @@ func (j *job) memory(forEdit bool) error {
 	if forEdit {
 		j.perCall = choosePerCall(j.prompts, j.perCall, est)
 	}
-	return j.checkMemory(est(max(j.perCall, 1)))
+	m := est(max(j.perCall, 1))
+	// The inversion's batch: asked, or the largest whose pass is no larger
+	// than the edit's (an inversion alone is bounded by the edit that
+	// follows it, which this run or a later one makes).
+	invPass := func(b int) int64 {
+		return estimate(weights, heads, j.rng.Count, kept, b, j.size.H/8, j.size.W/8, act, false, 1).Pass
+	}
+	j.invBatch = j.req.InversionBatch
+	if j.invBatch == 0 {
+		edit := estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, true, 1).Pass
+		j.invBatch = inversionBatch(j.rng.Count, invPass, edit)
+	}
+	m.Pass = max(m.Pass, invPass(j.invBatch))
+	return j.checkMemory(m)
 }
 
 func (j *job) close() {
@@ -272,6 +290,7 @@ func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache
 	}
 
 	j.announce(nil, forEdit)
+	j.model.Prepare() // the UNet's session is made while the frames are encoded
 
 	// 1. frames -> z0
 	z0, err := j.encodeVideo(ctx)
@@ -281,19 +300,19 @@ func (j *job) inversion(ctx context.Context, forEdit bool) (*cache.Entry, *cache
 	j.model.Release("vae_encoder") // not needed again: free its memory for the UNet
 
 	// 2. DDIM inversion
-	t := time.Now()
+	t, w := time.Now(), j.model.SessionWait()
 	cond, err := j.model.EncodeText(ctx, r.InversionPrompt)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	bar := progress.New(r.Progress, "inversion", "frame-steps", j.walk*z0.N())
 	noisy, err := inversion.Invert(ctx, j.model, j.model.Scheduler, z0, cond,
-		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: j.invBatch, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
 		return nil, nil, false, nonFinite(err, "nothing was stored")
 	}
-	j.times["inversion"] = time.Since(t)
+	j.times["inversion"] = j.since(t, w)
 
 	// 3. store
 	lat := &cache.Latents{Z0: z0, Noisy: noisy}
@@ -377,12 +396,23 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// since is the time since t less the time spent waiting for sessions
+// since the model's SessionWait was w: a phase's own time.
+func (j *job) since(t time.Time, w time.Duration) time.Duration {
+	return time.Since(t) - (j.model.SessionWait() - w)
+}
+
 // finish records the run's totals in the timings.
 func (j *job) finish() Timings {
 	run, _ := ort.Stats()
+	// Sessions made in the background while other work ran (sd.Prepare)
+	// count in "session creation (all)", and in "session creation" only
+	// for the time the run waited for them.
 	created := ort.CreateTime() - j.ortNew
-	j.times["session creation"] = created
-	j.times["in onnxruntime"] = run - j.ortRun + created
+	waited := j.model.SessionWait() - j.wait0
+	j.times["session creation (all)"] = created
+	j.times["session creation"] = waited
+	j.times["in onnxruntime"] = run - j.ortRun + waited
 	j.times["total"] = time.Since(j.start)
 	return j.times
 }
@@ -430,7 +460,7 @@ func (j *job) reconstruct(ctx context.Context, entry *cache.Entry, lat *cache.La
 	zT := lat.Noisy[kept[len(kept)-1]]
 	bar := progress.New(r.Progress, "reconstruction", "frame-steps", j.walk*zT.N())
 	x, err := inversion.Reconstruct(ctx, j.model, j.model.Scheduler, zT, cond,
-		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: j.invBatch, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
 		return nonFinite(err, "no reconstruction was written")

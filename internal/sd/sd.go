@@ -12,6 +12,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
@@ -51,8 +52,12 @@ type Model struct {
 	id         string
 
 	mu       sync.Mutex
-	weights  map[string]*models.Weights
 	sessions map[string]*ort.Session
+	creating map[string]chan struct{} // closed when the session is made (or failed)
+	wmu      sync.Mutex               // guards weights
+	weights  map[string]*models.Weights
+	// waitNanos is the time callers of Session waited for a session.
+	waitNanos atomic.Int64
 
 	unetFrames atomic.Int64
 	// kfChannels is the width of each per-layer keyframe input of the UNet.
@@ -66,7 +71,7 @@ func Open(o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}}
+	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]chan struct{}{}}
 	if p.UNetConfig, err = c.UNetConfig(); err != nil {
 		return nil, err
 	}
@@ -114,6 +119,7 @@ func (p *Model) Identify() (string, error) {
 func (p *Model) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.waitCreating()
 	for _, s := range p.sessions {
 		s.Close()
 	}
@@ -194,14 +200,65 @@ const maxInline = 1 << 30
 
 // Session returns the named session, building its graph the first time.
 // build makes the graph from the component's weights. The session takes
-// the graph's inputs and returns its outputs in declaration order.
+// the graph's inputs and returns its outputs in declaration order. Sessions
+// of different names are created concurrently (Prepare); a caller asking
+// for one being created waits for it.
 func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if s, ok := p.sessions[name]; ok {
-		return s, nil
+	start := time.Now()
+	waited := false
+	defer func() {
+		if waited {
+			p.waitNanos.Add(int64(time.Since(start)))
+		}
+	}()
+	for {
+		if s, ok := p.sessions[name]; ok {
+			p.mu.Unlock()
+			return s, nil
+		}
+		ch, busy := p.creating[name]
+		if !busy {
+			break
+		}
+		waited = true
+		p.mu.Unlock()
+		<-ch
+		p.mu.Lock()
 	}
+	waited = true
+	ch := make(chan struct{})
+	p.creating[name] = ch
+	p.mu.Unlock()
+	s, err := p.newSession(name, comp, build)
+	p.mu.Lock()
+	delete(p.creating, name)
+	close(ch)
+	if err == nil {
+		p.sessions[name] = s
+	}
+	p.mu.Unlock()
+	return s, err
+}
+
+// Prepare starts creating the UNet's session in the background, for a
+// caller that will need it after work that does not (decoding, the VAE
+// encoder): its first use then waits only for what is left. An error is
+// returned by that first use.
+func (p *Model) Prepare() {
+	go p.unetSession() //nolint:errcheck // the first use returns it
+}
+
+// SessionWait is the time callers spent waiting for sessions to be
+// created (creating them, or waiting for a Prepare): creation that
+// overlapped other work does not count.
+func (p *Model) SessionWait() time.Duration { return time.Duration(p.waitNanos.Load()) }
+
+// newSession builds the named graph and creates its session.
+func (p *Model) newSession(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
+	p.wmu.Lock()
 	w, err := p.componentWeights(comp)
+	p.wmu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +298,6 @@ func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Gr
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	p.sessions[name] = s
 	return s, nil
 }
 
@@ -251,9 +307,29 @@ func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Gr
 func (p *Model) Release(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for p.creating[name] != nil {
+		ch := p.creating[name]
+		p.mu.Unlock()
+		<-ch
+		p.mu.Lock()
+	}
 	if s, ok := p.sessions[name]; ok {
 		s.Close()
 		delete(p.sessions, name)
+	}
+}
+
+// waitCreating waits, p.mu held, until no session is being created.
+func (p *Model) waitCreating() {
+	for len(p.creating) > 0 {
+		var ch chan struct{}
+		for _, c := range p.creating {
+			ch = c
+			break
+		}
+		p.mu.Unlock()
+		<-ch
+		p.mu.Lock()
 	}
 }
 
