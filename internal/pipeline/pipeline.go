@@ -411,6 +411,9 @@ func (j *job) finish() Timings {
 	created := ort.CreateTime() - j.ortNew
 	waited := j.model.SessionWait() - j.wait0
 	j.times["session creation (all)"] = created
+	for name, d := range j.model.SessionTimes() {
+		j.times["session creation: "+name] = d
+	}
 	j.times["session creation"] = waited
 	j.times["in onnxruntime"] = run - j.ortRun + waited
 	j.times["total"] = time.Since(j.start)

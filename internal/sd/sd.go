@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,7 @@ type Model struct {
 	weights  map[string]*models.Weights
 	// waitNanos is the time callers of Session waited for a session.
 	waitNanos atomic.Int64
+	made      map[string]time.Duration // creation time by session name
 
 	unetFrames atomic.Int64
 	// kfChannels is the width of each per-layer keyframe input of the UNet.
@@ -71,7 +73,7 @@ func Open(o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]chan struct{}{}}
+	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]chan struct{}{}, made: map[string]time.Duration{}}
 	if p.UNetConfig, err = c.UNetConfig(); err != nil {
 		return nil, err
 	}
@@ -230,12 +232,14 @@ func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Gr
 	ch := make(chan struct{})
 	p.creating[name] = ch
 	p.mu.Unlock()
+	t := time.Now()
 	s, err := p.newSession(name, comp, build)
 	p.mu.Lock()
 	delete(p.creating, name)
 	close(ch)
 	if err == nil {
 		p.sessions[name] = s
+		p.made[name] += time.Since(t)
 	}
 	p.mu.Unlock()
 	return s, err
@@ -253,6 +257,14 @@ func (p *Model) Prepare() {
 // created (creating them, or waiting for a Prepare): creation that
 // overlapped other work does not count.
 func (p *Model) SessionWait() time.Duration { return time.Duration(p.waitNanos.Load()) }
+
+// SessionTimes is how long each session took to make (graph build and
+// ONNX Runtime's creation), by name, whether or not a caller waited.
+func (p *Model) SessionTimes() map[string]time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.made)
+}
 
 // newSession builds the named graph and creates its session.
 func (p *Model) newSession(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
