@@ -108,7 +108,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 			return nil, err
 		}
 	}
-	j, err := open(ctx, &req.InvertRequest)
+	j, err := open(ctx, &req.InvertRequest, true)
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +123,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	j.lock.Release()  // the latents are in memory: other runs may use the entry
-	j.model.Prepare() // a reused inversion's: the UNet's session is made while the prompts are encoded
+	j.lock.Release() // the latents are in memory: other runs may use the entry
 
 	res := &EditResult{Output: targets[0].Out, Frames: j.rng.Count, Size: j.size, FPS: j.info.RangeFPS(j.rng), KeyframeSet: req.Keyframes.String(),
 		Inversion:      InvertResult{CacheDir: entry.Dir, Reused: reused, Frames: j.rng.Count, Size: j.size, Kept: entry.Manifest.Kept, DType: req.GraphDType()},

@@ -81,7 +81,9 @@ type job struct {
 // open loads ONNX Runtime and the model, checks the schedule against the
 // scheduler, probes and hashes the source, makes sure the cache can be
 // written, and identifies the model: everything before the first real work.
-func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
+// An edit (edit true), which always runs the UNet, starts making the UNet's
+// session once the checks have passed, while the model's identity is read.
+func open(ctx context.Context, r *InvertRequest, edit bool) (_ *job, err error) {
 	j := &job{req: r, times: Timings{}, start: time.Now()}
 	j.ortRun, _ = ort.Stats()
 	j.ortNew = ort.CreateTime()
@@ -122,6 +124,9 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 	// The cache must be writable before any work is done for it.
 	if err := cache.Prepare(root); err != nil {
 		return nil, err
+	}
+	if edit {
+		m.Prepare()
 	}
 	// Last, once every check has passed: the model's identity reads its
 	// weight files the first time (then remembered in the cache folder).
@@ -427,7 +432,7 @@ func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	j, err := open(ctx, &req)
+	j, err := open(ctx, &req, false)
 	if err != nil {
 		return nil, err
 	}

@@ -54,8 +54,8 @@ type Model struct {
 
 	mu       sync.Mutex
 	sessions map[string]*ort.Session
-	creating map[string]chan struct{} // closed when the session is made (or failed)
-	wmu      sync.Mutex               // guards weights
+	creating map[string]*creation // sessions being made
+	wmu      sync.Mutex           // guards weights
 	weights  map[string]*models.Weights
 	// waitNanos is the time callers of Session waited for a session.
 	waitNanos atomic.Int64
@@ -73,7 +73,7 @@ func Open(o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]chan struct{}{}, made: map[string]time.Duration{}}
+	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]*creation{}, made: map[string]time.Duration{}}
 	if p.UNetConfig, err = c.UNetConfig(); err != nil {
 		return nil, err
 	}
@@ -206,51 +206,64 @@ const maxInline = 1 << 30
 // of different names are created concurrently (Prepare); a caller asking
 // for one being created waits for it.
 func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
-	p.mu.Lock()
 	start := time.Now()
-	waited := false
-	defer func() {
-		if waited {
-			p.waitNanos.Add(int64(time.Since(start)))
-		}
-	}()
-	for {
-		if s, ok := p.sessions[name]; ok {
-			p.mu.Unlock()
-			return s, nil
-		}
-		ch, busy := p.creating[name]
-		if !busy {
-			break
-		}
-		waited = true
-		p.mu.Unlock()
-		<-ch
-		p.mu.Lock()
-	}
-	waited = true
-	ch := make(chan struct{})
-	p.creating[name] = ch
-	p.mu.Unlock()
-	t := time.Now()
-	s, err := p.newSession(name, comp, build)
 	p.mu.Lock()
-	delete(p.creating, name)
-	close(ch)
-	if err == nil {
-		p.sessions[name] = s
-		p.made[name] += time.Since(t)
+	if s, ok := p.sessions[name]; ok {
+		p.mu.Unlock()
+		return s, nil
 	}
+	c := p.begin(name, comp, build)
 	p.mu.Unlock()
-	return s, err
+	<-c.done
+	p.waitNanos.Add(int64(time.Since(start)))
+	return c.s, c.err
 }
 
-// Prepare starts creating the UNet's session in the background, for a
-// caller that will need it after work that does not (decoding, the VAE
-// encoder): its first use then waits only for what is left. An error is
-// returned by that first use.
+// creation is a session being made; done is closed when s or err is set.
+type creation struct {
+	done chan struct{}
+	s    *ort.Session
+	err  error
+}
+
+// begin returns the named session's creation, starting it unless it is
+// under way. p.mu is held. A failed creation is forgotten: the next
+// Session tries again.
+func (p *Model) begin(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) *creation {
+	if c, ok := p.creating[name]; ok {
+		return c
+	}
+	c := &creation{done: make(chan struct{})}
+	p.creating[name] = c
+	go func() {
+		t := time.Now()
+		s, err := p.newSession(name, comp, build)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.creating, name)
+		c.s, c.err = s, err
+		if err == nil {
+			p.sessions[name] = s
+			p.made[name] += time.Since(t)
+		}
+		close(c.done)
+	}()
+	return c
+}
+
+// Prepare starts creating the UNet's and the text encoder's sessions in
+// the background, for a caller that will need them after work that does
+// not (hashing, decoding, the VAE encoder): their first use then waits
+// only for what is left, and an error is returned by that first use.
 func (p *Model) Prepare() {
-	go p.unetSession() //nolint:errcheck // the first use returns it
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.sessions["unet"]; !ok {
+		p.begin("unet", "unet", p.buildUNet)
+	}
+	if _, ok := p.sessions["text_encoder"]; !ok {
+		p.begin("text_encoder", "text_encoder", p.buildText)
+	}
 }
 
 // SessionWait is the time callers spent waiting for sessions to be
@@ -320,9 +333,9 @@ func (p *Model) Release(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.creating[name] != nil {
-		ch := p.creating[name]
+		c := p.creating[name]
 		p.mu.Unlock()
-		<-ch
+		<-c.done
 		p.mu.Lock()
 	}
 	if s, ok := p.sessions[name]; ok {
@@ -334,13 +347,12 @@ func (p *Model) Release(name string) {
 // waitCreating waits, p.mu held, until no session is being created.
 func (p *Model) waitCreating() {
 	for len(p.creating) > 0 {
-		var ch chan struct{}
-		for _, c := range p.creating {
-			ch = c
+		var c *creation
+		for _, c = range p.creating {
 			break
 		}
 		p.mu.Unlock()
-		<-ch
+		<-c.done
 		p.mu.Lock()
 	}
 }
