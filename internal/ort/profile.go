@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -28,6 +29,7 @@ func enableProfile(so *ortgo.SessionOptions, name string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("%s: %w", ProfileVar, err)
 	}
+	name = strings.NewReplacer("/", "_", "\\", "_", ":", "_").Replace(name)
 	prefix := filepath.Join(dir, fmt.Sprintf("%02d-%s", profileSeq.Add(1), name))
 	if err := so.EnableProfiling(prefix); err != nil {
 		return fmt.Errorf("%s: enable profiling: %s", ProfileVar, oneLine(err))
