@@ -37,6 +37,8 @@ type editView struct {
 	Mode      string
 	Strength  float64
 	DDIMNoise bool
+
+	InversionBatch int
 }
 
 func viewEdit(o *EditOptions) editView {
@@ -51,6 +53,7 @@ func viewEdit(o *EditOptions) editView {
 		Config: o.Config, OutDir: o.outDir, Force: o.Force, DType: o.DType,
 		Prompts: o.Prompts, NegativePrompts: o.NegativePrompts, PromptsFile: o.PromptsFile, PromptsPerCall: o.PromptsPerCall,
 		Mode: o.Mode, Strength: o.Strength, DDIMNoise: o.DDIMNoise,
+		InversionBatch: o.InvBatch,
 	}
 }
 
