@@ -5,7 +5,7 @@ usage: scripts/ortprofile.py DIR [LABELS]
 
 For each session's trace in DIR: model loading and session initialisation
 time, its runs, and the operators taking the most kernel time. LABELS names
-the UNet's runs in order, comma-separated (e.g. inversion,keyframe,
+the TokenFlow UNet's runs in order, comma-separated (e.g. inversion,keyframe,
 propagation,propagation): runs with the same label are summed together.
 See docs/performance.md.
 """
@@ -22,10 +22,15 @@ for f in sorted(glob.glob(os.path.join(d, '*.json'))):
     load = sum(e['dur'] for e in sess if e['name'].startswith('model_loading')) / 1e6
     runs = [e for e in sess if e['name'] == 'model_run']
     print(f"== {name}: model loading {load:.2f}s, session initialization {init:.2f}s, {len(runs)} runs, {sum(r['dur'] for r in runs)/1e6:.2f}s in runs")
-    nodes = [e for e in ev if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
+    # An If node's time includes its branch's nodes, which are listed too:
+    # it is left out so that nothing counts twice.
+    nodes = [e for e in ev if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')
+             and e['args'].get('op_name') not in ('If', 'Loop', 'Scan')]
+    # the TokenFlow UNet's first output is a tokens/<layer> output
+    name_is_unet = 'tokens_' in name or 'out_sample' in name
     groups = collections.OrderedDict()
     for i, r in enumerate(runs):
-        lab = labels[i] if len(runs) == len(labels) else 'run'
+        lab = labels[i] if name_is_unet and len(runs) == len(labels) else 'run'
         g = groups.setdefault(lab, {'runs': 0, 'dur': 0.0, 'ops': collections.Counter(), 'kernel': 0.0})
         g['runs'] += 1
         g['dur'] += r['dur'] / 1e6

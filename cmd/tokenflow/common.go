@@ -57,7 +57,7 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Threads, "threads", 0, "CPU threads for ONNX Runtime (default: all cores)")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "inversion cache folder (default: $TOKENFLOW_CACHE, else the user cache folder)")
 	fs.IntVar(&o.BatchSize, "batch-size", pipeline.DefaultBatchSize, "frames per batch")
-	fs.IntVar(&o.InvBatch, "inversion-batch", 0, "frames per UNet call of the inversion (default: as many as fit in the edit's memory; the result is the same)")
+	fs.IntVar(&o.InvBatch, "inversion-batch", 0, "frames per UNet call of the inversion (default: --batch-size; the result is the same)")
 	fs.BoolVar(&o.JSON, "json", false, "print the result as JSON")
 }
 

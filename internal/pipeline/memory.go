@@ -52,21 +52,6 @@ func estimate(weights int64, heads, frames, kept, batch, latentH, latentW int, a
 	return m
 }
 
-// inversionBatch is the frames per UNet call of an inversion of frames
-// frames when the request leaves it to the default: as many as one call
-// takes without a larger pass than the edit's at the batch size (pass is
-// the estimate's Pass of an inversion at a batch, edit that of the edit),
-// so that the peak stays the edit's. Larger batches keep ONNX Runtime's
-// kernels busier: on PERF.md's workload a call of 8 latents runs each
-// faster than calls of 4 (docs/performance.md).
-func inversionBatch(frames int, pass func(batch int) int64, edit int64) int {
-	b := max(frames, 1)
-	for b > 1 && pass(b) > edit {
-		b--
-	}
-	return b
-}
-
 // available is the memory the machine has for a run (MemAvailable) and in
 // all (MemTotal + SwapTotal), from /proc/meminfo; 0 where it cannot tell.
 func available() (avail, total int64) {

@@ -47,32 +47,3 @@ func TestAvailable(t *testing.T) {
 		t.Errorf("available() = %d, %d: want 0 < available <= total", avail, total)
 	}
 }
-
-// TestInversionBatch: on PERF.md's workload (8 frames at 256x256, batch 4)
-// the inversion takes every frame in one call; it never takes a pass larger
-// than the edit's, and at least one frame.
-func TestInversionBatch(t *testing.T) {
-	const weights = 4921 << 20
-	for _, c := range []struct {
-		frames, batch, lat int
-		want               int // 0: only the bounds are checked
-	}{
-		{8, 4, 32, 8},
-		{8, 4, 64, 0},
-		{200, 8, 64, 0},
-		{200, 1, 96, 0},
-	} {
-		pass := func(b int) int64 { return estimate(weights, 5, c.frames, 11, b, c.lat, c.lat, 4, false, 1).Pass }
-		edit := estimate(weights, 5, c.frames, 11, c.batch, c.lat, c.lat, 4, true, 1).Pass
-		got := inversionBatch(c.frames, pass, edit)
-		if got < 1 || got > c.frames || (got > 1 && pass(got) > edit) || (c.want != 0 && got != c.want) {
-			t.Errorf("%d frames, batch %d, latent %d: inversion batch %d (pass %d, edit's %d), want %d", c.frames, c.batch, c.lat, got, pass(got), edit, c.want)
-		}
-		if got < c.frames && pass(got+1) <= edit {
-			t.Errorf("%d frames, batch %d, latent %d: inversion batch %d, but %d fits", c.frames, c.batch, c.lat, got, got+1)
-		}
-		if got < min(c.batch, c.frames) {
-			t.Errorf("%d frames, batch %d, latent %d: inversion batch %d below the edit's batch", c.frames, c.batch, c.lat, got)
-		}
-	}
-}

@@ -161,17 +161,13 @@ func (j *job) memory(forEdit bool) error {
 		j.perCall = choosePerCall(j.prompts, j.perCall, est)
 	}
 	m := est(max(j.perCall, 1))
-	// The inversion's batch: asked, or the largest whose pass is no larger
-	// than the edit's (an inversion alone is bounded by the edit that
-	// follows it, which this run or a later one makes).
+	// The inversion's batch: asked, or the edit's batch size. Larger
+	// batches ran no faster per frame and raised the peak (the arena keeps
+	// the plain passes' larger activations): docs/performance.md.
 	invPass := func(b int) int64 {
 		return estimate(weights, heads, j.rng.Count, kept, b, j.size.H/8, j.size.W/8, act, false, 1).Pass
 	}
-	j.invBatch = j.req.InversionBatch
-	if j.invBatch == 0 {
-		edit := estimate(weights, heads, j.rng.Count, kept, j.req.BatchSize, j.size.H/8, j.size.W/8, act, true, 1).Pass
-		j.invBatch = inversionBatch(j.rng.Count, invPass, edit)
-	}
+	j.invBatch = cmp.Or(j.req.InversionBatch, j.req.BatchSize)
 	m.Pass = max(m.Pass, invPass(j.invBatch))
 	return j.checkMemory(m)
 }

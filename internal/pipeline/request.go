@@ -77,10 +77,9 @@ type InvertRequest struct {
 	Progress        io.Writer // progress bars or lines; nil for none
 
 	// InversionBatch is frames per UNet call of the inversion and the
-	// reconstruction (0: as many as fit in the edit's memory, see
-	// inversionBatch). Frames are inverted independently and ONNX Runtime
-	// gives a frame the same bits whatever its batch, so it is not part of
-	// the cache key.
+	// reconstruction (0: BatchSize). Frames are inverted independently and
+	// ONNX Runtime gives a frame the same bits whatever its batch, so it is
+	// not part of the cache key.
 	InversionBatch int
 }
 
