@@ -19,6 +19,9 @@
 #   BENCHTIME     -benchtime for the quick benchmarks (default 1s)
 #   UNET_EVALS    timed full-size UNet evaluations per thread count (default 5)
 #   PIPELINE_TIME -benchtime for internal/inversion and internal/edit (default 1x)
+#   PIPELINE_THREADS  thread counts of the full-size pipeline runs (default 1,2)
+#   PIPELINE_RECON=0  skip the pipeline benchmark's second part (invert
+#                 --reconstruct, then edit from the cache)
 #   BENCH_OUT     raw output file (default bench.out)
 #   TOKENFLOW_BENCH_RSS_CONFIGS  extra session configs for the memory
 #                 benchmark: "name:key=value,key=value;name2:..."
@@ -143,6 +146,7 @@ log "bench: done in $(($(date +%s) - start))s, load average $(loadavg)"
   section unet-eval "UNet speed (full size, 32x32 latent, batch 1; PERF.md: 181 GFLOP per evaluation):"
   section peak-rss "Peak RSS with the full-size UNet session open (budget 1.3x the UNet weights):"
   section pipeline "Whole runs (tokenflow edit; PERF.md workload for sd21-base-256; official: 1184 s at 1 thread, 923 s at 2):"
+  section pipeline-phase "Whole runs per phase (GFLOP/s at 181 GFLOP per 32x32 frame-evaluation, PERF.md; session creation is the time the run waited for sessions):"
   section prompts "Four prompts in one run vs four runs of one prompt, one inversion shared (issue 11; target ratio 0.70 or less):"
   section frames "Clip length (issue 10: full-size SD 2.1, 128x128, 2+2 steps, batch 8; peak RSS and s/frame flat within 15 % from 64 to 256 frames):"
   if grep -q -- '--- FAIL\|^FAIL' "$out"; then

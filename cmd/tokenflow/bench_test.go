@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,13 @@ import (
 // settings on the tiny model. Figures are printed as "pipeline:" lines for
 // scripts/bench.sh and reported as benchmark metrics.
 
+// perEvalGFLOP is the work of one UNet evaluation of one 32x32 latent
+// (a 256x256 frame) of the SD 2.1-base architecture: about 181 GFLOP by
+// the official code's count (PERF.md; two FLOPs a multiply-add). Keyframe
+// and propagation evaluations are counted at the same nominal figure, so
+// that GFLOP/s compares the phases' throughput per frame-evaluation.
+const perEvalGFLOP = 181
+
 // officialSeconds is the official implementation's total on the workload
 // (PERF.md), by thread count, including its reconstruction.
 var officialSeconds = map[int]float64{1: 1184, 2: 923}
@@ -32,6 +40,23 @@ type benchJSON struct {
 	PeakRSSMB  float64            `json:"peak_rss_mb"`
 	UNetFrames int64              `json:"unet_frame_evaluations"`
 	PerCall    int                `json:"prompts_per_call"`
+	evals      phaseEvals
+}
+
+// phaseEvals are a run's UNet frame evaluations per phase, read from its
+// "UNet frame evaluations: N (inversion S steps x F frames, edit S steps x
+// G x (K keyframes + F frames))" log line.
+type phaseEvals struct{ inversion, keyframe, propagation int }
+
+var evalsLine = regexp.MustCompile(`UNet frame evaluations: \d+ \((?:inversion (\d+) steps x (\d+) frames)?(?:, )?(?:edit (\d+) steps x (\d+) x \((\d+) keyframes? \+ (\d+) frames\))?`)
+
+func parseEvals(log string) phaseEvals {
+	m := evalsLine.FindStringSubmatch(log)
+	if m == nil {
+		return phaseEvals{}
+	}
+	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+	return phaseEvals{inversion: n(1) * n(2), keyframe: n(3) * n(4) * n(5), propagation: n(3) * n(4) * n(6)}
 }
 
 func benchTF(b *testing.B, args ...string) benchJSON {
@@ -47,11 +72,13 @@ func benchTF(b *testing.B, args ...string) benchJSON {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		b.Fatalf("tokenflow %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
+	r.evals = parseEvals(errb.String())
 	return r
 }
 
 type benchWorkload struct {
 	name      string
+	gflop     float64 // per frame-evaluation; 0 when not known
 	model     string
 	input     string
 	size      string
@@ -61,7 +88,18 @@ type benchWorkload struct {
 }
 
 func BenchmarkPipeline(b *testing.B) {
-	benchEach(b, []int{1, 2}, benchWorkloadRun)
+	threads := []int{1, 2}
+	if v := os.Getenv("PIPELINE_THREADS"); v != "" {
+		threads = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				b.Fatalf("PIPELINE_THREADS=%s: want thread counts like 1,2", v)
+			}
+			threads = append(threads, n)
+		}
+	}
+	benchEach(b, threads, benchWorkloadRun)
 }
 
 // fullModel is PERF.md's model: the full-size Stable Diffusion 2.1-base
@@ -104,7 +142,7 @@ func benchEach(b *testing.B, threads []int, run func(*testing.B, benchWorkload))
 		}
 		clip := patternClip(b, filepath.Join(b.TempDir(), "perf.mp4"), "256x256", 8)
 		for _, th := range threads {
-			loads = append(loads, benchWorkload{name: "sd21-base-256", model: s.Dir, input: clip, size: "256x256", weightsMB: mb, threads: th, official: officialSeconds[th]})
+			loads = append(loads, benchWorkload{name: "sd21-base-256", gflop: perEvalGFLOP, model: s.Dir, input: clip, size: "256x256", weightsMB: mb, threads: th, official: officialSeconds[th]})
 		}
 	}
 	for _, w := range loads {
@@ -136,15 +174,53 @@ func benchWorkloadRun(b *testing.B, w benchWorkload) {
 	b.ReportMetric(vae, "vae-s")
 	b.ReportMetric(outside, "outside-ort-%")
 	b.ReportMetric(e.PeakRSSMB, "peak-rss-MB")
-	line := fmt.Sprintf("%s threads=%d: total %.1fs (sessions %.1fs, inversion %.1fs, keyframe passes %.1fs, propagation passes %.1fs, VAE %.1fs); outside ONNX Runtime %.2f%%; peak RSS %.0f MB",
-		w.name, w.threads, total, s["session creation"], s["inversion"], s["edit keyframe passes"], s["edit propagation passes"], vae, outside, e.PeakRSSMB)
+	b.ReportMetric(100*s["session creation"]/total, "sessions-%")
+	// The model's identity hashes its weights once per cache folder (each
+	// run here has a fresh one): said apart, as a repeated run skips it.
+	identity := 100 * s["model identity"] / total
+	line := fmt.Sprintf("%s threads=%d: total %.1fs (sessions %.1fs waited = %.1f%%, %.1fs made in all; inversion %.1fs, keyframe passes %.1fs, propagation passes %.1fs, VAE %.1fs); outside ONNX Runtime %.2f%% (of which the model's identity, once per cache folder, %.2f%%); peak RSS %.0f MB",
+		w.name, w.threads, total, s["session creation"], 100*s["session creation"]/total, s["session creation (all)"], s["inversion"], s["edit keyframe passes"], s["edit propagation passes"], vae, outside, identity, e.PeakRSSMB)
+	// per phase: seconds, frame-evaluations, GFLOP/s
+	phase := func(label, key string, evals int) {
+		sec := s[key]
+		p := fmt.Sprintf("pipeline-phase: %s threads=%d %-22s %7.1fs", w.name, w.threads, label, sec)
+		if evals > 0 {
+			p += fmt.Sprintf(" %4d frame-evaluations %6.2f s/eval", evals, sec/float64(evals))
+			if w.gflop > 0 && sec > 0 {
+				p += fmt.Sprintf(" %6.1f GFLOP/s", w.gflop*float64(evals)/sec)
+			}
+		}
+		fmt.Println(p)
+	}
+	n := e.evals
+	phase("session creation", "session creation", 0)
+	phase("model identity", "model identity", 0)
+	phase("probe+hash", "probe+hash", 0)
+	phase("decode video", "decode video", 0)
+	phase("vae encode", "vae encode", 0)
+	phase("inversion", "inversion", n.inversion)
+	phase("edit keyframe passes", "edit keyframe passes", n.keyframe)
+	phase("edit propagation", "edit propagation passes", n.propagation)
+	phase("vae decode", "vae decode", 0)
+	phase("write video", "write video", 0)
+	phase("total", "total", n.inversion+n.keyframe+n.propagation)
+	if w.gflop > 0 && n.inversion > 0 && n.propagation > 0 && s["inversion"] > 0 && s["edit propagation passes"] > 0 {
+		ratio := (float64(n.inversion) / s["inversion"]) / (float64(n.propagation) / s["edit propagation passes"])
+		b.ReportMetric(ratio, "inversion/propagation")
+		line += fmt.Sprintf("; inversion throughput %.2fx the propagation passes'", ratio)
+	}
 	if w.weightsMB > 0 {
 		b.ReportMetric(e.PeakRSSMB/w.weightsMB, "rss/weights")
 		line += fmt.Sprintf(" = %.2fx the weights (%.0f MB)", e.PeakRSSMB/w.weightsMB, w.weightsMB)
 	}
 
 	// 2. the official's outputs (reconstruction included): invert
-	// --reconstruct, then edit reusing the inversion
+	// --reconstruct, then edit reusing the inversion (PIPELINE_RECON=0
+	// skips it)
+	if os.Getenv("PIPELINE_RECON") == "0" {
+		fmt.Println("pipeline: " + line)
+		return
+	}
 	dir = b.TempDir()
 	cache := filepath.Join(dir, "cache")
 	inv := benchTF(b, append([]string{"invert", "--inversion-steps", "10", "--steps", "10", "--reconstruct", "--cache-dir", cache}, append(common, w.input)...)...)

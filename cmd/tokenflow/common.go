@@ -34,6 +34,7 @@ type sourceOptions struct {
 	Threads   int
 	CacheDir  string
 	BatchSize int
+	InvBatch  int
 	JSON      bool
 	NoResume  bool
 	framesSet bool
@@ -57,6 +58,7 @@ func (o *sourceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Threads, "threads", 0, "CPU threads for ONNX Runtime (default: all cores)")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "inversion cache folder (default: $TOKENFLOW_CACHE, else the user cache folder)")
 	fs.IntVar(&o.BatchSize, "batch-size", pipeline.DefaultBatchSize, "frames per batch")
+	fs.IntVar(&o.InvBatch, "inversion-batch", 0, "frames per UNet call of the inversion (default: --batch-size; the result is the same)")
 	fs.BoolVar(&o.JSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.NoResume, "no-resume", false, "start over: do not continue from the state a killed run with the same settings left (it is removed)")
 }
@@ -72,7 +74,7 @@ func (o *sourceOptions) request(g *globalOptions, input string) (pipeline.Invert
 	r := pipeline.InvertRequest{
 		Source:    pipeline.Source{Input: input, Range: video.Range{Start: o.Start, Count: video.ToEnd, Stride: o.Stride}},
 		Runtime:   pipeline.Runtime{Model: o.Model, OriginalConfig: o.OriginalConfig, ORTLib: g.ORTLib, Threads: o.Threads},
-		BatchSize: o.BatchSize, CacheDir: o.CacheDir, NoResume: o.NoResume, Log: logWords{g.Err, sourceFlags}, Progress: g.Err,
+		BatchSize: o.BatchSize, InversionBatch: o.InvBatch, CacheDir: o.CacheDir, NoResume: o.NoResume, Log: logWords{g.Err, sourceFlags}, Progress: g.Err,
 	}
 	if o.framesSet {
 		r.Range.Count = max(o.Frames, 0) // -1 given by hand is an error, not "all"
@@ -107,6 +109,7 @@ var sourceFlags = flagNames{
 	"input": "input", "model": "--model", "original_config": "--original-config", "size": "--size",
 	"start": "--start", "frames": "--frames", "stride": "--stride", "fps": "--fps", "device": "--device", "dtype": "--dtype",
 	"threads": "--threads", "cache_dir": "--cache-dir", "batch_size": "--batch-size", "ort_lib": "--ort-lib", "no_resume": "--no-resume",
+	"inversion_batch": "--inversion-batch",
 }
 
 // flag is a setting's name on this command (the setting's own name when

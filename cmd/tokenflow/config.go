@@ -47,6 +47,7 @@ var configKeys = map[string]string{
 	"json":             "json",
 	"inversion_prompt": "inversion-prompt",
 	"inversion_steps":  "inversion-steps",
+	"inversion_batch":  "inversion-batch",
 	"steps":            "steps",
 	"guidance":         "guidance",
 	"pnp_attn":         "pnp-attn",

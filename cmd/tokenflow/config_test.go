@@ -55,6 +55,7 @@ func TestConfigKeys(t *testing.T) {
 		{"batch_size: 4", []string{"--batch-size", "4"}, func(v *editView) { v.BatchSize = 4 }},
 		{"n_frames: 16", []string{"--frames", "16"}, func(v *editView) { v.Frames, v.FramesSet = 16, true }},
 		{"n_inversion_steps: 20", []string{"--inversion-steps", "20"}, func(v *editView) { v.InversionSteps = 20 }},
+		{"inversion_batch: 12", []string{"--inversion-batch", "12"}, func(v *editView) { v.InversionBatch = 12 }},
 		{"seed: 7", []string{"--seed", "7"}, func(v *editView) { v.Seed = 7 }},
 		{"device: 'cuda'", []string{"--device", "cuda"}, func(v *editView) { v.Device = "cuda" }},
 		{"latents_path: 'latents'", []string{"--cache-dir", "latents"}, func(v *editView) { v.CacheDir = "latents" }},

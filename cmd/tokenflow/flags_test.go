@@ -41,6 +41,8 @@ type editView struct {
 	Mode      string
 	Strength  float64
 	DDIMNoise bool
+
+	InversionBatch int
 }
 
 func viewEdit(o *EditOptions) editView {
@@ -55,6 +57,7 @@ func viewEdit(o *EditOptions) editView {
 		Config: o.Config, OutDir: o.outDir, Force: o.Force, NoResume: o.NoResume, DType: o.DType,
 		Prompts: o.Prompts, NegativePrompts: o.NegativePrompts, PromptsFile: o.PromptsFile, PromptsPerCall: o.PromptsPerCall, KeyframeWindow: o.KeyframeWindow,
 		Mode: o.Mode, Strength: o.Strength, DDIMNoise: o.DDIMNoise,
+		InversionBatch: o.InvBatch,
 	}
 }
 

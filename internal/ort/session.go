@@ -113,6 +113,9 @@ func newSession(o SessionOptions, create func(*ortgo.SessionOptions) (*ortgo.Dyn
 	default:
 		return nil, fmt.Errorf("unknown device %q", o.Device)
 	}
+	if err := enableProfile(so, o.Outputs[0]); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	s, err := create(so)
 	createNanos.Add(int64(time.Since(start)))

@@ -139,7 +139,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 			return nil, err
 		}
 	}
-	j, err := open(ctx, &req.InvertRequest)
+	j, err := open(ctx, &req.InvertRequest, true)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 		PromptsPerCall: j.perCall}
 
 	// 2. the edit
-	t := time.Now()
+	t, w := time.Now(), j.model.SessionWait()
 	// [inversion prompt | negative, once or per prompt | prompts]
 	texts := []string{req.InversionPrompt}
 	negs := 1
@@ -239,8 +239,8 @@ func Edit(ctx context.Context, req EditRequest) (*EditResult, error) {
 	if err != nil {
 		return nil, nonFinite(err, "nothing was written")
 	}
-	j.times["edit"] = time.Since(t)
-	j.times["edit keyframe passes"] = e.KeyframeTime
+	j.times["edit"] = j.since(t, w)
+	j.times["edit keyframe passes"] = e.KeyframeTime - (j.model.SessionWait() - w) // a reused inversion's first pass may wait for the UNet
 	j.times["edit propagation passes"] = e.PropagateTime
 	// Every step checked its latents (tensor.CheckFinite): the xs of the
 	// prompts without an error are finite.

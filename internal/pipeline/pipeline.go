@@ -66,10 +66,14 @@ type job struct {
 	unet0  int64
 	ortRun time.Duration
 	ortNew time.Duration
+	wait0  time.Duration // the model's SessionWait at open
 	// An edit's prompts, and how many share a UNet call (0 until memory
 	// chooses, when the request leaves it to the estimate).
 	prompts, perCall int
 	window           int // the edit's keyframe window (EditRequest.KeyframeWindow)
+
+	// invBatch is the inversion's frames per UNet call (memory sets it).
+	invBatch int
 
 	// editSteps is the steps the edit runs when not all of req.Steps
 	// (SDEdit); 0 for all.
@@ -81,7 +85,9 @@ type job struct {
 // open loads ONNX Runtime and the model, checks the schedule against the
 // scheduler, probes and hashes the source, makes sure the cache can be
 // written, and identifies the model: everything before the first real work.
-func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
+// An edit (edit true), which always runs the UNet, starts making the UNet's
+// session once the checks have passed, while the model's identity is read.
+func open(ctx context.Context, r *InvertRequest, edit bool) (_ *job, err error) {
 	j := &job{req: r, times: Timings{}, start: time.Now()}
 	j.ortRun, _ = ort.Stats()
 	j.ortNew = ort.CreateTime()
@@ -100,6 +106,7 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 		return nil, err
 	}
 	j.model, j.unet0 = m, m.UNetFrames()
+	j.wait0 = m.SessionWait()
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -121,6 +128,9 @@ func open(ctx context.Context, r *InvertRequest) (_ *job, err error) {
 	// The cache must be writable before any work is done for it.
 	if err := cache.Prepare(root); err != nil {
 		return nil, err
+	}
+	if edit {
+		m.Prepare()
 	}
 	// Last, once every check has passed: the model's identity reads its
 	// weight files the first time (then remembered in the cache folder).
@@ -160,7 +170,16 @@ func (j *job) memory(forEdit bool) error {
 	if forEdit {
 		j.perCall = choosePerCall(j.prompts, j.perCall, est)
 	}
-	return j.checkMemory(est(max(j.perCall, 1)))
+	m := est(max(j.perCall, 1))
+	// The inversion's batch: asked, or the edit's batch size. Larger
+	// batches ran no faster per frame and raised the peak (the arena keeps
+	// the plain passes' larger activations): docs/performance.md.
+	invPass := func(b int) int64 {
+		return estimate(weights, heads, j.rng.Count, resident, b, j.size.H/8, j.size.W/8, act, false, 1, 0).Pass
+	}
+	j.invBatch = cmp.Or(j.req.InversionBatch, j.req.BatchSize)
+	m.Pass = max(m.Pass, invPass(j.invBatch))
+	return j.checkMemory(m)
 }
 
 func (j *job) close() {
@@ -318,6 +337,8 @@ func (j *job) invert(ctx context.Context, forEdit bool) (*cache.Entry, error) {
 		}
 	}()
 
+	j.model.Prepare() // the UNet's session is made while the frames are encoded (or the state read)
+
 	var z tensor.Tensor
 	if resume != nil {
 		j.from, z = resume.Step, resume.Z
@@ -346,7 +367,7 @@ func (j *job) invert(ctx context.Context, forEdit bool) (*cache.Entry, error) {
 	j.model.Release("vae_encoder") // not needed again: free its memory for the UNet
 
 	// 2. DDIM inversion, each step into the entry and the state
-	t := time.Now()
+	t, w := time.Now(), j.model.SessionWait()
 	cond, err := j.model.EncodeText(ctx, r.InversionPrompt)
 	if err != nil {
 		return nil, err
@@ -355,7 +376,7 @@ func (j *job) invert(ctx context.Context, forEdit bool) (*cache.Entry, error) {
 	// steps as done (they start the rate's measure, not add to it).
 	bar := progress.New(r.Progress, "inversion", "frame-steps", j.walk*n)
 	err = inversion.Invert(ctx, j.model, j.model.Scheduler, z, cond,
-		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, From: j.from, Progress: func(done, _ int) { bar.Set(done) }},
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: j.invBatch, From: j.from, Progress: func(done, _ int) { bar.Set(done) }},
 		func(ctx context.Context, step, t int, z tensor.Tensor, kept bool) error {
 			if kept {
 				if err := part.Append(ctx, t, z); err != nil {
@@ -371,7 +392,7 @@ func (j *job) invert(ctx context.Context, forEdit bool) (*cache.Entry, error) {
 		}
 		return nil, nonFinite(err, "nothing was stored")
 	}
-	j.times["inversion"] = time.Since(t)
+	j.times["inversion"] = j.since(t, w)
 
 	// 3. the entry into place; Force replaces a valid one. (Without Force
 	// the lookup above found none valid, under the lock still held.)
@@ -452,12 +473,26 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// since is the time since t less the time spent waiting for sessions
+// since the model's SessionWait was w: a phase's own time.
+func (j *job) since(t time.Time, w time.Duration) time.Duration {
+	return time.Since(t) - (j.model.SessionWait() - w)
+}
+
 // finish records the run's totals in the timings.
 func (j *job) finish() Timings {
 	run, _ := ort.Stats()
+	// Sessions made in the background while other work ran (sd.Prepare)
+	// count in "session creation (all)", and in "session creation" only
+	// for the time the run waited for them.
 	created := ort.CreateTime() - j.ortNew
-	j.times["session creation"] = created
-	j.times["in onnxruntime"] = run - j.ortRun + created
+	waited := j.model.SessionWait() - j.wait0
+	j.times["session creation (all)"] = created
+	for name, d := range j.model.SessionTimes() {
+		j.times["session creation: "+name] = d
+	}
+	j.times["session creation"] = waited
+	j.times["in onnxruntime"] = run - j.ortRun + waited
 	j.times["total"] = time.Since(j.start)
 	return j.times
 }
@@ -469,7 +504,7 @@ func Invert(ctx context.Context, req InvertRequest) (*InvertResult, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	j, err := open(ctx, &req)
+	j, err := open(ctx, &req, false)
 	if err != nil {
 		return nil, err
 	}
@@ -513,7 +548,7 @@ func (j *job) reconstruct(ctx context.Context, entry *cache.Entry) error {
 	}
 	bar := progress.New(r.Progress, "reconstruction", "frame-steps", j.walk*zT.N())
 	x, err := inversion.Reconstruct(ctx, j.model, j.model.Scheduler, zT, cond,
-		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: r.BatchSize, Progress: func(done, _ int) { bar.Set(done) }})
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: j.invBatch, Progress: func(done, _ int) { bar.Set(done) }})
 	bar.Finish()
 	if err != nil {
 		return nonFinite(err, "no reconstruction was written")

@@ -83,6 +83,12 @@ type InvertRequest struct {
 	CacheDir string
 	Log      io.Writer // one-line notes: why an entry is rebuilt, warnings
 	Progress io.Writer // progress bars or lines; nil for none
+
+	// InversionBatch is frames per UNet call of the inversion and the
+	// reconstruction (0: BatchSize). Frames are inverted independently and
+	// ONNX Runtime gives a frame the same bits whatever its batch, so it is
+	// not part of the cache key.
+	InversionBatch int
 }
 
 // EditRequest asks for a TokenFlow edit of a video. Its inversion settings
@@ -139,6 +145,7 @@ func (r *InvertRequest) Validate() error {
 	rg := r.Range
 	checks := []error{
 		param.AtLeast("batch_size", r.BatchSize, 1),
+		param.AtLeast("inversion_batch", r.InversionBatch, 0),
 		param.AtLeast("inversion_steps", r.InversionSteps, 1),
 		param.AtLeast("steps", r.Steps, 1),
 		param.AtLeast("threads", r.Threads, 0),

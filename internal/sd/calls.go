@@ -10,15 +10,20 @@ import (
 	"github.com/tokenflow/tokenflow/models"
 )
 
+func (p *Model) textSession() (*ort.Session, error) {
+	return p.Session("text_encoder", "text_encoder", p.buildText)
+}
+
+func (p *Model) buildText(w *models.Weights) (*onnx.Graph, error) {
+	return (&models.CLIPText{Config: p.TextConfig, Weights: w}).Graph()
+}
+
 // EncodeText runs the text encoder on each prompt (one at a time, as the
 // official code calls it) and returns their states [len(prompts),77,C]. A
 // prompt longer than the tokenizer's 77 tokens is truncated with a warning
 // on the log.
 func (p *Model) EncodeText(ctx context.Context, prompts ...string) (tensor.Tensor, error) {
-	s, err := p.Session("text_encoder", "text_encoder",
-		func(w *models.Weights) (*onnx.Graph, error) {
-			return (&models.CLIPText{Config: p.TextConfig, Weights: w}).Graph()
-		})
+	s, err := p.textSession()
 	if err != nil {
 		return tensor.Tensor{}, err
 	}

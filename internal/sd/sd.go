@@ -10,8 +10,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tokenflow/tokenflow/internal/onnx"
 	"github.com/tokenflow/tokenflow/internal/ort"
@@ -51,8 +53,13 @@ type Model struct {
 	id         string
 
 	mu       sync.Mutex
-	weights  map[string]*models.Weights
 	sessions map[string]*ort.Session
+	creating map[string]*creation // sessions being made
+	wmu      sync.Mutex           // guards weights
+	weights  map[string]*models.Weights
+	// waitNanos is the time callers of Session waited for a session.
+	waitNanos atomic.Int64
+	made      map[string]time.Duration // creation time by session name
 
 	unetFrames atomic.Int64
 	// kfChannels is the width of each per-layer keyframe input of the UNet.
@@ -66,7 +73,7 @@ func Open(o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}}
+	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]*creation{}, made: map[string]time.Duration{}}
 	if p.UNetConfig, err = c.UNetConfig(); err != nil {
 		return nil, err
 	}
@@ -116,6 +123,7 @@ func (p *Model) Identify() (string, error) {
 func (p *Model) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.waitCreating()
 	for _, s := range p.sessions {
 		s.Close()
 	}
@@ -196,14 +204,88 @@ const maxInline = 1 << 30
 
 // Session returns the named session, building its graph the first time.
 // build makes the graph from the component's weights. The session takes
-// the graph's inputs and returns its outputs in declaration order.
+// the graph's inputs and returns its outputs in declaration order. Sessions
+// of different names are created concurrently (Prepare); a caller asking
+// for one being created waits for it.
 func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
+	start := time.Now()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if s, ok := p.sessions[name]; ok {
+		p.mu.Unlock()
 		return s, nil
 	}
+	c := p.begin(name, comp, build)
+	p.mu.Unlock()
+	<-c.done
+	p.waitNanos.Add(int64(time.Since(start)))
+	return c.s, c.err
+}
+
+// creation is a session being made; done is closed when s or err is set.
+type creation struct {
+	done chan struct{}
+	s    *ort.Session
+	err  error
+}
+
+// begin returns the named session's creation, starting it unless it is
+// under way. p.mu is held. A failed creation is forgotten: the next
+// Session tries again.
+func (p *Model) begin(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) *creation {
+	if c, ok := p.creating[name]; ok {
+		return c
+	}
+	c := &creation{done: make(chan struct{})}
+	p.creating[name] = c
+	go func() {
+		t := time.Now()
+		s, err := p.newSession(name, comp, build)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.creating, name)
+		c.s, c.err = s, err
+		if err == nil {
+			p.sessions[name] = s
+			p.made[name] += time.Since(t)
+		}
+		close(c.done)
+	}()
+	return c
+}
+
+// Prepare starts creating the UNet's and the text encoder's sessions in
+// the background, for a caller that will need them after work that does
+// not (hashing, decoding, the VAE encoder): their first use then waits
+// only for what is left, and an error is returned by that first use.
+func (p *Model) Prepare() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.sessions["unet"]; !ok {
+		p.begin("unet", "unet", p.buildUNet)
+	}
+	if _, ok := p.sessions["text_encoder"]; !ok {
+		p.begin("text_encoder", "text_encoder", p.buildText)
+	}
+}
+
+// SessionWait is the time callers spent waiting for sessions to be
+// created (creating them, or waiting for a Prepare): creation that
+// overlapped other work does not count.
+func (p *Model) SessionWait() time.Duration { return time.Duration(p.waitNanos.Load()) }
+
+// SessionTimes is how long each session took to make (graph build and
+// ONNX Runtime's creation), by name, whether or not a caller waited.
+func (p *Model) SessionTimes() map[string]time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.made)
+}
+
+// newSession builds the named graph and creates its session.
+func (p *Model) newSession(name, comp string, build func(*models.Weights) (*onnx.Graph, error)) (*ort.Session, error) {
+	p.wmu.Lock()
 	w, err := p.componentWeights(comp)
+	p.wmu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +325,6 @@ func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Gr
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	p.sessions[name] = s
 	return s, nil
 }
 
@@ -253,9 +334,28 @@ func (p *Model) Session(name, comp string, build func(*models.Weights) (*onnx.Gr
 func (p *Model) Release(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for p.creating[name] != nil {
+		c := p.creating[name]
+		p.mu.Unlock()
+		<-c.done
+		p.mu.Lock()
+	}
 	if s, ok := p.sessions[name]; ok {
 		s.Close()
 		delete(p.sessions, name)
+	}
+}
+
+// waitCreating waits, p.mu held, until no session is being created.
+func (p *Model) waitCreating() {
+	for len(p.creating) > 0 {
+		var c *creation
+		for _, c = range p.creating {
+			break
+		}
+		p.mu.Unlock()
+		<-c.done
+		p.mu.Lock()
 	}
 }
 

@@ -21,9 +21,11 @@ import (
 type unetCall map[string]ort.Tensor
 
 func (p *Model) unetSession() (*ort.Session, error) {
-	return p.Session("unet", "unet", func(w *models.Weights) (*onnx.Graph, error) {
-		return (&models.UNet{Config: p.UNetConfig, Weights: w}).TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
-	})
+	return p.Session("unet", "unet", p.buildUNet)
+}
+
+func (p *Model) buildUNet(w *models.Weights) (*onnx.Graph, error) {
+	return (&models.UNet{Config: p.UNetConfig, Weights: w}).TokenFlowGraph(models.Injection{QK: pnp.QKLayers, Conv: pnp.ConvLayers})
 }
 
 // callUNet runs the TokenFlow UNet on latents x [B,C,h,w] at timestep t
