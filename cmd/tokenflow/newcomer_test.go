@@ -186,7 +186,11 @@ func TestDoctorModel(t *testing.T) {
 // timingVocabulary are the names of the phases: JSON "seconds" keys and
 // progress labels alike.
 var timingVocabulary = []string{"probe+hash", "model identity", "decode video", "vae encode", "inversion", "reconstruction", "edit",
-	"edit keyframe passes", "edit propagation passes", "vae decode", "write video", "session creation", "in onnxruntime", "total"}
+	"edit keyframe passes", "edit propagation passes", "vae decode", "write video", "session creation", "in onnxruntime", "total",
+	// the time sessions took to make, in all and per model component (the
+	// run waited "session creation" of it: the rest overlapped other work)
+	"session creation (all)", "session creation: text_encoder", "session creation: unet", "session creation: vae_encoder",
+	"session creation: vae_decoder"}
 
 // checkVocabulary checks that the JSON's timings and the progress lines
 // use the phase names, each of want among the timings.

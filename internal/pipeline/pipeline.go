@@ -33,8 +33,10 @@ import (
 // them: "probe+hash", "decode video", "vae encode", "inversion",
 // "reconstruction", "edit" (of which "edit keyframe passes" and "edit
 // propagation passes"), "vae decode", "write video"; and "session
-// creation", "in onnxruntime" and "total". "reconstruction" includes its
-// own vae decode and write video.
+// creation" (the time the run waited for sessions being made), "session
+// creation (all)" and "session creation: <component>" (the time they took
+// to make, mostly overlapping other work), "in onnxruntime" and "total".
+// "reconstruction" includes its own vae decode and write video.
 type Timings map[string]time.Duration
 
 // InvertResult is what Invert did.
@@ -372,20 +374,32 @@ func (j *job) invert(ctx context.Context, forEdit bool) (*cache.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The first report, after the first batch, counts a resumed run's
-	// steps as done (they start the rate's measure, not add to it).
-	bar := progress.New(r.Progress, "inversion", "frame-steps", j.walk*n)
+	// The report is made at the first batch's end: what was done before
+	// (a resumed run's steps, the first batch with its session waits)
+	// counts as done, not in the rate. A line at each step's end.
+	var bar progress.StepReporter
 	err = inversion.Invert(ctx, j.model, j.model.Scheduler, z, cond,
-		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: j.invBatch, From: j.from, Progress: func(done, _ int) { bar.Set(done) }},
+		inversion.Params{Steps: r.InversionSteps, SaveSteps: r.Steps, BatchSize: j.invBatch, From: j.from, Progress: func(done, _ int) {
+			if bar == nil {
+				bar = progress.NewSteps(r.Progress, "inversion", "frame-steps", j.walk*n, j.walk, j.from, done)
+			}
+			bar.Set(done)
+		}},
 		func(ctx context.Context, step, t int, z tensor.Tensor, kept bool) error {
 			if kept {
 				if err := part.Append(ctx, t, z); err != nil {
 					return err
 				}
 			}
-			return part.Checkpoint(ctx, step+1, z)
+			if err := part.Checkpoint(ctx, step+1, z); err != nil {
+				return err
+			}
+			bar.StepDone(step+1, (step+1)*n) // made by the step's last batch
+			return nil
 		})
-	bar.Finish()
+	if bar != nil {
+		bar.Finish()
+	}
 	if err != nil {
 		if errors.Is(err, tensor.ErrNonFinite) {
 			checkpointed = false // never resume into the same NaN

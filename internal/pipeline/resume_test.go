@@ -20,20 +20,20 @@ import (
 )
 
 // stopAt is a progress writer that cancels its run once the inversion's
-// progress line shows step k (of frames frames) done.
+// progress line says step k is done.
 type stopAt struct {
-	mu        sync.Mutex
-	k, frames int
-	cancel    context.CancelFunc
-	stopped   bool
+	mu      sync.Mutex
+	k       int
+	cancel  context.CancelFunc
+	stopped bool
 }
 
 func (s *stopAt) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, line := range strings.Split(string(p), "\n") {
-		var done, total int
-		if _, err := fmt.Sscanf(line, "inversion: %d/%d frame-steps", &done, &total); err == nil && done >= s.k*s.frames && !s.stopped {
+		var step, steps int
+		if _, err := fmt.Sscanf(line, "inversion: step %d/%d done", &step, &steps); err == nil && step >= s.k && !s.stopped {
 			s.stopped = true
 			s.cancel()
 		}
@@ -80,7 +80,7 @@ func TestInvertResumes(t *testing.T) {
 		defer cancel()
 		var log bytes.Buffer
 		r := req(cache, &log)
-		stop := &stopAt{k: k, frames: frames, cancel: cancel}
+		stop := &stopAt{k: k, cancel: cancel}
 		r.Progress = stop
 		if _, err := pipeline.Invert(ctx, r); !errors.Is(err, context.Canceled) {
 			t.Fatalf("the interrupted inversion: %v, want context.Canceled (stopped %v)\n%s", err, stop.stopped, log.String())
