@@ -8,43 +8,9 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
-	"github.com/tokenflow/tokenflow/internal/pnp"
 	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/tensor"
-	"github.com/tokenflow/tokenflow/internal/tokens"
 )
-
-// WindowKeyframePass of the fake records the pass with the anchors it
-// attends to and whether it keeps keys/values; the keys/values it keeps
-// name the pass's keyframes.
-func (f *fakeUNet) WindowKeyframePass(_ context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
-	if x.N() != 3*len(kf) || text.N() != x.N() {
-		return nil, nil, fmt.Errorf("keyframe pass: %d latents, %d text rows for %d keyframes", x.N(), text.N(), len(kf))
-	}
-	var a []int
-	if anchors != nil {
-		a = anchors.Keyframes
-	}
-	f.calls = append(f.calls, fmt.Sprintf("t%d key %v anchors=%v keep=%v qk=%v conv=%v", t, kf, a, keep, inj.QK, inj.Conv))
-	var kv *tokens.AnchorKV
-	if keep {
-		kv = &tokens.AnchorKV{Keyframes: slices.Clone(kf)}
-	}
-	return &tokens.PivotCache{Keyframes: slices.Clone(kf)}, kv, nil
-}
-
-// heldUNet is fakeUNet that also records, at each propagation pass, the
-// frames whose pivots the editor holds.
-type heldUNet struct {
-	fakeUNet
-	e *edit.Editor
-}
-
-func (f *heldUNet) PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, w []float32) (tensor.Tensor, error) {
-	out, err := f.fakeUNet.PropagationPass(ctx, x, t, text, inj, c, pivots, w)
-	f.calls[len(f.calls)-1] += fmt.Sprintf(" held=%v cache=%v", f.e.HeldPivots(), c.Keyframes)
-	return out, err
-}
 
 func TestWindowPlan(t *testing.T) {
 	for _, tc := range []struct {
@@ -171,46 +137,6 @@ func TestEditWindowOfficialWhenItFits(t *testing.T) {
 			t.Errorf("W=%d: PeakPivots %d for an official step", W, e.PeakPivots)
 		}
 	}
-}
-
-// WindowKeyframePass of groupUNet: each edited group's pivot values also
-// take its own group's anchor keys/values, and the keys/values it keeps
-// are its edited groups' own, so a group mixed up anywhere (kept, passed
-// or narrowed) changes the results.
-func (f *groupUNet) WindowKeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
-	c, err := f.KeyframePass(ctx, x, t, text, inj, kf)
-	if err != nil {
-		return nil, nil, err
-	}
-	K := len(kf)
-	G := x.N() / K
-	a := c.Attn["l"].Data
-	if anchors != nil {
-		k, v := anchors.Keys["l"], anchors.Values["l"]
-		if k.N() != G-1 || v.N() != G-1 {
-			return nil, nil, fmt.Errorf("keyframe pass: anchors of %d groups for %d edited groups", k.N(), G-1)
-		}
-		for g := 1; g < G; g++ {
-			var sum float32
-			for j, kk := range k.Row(g - 1).Data {
-				sum += 0.001*kk*float32(j+1) + 0.002*v.Row(g - 1).Data[j]
-			}
-			for i := range K {
-				a[g*K+i] += sum
-			}
-		}
-	}
-	var kv *tokens.AnchorKV
-	if keep {
-		kv = &tokens.AnchorKV{Keyframes: slices.Clone(kf), Keys: map[string]tensor.Tensor{"l": tensor.Zeros(int64(G-1), int64(K), 1)}, Values: map[string]tensor.Tensor{"l": tensor.Zeros(int64(G-1), int64(K), 1)}}
-		for g := 1; g < G; g++ {
-			for i := range K {
-				kv.Keys["l"].Data[(g-1)*K+i] = a[g*K+i]
-				kv.Values["l"].Data[(g-1)*K+i] = x.Row(g*K + i).Data[0]
-			}
-		}
-	}
-	return c, kv, nil
 }
 
 // TestEditWindowPromptsEqualSingleRuns: windowed steps (10 keyframes,
