@@ -8,7 +8,6 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
-	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/tensor"
 )
 
@@ -48,12 +47,8 @@ func TestWindowPlan(t *testing.T) {
 // exactly its two pivots, and a slot's pivots are dropped once the batch
 // after it is done: at most W = 4 held.
 func TestEditWindowSchedule(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps = 2
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	f := &heldUNet{}
 	e, err := edit.New(f, ddim, fakeInputs(40, ts), edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 1, PnPConv: 1, BatchSize: 4, Keyframes: keyframes.Middle, KeyframeWindow: 4})
 	if err != nil {
@@ -110,11 +105,7 @@ func TestEditWindowSchedule(t *testing.T) {
 // step is the official one: one keyframe pass of all K keyframes through
 // KeyframePass, the propagation passes reading its cache.
 func TestEditWindowOfficialWhenItFits(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, _ := ddim.Timesteps(1)
+	ddim, ts := defaultDDIM(t, 1)
 	for _, W := range []int{0, 3, 8} {
 		f := &fakeUNet{}
 		e, err := edit.New(f, ddim, fakeInputs(10, ts), edit.Params{Steps: 1, Guidance: 7.5, PnPAttn: 1, PnPConv: 1, BatchSize: 4, Keyframes: keyframes.Middle, KeyframeWindow: W})
@@ -145,12 +136,8 @@ func TestEditWindowOfficialWhenItFits(t *testing.T) {
 // the window changes the result (the anchors' keys/values reach the other
 // keyframes).
 func TestEditWindowPromptsEqualSingleRuns(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps, P = 2, 3
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	params := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8, BatchSize: 4, Keyframes: keyframes.Random, Seed: 3, KeyframeWindow: 4}
 	all := promptInputs(40, ts, P)
 	want := make([]tensor.Tensor, P)
