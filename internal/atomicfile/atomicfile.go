@@ -40,10 +40,9 @@ var ErrExist = fs.ErrExist
 // File is a file being written under a temporary name. It is not safe for
 // concurrent use.
 type File struct {
+	pending
 	f         *os.File
-	path, tmp string
 	noClobber bool
-	done      bool
 }
 
 // Create opens a new temporary file next to path (".<name>.tmp-<random>" in
@@ -64,7 +63,7 @@ func Create(path string, perm fs.FileMode, noClobber bool) (*File, error) {
 	if err != nil {
 		return nil, createError(path, err)
 	}
-	return &File{f: f, path: path, tmp: tmp, noClobber: noClobber}, nil
+	return &File{pending: pending{path: path, tmp: tmp}, f: f, noClobber: noClobber}, nil
 }
 
 // Write writes to the temporary file.
@@ -82,10 +81,9 @@ func (f *File) Path() string { return f.path }
 // then syncs the folder so the new name survives a crash. On failure the
 // temporary file is removed. Calling Commit twice is an error.
 func (f *File) Commit() error {
-	if f.done {
-		return fmt.Errorf("commit %s: already committed or aborted", f.path)
+	if err := f.startCommit(); err != nil {
+		return err
 	}
-	f.done = true
 	if err := cmp.Or(f.f.Sync(), f.f.Close()); err != nil { // the first error; both run
 		os.Remove(f.tmp)
 		return &Error{Path: f.path, Msg: "cannot write: " + CauseText(err), Err: err}
@@ -101,10 +99,9 @@ func (f *File) Commit() error {
 // Abort closes and removes the temporary file. It does nothing after Commit
 // or a previous Abort, so it is safe to defer.
 func (f *File) Abort() error {
-	if f.done {
+	if !f.startAbort() {
 		return nil
 	}
-	f.done = true
 	f.f.Close()
 	if err := os.Remove(f.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("abort %s: %w", f.path, err)
@@ -127,11 +124,36 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 	return f.Commit()
 }
 
+// pending is what a File and a Dir share: the final path, the temporary
+// one, and whether Commit or Abort has ended it.
+type pending struct {
+	path, tmp string
+	done      bool
+}
+
+// startCommit ends p for a Commit; a second end is an error.
+func (p *pending) startCommit() error {
+	if p.done {
+		return fmt.Errorf("commit %s: already committed or aborted", p.path)
+	}
+	p.done = true
+	return nil
+}
+
+// startAbort ends p for an Abort; it reports false, with nothing to do,
+// after Commit or a previous Abort.
+func (p *pending) startAbort() bool {
+	if p.done {
+		return false
+	}
+	p.done = true
+	return true
+}
+
 // Dir is a folder being filled under a temporary name, e.g. a cache entry
 // whose files must appear together or not at all.
 type Dir struct {
-	path, tmp string
-	done      bool
+	pending
 }
 
 // CreateDir makes an empty temporary folder next to path
@@ -147,7 +169,7 @@ func CreateDir(path string) (*Dir, error) {
 	if err != nil {
 		return nil, createError(path, err)
 	}
-	return &Dir{path: path, tmp: tmp}, nil
+	return &Dir{pending{path: path, tmp: tmp}}, nil
 }
 
 // Name is the temporary folder to fill.
@@ -157,10 +179,9 @@ func (d *Dir) Name() string { return d.tmp }
 // itself, then renames it to its final path. On failure the temporary folder
 // is removed.
 func (d *Dir) Commit() error {
-	if d.done {
-		return fmt.Errorf("commit %s: already committed or aborted", d.path)
+	if err := d.startCommit(); err != nil {
+		return err
 	}
-	d.done = true
 	if err := syncTree(d.tmp); err != nil {
 		os.RemoveAll(d.tmp)
 		return &Error{Path: d.path, Msg: "cannot write: " + CauseText(err), Err: err}
@@ -179,10 +200,9 @@ func (d *Dir) Commit() error {
 // Abort removes the temporary folder and everything in it. It does nothing
 // after Commit or a previous Abort, so it is safe to defer.
 func (d *Dir) Abort() error {
-	if d.done {
+	if !d.startAbort() {
 		return nil
 	}
-	d.done = true
 	if err := os.RemoveAll(d.tmp); err != nil {
 		return fmt.Errorf("abort %s: %w", d.path, err)
 	}

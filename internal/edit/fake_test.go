@@ -230,3 +230,187 @@ func TestEditLoopVPrediction(t *testing.T) {
 
 // mem is the in-memory inversion of test inputs.
 func mem(in edit.Inputs) *edit.Memory { return in.Inversion.(*edit.Memory) }
+
+// WindowKeyframePass of the fake records the pass with the anchors it
+// attends to and whether it keeps keys/values; the keys/values it keeps
+// name the pass's keyframes.
+func (f *fakeUNet) WindowKeyframePass(_ context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
+	if x.N() != 3*len(kf) || text.N() != x.N() {
+		return nil, nil, fmt.Errorf("keyframe pass: %d latents, %d text rows for %d keyframes", x.N(), text.N(), len(kf))
+	}
+	var a []int
+	if anchors != nil {
+		a = anchors.Keyframes
+	}
+	f.calls = append(f.calls, fmt.Sprintf("t%d key %v anchors=%v keep=%v qk=%v conv=%v", t, kf, a, keep, inj.QK, inj.Conv))
+	var kv *tokens.AnchorKV
+	if keep {
+		kv = &tokens.AnchorKV{Keyframes: slices.Clone(kf)}
+	}
+	return &tokens.PivotCache{Keyframes: slices.Clone(kf)}, kv, nil
+}
+
+// heldUNet is fakeUNet that also records, at each propagation pass, the
+// frames whose pivots the editor holds.
+type heldUNet struct {
+	fakeUNet
+	e *edit.Editor
+}
+
+func (f *heldUNet) PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, w []float32) (tensor.Tensor, error) {
+	out, err := f.fakeUNet.PropagationPass(ctx, x, t, text, inj, c, pivots, w)
+	f.calls[len(f.calls)-1] += fmt.Sprintf(" held=%v cache=%v", f.e.HeldPivots(), c.Keyframes)
+	return out, err
+}
+
+// groupUNet is a fake UNet whose answers depend on each group's own
+// latents, text and cached keyframe values, and on nothing else, as the
+// real one's do: a pass over several prompts must give each prompt what
+// a pass of it alone gives, and a wrong group anywhere (in the batch, the
+// text or the narrowed cache) shows in the results.
+type groupUNet struct {
+	calls []string
+	// nanText: rows whose text states start with this value get NaN noise.
+	nanText float32
+}
+
+func (f *groupUNet) KeyframePass(_ context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int) (*tokens.PivotCache, error) {
+	K := len(kf)
+	G := x.N() / K
+	if x.N() != G*K || G < 3 || G%2 != 1 || text.N() != x.N() {
+		return nil, fmt.Errorf("keyframe pass: %d latents, %d text rows for %d keyframes", x.N(), text.N(), K)
+	}
+	f.calls = append(f.calls, fmt.Sprintf("t%d key groups=%d", t, G))
+	attn := tensor.Zeros(int64(G*K), 1)
+	for r := range G * K {
+		attn.Data[r] = text.Row(r).Data[0] + 0.01*x.Row(r).Data[0]
+	}
+	return &tokens.PivotCache{Keyframes: slices.Clone(kf), Tokens: map[string]tensor.Tensor{}, Attn: map[string]tensor.Tensor{"l": attn}}, nil
+}
+
+func (f *groupUNet) PropagationPass(_ context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, w []float32) (tensor.Tensor, error) {
+	n := len(w)
+	G := x.N() / n
+	K := len(c.Keyframes)
+	if x.N() != G*n || G < 3 || G%2 != 1 || text.N() != x.N() || c.Attn["l"].N() != G*K {
+		return tensor.Tensor{}, fmt.Errorf("propagation pass: %d latents, %d text rows, %d weights, cache of %d rows", x.N(), text.N(), n, c.Attn["l"].N())
+	}
+	f.calls = append(f.calls, fmt.Sprintf("t%d prop groups=%d n=%d", t, G, n))
+	out := tensor.Zeros(x.Shape...)
+	for g := range G {
+		a := c.Attn["l"].Data
+		for i := range n {
+			r := g*n + i
+			v := 0.1*x.Row(r).Data[0] + text.Row(r).Data[0] + w[i]*a[g*K+pivots[0]] + (1-w[i])*a[g*K+pivots[1]]
+			if text.Row(r).Data[0] == f.nanText {
+				v = float32(math.NaN())
+			}
+			row := out.Row(r).Data
+			for k := range row {
+				row[k] = v * float32(k+1) / 8
+			}
+		}
+	}
+	return out, nil
+}
+
+// promptInputs are fakeInputs with P prompts: text states filled with
+// source -1, negative 0.5 and prompt p p+1.
+func promptInputs(n int, ts []int, P int) edit.Inputs {
+	in := fakeInputs(n, ts)
+	fill := func(rows int, v func(int) float32) tensor.Tensor {
+		t := tensor.Zeros(int64(rows), 77, 8)
+		for r := range rows {
+			for k := range t.Row(r).Data {
+				t.Row(r).Data[k] = v(r)
+			}
+		}
+		return t
+	}
+	for k := range mem(in).Z0.Data {
+		mem(in).Z0.Data[k] = float32(k%7) / 7
+	}
+	for _, t := range ts {
+		z := mem(in).Noisy[t]
+		for k := range z.Data {
+			z.Data[k] = float32(k%5)/5 + float32(t)/1000
+		}
+	}
+	in.Source = fill(1, func(int) float32 { return -1 })
+	in.Negative = fill(1, func(int) float32 { return 0.5 })
+	in.Prompt = fill(P, func(p int) float32 { return float32(p + 1) })
+	return in
+}
+
+// WindowKeyframePass of groupUNet: each edited group's pivot values also
+// take its own group's anchor keys/values, and the keys/values it keeps
+// are its edited groups' own, so a group mixed up anywhere (kept, passed
+// or narrowed) changes the results.
+func (f *groupUNet) WindowKeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
+	c, err := f.KeyframePass(ctx, x, t, text, inj, kf)
+	if err != nil {
+		return nil, nil, err
+	}
+	K := len(kf)
+	G := x.N() / K
+	a := c.Attn["l"].Data
+	if anchors != nil {
+		k, v := anchors.Keys["l"], anchors.Values["l"]
+		if k.N() != G-1 || v.N() != G-1 {
+			return nil, nil, fmt.Errorf("keyframe pass: anchors of %d groups for %d edited groups", k.N(), G-1)
+		}
+		for g := 1; g < G; g++ {
+			var sum float32
+			for j, kk := range k.Row(g - 1).Data {
+				sum += 0.001*kk*float32(j+1) + 0.002*v.Row(g - 1).Data[j]
+			}
+			for i := range K {
+				a[g*K+i] += sum
+			}
+		}
+	}
+	var kv *tokens.AnchorKV
+	if keep {
+		kv = &tokens.AnchorKV{Keyframes: slices.Clone(kf), Keys: map[string]tensor.Tensor{"l": tensor.Zeros(int64(G-1), int64(K), 1)}, Values: map[string]tensor.Tensor{"l": tensor.Zeros(int64(G-1), int64(K), 1)}}
+		for g := 1; g < G; g++ {
+			for i := range K {
+				kv.Keys["l"].Data[(g-1)*K+i] = a[g*K+i]
+				kv.Values["l"].Data[(g-1)*K+i] = x.Row(g*K + i).Data[0]
+			}
+		}
+	}
+	return c, kv, nil
+}
+
+// runPrompts edits all the prompts of in together with f.
+func runPrompts(t *testing.T, f *groupUNet, ddim *scheduler.DDIM, in edit.Inputs, p edit.Params) ([]tensor.Tensor, []error) {
+	t.Helper()
+	e := newEditor(t, f, ddim, in, p)
+	xs, errs, err := e.RunPrompts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return xs, errs
+}
+
+// runSingle edits prompt p of all alone.
+func runSingle(t *testing.T, ddim *scheduler.DDIM, all edit.Inputs, p int, params edit.Params) tensor.Tensor {
+	t.Helper()
+	in := all
+	in.Prompt = all.Prompt.Row(p)
+	e := newEditor(t, &groupUNet{}, ddim, in, params)
+	x, err := e.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func cutWord(s string) (string, string, bool) {
+	for i := range s {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
-	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/tensor"
 )
 
@@ -18,12 +17,8 @@ import (
 // edit: run from the state after step k in a new Editor, the final latents
 // are the uninterrupted run's bit for bit, and only steps k.. run.
 func TestRunFromState(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps = 5
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	p := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8, BatchSize: 4, Keyframes: keyframes.Random, Seed: 3}
 	in := fakeInputs(10, ts)
 	for _, z := range mem(in).Noisy { // not all zero, so that the steps move the latents

@@ -8,43 +8,8 @@ import (
 
 	"github.com/tokenflow/tokenflow/internal/edit"
 	"github.com/tokenflow/tokenflow/internal/keyframes"
-	"github.com/tokenflow/tokenflow/internal/pnp"
-	"github.com/tokenflow/tokenflow/internal/scheduler"
 	"github.com/tokenflow/tokenflow/internal/tensor"
-	"github.com/tokenflow/tokenflow/internal/tokens"
 )
-
-// WindowKeyframePass of the fake records the pass with the anchors it
-// attends to and whether it keeps keys/values; the keys/values it keeps
-// name the pass's keyframes.
-func (f *fakeUNet) WindowKeyframePass(_ context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
-	if x.N() != 3*len(kf) || text.N() != x.N() {
-		return nil, nil, fmt.Errorf("keyframe pass: %d latents, %d text rows for %d keyframes", x.N(), text.N(), len(kf))
-	}
-	var a []int
-	if anchors != nil {
-		a = anchors.Keyframes
-	}
-	f.calls = append(f.calls, fmt.Sprintf("t%d key %v anchors=%v keep=%v qk=%v conv=%v", t, kf, a, keep, inj.QK, inj.Conv))
-	var kv *tokens.AnchorKV
-	if keep {
-		kv = &tokens.AnchorKV{Keyframes: slices.Clone(kf)}
-	}
-	return &tokens.PivotCache{Keyframes: slices.Clone(kf)}, kv, nil
-}
-
-// heldUNet is fakeUNet that also records, at each propagation pass, the
-// frames whose pivots the editor holds.
-type heldUNet struct {
-	fakeUNet
-	e *edit.Editor
-}
-
-func (f *heldUNet) PropagationPass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, c *tokens.PivotCache, pivots [2]int, w []float32) (tensor.Tensor, error) {
-	out, err := f.fakeUNet.PropagationPass(ctx, x, t, text, inj, c, pivots, w)
-	f.calls[len(f.calls)-1] += fmt.Sprintf(" held=%v cache=%v", f.e.HeldPivots(), c.Keyframes)
-	return out, err
-}
 
 func TestWindowPlan(t *testing.T) {
 	for _, tc := range []struct {
@@ -82,12 +47,8 @@ func TestWindowPlan(t *testing.T) {
 // exactly its two pivots, and a slot's pivots are dropped once the batch
 // after it is done: at most W = 4 held.
 func TestEditWindowSchedule(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps = 2
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	f := &heldUNet{}
 	e, err := edit.New(f, ddim, fakeInputs(40, ts), edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 1, PnPConv: 1, BatchSize: 4, Keyframes: keyframes.Middle, KeyframeWindow: 4})
 	if err != nil {
@@ -144,11 +105,7 @@ func TestEditWindowSchedule(t *testing.T) {
 // step is the official one: one keyframe pass of all K keyframes through
 // KeyframePass, the propagation passes reading its cache.
 func TestEditWindowOfficialWhenItFits(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, _ := ddim.Timesteps(1)
+	ddim, ts := defaultDDIM(t, 1)
 	for _, W := range []int{0, 3, 8} {
 		f := &fakeUNet{}
 		e, err := edit.New(f, ddim, fakeInputs(10, ts), edit.Params{Steps: 1, Guidance: 7.5, PnPAttn: 1, PnPConv: 1, BatchSize: 4, Keyframes: keyframes.Middle, KeyframeWindow: W})
@@ -173,58 +130,14 @@ func TestEditWindowOfficialWhenItFits(t *testing.T) {
 	}
 }
 
-// WindowKeyframePass of groupUNet: each edited group's pivot values also
-// take its own group's anchor keys/values, and the keys/values it keeps
-// are its edited groups' own, so a group mixed up anywhere (kept, passed
-// or narrowed) changes the results.
-func (f *groupUNet) WindowKeyframePass(ctx context.Context, x tensor.Tensor, t int, text tensor.Tensor, inj pnp.Injection, kf []int, anchors *tokens.AnchorKV, keep bool) (*tokens.PivotCache, *tokens.AnchorKV, error) {
-	c, err := f.KeyframePass(ctx, x, t, text, inj, kf)
-	if err != nil {
-		return nil, nil, err
-	}
-	K := len(kf)
-	G := x.N() / K
-	a := c.Attn["l"].Data
-	if anchors != nil {
-		k, v := anchors.Keys["l"], anchors.Values["l"]
-		if k.N() != G-1 || v.N() != G-1 {
-			return nil, nil, fmt.Errorf("keyframe pass: anchors of %d groups for %d edited groups", k.N(), G-1)
-		}
-		for g := 1; g < G; g++ {
-			var sum float32
-			for j, kk := range k.Row(g - 1).Data {
-				sum += 0.001*kk*float32(j+1) + 0.002*v.Row(g - 1).Data[j]
-			}
-			for i := range K {
-				a[g*K+i] += sum
-			}
-		}
-	}
-	var kv *tokens.AnchorKV
-	if keep {
-		kv = &tokens.AnchorKV{Keyframes: slices.Clone(kf), Keys: map[string]tensor.Tensor{"l": tensor.Zeros(int64(G-1), int64(K), 1)}, Values: map[string]tensor.Tensor{"l": tensor.Zeros(int64(G-1), int64(K), 1)}}
-		for g := 1; g < G; g++ {
-			for i := range K {
-				kv.Keys["l"].Data[(g-1)*K+i] = a[g*K+i]
-				kv.Values["l"].Data[(g-1)*K+i] = x.Row(g*K + i).Data[0]
-			}
-		}
-	}
-	return c, kv, nil
-}
-
 // TestEditWindowPromptsEqualSingleRuns: windowed steps (10 keyframes,
 // window 4) of three prompts edited together, in one call and in calls of
 // two, give each prompt exactly its own single-prompt windowed edit; and
 // the window changes the result (the anchors' keys/values reach the other
 // keyframes).
 func TestEditWindowPromptsEqualSingleRuns(t *testing.T) {
-	ddim, err := scheduler.New(scheduler.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const steps, P = 2, 3
-	ts, _ := ddim.Timesteps(steps)
+	ddim, ts := defaultDDIM(t, steps)
 	params := edit.Params{Steps: steps, Guidance: 7.5, PnPAttn: 0.5, PnPConv: 0.8, BatchSize: 4, Keyframes: keyframes.Random, Seed: 3, KeyframeWindow: 4}
 	all := promptInputs(40, ts, P)
 	want := make([]tensor.Tensor, P)

@@ -14,6 +14,20 @@ func fakeRSS(t *testing.T, n int64, ok bool) {
 	t.Cleanup(func() { rss = old })
 }
 
+// testClock is the reporters' clock in a test: it stands at t0 (Unix
+// 1000) plus the duration last set.
+type testClock struct{ t0, t time.Time }
+
+func newClock() *testClock {
+	t0 := time.Unix(1000, 0)
+	return &testClock{t0: t0, t: t0}
+}
+
+// set moves the clock to d after t0.
+func (c *testClock) set(d time.Duration) { c.t = c.t0.Add(d) }
+
+func (c *testClock) now() time.Time { return c.t }
+
 // TestStepLines: a resumed run of 10 steps, 3 done by an earlier process
 // (30 of 100 units). Each step's end is a line; the periodic line says the
 // step that runs; the rate counts only this process's units over its own
@@ -21,21 +35,20 @@ func fakeRSS(t *testing.T, n int64, ok bool) {
 // the last line.
 func TestStepLines(t *testing.T) {
 	fakeRSS(t, 812<<20, true)
-	t0 := time.Unix(1000, 0)
-	now := t0
+	c := newClock()
 	var buf bytes.Buffer
-	l := newLines(&buf, stepMeter("edit", "frame-passes", 100, 10, 3, 30, now), func() time.Time { return now })
-	now = t0.Add(2 * time.Second)
+	l := newLines(&buf, stepMeter("edit", "frame-passes", 100, 10, 3, 30, c.now()), c.now)
+	c.set(2 * time.Second)
 	l.Set(35) // within Interval: no line
 	if buf.Len() != 0 {
 		t.Fatalf("a line within the interval: %q", buf.String())
 	}
 	l.StepDone(4, 40)
-	now = t0.Add(15 * time.Second)
+	c.set(15 * time.Second)
 	l.Set(60)
-	now = t0.Add(16 * time.Second)
+	c.set(16 * time.Second)
 	l.Set(61) // 1 s after the last line: none
-	now = t0.Add(35 * time.Second)
+	c.set(35 * time.Second)
 	l.StepDone(10, 100)
 	l.Finish()
 	l.Finish()
@@ -54,13 +67,12 @@ func TestStepLines(t *testing.T) {
 // leave it out; a run from the start shows no rate within RateWindow.
 func TestStepLinesFinishEarly(t *testing.T) {
 	fakeRSS(t, 0, false)
-	t0 := time.Unix(1000, 0)
-	now := t0
+	c := newClock()
 	var buf bytes.Buffer
-	l := newLines(&buf, stepMeter("edit", "u", 40, 4, 0, 0, now), func() time.Time { return now })
-	now = t0.Add(RateWindow / 2)
+	l := newLines(&buf, stepMeter("edit", "u", 40, 4, 0, 0, c.now()), c.now)
+	c.set(RateWindow / 2)
 	l.StepDone(1, 10)
-	now = t0.Add(4 * time.Second)
+	c.set(4 * time.Second)
 	l.Set(20)
 	l.Finish()
 	want := "edit: step 1/4 done, 10/40 u (25%) in 500ms\n" +
@@ -73,9 +85,9 @@ func TestStepLinesFinishEarly(t *testing.T) {
 // TestPlainLineHasRSS: the reports without steps say the memory too.
 func TestPlainLineHasRSS(t *testing.T) {
 	fakeRSS(t, 3<<30+300<<20, true)
-	now := time.Unix(1000, 0)
+	c := newClock()
 	var buf bytes.Buffer
-	l := newLines(&buf, meter{label: "vae decode", unit: "frames", total: 8}, func() time.Time { return now })
+	l := newLines(&buf, meter{label: "vae decode", unit: "frames", total: 8}, c.now)
 	l.Set(8)
 	l.Finish()
 	if want := "vae decode: 8/8 frames (100%) in 0s, RSS 3.3 GiB\n"; buf.String() != want {
@@ -87,15 +99,14 @@ func TestPlainLineHasRSS(t *testing.T) {
 // once, and after a step's end the next one with this process's rate.
 func TestStepBar(t *testing.T) {
 	fakeRSS(t, 812<<20, true)
-	t0 := time.Unix(1000, 0)
-	now := t0
+	c := newClock()
 	var buf bytes.Buffer
-	b := newBar(&buf, stepMeter("edit", "frame-passes", 100, 10, 3, 30, now), func() time.Time { return now })
+	b := newBar(&buf, stepMeter("edit", "frame-passes", 100, 10, 3, 30, c.now()), c.now)
 	if first := buf.String(); !strings.Contains(first, "edit step 4/10, RSS 812 MiB") || !strings.Contains(first, "30/100") || strings.Contains(first, "/s") {
 		t.Errorf("first draw %q: want step 4/10, the count 30/100, no rate", first)
 	}
 	buf.Reset()
-	now = t0.Add(2 * time.Second)
+	c.set(2 * time.Second)
 	b.StepDone(4, 40)
 	if got := buf.String(); !strings.Contains(got, "edit step 5/10, 5.0 frame-passes/s, about 12s left, RSS 812 MiB") || !strings.Contains(got, "40/100") {
 		t.Errorf("draw after step 4: %q", got)

@@ -38,14 +38,7 @@ func BenchmarkKeyframePassRSS(b *testing.B) {
 	if os.Getenv("TOKENFLOW_BENCH_FULL") != "1" {
 		b.Skip("set TOKENFLOW_BENCH_FULL=1 to measure the full-size keyframe pass")
 	}
-	root, err := testmodel.DefaultCacheDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := testmodel.Cached(root, fixture.Model(b, "tiny-sd21"), testmodel.SD21Base(), 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := testmodel.FullSD21Base(b, fixture.Model(b, "tiny-sd21"))
 	ks := os.Getenv("TOKENFLOW_BENCH_KEYFRAMES")
 	if ks == "" {
 		ks = "2,4,8"

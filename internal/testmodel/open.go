@@ -79,3 +79,19 @@ func Randn(seed1, seed2 uint64) func(n int) []float32 {
 		return v
 	}
 }
+
+// FullSD21Base is the full-size Stable Diffusion 2.1-base architecture with
+// random weights (seed 1) and the tokenizer and scheduler files of assets,
+// written once into DefaultCacheDir and reused by later runs.
+func FullSD21Base(t testing.TB, assets string) *Summary {
+	t.Helper()
+	root, err := DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Cached(root, assets, SD21Base(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -27,20 +27,15 @@ type AnchorKV struct {
 }
 
 // Bytes is the memory the keys and values hold.
-func (a *AnchorKV) Bytes() int64 {
-	var n int64
-	for _, m := range []map[string]tensor.Tensor{a.Keys, a.Values} {
-		for _, v := range m {
-			n += 4 * int64(v.Len())
-		}
-	}
-	return n
-}
+func (a *AnchorKV) Bytes() int64 { return float32Bytes(a.Keys, a.Values) }
 
 // Bytes is the memory the pivot cache holds.
-func (c *PivotCache) Bytes() int64 {
+func (c *PivotCache) Bytes() int64 { return float32Bytes(c.Tokens, c.Attn) }
+
+// float32Bytes is the memory the float32 tensors of the maps hold.
+func float32Bytes(maps ...map[string]tensor.Tensor) int64 {
 	var n int64
-	for _, m := range []map[string]tensor.Tensor{c.Tokens, c.Attn} {
+	for _, m := range maps {
 		for _, v := range m {
 			n += 4 * int64(v.Len())
 		}

@@ -223,3 +223,28 @@ func TestDefaultSizeAt(t *testing.T) {
 		}
 	}
 }
+
+func TestOutputFormat(t *testing.T) {
+	for _, tt := range []struct {
+		path, want, wantErr string
+	}{
+		{path: "o.mp4", want: "mp4"},
+		{path: "dir.x/O.MOV", want: "mov"},
+		{path: "o.mkv", want: "mkv"},
+		{path: "o.webm", want: "webm"},
+		{path: "o.GIF", want: "gif"},
+		{path: "o.avi", wantErr: "o.avi: cannot write .avi files; name the output .mp4, .mov, .mkv, .webm or .gif"},
+		{path: "out", wantErr: "out: no extension to tell the output format; name it .mp4, .mov, .mkv, .webm or .gif"},
+	} {
+		f, err := OutputFormat(tt.path)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr || !errors.Is(err, ErrFormat) {
+				t.Errorf("OutputFormat(%q) error\n got %v\nwant %s (ErrFormat)", tt.path, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || f.Name != tt.want {
+			t.Errorf("OutputFormat(%q) = %+v, %v; want %s", tt.path, f, err, tt.want)
+		}
+	}
+}
