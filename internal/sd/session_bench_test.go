@@ -20,12 +20,9 @@ import (
 	"github.com/tokenflow/tokenflow/models"
 )
 
-// BenchmarkUNetSessionStages times the stages of creating the full-size
-// TokenFlow UNet session the way a run does: opening the weights, building
-// the graph in Go, marshalling it, and ONNX Runtime's session creation.
-// TOKENFLOW_SD_BENCH_MODEL names the checkpoint folder (the random
-// SD 2.1-base that internal/testmodel caches); unset, it is skipped.
-func BenchmarkUNetSessionStages(b *testing.B) {
+// benchModelDir is the checkpoint TOKENFLOW_SD_BENCH_MODEL names, with
+// ONNX Runtime loaded; unset, b is skipped.
+func benchModelDir(b *testing.B) string {
 	dir := os.Getenv("TOKENFLOW_SD_BENCH_MODEL")
 	if dir == "" {
 		b.Skip("TOKENFLOW_SD_BENCH_MODEL unset")
@@ -33,6 +30,16 @@ func BenchmarkUNetSessionStages(b *testing.B) {
 	if err := ort.Init(testenv.ORTLibrary(b)); err != nil {
 		b.Fatal(err)
 	}
+	return dir
+}
+
+// BenchmarkUNetSessionStages times the stages of creating the full-size
+// TokenFlow UNet session the way a run does: opening the weights, building
+// the graph in Go, marshalling it, and ONNX Runtime's session creation.
+// TOKENFLOW_SD_BENCH_MODEL names the checkpoint folder (the random
+// SD 2.1-base that internal/testmodel caches); unset, it is skipped.
+func BenchmarkUNetSessionStages(b *testing.B) {
+	dir := benchModelDir(b)
 	for b.Loop() {
 		p, err := Open(Options{Model: dir, Threads: 2})
 		if err != nil {
@@ -98,13 +105,7 @@ func cpuTime() (user, sys float64) {
 // reports the CPU and wall time per latent and whether every batching
 // gives bit-identical outputs (TOKENFLOW_SD_BENCH_MODEL as above).
 func BenchmarkUNetBatch(b *testing.B) {
-	dir := os.Getenv("TOKENFLOW_SD_BENCH_MODEL")
-	if dir == "" {
-		b.Skip("TOKENFLOW_SD_BENCH_MODEL unset")
-	}
-	if err := ort.Init(testenv.ORTLibrary(b)); err != nil {
-		b.Fatal(err)
-	}
+	dir := benchModelDir(b)
 	p, err := Open(Options{Model: dir, Threads: 2})
 	if err != nil {
 		b.Fatal(err)
