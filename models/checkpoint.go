@@ -1,6 +1,7 @@
 package models
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
@@ -270,27 +271,37 @@ func (c *Checkpoint) Identity(cacheRoot string) (string, error) {
 		fmt.Fprintf(h, "sha256 %s\n", src.SHA256)
 		return hex.EncodeToString(h.Sum(nil))[:24], nil
 	}
+	// Per component: its tensors' headers, then its files' sizes and
+	// hashes. Every file is hashed in one call, so that they are read side
+	// by side.
+	var headers []bytes.Buffer
+	var files [][]string
 	for _, comp := range []string{"unet", "vae", "text_encoder"} {
 		w, err := c.Weights(comp, onnx.Float)
 		if err != nil {
 			return "", err
 		}
+		var b bytes.Buffer
 		for _, n := range w.Names() { // sorted
 			t, _ := w.Info(n)
-			fmt.Fprintf(h, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
+			fmt.Fprintf(&b, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
 		}
-		files := w.Files()
+		headers, files = append(headers, b), append(files, w.Files())
 		w.Close()
-		sums, err := weightHashes(cacheRoot, files)
-		if err != nil {
-			return "", err
-		}
-		for i, f := range files {
+	}
+	sums, err := weightHashes(cacheRoot, slices.Concat(files...))
+	if err != nil {
+		return "", err
+	}
+	for i := range headers {
+		h.Write(headers[i].Bytes())
+		for _, f := range files[i] {
 			st, err := os.Stat(f)
 			if err != nil {
 				return "", fmt.Errorf("model identity: %w", err)
 			}
-			fmt.Fprintf(h, "%s %d sha256 %s\n", filepath.Base(f), st.Size(), sums[i])
+			fmt.Fprintf(h, "%s %d sha256 %s\n", filepath.Base(f), st.Size(), sums[0])
+			sums = sums[1:]
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:24], nil

@@ -10,10 +10,17 @@ import "github.com/tokenflow/tokenflow/internal/onnx"
 // The weight [out,in] is used as stored (Gemm transB), so ONNX Runtime needs
 // no transposed copy of it.
 func linear(g *onnx.Graph, s Scope, x onnx.Value, in, out int64, bias bool) onnx.Value {
-	w := s.Param(g, "weight", out, in)
+	return linearPart(g, s, x, in, out, bias, 0, 1)
+}
+
+// linearPart is the part-th of parts equal slices of a linear layer's
+// outputs (out is the slice's width): the same numbers as those outputs of
+// the whole layer, without computing the rest.
+func linearPart(g *onnx.Graph, s Scope, x onnx.Value, in, out int64, bias bool, part, parts int64) onnx.Value {
+	w := s.ParamPart(g, "weight", part, parts, parts*out, in)
 	var b onnx.Value
 	if bias {
-		b = s.Param(g, "bias", out)
+		b = s.ParamPart(g, "bias", part, parts, parts*out)
 	}
 	lead := g.ShapeRange(x, 0, -1)
 	// [..., in] -> [N, in]

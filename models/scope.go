@@ -133,17 +133,35 @@ func (w *Weights) Names() []string {
 // After an error (Err reports it) a zero placeholder keeps the graph well
 // formed.
 func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int64) onnx.Value {
+	return w.paramPart(g, name, t, shape, 0, 1)
+}
+
+// paramPart is param's part-th of parts equal blocks of rows (along the
+// first dimension): for float32 weights, a window of the user's file (no
+// copy), under the name "<name>[a:b]" (the rows a to b). parts 1 is the
+// whole weight, under its own name.
+func (w *Weights) paramPart(g *onnx.Graph, name string, t onnx.DataType, shape []int64, part, parts int64) onnx.Value {
 	key := name + "#" + t.String()
+	if parts != 1 {
+		key += fmt.Sprintf("#%d/%d", part, parts)
+	}
 	// Initializers live in the root graph; branches of an If share them.
 	g = g.Root()
 	if v, ok := w.added[g][key]; ok {
 		return v
 	}
 	tp, err := w.tensor(name, t, shape)
+	if err == nil && parts != 1 {
+		tp, err = rowBlock(tp, part, parts)
+	}
 	if err != nil {
 		w.err = cmp.Or(w.err, err) // the first problem
-		n := safetensors.TensorInfo{Shape: shape}.NumElements()
-		tp = &onnx.Tensor{Name: "missing:" + key, Type: t, Dims: shape, Raw: make([]byte, n*int64(t.Size()))}
+		dims := slices.Clone(shape)
+		if parts > 1 && len(dims) > 0 {
+			dims[0] /= parts
+		}
+		n := safetensors.TensorInfo{Shape: dims}.NumElements()
+		tp = &onnx.Tensor{Name: "missing:" + key, Type: t, Dims: dims, Raw: make([]byte, n*int64(t.Size()))}
 	}
 	v := g.Initializer(tp)
 	if w.added[g] == nil {
@@ -151,6 +169,29 @@ func (w *Weights) param(g *onnx.Graph, name string, t onnx.DataType, shape []int
 	}
 	w.added[g][key] = v
 	return v
+}
+
+// rowBlock narrows a weight's initializer to its part-th of parts equal
+// blocks of rows: its external data's window, or its bytes.
+func rowBlock(tp *onnx.Tensor, part, parts int64) (*onnx.Tensor, error) {
+	if len(tp.Dims) == 0 || parts < 1 || part < 0 || part >= parts || tp.Dims[0]%parts != 0 {
+		return nil, fmt.Errorf("tensor %q of shape %v cannot be cut into %d blocks of rows", tp.Name, tp.Dims, parts)
+	}
+	rows := tp.Dims[0] / parts
+	out := *tp
+	out.Name = fmt.Sprintf("%s[%d:%d]", tp.Name, part*rows, (part+1)*rows)
+	out.Dims = append([]int64{rows}, tp.Dims[1:]...)
+	size := out.NumElements() * int64(tp.Type.Size())
+	switch {
+	case tp.External != nil:
+		ext := *tp.External
+		ext.Offset += part * size
+		ext.Length = size
+		out.External = &ext
+	case tp.Raw != nil:
+		out.Raw = tp.Raw[part*size : (part+1)*size]
+	}
+	return &out, nil
 }
 
 // tensor is the initializer of one weight (for a recorder, with no data).
@@ -222,6 +263,13 @@ func (s Scope) Has(tensor string) bool { return s.w.Has(s.Name(tensor)) }
 // Param is one of the module's weights in the graph's weight type.
 func (s Scope) Param(g *onnx.Graph, tensor string, shape ...int64) onnx.Value {
 	return s.w.param(g, s.Name(tensor), s.w.Type, shape)
+}
+
+// ParamPart is the part-th of parts equal blocks of rows of one of the
+// module's weights (shape is the whole weight's), in the graph's weight
+// type: one half of a fused projection, say.
+func (s Scope) ParamPart(g *onnx.Graph, tensor string, part, parts int64, shape ...int64) onnx.Value {
+	return s.w.paramPart(g, s.Name(tensor), s.w.Type, shape, part, parts)
 }
 
 // ParamF32 is one of the module's weights as float32 (normalisation

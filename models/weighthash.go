@@ -1,11 +1,15 @@
 package models
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tokenflow/tokenflow/internal/atomicfile"
 )
@@ -79,7 +83,12 @@ func weightHashes(root string, files []string) ([]string, error) {
 	defer memoMu.Unlock()
 	memo := readWeightMemo(root)
 	out := make([]string, len(files))
-	changed := false
+	type miss struct {
+		i     int
+		path  string
+		stamp fileStamp
+	}
+	var misses []miss
 	for i, f := range files {
 		p, s, err := stampOf(f)
 		if err != nil {
@@ -89,17 +98,35 @@ func weightHashes(root string, files []string) ([]string, error) {
 			out[i] = e.SHA256
 			continue
 		}
-		sum, err := contentHash(p)
-		if err != nil {
-			return nil, fmt.Errorf("model identity: %w", err)
+		misses = append(misses, miss{i, p, s})
+	}
+	// The files are hashed side by side, largest first (a checkpoint is
+	// one large UNet file and smaller ones): SHA-256 is sequential within
+	// a file, so this is what more cores can do.
+	slices.SortStableFunc(misses, func(a, b miss) int { return cmp.Compare(b.stamp.Size, a.stamp.Size) })
+	errs := make([]error, len(files))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(misses)) {
+		wg.Go(func() {
+			for k := int(next.Add(1)) - 1; k < len(misses); k = int(next.Add(1)) - 1 {
+				m := misses[k]
+				out[m.i], errs[m.i] = contentHash(m.path)
+			}
+		})
+	}
+	wg.Wait()
+	changed := false
+	for _, m := range misses {
+		if errs[m.i] != nil {
+			return nil, fmt.Errorf("model identity: %w", errs[m.i])
 		}
 		// A file that changed while it was read gives no lasting answer:
 		// use it for this run, remember nothing.
-		if pa, after, err := stampOf(f); err == nil && pa == p && after == s {
-			memo.Files[p] = weightMemoEntry{s, sum}
+		if pa, after, err := stampOf(files[m.i]); err == nil && pa == m.path && after == m.stamp {
+			memo.Files[m.path] = weightMemoEntry{m.stamp, out[m.i]}
 			changed = true
 		}
-		out[i] = sum
 	}
 	if changed && root != "" {
 		writeWeightMemo(root, memo)

@@ -5,17 +5,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenflow/tokenflow/internal/fixture"
 )
 
 // countHashes makes contentHash count the files it reads, by path.
 func countHashes(t *testing.T) map[string]int {
 	t.Helper()
 	reads := map[string]int{}
+	var mu sync.Mutex // files are hashed side by side
 	orig := contentHash
 	contentHash = func(path string) (string, error) {
+		mu.Lock()
 		reads[filepath.Base(filepath.Dir(path))+"/"+filepath.Base(path)]++
+		mu.Unlock()
 		return orig(path)
 	}
 	t.Cleanup(func() { contentHash = orig })
@@ -162,5 +168,15 @@ func TestIdentityMemo(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("cache root holds %v, want only %s (no temporary files left)", names, weightMemoName)
+	}
+}
+
+// A model's identity keys every cache entry made with it: a change of how
+// it is computed (the order files are hashed in, say) would silently make
+// every user's cached inversions unreachable. This pins the tiny model's.
+func TestIdentityIsStable(t *testing.T) {
+	const want = "2d35f331f22d577337cf389c" // tiny-sd21, computed before the files were hashed side by side
+	if got := identity(t, fixture.Model(t, "tiny-sd21"), t.TempDir()); got != want {
+		t.Errorf("identity of tiny-sd21 is %s, was %s: cached inversions would not be found again", got, want)
 	}
 }
