@@ -21,24 +21,38 @@ func (p *Model) buildText(w *models.Weights) (*onnx.Graph, error) {
 // EncodeText runs the text encoder on each prompt (one at a time, as the
 // official code calls it) and returns their states [len(prompts),77,C]. A
 // prompt longer than the tokenizer's 77 tokens is truncated with a warning
-// on the log.
+// on the log. A prompt encoded before by this Model (the inversion prompt,
+// which the inversion and then the edit need) is not encoded again: each
+// prompt runs alone, so its states do not depend on the call.
 func (p *Model) EncodeText(ctx context.Context, prompts ...string) (tensor.Tensor, error) {
-	s, err := p.textSession()
-	if err != nil {
-		return tensor.Tensor{}, err
-	}
 	seq, width := int64(p.Tokenizer.MaxLength()), int64(p.TextConfig.HiddenSize)
 	out := tensor.Zeros(int64(len(prompts)), seq, width)
+	var s *ort.Session
 	for i, prompt := range prompts {
-		ids, truncated := p.Tokenizer.Encode(prompt)
-		if truncated && p.opts.Log != nil {
-			fmt.Fprintf(p.opts.Log, "warning: prompt %q is longer than %d tokens; the rest is ignored\n", shorten(prompt, 40), p.Tokenizer.MaxLength()-2)
+		p.mu.Lock()
+		states, ok := p.texts[prompt]
+		p.mu.Unlock()
+		if !ok {
+			ids, truncated := p.Tokenizer.Encode(prompt)
+			if truncated && p.opts.Log != nil {
+				fmt.Fprintf(p.opts.Log, "warning: prompt %q is longer than %d tokens; the rest is ignored\n", shorten(prompt, 40), p.Tokenizer.MaxLength()-2)
+			}
+			if s == nil {
+				var err error
+				if s, err = p.textSession(); err != nil {
+					return tensor.Tensor{}, err
+				}
+			}
+			res, err := run(ctx, s, ort.New([]int64{1, int64(len(ids))}, ids))
+			if err != nil {
+				return tensor.Tensor{}, fmt.Errorf("text encoder: %w", err)
+			}
+			states = res[0]
+			p.mu.Lock()
+			p.texts[prompt] = states
+			p.mu.Unlock()
 		}
-		res, err := run(ctx, s, ort.New([]int64{1, int64(len(ids))}, ids))
-		if err != nil {
-			return tensor.Tensor{}, fmt.Errorf("text encoder: %w", err)
-		}
-		copy(out.Row(i).Data, res[0])
+		copy(out.Row(i).Data, states)
 	}
 	return out, nil
 }

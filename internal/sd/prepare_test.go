@@ -75,3 +75,41 @@ func TestPrepare(t *testing.T) {
 		t.Errorf("after Prepare and Close: %d sessions made, want 2 (unet, text_encoder)", n)
 	}
 }
+
+// TestEncodeTextOnce: a prompt the model has encoded is not encoded again
+// (after Release, no text encoder session is made for it), and its states
+// are those a fresh model computes for it.
+func TestEncodeTextOnce(t *testing.T) {
+	testenv.ORT(t)
+	dir := fixture.Model(t, "tiny-sd21")
+	ctx := context.Background()
+	open := func() *sd.Model {
+		p, err := sd.Open(sd.Options{Model: dir, Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	p := open()
+	first, err := p.EncodeText(ctx, "a test pattern", "a marble statue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := p.SessionTimes()["text_encoder"]
+	p.Release("text_encoder")
+	again, err := p.EncodeText(ctx, "a marble statue", "a test pattern")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := p.SessionTimes()["text_encoder"]; now != made {
+		t.Errorf("the text encoder's session was made again (%v, then %v) for prompts already encoded", made, now)
+	}
+	fresh, err := open().EncodeText(ctx, "a marble statue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(again.Row(0).Data, first.Row(1).Data) || !slices.Equal(again.Row(1).Data, first.Row(0).Data) || !slices.Equal(again.Row(0).Data, fresh.Row(0).Data) {
+		t.Error("remembered prompt states differ from the ones computed")
+	}
+}

@@ -60,6 +60,7 @@ type Model struct {
 	// waitNanos is the time callers of Session waited for a session.
 	waitNanos atomic.Int64
 	made      map[string]time.Duration // creation time by session name
+	texts     map[string][]float32     // text encoder states by prompt
 
 	unetFrames atomic.Int64
 	// kfChannels is the width of each per-layer keyframe input of the UNet.
@@ -73,7 +74,7 @@ func Open(o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]*creation{}, made: map[string]time.Duration{}}
+	p := &Model{opts: o, Checkpoint: c, weights: map[string]*models.Weights{}, sessions: map[string]*ort.Session{}, creating: map[string]*creation{}, made: map[string]time.Duration{}, texts: map[string][]float32{}}
 	if p.UNetConfig, err = c.UNetConfig(); err != nil {
 		return nil, err
 	}
