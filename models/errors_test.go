@@ -275,17 +275,8 @@ func TestGeometryRefusedAtLoad(t *testing.T) {
 // TestUNetOddLatent runs the UNet at a latent size that is neither square
 // nor a multiple of 8: the upsamplers must resize to their skip's size.
 func TestUNetOddLatent(t *testing.T) {
-	c := openCheckpoint(t, fixture.Model(t, "tiny-sd21"))
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Weights.Close()
-	g, err := u.Graph(UNetGraphOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := session(t, g, []string{InSample, InTimestep, InTextEmbeds}, []string{OutSample})
+	_, g := unetGraph(t, openCheckpoint(t, fixture.Model(t, "tiny-sd21")))
+	s := unetSession(t, g)
 	for _, hw := range [][2]int64{{12, 8}, {9, 13}} {
 		h, w := hw[0], hw[1]
 		x := make([]float32, 2*4*h*w)

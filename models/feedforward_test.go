@@ -16,12 +16,7 @@ import (
 // whole projection followed by a Split (diffusers' chunk), with the hidden
 // half first and the gate second.
 func TestFeedForwardHalvesEqualWholeProjection(t *testing.T) {
-	c := openCheckpoint(t, fixture.Model(t, "tiny-sd21"))
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Weights.Close()
+	u := openUNet(t, openCheckpoint(t, fixture.Model(t, "tiny-sd21")))
 	var ff string
 	for _, n := range u.Weights.Names() {
 		if p, ok := strings.CutSuffix(n, ".net.0.proj.weight"); ok {

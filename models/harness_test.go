@@ -34,16 +34,23 @@ func openCheckpoint(t testing.TB, dir string) *Checkpoint {
 // are closed when t ends.
 func unetGraph(t testing.TB, c *Checkpoint) (*UNet, *onnx.Graph) {
 	t.Helper()
-	u, err := c.UNet(onnx.Float)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Weights.Close() })
+	u := openUNet(t, c)
 	g, err := u.Graph(UNetGraphOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return u, g
+}
+
+// openUNet opens c's float32 UNet; its weights are closed when t ends.
+func openUNet(t testing.TB, c *Checkpoint) *UNet {
+	t.Helper()
+	u, err := c.UNet(onnx.Float)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Weights.Close() })
+	return u
 }
 
 // unetSession opens a UNet graph with its sample, timestep and text inputs.

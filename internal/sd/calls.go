@@ -66,15 +66,20 @@ func shorten(s string, n int) string {
 	return string(r[:n]) + "..."
 }
 
+// vaeSession is the session of one of the VAE's graphs (its encoder's or
+// its decoder's).
+func (p *Model) vaeSession(name string, graph func(*models.VAE) (*onnx.Graph, error)) (*ort.Session, error) {
+	return p.Session(name, "vae", func(w *models.Weights) (*onnx.Graph, error) {
+		return graph(&models.VAE{Config: p.VAEConfig, Weights: w})
+	})
+}
+
 // EncodePixels VAE-encodes images [N,3,H,W] with values in [-1,1] (the
 // caller maps pixels u to 2*u/255 - 1, as torchvision's ToTensor then the
 // official 2x-1 do) into latents [N,C,H/8,W/8]: the posterior mean times
 // scaling_factor.
 func (p *Model) EncodePixels(ctx context.Context, x tensor.Tensor) (tensor.Tensor, error) {
-	s, err := p.Session("vae_encoder", "vae",
-		func(w *models.Weights) (*onnx.Graph, error) {
-			return (&models.VAE{Config: p.VAEConfig, Weights: w}).EncoderGraph()
-		})
+	s, err := p.vaeSession("vae_encoder", (*models.VAE).EncoderGraph)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
@@ -94,10 +99,7 @@ func (p *Model) EncodePixels(ctx context.Context, x tensor.Tensor) (tensor.Tenso
 // values in [0,1]: clamp(decoder(z / scaling_factor)/2 + 0.5, 0, 1), as
 // the official decode_latents.
 func (p *Model) DecodeLatents(ctx context.Context, z tensor.Tensor) (tensor.Tensor, error) {
-	s, err := p.Session("vae_decoder", "vae",
-		func(w *models.Weights) (*onnx.Graph, error) {
-			return (&models.VAE{Config: p.VAEConfig, Weights: w}).DecoderGraph()
-		})
+	s, err := p.vaeSession("vae_decoder", (*models.VAE).DecoderGraph)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
