@@ -1,7 +1,6 @@
 package models
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
@@ -274,17 +273,17 @@ func (c *Checkpoint) Identity(cacheRoot string) (string, error) {
 	// Per component: its tensors' headers, then its files' sizes and
 	// hashes. Every file is hashed in one call, so that they are read side
 	// by side.
-	var headers []bytes.Buffer
+	var headers [][]byte
 	var files [][]string
 	for _, comp := range []string{"unet", "vae", "text_encoder"} {
 		w, err := c.Weights(comp, onnx.Float)
 		if err != nil {
 			return "", err
 		}
-		var b bytes.Buffer
+		var b []byte
 		for _, n := range w.Names() { // sorted
 			t, _ := w.Info(n)
-			fmt.Fprintf(&b, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
+			b = fmt.Appendf(b, "%s %s %s %v %d %d\n", comp, n, t.DType, t.Shape, t.Offset, t.Length)
 		}
 		headers, files = append(headers, b), append(files, w.Files())
 		w.Close()
@@ -294,7 +293,7 @@ func (c *Checkpoint) Identity(cacheRoot string) (string, error) {
 		return "", err
 	}
 	for i := range headers {
-		h.Write(headers[i].Bytes())
+		h.Write(headers[i])
 		for _, f := range files[i] {
 			st, err := os.Stat(f)
 			if err != nil {

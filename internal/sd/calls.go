@@ -27,34 +27,40 @@ func (p *Model) buildText(w *models.Weights) (*onnx.Graph, error) {
 func (p *Model) EncodeText(ctx context.Context, prompts ...string) (tensor.Tensor, error) {
 	seq, width := int64(p.Tokenizer.MaxLength()), int64(p.TextConfig.HiddenSize)
 	out := tensor.Zeros(int64(len(prompts)), seq, width)
-	var s *ort.Session
 	for i, prompt := range prompts {
-		p.mu.Lock()
-		states, ok := p.texts[prompt]
-		p.mu.Unlock()
-		if !ok {
-			ids, truncated := p.Tokenizer.Encode(prompt)
-			if truncated && p.opts.Log != nil {
-				fmt.Fprintf(p.opts.Log, "warning: prompt %q is longer than %d tokens; the rest is ignored\n", shorten(prompt, 40), p.Tokenizer.MaxLength()-2)
-			}
-			if s == nil {
-				var err error
-				if s, err = p.textSession(); err != nil {
-					return tensor.Tensor{}, err
-				}
-			}
-			res, err := run(ctx, s, ort.New([]int64{1, int64(len(ids))}, ids))
-			if err != nil {
-				return tensor.Tensor{}, fmt.Errorf("text encoder: %w", err)
-			}
-			states = res[0]
-			p.mu.Lock()
-			p.texts[prompt] = states
-			p.mu.Unlock()
+		states, err := p.textStates(ctx, prompt)
+		if err != nil {
+			return tensor.Tensor{}, err
 		}
 		copy(out.Row(i).Data, states)
 	}
 	return out, nil
+}
+
+// textStates is one prompt's text encoder states, remembered for the run.
+func (p *Model) textStates(ctx context.Context, prompt string) ([]float32, error) {
+	p.mu.Lock()
+	states, ok := p.texts[prompt]
+	p.mu.Unlock()
+	if ok {
+		return states, nil
+	}
+	s, err := p.textSession()
+	if err != nil {
+		return nil, err
+	}
+	ids, truncated := p.Tokenizer.Encode(prompt)
+	if truncated && p.opts.Log != nil {
+		fmt.Fprintf(p.opts.Log, "warning: prompt %q is longer than %d tokens; the rest is ignored\n", shorten(prompt, 40), p.Tokenizer.MaxLength()-2)
+	}
+	res, err := run(ctx, s, ort.New([]int64{1, int64(len(ids))}, ids))
+	if err != nil {
+		return nil, fmt.Errorf("text encoder: %w", err)
+	}
+	p.mu.Lock()
+	p.texts[prompt] = res[0]
+	p.mu.Unlock()
+	return res[0], nil
 }
 
 // shorten cuts s to n runes, marking the cut with "...".
